@@ -1,0 +1,94 @@
+"""The ``computealloc`` command: a thin typer layer over the Python API."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Annotated
+
+import pandas as pd
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from computealloc import datasets
+from computealloc.samples import SampleLog, SampleLogError, read_samples
+
+app = typer.Typer(
+    help="Decide how much test-time compute an LLM should spend on each query under a budget.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+)
+datasets_app = typer.Typer(help="Named public sources of sample logs.", no_args_is_help=True)
+app.add_typer(datasets_app, name="datasets")
+console = Console(width=200) if not Console().is_terminal else Console()
+
+LogArg = Annotated[
+    str,
+    typer.Argument(
+        help="A sample log file (CSV, JSONL or Parquet) or a dataset name such as "
+        "'mot_cascade:llama-2-13b/gsm/pot2' (see `computealloc datasets list`)."
+    ),
+]
+
+
+def _open_log(log: str) -> SampleLog:
+    """Read a log file, or load a named public source."""
+    try:
+        if Path(log).exists():
+            with console.status(f"Reading {log} ..."):
+                return read_samples(log)
+        with console.status(f"Loading {log} ..."):
+            return datasets.load(log)
+    except (SampleLogError, FileNotFoundError, KeyError, ValueError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, float):
+        return "–" if math.isnan(value) else f"{value:.4f}"
+    return str(value)
+
+
+def _print_frame(df: pd.DataFrame, title: str) -> None:
+    df = df.dropna(axis=1, how="all")
+    table = Table(title=title, header_style="bold")
+    for col in df.columns:
+        numeric = pd.api.types.is_numeric_dtype(df[col]) and not pd.api.types.is_bool_dtype(df[col])
+        table.add_column(str(col), justify="right" if numeric else "left")
+    for row in df.itertuples(index=False):
+        table.add_row(*(_fmt(v) for v in row))
+    console.print(table)
+
+
+@datasets_app.command("list")
+def datasets_list() -> None:
+    """List the public sources, their license and whether they are found locally.
+
+    Example: computealloc datasets list
+    """
+    rows = []
+    for src in datasets.sources():
+        rows.append(
+            {
+                "name": src.name,
+                "license": src.license,
+                "runs": len(datasets.runs(src.name)) if datasets.is_available(src.name) else "–",
+                "local": "yes" if datasets.is_available(src.name) else "missing",
+                "what": src.title,
+            }
+        )
+    _print_frame(pd.DataFrame(rows), f"Sources under {datasets.data_root()}")
+
+
+@app.command()
+def inspect(log: LogArg) -> None:
+    """Per model: queries, samples per query, single-sample and majority accuracy, agreement.
+
+    Example: computealloc inspect mot_cascade:llama-2-13b/gsm/pot2
+    """
+    from computealloc.summary import summarize
+
+    sample_log = _open_log(log)
+    _print_frame(summarize(sample_log), f"{sample_log.source}")
