@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 from typing import Annotated
 
+import numpy as np
 import pandas as pd
 import typer
 from rich.console import Console
@@ -47,7 +48,8 @@ def _open_log(log: str) -> SampleLog:
 
 def _fmt(value: object) -> str:
     if isinstance(value, float):
-        return "–" if math.isnan(value) else f"{value:.4f}"
+        # NumPy's rounding of the scaled value, as pandas prints tables (0.32875 -> 0.3288).
+        return "–" if math.isnan(value) else f"{np.round(value, 4):.4f}"
     return str(value)
 
 
@@ -92,3 +94,59 @@ def inspect(log: LogArg) -> None:
 
     sample_log = _open_log(log)
     _print_frame(summarize(sample_log), f"{sample_log.source}")
+
+
+def _parse_prices(prices: list[str]) -> dict[str, float] | None:
+    out: dict[str, float] = {}
+    for item in prices:
+        model, sep, value = item.rpartition("=")
+        try:
+            out[model] = float(value)
+        except ValueError:
+            model = ""
+        if not sep or not model:
+            console.print(f"[red]error:[/red] --price must be MODEL=USD_PER_1M_TOKENS. Got {item!r}.")
+            raise typer.Exit(2)
+    return out or None
+
+
+@app.command("estimate")
+def estimate_cmd(
+    log: LogArg,
+    out: Annotated[Path, typer.Option("-o", "--out", help="Output OutcomeTable (.parquet).")],
+    actions: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated action specs; default majority@1,2,4,... up to n."),
+    ] = None,
+    cost: Annotated[str, typer.Option(help="Cost unit: samples, tokens or usd.")] = "samples",
+    price: Annotated[
+        list[str],
+        typer.Option(help="MODEL=USD per 1M output tokens (repeatable; with --cost usd)."),
+    ] = [],  # noqa: B006
+    on_short: Annotated[
+        str, typer.Option(help="Queries with fewer than K samples: raise or drop.")
+    ] = "raise",
+) -> None:
+    """Estimate every action's exact expected accuracy and cost on every query.
+
+    Example: computealloc estimate mot_cascade:llama-2-13b/gsm/pot2
+    --actions majority@1,majority@4,majority@16 -o table.parquet
+    """
+    from computealloc.actions import parse_actions
+    from computealloc.estimate import estimate
+
+    sample_log = _open_log(log)
+    try:
+        acts = parse_actions(actions) if actions else None
+        with console.status("Estimating ..."):
+            table = estimate(
+                sample_log, acts, cost=cost, prices=_parse_prices(price), on_short=on_short
+            )
+    except ValueError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    table.save(out)
+    means = pd.DataFrame(
+        {"action": table.actions, "mean_accuracy": table.P.mean(0), "mean_cost": table.C.mean(0)}
+    )
+    _print_frame(means, f"{table.n_queries} queries -> {out}")
