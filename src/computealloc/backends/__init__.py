@@ -1,0 +1,45 @@
+"""Sampling backends: an OpenAI-compatible server, or the replay of a sample log.
+
+:class:`OpenAIBackend` needs the ``openai`` package (the ``serve`` extra) and is imported on
+first use, so the rest of the package works without it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from computealloc.backends.base import (
+    Backend,
+    BackendError,
+    Completion,
+    RetryPolicy,
+    gather_or_cancel,
+    retry_async,
+)
+from computealloc.backends.replay import ReplayBackend, UnknownPromptError
+
+if TYPE_CHECKING:
+    from computealloc.backends.openai_compat import BackendStats, OpenAIBackend
+
+__all__ = [
+    "Backend",
+    "BackendError",
+    "BackendStats",
+    "Completion",
+    "OpenAIBackend",
+    "ReplayBackend",
+    "RetryPolicy",
+    "UnknownPromptError",
+    "gather_or_cancel",
+    "retry_async",
+]
+
+_LAZY = {"OpenAIBackend", "BackendStats"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        from computealloc.backends import openai_compat
+
+        return getattr(openai_compat, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

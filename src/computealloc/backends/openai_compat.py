@@ -1,0 +1,338 @@
+"""Sampling from any OpenAI-compatible chat server (vLLM, SGLang, llama.cpp, OpenAI).
+
+Built on the official ``openai`` async client, whose own retries are switched off: retries
+follow this package's :class:`~computealloc.backends.base.RetryPolicy`, per HTTP request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import openai
+
+from computealloc.backends.base import (
+    BackendError,
+    Completion,
+    RetryPolicy,
+    gather_or_cancel,
+    retry_async,
+)
+
+__all__ = ["BackendStats", "OpenAIBackend", "split_output_tokens"]
+
+# Statuses with which servers refuse ``n > 1`` (e.g. "n must be 1"); the call then falls back.
+_N_REJECTED = frozenset({400, 422, 501})
+_RETRYABLE_STATUS = frozenset({408, 409, 429})
+
+
+@dataclass
+class BackendStats:
+    """Running counters of an :class:`OpenAIBackend` (read them, do not set them).
+
+    Attributes
+    ----------
+    requests : int
+        HTTP attempts made, retries included.
+    retries : int
+        Attempts that failed retryably and were retried.
+    n_fallbacks : int
+        ``sample`` calls whose ``n > 1`` request was refused or came back short, so that single
+        requests made up the rest.
+    """
+
+    requests: int = 0
+    retries: int = 0
+    n_fallbacks: int = 0
+
+
+class OpenAIBackend:
+    """Backend over an OpenAI-compatible ``/v1/chat/completions`` endpoint.
+
+    Parameters
+    ----------
+    base_url : str
+        Server root including ``/v1``, e.g. ``"http://127.0.0.1:8000/v1"``.
+    model : str
+        Model name sent with every request and written into sample logs.
+    api_key : str, optional
+        Bearer key; defaults to the ``OPENAI_API_KEY`` environment variable, else ``"EMPTY"``
+        (what local servers accept).
+    timeout : float
+        Seconds before one HTTP request counts as timed out (a retryable failure).
+    use_n : bool or "auto"
+        How ``sample(prompt, n)`` gets ``n`` completions. ``False``: ``n`` parallel single
+        requests. ``True``: one request with ``n``; when the server refuses it (HTTP 400, 422 or
+        501) or returns fewer choices, the missing ones come from parallel single requests.
+        ``"auto"``: like ``True`` until the first such fallback succeeds, then like ``False``.
+    retry : RetryPolicy, optional
+        Backoff for 408/409/429/5xx, timeouts, connection errors and malformed responses.
+    max_concurrency : int
+        HTTP requests in flight at most, over all concurrent ``sample`` calls.
+    system_prompt : str, optional
+        A system message sent before the prompt.
+
+    Attributes
+    ----------
+    stats : BackendStats
+        Request, retry and fallback counters.
+
+    Notes
+    -----
+    Output tokens come from ``usage.completion_tokens``, which servers report for the whole
+    request. With one choice it is that sample's count. With several choices the total is
+    split in proportion to the characters of each choice's text (largest-remainder rounding,
+    so the split sums to the reported total); the mean per sample is exact, a single sample's
+    count an estimate. ``use_n=False`` gives exact per-sample counts.
+
+    Single requests carry ``seed + j`` for the ``j``-th completion of the call when a ``seed``
+    is given, so that seeded servers do not return ``n`` copies of one sample.
+    ``max_tokens`` is sent as ``max_tokens``, the field vLLM, SGLang and llama.cpp read.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        *,
+        api_key: str | None = None,
+        timeout: float = 60.0,
+        use_n: bool | Literal["auto"] = "auto",
+        retry: RetryPolicy | None = None,
+        max_concurrency: int = 64,
+        system_prompt: str | None = None,
+    ) -> None:
+        _check_init(base_url, model, timeout, use_n, max_concurrency)
+        self.base_url = base_url
+        self.model = model
+        self.timeout = float(timeout)
+        self.use_n = use_n
+        self.retry = retry if retry is not None else RetryPolicy()
+        self.max_concurrency = max_concurrency
+        self.system_prompt = system_prompt
+        self.stats = BackendStats()
+        self._try_n = use_n is not False
+        self._slots = asyncio.Semaphore(max_concurrency)
+        self._rng = random.Random()
+        self._client = openai.AsyncOpenAI(
+            base_url=base_url,
+            api_key=api_key if api_key is not None else os.environ.get("OPENAI_API_KEY", "EMPTY"),
+            timeout=self.timeout,
+            max_retries=0,
+        )
+
+    async def __aenter__(self) -> OpenAIBackend:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the HTTP connection pool."""
+        await self._client.close()
+
+    async def sample(
+        self,
+        prompt: str,
+        n: int,
+        *,
+        temperature: float = 1.0,
+        max_tokens: int | None = None,
+        seed: int | None = None,
+    ) -> list[Completion]:
+        """Sample ``n`` completions of ``prompt``.
+
+        Parameters
+        ----------
+        prompt : str
+            The user message.
+        n : int
+            Completions wanted, ``>= 1``.
+        temperature : float
+            Sampling temperature.
+        max_tokens : int, optional
+            Cap on output tokens per completion.
+        seed : int, optional
+            Sampling seed, for servers that honour it.
+
+        Returns
+        -------
+        completions : list of Completion
+            Exactly ``n`` completions.
+
+        Raises
+        ------
+        BackendError
+            When a request fails for good (non-retryable, or out of attempts).
+        """
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(
+                f"The 'n' parameter of OpenAIBackend.sample must be an int in [1, inf). "
+                f"Got {n!r} instead."
+            )
+        params: dict[str, Any] = {"temperature": temperature, "max_tokens": max_tokens}
+        got = await self._sample_with_n(prompt, n, seed, params) if n > 1 and self._try_n else []
+        rest = await gather_or_cancel(
+            self._request(prompt, 1, None if seed is None else seed + j, params)
+            for j in range(len(got), n)
+        )
+        if n > 1 and len(got) < n and self._try_n:
+            self.stats.n_fallbacks += 1
+            self._try_n = self.use_n is True
+        return got + [c for batch in rest for c in batch]
+
+    async def _sample_with_n(
+        self, prompt: str, n: int, seed: int | None, params: dict[str, Any]
+    ) -> list[Completion]:
+        """One request with ``n``; empty when the server refuses ``n > 1``."""
+        try:
+            return (await self._request(prompt, n, seed, params))[:n]
+        except BackendError as exc:
+            if exc.status_code in _N_REJECTED:
+                return []
+            raise
+
+    async def _request(
+        self, prompt: str, n: int, seed: int | None, params: dict[str, Any]
+    ) -> list[Completion]:
+        """One chat completion request, retried as ``self.retry`` says."""
+
+        async def attempt() -> list[Completion]:
+            async with self._slots:
+                self.stats.requests += 1
+                return await self._create(prompt, n, seed, params)
+
+        return await retry_async(attempt, self.retry, rng=self._rng, on_retry=self._count_retry)
+
+    def _count_retry(self, attempt: int, error: BackendError, delay: float) -> None:
+        self.stats.retries += 1
+
+    async def _create(
+        self, prompt: str, n: int, seed: int | None, params: dict[str, Any]
+    ) -> list[Completion]:
+        """One HTTP attempt; every failure becomes a :class:`BackendError`."""
+        body: dict[str, Any] = {"temperature": params["temperature"]}
+        if n > 1:
+            body["n"] = n
+        if params["max_tokens"] is not None:
+            body["max_tokens"] = params["max_tokens"]
+        if seed is not None:
+            body["seed"] = seed
+        try:
+            response = await self._client.chat.completions.create(
+                model=self.model, messages=self._messages(prompt), **body
+            )
+        except openai.APIStatusError as exc:
+            raise _status_error(exc) from exc
+        except openai.APIConnectionError as exc:
+            raise BackendError(f"{self.base_url}: {exc.message}", retryable=True) from exc
+        except (openai.APIResponseValidationError, ValueError) as exc:
+            raise _malformed(self.base_url, str(exc)) from exc
+        return _parse_response(response, self.base_url)
+
+    def _messages(self, prompt: str) -> list[Any]:
+        user = {"role": "user", "content": prompt}
+        if self.system_prompt is None:
+            return [user]
+        return [{"role": "system", "content": self.system_prompt}, user]
+
+
+def _check_init(
+    base_url: object, model: object, timeout: object, use_n: object, max_concurrency: object
+) -> None:
+    """Validate the constructor arguments of :class:`OpenAIBackend`."""
+    n_mode = isinstance(use_n, bool) or use_n == "auto"
+    checks = (
+        ("base_url", base_url, "a non-empty str", isinstance(base_url, str) and bool(base_url)),
+        ("model", model, "a non-empty str", isinstance(model, str) and bool(model)),
+        ("timeout", timeout, "a float in (0, inf)", _is_positive(timeout, real=True)),
+        ("use_n", use_n, "True, False or 'auto'", n_mode),
+        ("max_concurrency", max_concurrency, "an int in [1, inf)", _is_positive(max_concurrency)),
+    )
+    for name, value, expected, ok in checks:
+        if not ok:
+            raise ValueError(
+                f"The '{name}' parameter of OpenAIBackend must be {expected}. "
+                f"Got {value!r} instead."
+            )
+
+
+def _is_positive(value: object, *, real: bool = False) -> bool:
+    """Whether ``value`` is a positive int (or, with ``real``, a positive int or float)."""
+    kinds = (int, float) if real else (int,)
+    return isinstance(value, kinds) and not isinstance(value, bool) and value > 0
+
+
+def _status_error(exc: openai.APIStatusError) -> BackendError:
+    status = exc.status_code
+    retry_after = exc.response.headers.get("retry-after")
+    try:
+        wait = float(retry_after) if retry_after is not None else None
+    except ValueError:
+        wait = None
+    return BackendError(
+        f"{exc.request.url}: HTTP {status}: {exc.message}",
+        retryable=status in _RETRYABLE_STATUS or status >= 500,
+        status_code=status,
+        retry_after=wait,
+    )
+
+
+def _malformed(base_url: str, detail: str) -> BackendError:
+    return BackendError(f"{base_url}: malformed chat completion response: {detail}", retryable=True)
+
+
+def _parse_response(response: object, base_url: str) -> list[Completion]:
+    """The completions of a chat completion response; malformed ones raise (retryable)."""
+    choices = getattr(response, "choices", None)
+    if not isinstance(choices, list) or not choices:
+        raise _malformed(base_url, f"no 'choices' list in {str(response)[:200]!r}")
+    texts: list[str] = []
+    reasons: list[str | None] = []
+    for choice in choices:
+        content = getattr(getattr(choice, "message", None), "content", None)
+        if content is not None and not isinstance(content, str):
+            raise _malformed(base_url, f"message content is {type(content).__name__}, not str")
+        texts.append(content or "")
+        reason = getattr(choice, "finish_reason", None)
+        reasons.append(reason if isinstance(reason, str) else None)
+    total = getattr(getattr(response, "usage", None), "completion_tokens", None)
+    tokens = split_output_tokens(total if isinstance(total, int) else None, texts)
+    return [
+        Completion(text=t, output_tokens=k, finish_reason=r)
+        for t, k, r in zip(texts, tokens, reasons, strict=True)
+    ]
+
+
+def split_output_tokens(total: int | None, texts: list[str]) -> list[int | None]:
+    """Split a request's output-token total over its choices, in proportion to their length.
+
+    Parameters
+    ----------
+    total : int or None
+        ``usage.completion_tokens`` of the request; None when the server sent none.
+    texts : list of str
+        The texts of the request's choices.
+
+    Returns
+    -------
+    tokens : list of int or None
+        One count per choice, summing to ``total``: the floor of each exact share, plus one for
+        the choices with the largest remainders (the earlier choice on ties); weights are the
+        character counts of ``texts`` (equal weights when all are empty). All None when
+        ``total`` is None or negative.
+    """
+    if total is None or total < 0:
+        return [None] * len(texts)
+    weights = np.array([len(t) for t in texts], dtype=np.int64)
+    if weights.sum() == 0:
+        weights[:] = 1
+    scaled = total * weights
+    counts, remainders = np.divmod(scaled, weights.sum())
+    short = total - int(counts.sum())
+    counts[np.argsort(-remainders, kind="stable")[:short]] += 1
+    return [int(c) for c in counts]

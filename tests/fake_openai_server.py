@@ -1,0 +1,194 @@
+"""A fake OpenAI-compatible ``/v1/chat/completions`` server for tests, with fault injection.
+
+``make_app`` builds a FastAPI app whose answers come from a responder (scripted, or the
+replay of a sample log); ``running(app)`` serves it under uvicorn on ``127.0.0.1`` (a free
+port) in a background thread and yields the base URL. Loopback only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import random
+import socket
+import threading
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, Literal
+
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
+
+from computealloc.backends import Completion, ReplayBackend, UnknownPromptError
+
+FaultKind = Literal["500", "429", "timeout", "malformed"]
+NMode = Literal["native", "reject", "ignore"]
+
+
+class ChatRequest(BaseModel):
+    """The fields of a chat completion request that the fake reads."""
+
+    model: str
+    messages: list[dict[str, Any]]
+    n: int = 1
+    temperature: float = 1.0
+    max_tokens: int | None = None
+    seed: int | None = None
+
+    @property
+    def prompt(self) -> str:
+        return str(self.messages[-1]["content"])
+
+
+Responder = Callable[[ChatRequest, int], Awaitable[list[Completion]]]
+
+
+async def scripted(request: ChatRequest, n: int) -> list[Completion]:
+    """Deterministic answers: choice ``j`` depends only on (prompt, seed, n, j).
+
+    The text is ``"w w ... The answer is \\boxed{A}."`` with ``A`` in ``{0, 1, 2, 3}`` and a
+    random number of filler words; ``output_tokens`` is the number of words.
+    """
+    out = []
+    for j in range(n):
+        key = f"{request.prompt}|{request.seed}|{n}|{j}".encode()
+        rng = random.Random(int.from_bytes(hashlib.sha256(key).digest()[:8], "little"))
+        text = (
+            " ".join(["w"] * rng.randint(1, 20)) + f" The answer is \\boxed{{{rng.randint(0, 3)}}}."
+        )
+        out.append(Completion(text=text, output_tokens=len(text.split()), finish_reason="stop"))
+    return out
+
+
+def replaying(backend: ReplayBackend) -> Responder:
+    """Answers from a replayed sample log (unknown prompts get HTTP 404)."""
+
+    async def respond(request: ChatRequest, n: int) -> list[Completion]:
+        return await backend.sample(request.prompt, n)
+
+    return respond
+
+
+def make_app(
+    responder: Responder = scripted,
+    *,
+    fault_rate: float = 0.0,
+    faults: tuple[FaultKind, ...] = ("500", "429", "timeout", "malformed"),
+    delay_s: float = 1.0,
+    latency_s: float = 0.0,
+    n_mode: NMode = "native",
+    seed: int = 0,
+) -> FastAPI:
+    """The fake server.
+
+    Parameters
+    ----------
+    responder : async callable
+        ``responder(request, n)`` returns the ``n`` completions to send.
+    fault_rate : float
+        Probability that a request gets a fault instead of its answer.
+    faults : tuple of str
+        Fault kinds drawn uniformly: HTTP 500, HTTP 429 (``Retry-After: 0``), ``"timeout"``
+        (the answer comes after ``delay_s`` seconds) and ``"malformed"`` (truncated JSON).
+    latency_s : float
+        Delay before every answer, in seconds.
+    n_mode : str
+        ``"native"`` honours ``n``; ``"reject"`` answers HTTP 400 to ``n > 1``; ``"ignore"``
+        always returns one choice.
+    seed : int
+        Seed of the fault draws.
+
+    Notes
+    -----
+    ``app.state.requests`` lists the ``n`` of every request received; ``app.state.faults``
+    counts the faults injected by kind.
+    """
+    app = FastAPI()
+    app.state.requests = []
+    app.state.faults = Counter()
+    rng = random.Random(seed)
+
+    @app.post("/v1/chat/completions")
+    async def chat(raw: Request) -> Response:
+        request = ChatRequest.model_validate(await raw.json())
+        app.state.requests.append(request.n)
+        fault = rng.choice(faults) if rng.random() < fault_rate else None
+        if fault is not None:
+            app.state.faults[fault] += 1
+        if fault == "500":
+            return _error(500, "injected server error")
+        if fault == "429":
+            return _error(429, "injected rate limit", {"retry-after": "0"})
+        if fault == "malformed":
+            return Response('{"id": "x", "choices": [{"index"', media_type="application/json")
+        await asyncio.sleep(delay_s if fault == "timeout" else latency_s)
+        if n_mode == "reject" and request.n > 1:
+            return _error(400, "n > 1 is not supported")
+        n = 1 if n_mode == "ignore" else request.n
+        try:
+            completions = await responder(request, n)
+        except UnknownPromptError as exc:
+            return _error(404, str(exc))
+        return JSONResponse(_body(request.model, completions))
+
+    return app
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(
+        {"error": {"message": message, "type": "fake", "code": status}},
+        status_code=status,
+        headers=headers,
+    )
+
+
+def _body(model: str, completions: list[Completion]) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "created": 0,
+        "model": model,
+        "choices": [
+            {
+                "index": j,
+                "message": {"role": "assistant", "content": c.text},
+                "finish_reason": c.finish_reason or "stop",
+            }
+            for j, c in enumerate(completions)
+        ],
+    }
+    tokens = [c.output_tokens for c in completions]
+    if all(t is not None for t in tokens):
+        total = sum(t for t in tokens if t is not None)
+        body["usage"] = {"prompt_tokens": 1, "completion_tokens": total, "total_tokens": total + 1}
+    return body
+
+
+@contextmanager
+def running(app: FastAPI) -> Iterator[str]:
+    """Serve ``app`` on a free loopback port in a daemon thread; yield ``http://.../v1``."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(
+        app, log_level="warning", lifespan="off", timeout_graceful_shutdown=1, access_log=False
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the fake OpenAI server did not start")
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=5)
+        sock.close()

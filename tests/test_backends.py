@@ -1,0 +1,399 @@
+"""Backends: retry helper, token split, the OpenAI-compatible client (against a fake server on
+loopback) and the replay of a sample log."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import Counter
+from fractions import Fraction
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+pytest.importorskip("openai")
+pytest.importorskip("fastapi")
+pytest.importorskip("uvicorn")
+
+from computealloc.backends import (
+    BackendError,
+    OpenAIBackend,
+    ReplayBackend,
+    RetryPolicy,
+    UnknownPromptError,
+    gather_or_cancel,
+    retry_async,
+)
+from computealloc.backends.openai_compat import split_output_tokens
+from computealloc.samples import read_samples
+from fake_openai_server import ChatRequest, make_app, replaying, running, scripted
+
+FAST = RetryPolicy(max_attempts=8, initial_delay=0.001, max_delay=0.01)
+
+
+def run(coro):  # type: ignore[no-untyped-def]
+    return asyncio.run(coro)
+
+
+async def _sample_all(backend, prompts, n, **kw):  # type: ignore[no-untyped-def]
+    async with backend:
+        return await asyncio.gather(*(backend.sample(p, n, **kw) for p in prompts))
+
+
+# --- retry helper -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        (
+            {"max_attempts": 0},
+            r"'max_attempts' parameter of RetryPolicy must be an int in \[1, inf\)",
+        ),
+        ({"max_attempts": 2.0}, r"'max_attempts' .* Got 2.0 instead"),
+        ({"initial_delay": -1.0}, r"'initial_delay' .* a float in \[0.0, inf\)"),
+        ({"initial_delay": 2.0, "max_delay": 1.0}, r"'max_delay' .* a float in \[2.0, inf\)"),
+        ({"multiplier": 0.5}, r"'multiplier' .* a float in \[1.0, inf\)"),
+        ({"jitter": 1.5}, r"'jitter' .* a float in \[0.0, 1.0\]. Got 1.5 instead"),
+        ({"jitter": True}, r"'jitter' .* Got True instead"),
+    ],
+)
+def test_retry_policy_validation(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        RetryPolicy(**kwargs)
+
+
+def test_retry_delay_is_exponential_capped_and_honours_retry_after():
+    policy = RetryPolicy(initial_delay=0.5, max_delay=3.0, multiplier=2.0, jitter=0.0)
+    err = BackendError("x", retryable=True)
+    rng = random.Random(0)
+    assert [policy.delay(k, err, rng) for k in range(5)] == [0.5, 1.0, 2.0, 3.0, 3.0]
+    slow = BackendError("x", retryable=True, retry_after=1.7)
+    assert policy.delay(0, slow, rng) == 1.7
+
+
+def test_retry_jitter_stays_within_its_share():
+    policy = RetryPolicy(initial_delay=1.0, max_delay=1.0, jitter=0.25)
+    rng = random.Random(1)
+    waits = [policy.delay(0, BackendError("x", retryable=True), rng) for _ in range(200)]
+    assert 0.75 <= min(waits) < 0.8 and 0.95 < max(waits) <= 1.0
+
+
+def _flaky(errors):  # type: ignore[no-untyped-def]
+    calls = []
+
+    async def call():  # type: ignore[no-untyped-def]
+        calls.append(1)
+        if len(calls) <= len(errors):
+            raise errors[len(calls) - 1]
+        return "ok"
+
+    return call, calls
+
+
+def test_retry_async_retries_retryable_errors_until_success():
+    call, calls = _flaky([BackendError("a", retryable=True)] * 3)
+    seen = []
+    out = run(retry_async(call, FAST, on_retry=lambda k, e, w: seen.append((k, w))))
+    assert out == "ok" and len(calls) == 4
+    assert [k for k, _ in seen] == [0, 1, 2] and all(0 <= w <= 0.01 for _, w in seen)
+
+
+def test_retry_async_raises_non_retryable_at_once():
+    call, calls = _flaky([BackendError("bad", retryable=False, status_code=400)])
+    with pytest.raises(BackendError, match="bad"):
+        run(retry_async(call, FAST))
+    assert len(calls) == 1
+
+
+def test_retry_async_raises_last_error_after_max_attempts():
+    errors = [BackendError(f"e{k}", retryable=True) for k in range(5)]
+    call, calls = _flaky(errors)
+    with pytest.raises(BackendError, match="e2"):
+        run(retry_async(call, RetryPolicy(max_attempts=3, initial_delay=0.0, max_delay=0.0)))
+    assert len(calls) == 3
+
+
+def test_gather_or_cancel_cancels_siblings_of_a_failure():
+    cancelled = []
+
+    async def slow():  # type: ignore[no-untyped-def]
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            cancelled.append(True)
+            raise
+
+    async def boom():  # type: ignore[no-untyped-def]
+        await asyncio.sleep(0.01)
+        raise BackendError("boom", retryable=False)
+
+    with pytest.raises(BackendError, match="boom"):
+        run(gather_or_cancel([slow(), boom(), slow()]))
+    assert cancelled == [True, True]
+
+
+def test_gather_or_cancel_keeps_argument_order():
+    async def value(v, wait):  # type: ignore[no-untyped-def]
+        await asyncio.sleep(wait)
+        return v
+
+    assert run(gather_or_cancel([value(1, 0.02), value(2, 0.0), value(3, 0.01)])) == [1, 2, 3]
+    assert run(gather_or_cancel([])) == []
+
+
+# --- output-token split ---------------------------------------------------------------------
+
+
+def _largest_remainder(total: int, texts: list[str]) -> list[int]:
+    """Independent reference with exact fractions (ties to the earlier choice)."""
+    weights = [len(t) for t in texts] if any(texts) else [1] * len(texts)
+    shares = [Fraction(total * w, sum(weights)) for w in weights]
+    counts = [int(s) for s in shares]
+    by_remainder = sorted(range(len(texts)), key=lambda j: (-(shares[j] - counts[j]), j))
+    for j in by_remainder[: total - sum(counts)]:
+        counts[j] += 1
+    return counts
+
+
+@given(
+    st.integers(0, 10_000),
+    st.lists(st.text(alphabet="ab ", max_size=30), min_size=1, max_size=8),
+)
+def test_split_output_tokens_matches_exact_largest_remainder(total, texts):
+    got = split_output_tokens(total, texts)
+    assert got == _largest_remainder(total, texts)
+    assert sum(got) == total
+
+
+def test_split_output_tokens_without_usage_is_unknown():
+    assert split_output_tokens(None, ["a", "b"]) == [None, None]
+    assert split_output_tokens(-1, ["a"]) == [None]
+
+
+# --- OpenAI-compatible backend against the fake server ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"base_url": ""}, r"'base_url' parameter of OpenAIBackend must be a non-empty str"),
+        ({"model": 3}, r"'model' parameter of OpenAIBackend must be a non-empty str. Got 3"),
+        ({"timeout": 0}, r"'timeout' .* a float in \(0, inf\). Got 0 instead"),
+        ({"use_n": "yes"}, r"'use_n' .* True, False or 'auto'. Got 'yes' instead"),
+        ({"max_concurrency": 0}, r"'max_concurrency' .* an int in \[1, inf\). Got 0 instead"),
+    ],
+)
+def test_openai_backend_validation(kwargs, match):
+    args = {"base_url": "http://127.0.0.1:9/v1", "model": "m", **kwargs}
+    with pytest.raises(ValueError, match=match):
+        OpenAIBackend(args.pop("base_url"), args.pop("model"), **args)
+
+
+def test_openai_backend_rejects_bad_n():
+    backend = OpenAIBackend("http://127.0.0.1:9/v1", "m")
+    with pytest.raises(ValueError, match=r"'n' parameter of OpenAIBackend.sample .* Got 0"):
+        run(backend.sample("p", 0))
+
+
+def test_one_request_with_n_and_tokens_split_from_usage():
+    app = make_app()
+    with running(app) as url:
+        [got] = run(_sample_all(OpenAIBackend(url, "m", retry=FAST), ["q"], 5, seed=3))
+    assert app.state.requests == [5]
+    request = ChatRequest(model="m", messages=[{"role": "user", "content": "q"}], n=5, seed=3)
+    expected = run(scripted(request, 5))
+    assert [c.text for c in got] == [c.text for c in expected]
+    total = sum(c.output_tokens for c in expected)
+    assert [c.output_tokens for c in got] == split_output_tokens(total, [c.text for c in got])
+    assert {c.finish_reason for c in got} == {"stop"}
+
+
+def test_single_requests_carry_consecutive_seeds_and_exact_tokens():
+    app = make_app()
+    with running(app) as url:
+        [got] = run(_sample_all(OpenAIBackend(url, "m", use_n=False, retry=FAST), ["q"], 3, seed=7))
+    assert app.state.requests == [1, 1, 1]
+    expected = [
+        run(scripted(ChatRequest(model="m", messages=[{"content": "q"}], seed=7 + j), 1))[0]
+        for j in range(3)
+    ]
+    assert got == expected
+
+
+def test_faults_are_retried_until_every_sample_arrives():
+    app = make_app(fault_rate=0.3, delay_s=0.4, seed=5)
+    prompts = [f"q{i}" for i in range(30)]
+    with running(app) as base:
+        backend = OpenAIBackend(base, "m", timeout=0.2, retry=FAST)
+        got = run(_sample_all(backend, prompts, 4, seed=1))
+    assert [len(g) for g in got] == [4] * 30
+    faults = sum(app.state.faults.values())
+    assert set(app.state.faults) == {"500", "429", "timeout", "malformed"}
+    assert backend.stats.retries == faults and backend.stats.requests == 30 + faults
+    assert len(app.state.requests) == 30 + faults
+
+
+def test_rejected_n_falls_back_to_single_requests_and_auto_remembers():
+    app = make_app(n_mode="reject")
+    with running(app) as url:
+        backend = OpenAIBackend(url, "m", retry=FAST)
+        run(_sample_all(backend, ["a"], 4))
+        first = list(app.state.requests)
+        backend2 = OpenAIBackend(url, "m", retry=FAST)
+
+        async def twice():  # type: ignore[no-untyped-def]
+            async with backend2:
+                return [await backend2.sample(p, 4) for p in ("a", "b")]
+
+        got = run(twice())
+    assert first == [4, 1, 1, 1, 1]
+    assert app.state.requests[5:] == [4] + [1] * 8
+    assert [len(g) for g in got] == [4, 4] and backend2.stats.n_fallbacks == 1
+
+
+def test_short_answer_to_n_is_topped_up_and_use_n_true_keeps_trying():
+    app = make_app(n_mode="ignore")
+    with running(app) as url:
+        backend = OpenAIBackend(url, "m", use_n=True, retry=FAST)
+
+        async def twice():  # type: ignore[no-untyped-def]
+            async with backend:
+                return [await backend.sample(p, 4, seed=0) for p in ("a", "b")]
+
+        got = run(twice())
+    assert app.state.requests == [4, 1, 1, 1] * 2
+    assert [len(g) for g in got] == [4, 4] and backend.stats.n_fallbacks == 2
+
+
+def test_non_retryable_status_is_raised_at_once():
+    async def unknown(request, n):  # type: ignore[no-untyped-def]
+        raise UnknownPromptError(request.prompt)
+
+    app = make_app(unknown)
+    with running(app) as url, pytest.raises(BackendError, match="HTTP 404") as info:
+        run(_sample_all(OpenAIBackend(url, "m", retry=FAST), ["q"], 1))
+    assert info.value.status_code == 404 and not info.value.retryable
+    assert app.state.requests == [1]
+
+
+@pytest.mark.parametrize(
+    ("fault", "status"), [("500", 500), ("429", 429), ("malformed", None), ("timeout", None)]
+)
+def test_persistent_fault_raises_retryable_error_after_max_attempts(fault, status):
+    app = make_app(fault_rate=1.0, faults=(fault,), delay_s=0.3)
+    policy = RetryPolicy(max_attempts=3, initial_delay=0.0, max_delay=0.0)
+    with running(app) as url, pytest.raises(BackendError) as info:
+        run(_sample_all(OpenAIBackend(url, "m", timeout=0.1, retry=policy), ["q"], 1))
+    assert info.value.retryable and info.value.status_code == status
+    assert app.state.requests == [1, 1, 1]
+
+
+# --- replay backend -------------------------------------------------------------------------
+
+
+def _log():  # type: ignore[no-untyped-def]
+    """Two queries (5 and 3 samples) of model 'm'; responses on q0 only."""
+    rows = [
+        {
+            "query_id": "q0",
+            "sample_idx": j,
+            "answer": str(j),
+            "correct": j == 0,
+            "tokens": 10 + j,
+            "response": f"resp {j}",
+            "prompt": "  What is zero? ",
+            "gold": "0",
+        }
+        for j in range(5)
+    ] + [
+        {"query_id": "q1", "sample_idx": j, "answer": str(j), "correct": None, "prompt": "One?"}
+        for j in range(3)
+    ]
+    return read_samples(pd.DataFrame(rows).assign(model="m"))
+
+
+async def _draws(backend, prompt, sizes):  # type: ignore[no-untyped-def]
+    return [c.answer for k in sizes for c in await backend.sample(prompt, k)]
+
+
+def test_replay_serves_without_replacement_then_cycles():
+    backend = ReplayBackend(_log(), seed=3)
+    answers = run(_draws(backend, "What is zero?", [2, 2, 2, 4]))
+    assert sorted(answers[:5]) == ["0", "1", "2", "3", "4"]
+    assert sorted(answers[5:10]) == ["0", "1", "2", "3", "4"]
+
+
+def test_replay_order_depends_only_on_seed_and_query():
+    a, b = ReplayBackend(_log(), seed=1), ReplayBackend(_log(), seed=1)
+
+    async def interleaved():  # type: ignore[no-untyped-def]
+        out = []
+        for _ in range(4):
+            out += [c.answer for c in await b.sample("What is zero?", 2)]
+            await b.sample("One?", 2)
+        return out
+
+    assert run(_draws(a, "What is zero?", [8])) == run(interleaved())
+    orders = {
+        tuple(run(_draws(ReplayBackend(_log(), seed=s), "What is zero?", [5]))) for s in range(6)
+    }
+    assert len(orders) > 1
+
+
+def test_replay_completion_fields_come_from_the_log():
+    backend = ReplayBackend(_log(), seed=0)
+    by_answer = {c.answer: c for c in run(backend.sample("What is zero?", 5))}
+    assert by_answer["0"].text == "resp 0" and by_answer["0"].output_tokens == 10
+    assert by_answer["0"].correct is True and by_answer["3"].correct is False
+    assert all(c.from_log for c in by_answer.values())
+    one = run(backend.sample(" One?\n", 3))
+    assert sorted(c.text for c in one) == ["0", "1", "2"]
+    assert {c.output_tokens for c in one} == {None} and {c.correct for c in one} == {None}
+
+
+def test_replay_selects_the_model_of_a_multi_model_log():
+    frame = _log().to_frame()
+    log = read_samples(pd.concat([frame, frame.assign(model="big", answer="x")]))
+    assert log.models == ["big", "m"]
+    with pytest.raises(ValueError, match=r"'model' parameter of ReplayBackend must be one of"):
+        ReplayBackend(log)
+    big = ReplayBackend(log, "big")
+    assert big.model == "big"
+    assert {c.answer for c in run(big.sample("One?", 3))} == {"x"}
+
+
+def test_replay_unknown_prompt_is_a_404_backend_error():
+    backend = ReplayBackend(_log())
+    with pytest.raises(UnknownPromptError, match="No query of the replayed log has the prompt"):
+        run(backend.sample("What is two?", 1))
+    err = UnknownPromptError("x" * 200)
+    assert err.status_code == 404 and not err.retryable and "..." in str(err)
+
+
+def test_replay_validation():
+    with pytest.raises(ValueError, match=r"'seed' parameter of ReplayBackend must be an int in"):
+        ReplayBackend(_log(), seed=-1)
+    with pytest.raises(ValueError, match=r"'model' .* Got 'nope' instead"):
+        ReplayBackend(_log(), "nope")
+    with pytest.raises(ValueError, match=r"'n' parameter of ReplayBackend.sample"):
+        run(ReplayBackend(_log()).sample("One?", 0))
+    no_prompts = read_samples(pd.DataFrame({"query_id": ["a"], "sample_idx": [0], "answer": ["1"]}))
+    with pytest.raises(ValueError, match="has no prompts"):
+        ReplayBackend(no_prompts)
+
+
+def test_replay_through_the_fake_server_serves_each_logged_sample_once():
+    log = _log()
+    app = make_app(replaying(ReplayBackend(log, seed=2)))
+    with running(app) as url:
+        [zero, one] = run(
+            _sample_all(OpenAIBackend(url, "m", retry=FAST), ["What is zero?", "One?"], 5)
+        )
+    assert Counter(c.text for c in zero) == Counter(f"resp {j}" for j in range(5))
+    counts = Counter(c.text for c in one)
+    assert set(counts) == {"0", "1", "2"} and sorted(counts.values()) == [1, 2, 2]
+    assert np.sum([c.output_tokens for c in zero]) == sum(10 + j for j in range(5))
