@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal, cast
 
 import numpy as np
 import pandas as pd
@@ -105,7 +105,9 @@ def _parse_prices(prices: list[str]) -> dict[str, float] | None:
         except ValueError:
             model = ""
         if not sep or not model:
-            console.print(f"[red]error:[/red] --price must be MODEL=USD_PER_1M_TOKENS. Got {item!r}.")
+            console.print(
+                f"[red]error:[/red] --price must be MODEL=USD_PER_1M_TOKENS. Got {item!r}."
+            )
             raise typer.Exit(2)
     return out or None
 
@@ -140,7 +142,11 @@ def estimate_cmd(
         acts = parse_actions(actions) if actions else None
         with console.status("Estimating ..."):
             table = estimate(
-                sample_log, acts, cost=cost, prices=_parse_prices(price), on_short=on_short
+                sample_log,
+                acts,
+                cost=cast(Literal["samples", "tokens", "usd"], cost),
+                prices=_parse_prices(price),
+                on_short=cast(Literal["raise", "drop"], on_short),
             )
     except ValueError as exc:
         console.print(f"[red]error:[/red] {exc}")
@@ -150,3 +156,110 @@ def estimate_cmd(
         {"action": table.actions, "mean_accuracy": table.P.mean(0), "mean_cost": table.C.mean(0)}
     )
     _print_frame(means, f"{table.n_queries} queries -> {out}")
+
+
+@app.command("collect")
+def collect_cmd(
+    queries: Annotated[
+        Path, typer.Argument(help="Queries file (JSONL or CSV: query_id, prompt, gold).")
+    ],
+    out: Annotated[
+        Path, typer.Option("-o", "--out", help="Sample log to write (JSONL); resumed if present.")
+    ],
+    n: Annotated[int, typer.Option("-n", help="Samples per query.")] = 16,
+    base_url: Annotated[
+        str | None, typer.Option(help="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1.")
+    ] = None,
+    model: Annotated[str | None, typer.Option(help="Model name served at --base-url.")] = None,
+    replay: Annotated[
+        str | None, typer.Option(help="Replay a logged SampleLog instead of a server.")
+    ] = None,
+    api_key: Annotated[str | None, typer.Option(envvar="OPENAI_API_KEY", help="API key.")] = None,
+    concurrency: Annotated[int, typer.Option(help="Queries in flight.")] = 8,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 0.7,
+    max_tokens: Annotated[int | None, typer.Option(help="Max output tokens per sample.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Sampling seed passed to the server.")] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds per request.")] = 60.0,
+    max_attempts: Annotated[int, typer.Option(help="Attempts per request (429/5xx/timeouts).")] = 6,
+    use_n: Annotated[
+        str, typer.Option(help="Use the `n` parameter: auto, true or false.")
+    ] = "auto",
+    max_failures: Annotated[
+        int, typer.Option(help="Queries allowed to fail (rerun retries them).")
+    ] = 0,
+) -> None:
+    """Sample n responses per query from an endpoint into a crash-safe, resumable log.
+
+    Example: computealloc collect queries.jsonl --base-url http://localhost:8000/v1
+    --model Qwen/Qwen2.5-7B-Instruct -n 16 -o samples.jsonl
+    """
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TaskProgressColumn,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    from computealloc.collect import CollectError, CollectProgress, run_collect
+
+    modes = {"auto": "auto", "true": True, "false": False}
+    if use_n not in modes:
+        console.print(f"[red]error:[/red] --use-n must be auto, true or false. Got {use_n!r}.")
+        raise typer.Exit(2)
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TaskProgressColumn(),
+        TextColumn("[progress.data.speed]{task.speed} q/s"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console) as bar:
+        task = bar.add_task("collecting", total=None)
+        started: list[bool] = []
+
+        def on_progress(p: CollectProgress) -> None:
+            if not started:  # resumed queries must not inflate the rate
+                bar.reset(task, total=p.total, completed=p.completed)
+                started.append(True)
+            bar.update(
+                task, completed=p.completed, description=f"{p.samples} samples, {p.failed} failed"
+            )
+
+        try:
+            result = run_collect(
+                queries,
+                out,
+                n=n,
+                base_url=base_url,
+                model=model,
+                replay=_open_log(replay) if replay else None,
+                api_key=api_key,
+                concurrency=concurrency,
+                temperature=temperature,
+                max_tokens=max_tokens,
+                seed=seed,
+                timeout=timeout,
+                max_attempts=max_attempts,
+                use_n=cast("bool | Literal['auto']", modes[use_n]),
+                max_failures=max_failures,  # type: ignore[arg-type]
+                progress=on_progress,
+            )
+        except (SampleLogError, ValueError) as exc:
+            console.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(2) from exc
+        except CollectError as exc:
+            console.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(1) from exc
+    console.print(
+        f"{result.n_collected} queries collected, {result.n_resumed} resumed -> {result.path}; "
+        f"accuracy {_fmt(result.accuracy)}, output tokens {result.output_tokens}, "
+        f"{result.elapsed_s:.1f} s"
+    )
+    if result.failed:
+        console.print(
+            f"[red]{len(result.failed)} queries failed[/red]: {', '.join(list(result.failed)[:10])}"
+        )
+        raise typer.Exit(1)

@@ -27,7 +27,7 @@ from computealloc.backends.base import (
     gather_or_cancel,
 )
 from computealloc.grading import extract_answer, is_equivalent
-from computealloc.samples import SampleLogError
+from computealloc.samples import SampleLog, SampleLogError
 from computealloc.table import atomic_write
 
 __all__ = [
@@ -672,7 +672,7 @@ def run_collect(
     n: int,
     base_url: str | None = None,
     model: str | None = None,
-    replay: str | os.PathLike[str] | None = None,
+    replay: str | os.PathLike[str] | SampleLog | None = None,
     api_key: str | None = None,
     concurrency: int = 8,
     temperature: float = 0.7,
@@ -695,7 +695,7 @@ def run_collect(
         and ``replay`` is given.
     model : str, optional
         The served model; with ``replay``, which model of the log to replay.
-    replay : path-like, optional
+    replay : path-like or SampleLog, optional
         A sample log to replay instead of a server (offline dry runs, demos); its order is
         seeded by ``seed`` (0 when None).
     api_key, timeout, use_n
