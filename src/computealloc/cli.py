@@ -244,7 +244,7 @@ def collect_cmd(
                 timeout=timeout,
                 max_attempts=max_attempts,
                 use_n=cast("bool | Literal['auto']", modes[use_n]),
-                max_failures=max_failures,  # type: ignore[arg-type]
+                max_failures=max_failures,
                 progress=on_progress,
             )
         except (SampleLogError, ValueError) as exc:
