@@ -263,3 +263,74 @@ def collect_cmd(
             f"[red]{len(result.failed)} queries failed[/red]: {', '.join(list(result.failed)[:10])}"
         )
         raise typer.Exit(1)
+
+
+def _parse_shares(text: str | None) -> dict[str, float] | None:
+    if not text:
+        return None
+    out: dict[str, float] = {}
+    for item in text.split(","):
+        group, sep, value = item.partition("=")
+        try:
+            out[group.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not group.strip():
+            raise typer.BadParameter(f"expected GROUP=SHARE[,GROUP=SHARE...]. Got {item!r}.")
+    return out
+
+
+@app.command("ibpo")
+def ibpo_cmd(
+    log: LogArg,
+    group_col: Annotated[str, typer.Option(help="Column naming each response's group.")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="SFT dataset to write (JSONL).")],
+    max_share: Annotated[
+        str | None, typer.Option(help="Share caps per group, e.g. long=0.5[,other=0.2].")
+    ] = None,
+    budget: Annotated[
+        float | None, typer.Option(help="Mean cost per prompt cap (with --cost-col).")
+    ] = None,
+    cost_col: Annotated[str | None, typer.Option(help="Per-response cost column.")] = None,
+    utility: Annotated[str, typer.Option(help="margin or reward.")] = "margin",
+    batch_size: Annotated[int, typer.Option(help="Prompts per in-batch program.")] = 64,
+    seed: Annotated[int, typer.Option(help="Seed of the prompt shuffle into batches.")] = 0,
+    keep_rejected: Annotated[
+        bool, typer.Option(help="Also write rejected responses with weight 0.")
+    ] = False,
+) -> None:
+    """IBPO target selection: a weighted SFT dataset (prompt/completion) under share caps.
+
+    Example: computealloc ibpo samples.jsonl --group-col mode --max-share long=0.5
+    --batch-size 64 -o sft.jsonl
+    """
+    from rich.progress import Progress
+
+    from computealloc.ibpo import export_sft
+
+    sample_log = _open_log(log)
+    shares = _parse_shares(max_share)
+    with Progress(console=console) as bar:
+        task = bar.add_task("selecting", total=None)
+        try:
+            summary = export_sft(
+                sample_log,
+                group_col=group_col,
+                out_path=out,
+                max_share=shares,
+                budget=budget,
+                cost_col=cost_col,
+                utility=cast(Literal["margin", "reward"], utility),
+                batch_size=batch_size,
+                seed=seed,
+                keep_rejected=keep_rejected,
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
+            )
+        except (KeyError, ValueError) as exc:
+            console.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(2) from exc
+    _print_frame(summary.to_frame(), f"{summary.n_selected} targets of {summary.n_prompts} prompts")
+    console.print(
+        f"selected reward {_fmt(summary.selected_reward)}; written {summary.n_written} -> {out}"
+        + (f"; mean cost {_fmt(summary.mean_cost)}" if summary.mean_cost is not None else "")
+    )
