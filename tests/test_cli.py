@@ -111,11 +111,13 @@ def test_ibpo_bad_share_is_a_usage_error(tmp_path: Path) -> None:
 
 @needs_data
 def test_inspect_prints_the_readme_figures() -> None:
-    res = runner.invoke(app, ["inspect", "mot_cascade:llama-2-13b/gsm/pot2"])
+    res = runner.invoke(app, ["inspect", "mot_cascade:llama-2-13b/gsm/pot2", "--repeats", "keep"])
     assert res.exit_code == 0, res.output
     # README row: questions 400, samples 24, single 0.3288, majority 0.4175, all-agree 0.0800
     for figure in ("400", "24", "0.3288", "0.4175", "0.0800"):
         assert figure in res.output
+    distinct = runner.invoke(app, ["inspect", "mot_cascade:llama-2-13b/gsm/pot2"])
+    assert "10.0000" in distinct.output  # each of the 10 distinct generations once
 
 
 @needs_data

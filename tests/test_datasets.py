@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
 from pathlib import Path
@@ -119,7 +120,7 @@ def test_selectors_match_whole_segments(shared_data):
     assert datasets.runs("mot_cascade:cot1", root=shared_data) == [
         r for r in every if r.endswith("/cot1")
     ]
-    log = datasets.load("mot_cascade:llama-2-13b/gsm", root=shared_data)
+    log = datasets.load("mot_cascade:llama-2-13b/gsm", root=shared_data, repeats="keep")
     assert log.models == ["llama-2-13b/gsm/pot1", "llama-2-13b/gsm/pot2"]
     assert log.source == "mot_cascade:llama-2-13b/gsm"
     assert len(log.samples) == 2 * 400 * 24
@@ -138,7 +139,7 @@ def test_runs_of_each_source(shared_data):
 
 @needs_data
 def test_mot_cascade_one_run_per_file_and_shared_query_ids(shared_data):
-    samples = datasets.load("mot_cascade", root=shared_data).samples
+    samples = datasets.load("mot_cascade", root=shared_data, repeats="keep").samples
     assert len(samples) == 260_751
     assert (samples.groupby("model")["source_file"].nunique() == 1).all()
     assert samples["source_file"].nunique() == 69
@@ -224,3 +225,51 @@ def test_missing_file_inside_a_source_is_reported(tmp_path: Path):
     (tmp_path / "routellm" / "gsm8k_responses.csv").write_text("prompt\n")
     with pytest.raises(DataSourceNotFoundError, match=r"missing mmlu_responses, gsm8k_contam"):
         datasets.load("routellm", root=tmp_path)
+
+
+@needs_data
+@pytest.mark.parametrize(
+    ("raw", "cycles"),
+    [("gsm_pot2", (10, 9, 5)), ("date_cot1", (10, 10)), ("crepe_pot1_V2", (4, 2))],
+)
+def test_llama_generations_repeat_in_cycles(shared_data, raw, cycles):
+    path = shared_data / "mot_cascade/raw" / f"llama2_13B_result__{raw}.jsonl.gz"
+    with gzip.open(path, "rt") as fh:
+        generated = [json.loads(line)["generated"] for line in fh]
+    starts = np.cumsum((0, *cycles[:-1]))
+    for gen in generated:
+        assert len(gen) == sum(cycles)
+        for start, length in zip(starts, cycles, strict=True):
+            assert gen[start : start + length] == gen[:length]
+
+
+@needs_data
+def test_load_keeps_each_llama_generation_once(shared_data):
+    kept = datasets.load("mot_cascade:llama-2-13b/gsm/pot2", root=shared_data, repeats="keep")
+    distinct = datasets.load("mot_cascade:llama-2-13b/gsm/pot2", root=shared_data)
+    assert (distinct.samples_per_query == 10).all()
+    # queries whose results are aligned with the generations keep exactly their first 10 rows
+    full = kept.samples.groupby("query_id")["answer"].count() == 24
+    first = kept.samples[kept.samples["sample_idx"] < 10].set_index(["query_id", "sample_idx"])
+    ours = distinct.samples.set_index(["query_id", "sample_idx"])
+    aligned = first.index.get_level_values(0).isin(full[full].index)
+    assert ours.loc[first.index[aligned], "answer"].equals(first.loc[aligned, "answer"])
+    # other runs are untouched
+    gpt = datasets.load("mot_cascade:gpt-3.5-turbo/date/cot1", root=shared_data)
+    assert (gpt.samples_per_query == 20).all()
+
+
+def test_distinct_count_recovers_failed_programs():
+    # generations 0-3 with 1 failed (dropped): results cycle (4, 2) -> [a, b, c] + [a, b]
+    assert datasets._distinct_count(["a", "b", "c", "a", "b"], (4, 2)) == 3
+    # generation 1 failed: first cycle a, c, d; second cycle (0-1) only a
+    assert datasets._distinct_count(["a", "c", "d", "a"], (4, 2)) == 3
+    assert datasets._distinct_count(["a", "b", "c", "d", "a", "b"], (4, 2)) == 4
+    assert datasets._distinct_count(["a", "b", "x"], (2, 2)) is None
+
+
+def test_repeats_option_is_validated():
+    with pytest.raises(
+        ValueError, match="The 'repeats' parameter of load must be 'drop' or 'keep'"
+    ):
+        datasets.load("mot_cascade", repeats="sometimes")  # type: ignore[arg-type]

@@ -167,7 +167,9 @@ def _assert_printed(got: float, printed: str, decimals: int, what: str) -> None:
 @pytest.fixture(scope="module")
 def summaries(shared_data: Path) -> dict[str, pd.DataFrame]:
     return {
-        s.name: summarize(datasets.load(s.name, root=shared_data)).set_index(["model", "dataset"])
+        s.name: summarize(datasets.load(s.name, root=shared_data, repeats="keep")).set_index(
+            ["model", "dataset"]
+        )
         for s in datasets.sources()
     }
 

@@ -33,14 +33,23 @@ LogArg = Annotated[
 ]
 
 
-def _open_log(log: str) -> SampleLog:
+RepeatsOpt = Annotated[
+    str,
+    typer.Option(
+        help="Named sources only: 'drop' repeated generations (mot_cascade's Llama-2 runs) or "
+        "'keep' the rows as published."
+    ),
+]
+
+
+def _open_log(log: str, repeats: str = "drop") -> SampleLog:
     """Read a log file, or load a named public source."""
     try:
         if Path(log).exists():
             with console.status(f"Reading {log} ..."):
                 return read_samples(log)
         with console.status(f"Loading {log} ..."):
-            return datasets.load(log)
+            return datasets.load(log, repeats=cast(Literal["drop", "keep"], repeats))
     except (SampleLogError, FileNotFoundError, KeyError, ValueError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc
@@ -85,14 +94,14 @@ def datasets_list() -> None:
 
 
 @app.command()
-def inspect(log: LogArg) -> None:
+def inspect(log: LogArg, repeats: RepeatsOpt = "drop") -> None:
     """Per model: queries, samples per query, single-sample and majority accuracy, agreement.
 
-    Example: computealloc inspect mot_cascade:llama-2-13b/gsm/pot2
+    Example: computealloc inspect mot_cascade:llama-2-13b/gsm/pot2 --repeats keep
     """
     from computealloc.summary import summarize
 
-    sample_log = _open_log(log)
+    sample_log = _open_log(log, repeats)
     _print_frame(summarize(sample_log), f"{sample_log.source}")
 
 

@@ -408,7 +408,12 @@ def runs(name: str, *, root: str | os.PathLike[str] | None = None) -> list[str]:
     return _frame_and_runs(name, root)[2]
 
 
-def load(name: str, *, root: str | os.PathLike[str] | None = None) -> SampleLog:
+def load(
+    name: str,
+    *,
+    root: str | os.PathLike[str] | None = None,
+    repeats: Literal["drop", "keep"] = "drop",
+) -> SampleLog:
     """Load a public source, or some of its runs, as a :class:`SampleLog`.
 
     Parameters
@@ -418,6 +423,12 @@ def load(name: str, *, root: str | os.PathLike[str] | None = None) -> SampleLog:
         contains ``SELECTOR`` as whole '/'-separated segments (module docstring).
     root : path-like, optional
         Data root; defaults to :func:`data_root` (``$COMPUTEALLOC_DATA``).
+    repeats : {"drop", "keep"}, default="drop"
+        Every Llama-2-13B run of mot_cascade repeats its generations in cycles (GSM8K: 24
+        samples = generations 0-9, 0-8, 0-4; Date: 0-9 twice; CREPE: 0-3, 0-1; verified on the
+        raw completions). ``"drop"`` keeps each distinct generation once (10, 10 and 4 samples
+        per query), which held-out-samples evaluation needs (a repeat in both halves leaks);
+        ``"keep"`` returns the rows as published (the figures of the source's README).
 
     Returns
     -------
@@ -438,7 +449,13 @@ def load(name: str, *, root: str | os.PathLike[str] | None = None) -> SampleLog:
     >>> log.models  # doctest: +SKIP
     ['llama-2-13b/gsm/pot1', 'llama-2-13b/gsm/pot2']
     """
+    if repeats not in ("drop", "keep"):
+        raise ValueError(
+            f"The 'repeats' parameter of load must be 'drop' or 'keep'. Got {repeats!r} instead."
+        )
     source, frame, chosen = _frame_and_runs(name, root)
+    if repeats == "drop" and source.name == "mot_cascade":
+        frame = _cached_distinct(str(_folder(source, root)))
     if ":" in name:
         frame = frame[frame[source.runs_by].isin(chosen).to_numpy()]
     return SampleLog.from_frame(frame.reset_index(drop=True), source=name, grade=False)
@@ -456,9 +473,78 @@ def _read_flat(path: Path, **dtypes: str) -> pd.DataFrame:
 def _frame_mot_cascade(folder: Path) -> pd.DataFrame:
     df = _read_flat(folder / "samples.csv.gz", variant="str")
     variant = df["variant"].fillna("").str.replace("=", "", regex=False).str.lower()
-    suffix = ("-" + variant).where(variant != "", "") + np.where(df["greedy"], "-greedy", "")
+    suffix: pd.Series = ("-" + variant).where(variant != "", "") + np.where(df["greedy"], "-greedy", "")
     df["model"] = df["model"] + "/" + df["dataset"] + "/" + df["prompt_style"] + suffix
     return df
+
+
+# Cycle lengths of the repeated generations of mot_cascade's Llama-2-13B runs, by run prefix:
+# the first cycle holds the distinct generations, each later one repeats a prefix of it.
+_MOT_REPEAT_CYCLES: dict[str, tuple[int, ...]] = {
+    "llama-2-13b/gsm/": (10, 9, 5),
+    "llama-2-13b/date/": (10, 10),
+    "llama-2-13b/crepe/": (4, 2),
+}
+
+
+def _distinct_count(answers: list[str], cycles: tuple[int, ...]) -> int | None:
+    """Results kept from the first cycle when failed programs were dropped from the list.
+
+    The authors' ``results`` list skips failed programs, so each cycle contributes the results
+    of its generations that ran: ``answers == concat(answers[:m_c])`` with ``m_1 = r1`` results
+    from the distinct generations. Returns the largest consistent ``r1`` (None if none is).
+    """
+    first, later = cycles[0], cycles[1:]
+    for r1 in range(min(first, len(answers)), -1, -1):
+        if _cycles_fit(answers, r1, r1, [(n, first - n) for n in later]):
+            return r1
+    return None
+
+
+def _cycles_fit(answers: list[str], r1: int, pos: int, rest: list[tuple[int, int]]) -> bool:
+    if not rest:
+        return pos == len(answers)
+    (length, missing), tail = rest[0], rest[1:]
+    for m in range(max(0, r1 - missing), min(length, r1) + 1):
+        if answers[pos : pos + m] == answers[:m] and _cycles_fit(answers, r1, pos + m, tail):
+            return True
+    return False
+
+
+def _drop_repeats(frame: pd.DataFrame, prefix: str, cycles: tuple[int, ...]) -> pd.DataFrame:
+    """Rows of the runs under ``prefix`` reduced to their distinct generations.
+
+    Queries whose results list is aligned with the generations keep their first cycle; for the
+    others (failed programs dropped from the list) the first cycle's results are found by
+    :func:`_distinct_count` and the cycle's remaining generations become no-answer rows.
+    """
+    run = frame["model"].str.startswith(prefix).to_numpy()
+    rows = frame[run].sort_values(["model", "query_id", "sample_idx"])
+    keys = [rows["model"], rows["query_id"]]
+    position = rows.groupby(keys).cumcount().to_numpy()
+    lists = rows.groupby(keys, sort=False)["answer"].agg(lambda a: a.dropna().tolist())
+    r1 = pd.Series([_distinct_count(a, cycles) for a in lists], index=lists.index)
+    if r1.isna().any():
+        model, query = r1.index[r1.isna().to_numpy()][0]
+        raise ValueError(
+            f"mot_cascade run {model}, query {query}: answers do not follow the repeat cycles "
+            f"{cycles}."
+        )
+    kept = r1.reindex(pd.MultiIndex.from_arrays(keys)).to_numpy(dtype=np.int64)
+    out = rows[position < cycles[0]].copy()
+    failed = (position >= kept)[position < cycles[0]]
+    out.loc[failed, "answer"] = pd.NA
+    out.loc[failed, "correct"] = False
+    return pd.concat([frame[~run], out]).sort_values(["model", "query_id", "sample_idx"])
+
+
+@cache
+def _cached_distinct(folder: str) -> pd.DataFrame:
+    """mot_cascade with each Llama-2-13B generation once (see ``load(repeats=...)``)."""
+    frame = _cached_frame(folder, "mot_cascade")
+    for prefix, cycles in _MOT_REPEAT_CYCLES.items():
+        frame = _drop_repeats(frame, prefix, cycles)
+    return frame.reset_index(drop=True)
 
 
 def _frame_flat(folder: Path) -> pd.DataFrame:
