@@ -159,8 +159,32 @@ def test_datasets_list_names_every_source() -> None:
         assert name in res.output
 
 
-@pytest.mark.parametrize("command", ["estimate", "inspect", "collect", "ibpo"])
+@pytest.mark.parametrize("command", ["estimate", "solve", "inspect", "collect", "ibpo"])
 def test_every_command_has_help_with_an_example(command: str) -> None:
     res = runner.invoke(app, [command, "--help"])
     assert res.exit_code == 0
     assert "Example" in res.output
+
+
+def test_solve_meets_the_budget_and_writes_actions(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    p = np.sort(rng.random((50, 3)), axis=1)
+    OutcomeTable(p, np.tile([1.0, 2.0, 4.0], (50, 1)), ["m@1", "m@2", "m@4"]).save(
+        tmp_path / "t.parquet"
+    )
+    out = tmp_path / "a.csv"
+    res = runner.invoke(
+        app, ["solve", str(tmp_path / "t.parquet"), "--budget", "2.5", "--certify", "-o", str(out)]
+    )
+    assert res.exit_code == 0, res.output
+    assert "mean cost 2.5000" in res.output and "integer optimum" in res.output
+    frame = pd.read_csv(out)
+    cost = (frame["weight"] * np.array([1.0, 2.0, 4.0])[frame["action_index"]]).sum() / 50
+    assert cost == pytest.approx(2.5, rel=1e-9)
+
+
+def test_solve_infeasible_budget_exits_2(tmp_path: Path) -> None:
+    OutcomeTable([[0.5, 0.6]], [[1.0, 2.0]]).save(tmp_path / "t.parquet")
+    res = runner.invoke(app, ["solve", str(tmp_path / "t.parquet"), "--budget", "0.5"])
+    assert res.exit_code == 2
+    assert "below the minimum mean cost" in res.output

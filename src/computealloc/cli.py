@@ -14,6 +14,7 @@ from rich.table import Table
 
 from computealloc import datasets
 from computealloc.samples import SampleLog, SampleLogError, read_samples
+from computealloc.table import OutcomeTable, atomic_write
 
 app = typer.Typer(
     help="Decide how much test-time compute an LLM should spend on each query under a budget.",
@@ -343,3 +344,49 @@ def ibpo_cmd(
         f"selected reward {_fmt(summary.selected_reward)}; written {summary.n_written} -> {out}"
         + (f"; mean cost {_fmt(summary.mean_cost)}" if summary.mean_cost is not None else "")
     )
+
+
+@app.command("solve")
+def solve_cmd(
+    table_path: Annotated[Path, typer.Argument(help="OutcomeTable written by `estimate`.")],
+    budget: Annotated[float, typer.Option("--budget", "-b", help="Mean cost per query.")],
+    method: Annotated[str, typer.Option(help="exact, bisection or highs.")] = "exact",
+    certify: Annotated[
+        bool, typer.Option(help="Also solve the integer program (MILP) and report the gap.")
+    ] = False,
+    out: Annotated[
+        Path | None, typer.Option("-o", "--out", help="Write per-query actions (CSV).")
+    ] = None,
+) -> None:
+    """The oracle allocation at a budget: actions per query, dual price, accuracy, mean cost.
+
+    Example: computealloc solve table.parquet --budget 4 -o actions.csv
+    """
+    from computealloc.solve import certify as certify_fn
+    from computealloc.solve import solve
+
+    try:
+        table = OutcomeTable.load(table_path)
+        alloc = solve(table, budget, cast(Literal["exact", "bisection", "highs"], method))
+        cert = certify_fn(table, budget) if certify else None
+    except (ValueError, OSError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    counts = pd.DataFrame(
+        {"action": list(alloc.counts()), "queries": list(alloc.counts().values())}
+    )
+    _print_frame(counts, f"{table.n_queries} queries, budget {budget:g} {table.cost_unit}")
+    console.print(
+        f"status {alloc.status}; lam {alloc.lam:.6g}; accuracy {alloc.accuracy:.4f}; "
+        f"mean cost {alloc.cost:.4f}"
+        + (f"; fractional query {table.query_ids[alloc.mix[0]]}" if alloc.mix else "")
+    )
+    if cert is not None:
+        console.print(
+            f"integer optimum {cert.accuracy:.6f} (cost {cert.cost:.4f}); LP bound "
+            f"{cert.lp_bound:.6f}; gap {cert.gap:.2e}"
+        )
+    if out is not None:
+        frame = alloc.to_frame()
+        atomic_write(out, lambda fh: frame.to_csv(fh, index=False))
+        console.print(f"per-query actions -> {out}")
