@@ -1,0 +1,762 @@
+"""Apply a fitted policy to live queries under a budget.
+
+For each query the runtime computes the policy's features (drawing ``probe_m`` probe samples
+first when the policy reads probe features), scores the actions, picks
+``argmax_a score[a] - lam * cost[a]`` with the dual price ``lam`` of an online
+:class:`~computealloc.budget.BudgetController`, draws the action's samples from the backend of
+its model, votes, and charges what the calls really cost. Queries that arrive together (a
+server under load) are decided as one batch, so feature computation is vectorised across them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+
+from computealloc.actions import Action, parse_actions
+from computealloc.backends.base import Backend, BackendError, Completion, gather_or_cancel
+from computealloc.budget import BudgetController
+from computealloc.calibrate import check_budget
+from computealloc.features import PROBE_FEATURES, PROMPT_FEATURES, probe_features, prompt_features
+from computealloc.grading import extract_answer, normalize
+from computealloc.policies import BasePolicy, Random, Uniform
+from computealloc.samples import SampleLog
+
+__all__ = [
+    "FeatureFunction",
+    "Ledger",
+    "Runtime",
+    "RuntimeAnswer",
+    "Vote",
+    "live_features",
+    "majority_vote",
+]
+
+#: ``features(prompts, probes)`` -> one row per prompt with the policy's feature columns.
+FeatureFunction = Callable[[Sequence[str], Sequence[Sequence[Completion]]], pd.DataFrame]
+_COST_UNITS = ("samples", "tokens", "usd")
+
+
+@dataclass(frozen=True)
+class Vote:
+    """Outcome of a plurality vote.
+
+    Attributes
+    ----------
+    answer : str or None
+        The winning answer as extracted (not normalised); None when every sample abstained.
+    index : int
+        Position of the winning cluster's first sample (0 when every sample abstained).
+    count : int
+        Votes of the winning cluster.
+    """
+
+    answer: str | None
+    index: int
+    count: int
+
+
+def _answer_of(completion: Completion) -> str | None:
+    """The logged answer of a replayed sample, else the answer extracted from its text."""
+    if completion.from_log:
+        return completion.answer
+    return extract_answer(completion.text)
+
+
+def majority_vote(
+    completions: Sequence[Completion], *, rng: np.random.Generator | None = None
+) -> Vote:
+    """Plurality vote over the answers of some samples.
+
+    Answers are clustered by :func:`computealloc.grading.normalize`; a sample without an answer
+    abstains. Ties between the largest clusters go to a uniformly random one with ``rng`` (the
+    rule the estimators assume), else to the cluster seen first.
+
+    Parameters
+    ----------
+    completions : sequence of Completion
+        The samples; a replayed sample votes with its logged answer, any other with
+        :func:`computealloc.grading.extract_answer` of its text.
+    rng : numpy.random.Generator, optional
+        Source of the tie-breaking draw.
+
+    Returns
+    -------
+    Vote
+
+    Examples
+    --------
+    >>> votes = [Completion("so \\\\boxed{4}"), Completion("#### 4.0"), Completion("= 5")]
+    >>> majority_vote(votes)
+    Vote(answer='4', index=0, count=2)
+    """
+    clusters: dict[str, list[int]] = {}
+    answers: list[str | None] = []
+    for j, completion in enumerate(completions):
+        answer = _answer_of(completion)
+        answers.append(answer)
+        if answer is not None:
+            clusters.setdefault(normalize(answer), []).append(j)
+    if not clusters:
+        return Vote(None, 0, 0)
+    top = max(len(members) for members in clusters.values())
+    tied = [members for members in clusters.values() if len(members) == top]
+    winner = tied[int(rng.integers(len(tied)))] if rng is not None and len(tied) > 1 else tied[0]
+    return Vote(answers[winner[0]], winner[0], top)
+
+
+@dataclass(frozen=True)
+class RuntimeAnswer:
+    """What the runtime did for one query.
+
+    Attributes
+    ----------
+    answer : str or None
+        The voted answer (None when every sample abstained).
+    text : str
+        Full response text of the first sample of the winning cluster (of the first sample when
+        every sample abstained).
+    action : str
+        Spec of the action taken, e.g. ``"majority@4"``.
+    k : int
+        Samples that voted (the action's ``K``, or the probes when there were more of them).
+    model : str
+        Model of the backend that answered.
+    cost : float
+        Realised cost of the query in the policy's cost unit, probes included once.
+    lam : float
+        Dual price the decision was taken at.
+    samples : tuple of Completion
+        Every sample drawn for the query, probes first.
+    correct : bool or None
+        Whether the answer is right, when the samples come from a graded log (replay).
+    finish_reason : str or None
+        Finish reason of the sample whose text is returned.
+    """
+
+    answer: str | None
+    text: str
+    action: str
+    k: int
+    model: str
+    cost: float
+    lam: float
+    samples: tuple[Completion, ...]
+    correct: bool | None = None
+    finish_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Ledger:
+    """Totals of everything the runtime has spent.
+
+    Attributes
+    ----------
+    queries : int
+        Queries charged (answered, or failed after some samples were drawn).
+    failed : int
+        Queries that raised.
+    samples : int
+        Samples received from the backends.
+    output_tokens : int
+        Their output tokens, where the backend reported them.
+    cost : float
+        Total cost in the policy's cost unit.
+    actions : dict of str to int
+        Answered queries per action spec.
+    """
+
+    queries: int = 0
+    failed: int = 0
+    samples: int = 0
+    output_tokens: int = 0
+    cost: float = 0.0
+    actions: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def mean_cost(self) -> float:
+        """``cost / queries``; NaN before the first query."""
+        return self.cost / self.queries if self.queries else math.nan
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """How to execute one action."""
+
+    spec: str
+    k: int
+    backend: Backend
+
+
+@dataclass
+class _Pending:
+    prompt: str
+    probes: list[Completion]
+    future: asyncio.Future[tuple[int, float, float]]
+
+
+class Runtime:
+    """Run a fitted policy on live queries, keeping the mean cost at a budget.
+
+    Parameters
+    ----------
+    policy : BasePolicy
+        A fitted policy whose actions are ``[MODEL/]majority@K``; its ``costs_`` (mean cost per
+        action, in ``cost_unit_``) price the decisions and its ``lam_`` (if calibrated) starts
+        the controller.
+    backends : Backend or mapping of str to Backend
+        One backend, or one per model for routing actions (``"gpt-4/majority@1"``). An action
+        without a model prefix needs a single backend.
+    budget : float
+        Target mean cost per query, in the policy's cost unit; at least its cheapest action's
+        mean cost.
+    controller : BudgetController, optional
+        The online price. By default one starting at the policy's ``lam_`` (0 when it has
+        none), with ``scale = |lam_|`` (or, when that is 0, the median over the first decided
+        batch of each query's score range per unit of cost range), the controller's default
+        gain, and ``lam_min = 0`` for policies whose scores are accuracies (else unbounded).
+    probe_m : int
+        Probe samples per query for policies fitted with probe features (the ``m`` of
+        :func:`computealloc.features.build_features`); they are reused in the vote and
+        charged once, so majority@K costs ``max(K, m)`` samples.
+    features : callable, optional
+        ``features(prompts, probes) -> DataFrame`` with the policy's feature columns, one row
+        per prompt. By default :func:`~computealloc.features.prompt_features` plus, with
+        ``probe_m``, :func:`~computealloc.features.probe_features` of the probes.
+    prices : mapping of str to float, optional
+        USD per million output tokens per model, for a policy whose cost unit is ``"usd"``.
+    temperature : float
+        Sampling temperature sent to the backends; use the one the training log had.
+    max_tokens : int, optional
+        Cap on output tokens per sample.
+    random_state : int or None
+        Seed of the vote's tie-breaking.
+
+    Attributes
+    ----------
+    controller : BudgetController or None
+        The price controller (None until the first batch when its scale comes from scores).
+    actions : tuple of str
+        The policy's action specs.
+    cost_unit : str
+        Unit of the costs and the budget.
+
+    Notes
+    -----
+    Realised cost: ``"samples"`` counts the samples the backends returned; ``"tokens"`` sums
+    their reported output tokens (a backend that does not report them is an error);
+    ``"usd"`` prices those tokens per model. A call that fails returns no samples, so it is
+    not charged even if the backend billed for it (retries inside a backend are invisible
+    here). A query that fails after its probes were drawn is charged for the probes.
+
+    Policies whose decision reads no feature (:class:`~computealloc.policies.Uniform`, or any
+    policy with a single action) skip feature computation. :class:`~computealloc.policies.Random`
+    has no per-action scores and cannot be run.
+    """
+
+    def __init__(
+        self,
+        policy: BasePolicy,
+        backends: Backend | Mapping[str, Backend],
+        *,
+        budget: float,
+        controller: BudgetController | None = None,
+        probe_m: int = 0,
+        features: FeatureFunction | None = None,
+        prices: Mapping[str, float] | None = None,
+        temperature: float = 0.7,
+        max_tokens: int | None = None,
+        random_state: int | None = 0,
+    ) -> None:
+        _check_policy(policy)
+        self.policy = policy
+        self.actions: tuple[str, ...] = tuple(policy.actions_)
+        self.cost_unit = str(policy.cost_unit_)
+        self.budget = _check_budget(budget, np.asarray(policy.costs_, dtype=np.float64), policy)
+        self.probe_m = _check_probe_m(probe_m)
+        parsed = parse_actions(self.actions)
+        self._plans = _plans(parsed, backends)
+        self._probe_backend = _probe_backend(self._plans, self.probe_m)
+        self._prices = _check_prices(self.cost_unit, prices, self._plans)
+        self._costs = np.asarray(policy.costs_, dtype=np.float64)
+        self._features = _feature_function(policy, features, self.probe_m)
+        _check_controller(controller, self.budget)
+        self.controller = controller if controller is not None else self._default_controller()
+        self.temperature = float(temperature)
+        self.max_tokens = max_tokens
+        self._rng = np.random.default_rng(random_state)
+        self._lock = threading.Lock()
+        self._ledger = Ledger()
+        self._queue: list[_Pending] = []
+        self._drainer: asyncio.Task[None] | None = None
+
+    # --- state ----------------------------------------------------------------------------
+
+    @property
+    def ledger(self) -> Ledger:
+        """A snapshot of the totals spent so far."""
+        with self._lock:
+            return self._ledger
+
+    @property
+    def lam(self) -> float:
+        """The current dual price."""
+        if self.controller is None:
+            return float(getattr(self.policy, "lam_", 0.0))
+        return self.controller.lam
+
+    async def aclose(self) -> None:
+        """Close every backend."""
+        for backend in {id(p.backend): p.backend for p in self._plans}.values():
+            await backend.aclose()
+
+    # --- answering ------------------------------------------------------------------------
+
+    async def answer(self, prompt: str) -> RuntimeAnswer:
+        """Decide, sample, vote and charge one query.
+
+        Parameters
+        ----------
+        prompt : str
+            The query text (non-empty).
+
+        Returns
+        -------
+        RuntimeAnswer
+
+        Raises
+        ------
+        BackendError
+            When a backend call fails for good (:class:`~computealloc.backends.UnknownPromptError`
+            for a prompt a replay backend does not know). The controller and the ledger stay
+            consistent: a failed query is charged for the samples it received, nothing more.
+        """
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise ValueError(
+                f"The 'prompt' parameter of Runtime.answer must be a non-empty str. "
+                f"Got {prompt!r} instead."
+            )
+        probes: list[Completion] = []
+        try:
+            probes = await self._draw(self._probe_backend, prompt, self.probe_m)
+            index, lam, expected = await self._decide(prompt, probes)
+        except BaseException:
+            self._account(probes, None, None, failed=True)
+            raise
+        plan = self._plans[index]
+        reused = probes if plan.backend is self._probe_backend else []
+        try:
+            extra = await self._draw(plan.backend, prompt, plan.k - len(reused))
+        except BaseException:
+            self._account(probes, expected, None, failed=True)
+            raise
+        voted = reused + extra
+        cost = self._account(probes + extra, expected, plan, failed=False)
+        vote = majority_vote(voted, rng=self._rng)
+        chosen = voted[vote.index]
+        abstained = False if chosen.from_log else None
+        return RuntimeAnswer(
+            answer=vote.answer,
+            text=chosen.text,
+            action=plan.spec,
+            k=len(voted),
+            model=plan.backend.model,
+            cost=cost,
+            lam=lam,
+            samples=tuple(probes + extra),
+            correct=chosen.correct if vote.answer is not None else abstained,
+            finish_reason=chosen.finish_reason,
+        )
+
+    async def answer_many(self, prompts: Sequence[str]) -> list[RuntimeAnswer]:
+        """Answer several queries concurrently (decided as one batch); order is kept."""
+        return await gather_or_cancel(self.answer(p) for p in prompts)
+
+    def run_stream(self, prompts: Sequence[str], *, concurrency: int = 1) -> list[RuntimeAnswer]:
+        """Answer a stream of prompts in order, at most ``concurrency`` in flight (blocking).
+
+        For offline replays: with ``concurrency=1`` each query is decided after the previous
+        one was charged, as in a sequential stream.
+        """
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+            raise ValueError(
+                f"The 'concurrency' parameter of Runtime.run_stream must be an int in [1, inf). "
+                f"Got {concurrency!r} instead."
+            )
+
+        async def stream() -> list[RuntimeAnswer]:
+            slots = asyncio.Semaphore(concurrency)
+
+            async def one(prompt: str) -> RuntimeAnswer:
+                async with slots:
+                    return await self.answer(prompt)
+
+            return await gather_or_cancel(one(p) for p in prompts)
+
+        return asyncio.run(stream())
+
+    # --- internals ------------------------------------------------------------------------
+
+    async def _draw(self, backend: Backend | None, prompt: str, n: int) -> list[Completion]:
+        if backend is None or n <= 0:
+            return []
+        return await backend.sample(
+            prompt, n, temperature=self.temperature, max_tokens=self.max_tokens, seed=None
+        )
+
+    async def _decide(self, prompt: str, probes: list[Completion]) -> tuple[int, float, float]:
+        """Action index, price and expected cost; batched with concurrent queries."""
+        if self._features is None:
+            return self._decide_batch([prompt], [probes])[0]
+        future: asyncio.Future[tuple[int, float, float]] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self._queue.append(_Pending(prompt, probes, future))
+        if self._drainer is None or self._drainer.done():
+            self._drainer = asyncio.get_running_loop().create_task(self._drain())
+        try:
+            return await future
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled() and future.exception() is None:
+                self._release(future.result()[2])  # decided, then cancelled before resuming
+            raise
+
+    async def _drain(self) -> None:
+        """Decide every queued query as one batch (those that arrived in the same loop turn)."""
+        batch, self._queue = self._queue, []
+        try:
+            decided = self._decide_batch([p.prompt for p in batch], [p.probes for p in batch])
+        except Exception as exc:  # every waiting query gets the error
+            for pending in batch:
+                if not pending.future.done():
+                    pending.future.set_exception(exc)
+            return
+        for pending, result in zip(batch, decided, strict=True):
+            if pending.future.done():  # its query was cancelled while waiting
+                self._release(result[2])
+            else:
+                pending.future.set_result(result)
+
+    def _release(self, expected: float) -> None:
+        """Drop the reservation of a decided query that will not run."""
+        if self.controller is not None:
+            self.controller.settle(expected, None)
+
+    def _decide_batch(
+        self, prompts: list[str], probes: list[list[Completion]]
+    ) -> list[tuple[int, float, float]]:
+        scores = self._scores(prompts, probes)
+        if self.controller is None:
+            self.controller = self._scaled_controller(scores)
+        costs = np.broadcast_to(self._costs, scores.shape)
+        actions, lam = self.controller.decide(scores, costs)
+        expected = self._costs[actions]
+        return [(int(a), lam, float(e)) for a, e in zip(actions, expected, strict=True)]
+
+    def _scores(self, prompts: list[str], probes: list[list[Completion]]) -> NDArray[np.float64]:
+        names = getattr(self.policy, "feature_names_in_", None)
+        if self._features is None:
+            X: pd.DataFrame | NDArray[np.float64] = np.zeros(
+                (len(prompts), self.policy.n_features_in_)
+            )
+            if names is not None:
+                X = pd.DataFrame(X, columns=list(names))
+        else:
+            X = _select(self._features(prompts, probes), names, len(prompts))
+        return np.asarray(self.policy.scores(X), dtype=np.float64)
+
+    def _default_controller(self) -> BudgetController | None:
+        lam0 = float(getattr(self.policy, "lam_", 0.0))
+        if lam0 == 0.0:
+            return None
+        return BudgetController(
+            self.budget, lam0, scale=abs(lam0), lam_min=min(self._lam_floor(), lam0)
+        )
+
+    def _scaled_controller(self, scores: NDArray[np.float64]) -> BudgetController:
+        """Default controller of a policy without a calibrated price: scale from the scores."""
+        cost_range = float(self._costs.max() - self._costs.min())
+        spread = np.ptp(scores, axis=1)
+        scale = float(np.median(spread)) / cost_range if cost_range > 0 else 0.0
+        return BudgetController(
+            self.budget, 0.0, scale=scale if scale > 0 else 1.0, lam_min=self._lam_floor()
+        )
+
+    def _lam_floor(self) -> float:
+        accuracies = bool(getattr(type(self.policy), "_scores_are_accuracies", False))
+        return 0.0 if accuracies else -math.inf
+
+    def _realised(self, drawn: list[Completion], model: str) -> tuple[float, bool]:
+        """Cost of the samples in the policy's unit, and whether every one was priced."""
+        if self.cost_unit == "samples":
+            return float(len(drawn)), True
+        tokens = [c.output_tokens for c in drawn]
+        total = float(sum(t for t in tokens if t is not None))
+        if self.cost_unit == "usd":
+            total *= self._prices[model] / 1e6
+        return total, all(t is not None for t in tokens)
+
+    def _account(
+        self, drawn: list[Completion], expected: float | None, plan: _Plan | None, *, failed: bool
+    ) -> float:
+        """Charge a query's samples to the controller and the ledger; return its cost.
+
+        ``expected`` is the cost reserved at the decision (None when the query failed before
+        it); ``plan`` the action taken (None when the query failed).
+        """
+        backend = (
+            plan.backend if plan is not None else (self._probe_backend or self._plans[0].backend)
+        )
+        cost, priced = self._realised(drawn, backend.model)
+        if expected is not None and self.controller is not None:
+            self.controller.settle(expected, cost if drawn else None)
+        elif drawn and self.controller is not None:
+            self.controller.charge(cost)
+        tokens = sum(c.output_tokens or 0 for c in drawn)
+        with self._lock:
+            old = self._ledger
+            actions = dict(old.actions)
+            if plan is not None:
+                actions[plan.spec] = actions.get(plan.spec, 0) + 1
+            self._ledger = Ledger(
+                queries=old.queries + (1 if drawn else 0),
+                failed=old.failed + int(failed),
+                samples=old.samples + len(drawn),
+                output_tokens=old.output_tokens + tokens,
+                cost=old.cost + cost,
+                actions=actions,
+            )
+        if not priced and not failed:
+            raise BackendError(
+                f"The policy's cost unit is {self.cost_unit!r}, but the backend of model "
+                f"{backend.model!r} did not report the output tokens of a sample.",
+                retryable=False,
+            )
+        return cost
+
+
+# --- construction helpers ---------------------------------------------------------------------
+
+
+def _check_policy(policy: object) -> None:
+    if not isinstance(policy, BasePolicy):
+        raise TypeError(
+            "The 'policy' parameter of Runtime must be a fitted BasePolicy. "
+            f"Got {type(policy).__name__} instead."
+        )
+    policy._check_fitted()
+    if isinstance(policy, Random):
+        raise ValueError(
+            "The Random policy has no per-action scores, so the runtime cannot price its "
+            "actions; serve a score-based policy (Uniform, LengthHeuristic, Imitation, Value)."
+        )
+
+
+def _check_budget(budget: object, costs: NDArray[np.float64], policy: BasePolicy) -> float:
+    value = check_budget(budget, "Runtime")
+    cheapest = int(np.argmin(costs))
+    if value < costs[cheapest]:
+        raise ValueError(
+            f"The budget {value:g} of Runtime is infeasible: the cheapest action "
+            f"{policy.actions_[cheapest]!r} costs {costs[cheapest]:g} per query on average."
+        )
+    return value
+
+
+def _check_controller(controller: object, budget: float) -> None:
+    if controller is None:
+        return
+    if not isinstance(controller, BudgetController) or controller.budget != budget:
+        shown = controller.budget if isinstance(controller, BudgetController) else controller
+        raise ValueError(
+            f"The 'controller' parameter of Runtime must be a BudgetController for the "
+            f"budget {budget:g}. Got {shown!r} instead."
+        )
+
+
+def _check_probe_m(probe_m: object) -> int:
+    if isinstance(probe_m, bool) or not isinstance(probe_m, int) or probe_m < 0:
+        raise ValueError(
+            f"The 'probe_m' parameter of Runtime must be an int in [0, inf). Got {probe_m!r} "
+            "instead."
+        )
+    return probe_m
+
+
+def _plans(actions: tuple[Action, ...], backends: Backend | Mapping[str, Backend]) -> list[_Plan]:
+    """The backend of every action: by model prefix, or the only backend for unprefixed ones."""
+    mapping = dict(backends) if isinstance(backends, Mapping) else {backends.model: backends}
+    if not mapping:
+        raise ValueError("The 'backends' parameter of Runtime must hold at least one backend.")
+    plans = []
+    for action in actions:
+        if action.kind != "majority":
+            raise ValueError(
+                f"The runtime executes majority@K actions only. Got the action {action.spec!r}, "
+                "which needs a verifier score or the gold answer."
+            )
+        if action.model is None and len(mapping) != 1:
+            raise ValueError(
+                f"Action {action.spec!r} has no model prefix, but {len(mapping)} backends were "
+                f"given ({', '.join(mapping)}); pass a single backend."
+            )
+        backend = next(iter(mapping.values())) if action.model is None else None
+        if action.model is not None:
+            backend = mapping.get(action.model)
+        if backend is None:
+            raise ValueError(
+                f"Action {action.spec!r} routes to model {action.model!r}, but no backend serves "
+                f"it; backends were given for: {', '.join(mapping)}."
+            )
+        plans.append(_Plan(action.spec, action.k, backend))
+    return plans
+
+
+def _probe_backend(plans: list[_Plan], probe_m: int) -> Backend | None:
+    if not probe_m:
+        return None
+    backends = {id(p.backend): p.backend for p in plans}
+    if len(backends) != 1:
+        raise ValueError(
+            "Probe features need a policy whose actions all use one model (the probes are "
+            f"reused in its vote). Got actions on {len(backends)} backends."
+        )
+    return plans[0].backend
+
+
+def _check_prices(
+    unit: str, prices: Mapping[str, float] | None, plans: list[_Plan]
+) -> dict[str, float]:
+    if unit not in _COST_UNITS:
+        raise ValueError(
+            f"The policy's cost unit must be one of {', '.join(_COST_UNITS)}. Got {unit!r}."
+        )
+    if unit != "usd":
+        return {}
+    models = sorted({p.backend.model for p in plans})
+    missing = [m for m in models if prices is None or m not in prices]
+    if missing:
+        raise ValueError(
+            "The 'prices' parameter of Runtime must give USD per million output tokens for "
+            f"every model of a cost_unit='usd' policy. Missing: {', '.join(missing)}."
+        )
+    assert prices is not None
+    return {m: float(prices[m]) for m in models}
+
+
+def _feature_function(
+    policy: BasePolicy, features: FeatureFunction | None, probe_m: int
+) -> FeatureFunction | None:
+    """The function computing the policy's features; None when its decision reads none."""
+    if features is not None:
+        if not callable(features):
+            raise TypeError(
+                "The 'features' parameter of Runtime must be callable as "
+                f"features(prompts, probes). Got {type(features).__name__} instead."
+            )
+        return features
+    if isinstance(policy, Uniform) or len(policy.actions_) == 1:
+        return None
+    names = getattr(policy, "feature_names_in_", None)
+    if names is None:
+        raise ValueError(
+            "The policy was fitted without feature names, so the runtime cannot compute its "
+            "features; fit it on a DataFrame of named features or pass `features`."
+        )
+    probe_names = [str(n) for n in names if str(n) in PROBE_FEATURES]
+    if probe_names and not probe_m:
+        raise ValueError(
+            f"The policy reads probe features ({', '.join(probe_names)}); pass probe_m, the "
+            "number of probe samples per query it was fitted with."
+        )
+    known = set(PROMPT_FEATURES) | set(PROBE_FEATURES)
+    unknown = [str(n) for n in names if str(n) not in known]
+    if unknown:
+        raise ValueError(
+            f"The runtime computes prompt and probe features only; the policy also reads "
+            f"{', '.join(unknown[:5])}. Pass `features` to compute them."
+        )
+
+    def live(prompts: Sequence[str], probes: Sequence[Sequence[Completion]]) -> pd.DataFrame:
+        return live_features(prompts, probes, probe_m)
+
+    return live
+
+
+def live_features(
+    prompts: Sequence[str], probes: Sequence[Sequence[Completion]], probe_m: int
+) -> pd.DataFrame:
+    """Prompt features and, with ``probe_m``, probe features of live samples.
+
+    Parameters
+    ----------
+    prompts : sequence of str, length n_queries
+        Query texts.
+    probes : sequence of sequences of Completion, length n_queries
+        The probe samples drawn for each query.
+    probe_m : int
+        Probes per query (0: prompt features only).
+
+    Returns
+    -------
+    DataFrame of shape (n_queries, n_features)
+        The columns of :func:`~computealloc.features.prompt_features`, then those of
+        :func:`~computealloc.features.probe_features` computed on the probes exactly as on a
+        logged sample (answers of replayed samples are the logged ones; response lengths are
+        the texts' lengths).
+    """
+    frame = prompt_features(list(prompts))
+    if not probe_m:
+        return frame
+    return pd.concat([frame, _probe_frame(probes, probe_m)], axis=1)
+
+
+def _probe_frame(probes: Sequence[Sequence[Completion]], probe_m: int) -> pd.DataFrame:
+    rows: list[dict[str, Any]] = [
+        {
+            "query_id": f"q{i}",
+            "sample_idx": j,
+            "model": "live",
+            "answer": _answer_of(c),
+            "tokens": math.nan if c.output_tokens is None else float(c.output_tokens),
+            "response": c.text,
+            "score": math.nan,
+        }
+        for i, batch in enumerate(probes)
+        for j, c in enumerate(batch)
+    ]
+    ids = [f"q{i}" for i in range(len(probes))]
+    samples = pd.DataFrame(rows, columns=list(_PROBE_COLUMNS))
+    samples["answer"] = samples["answer"].astype(object)
+    log = SampleLog(samples, pd.DataFrame({"query_id": ids}), "<live probes>")
+    found = probe_features(log, probe_m).drop(columns="probe_samples")
+    return found.reset_index(drop=True)
+
+
+_PROBE_COLUMNS = ("query_id", "sample_idx", "model", "answer", "tokens", "response", "score")
+
+
+def _select(frame: object, names: object, n_rows: int) -> pd.DataFrame:
+    if not isinstance(frame, pd.DataFrame) or len(frame) != n_rows:
+        raise ValueError(
+            f"The runtime's feature function must return a DataFrame with {n_rows} rows. "
+            f"Got {type(frame).__name__}"
+            + (f" with {len(frame)} rows." if isinstance(frame, pd.DataFrame) else ".")
+        )
+    if names is None:
+        return frame
+    wanted = [str(n) for n in names]  # type: ignore[attr-defined]
+    missing = [n for n in wanted if n not in frame.columns]
+    if missing:
+        raise ValueError(
+            f"The policy reads features the live samples do not provide: {', '.join(missing)}."
+        )
+    return frame[wanted]

@@ -1,0 +1,751 @@
+"""An OpenAI-compatible proxy that applies a compute-allocation policy under a budget.
+
+``POST /v1/chat/completions`` answers each request with :meth:`Runtime.answer
+<computealloc.runtime.Runtime.answer>`: the policy picks an action (how many samples, which
+model), the runtime samples the backend, votes and charges the cost; the response is a
+regular chat completion, so the official ``openai`` client works against it unchanged. Each
+response says what was done in an extension field and in headers::
+
+    "computealloc": {"action": "majority@4", "k": 4, "model": "...", "cost": 4.0,
+                     "lam": 0.0123, "samples": 4, "answer": "18", "cost_unit": "samples"}
+    X-Computealloc-Action: majority@4
+    X-Computealloc-Cost: 4.0
+
+The message content is the full response text of the first sample of the winning answer
+cluster (of the first sample when no sample had an answer). Requests with ``stream: true``
+get the finished answer as a valid ``chat.completion.chunk`` event stream ending with
+``data: [DONE]``. The prompt is the text of the last message, which must be a user message;
+earlier messages and sampling parameters (``temperature``, ``max_tokens``, ...) are accepted
+and ignored: the runtime samples with its own settings.
+
+Other routes: ``GET /v1/models``, ``GET /health`` and ``GET /metrics`` (Prometheus text, from
+a registry of the app's own). Errors are OpenAI-style ``{"error": {"message", "type",
+"code"}}`` bodies: 401 (missing or wrong API key), 413 (body over the size limit), 422
+(malformed request, with the validation ``detail``), 400 (a request the proxy cannot serve,
+such as ``n > 1``), 404 (a replay backend does not know the prompt), the backend's own 400,
+404, 413, 422 or 429 passed on, 502 (the backend failed, including after all its retries) and
+504 (the backend, or the request deadline, timed out).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import os
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, MutableMapping
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, Literal
+
+import httpx
+import openai
+from fastapi import Depends, FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException
+
+from computealloc.backends import Backend, BackendError, ReplayBackend, UnknownPromptError
+from computealloc.runtime import Runtime, RuntimeAnswer
+
+__all__ = ["API_KEY_ENV", "create_app", "open_backends", "serve"]
+
+#: Environment variable read by :func:`serve` when no API key is passed.
+API_KEY_ENV = "COMPUTEALLOC_API_KEY"
+_CHAT_PATH = "/v1/chat/completions"
+_FINISH_REASONS = frozenset({"stop", "length", "tool_calls", "content_filter", "function_call"})
+_JSON = "application/json"
+#: Backend statuses that describe the request, not the backend, and are passed on as they are
+#: (401 and 403 upstream mean the proxy's own credentials are wrong: 502).
+_PASSED_ON = frozenset({400, 404, 413, 422, 429})
+
+
+# --- request and error models -----------------------------------------------------------------
+
+
+class ContentPart(BaseModel):
+    """One part of a message's content; only ``text`` parts carry a prompt."""
+
+    model_config = ConfigDict(extra="allow")
+    type: str
+    text: str | None = None
+
+
+class ChatMessage(BaseModel):
+    """A chat message."""
+
+    model_config = ConfigDict(extra="allow")
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
+    content: str | list[ContentPart] | None = None
+
+
+class StreamOptions(BaseModel):
+    """``stream_options`` of a streaming request."""
+
+    model_config = ConfigDict(extra="allow")
+    include_usage: bool = False
+
+
+class ChatCompletionRequest(BaseModel):
+    """The part of a chat completion request the proxy reads; other fields are ignored."""
+
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "examples": [
+                {
+                    "model": "computealloc",
+                    "messages": [{"role": "user", "content": "What is 12 * 7?"}],
+                },
+                {
+                    "model": "computealloc",
+                    "messages": [
+                        {"role": "system", "content": "Answer briefly."},
+                        {"role": "user", "content": [{"type": "text", "text": "2 + 2?"}]},
+                    ],
+                    "stream": True,
+                    "stream_options": {"include_usage": True},
+                },
+            ]
+        },
+    )
+    model: str
+    messages: list[ChatMessage] = Field(min_length=1)
+    n: int | None = 1
+    stream: bool | None = False
+    stream_options: StreamOptions | None = None
+
+
+class ErrorBody(BaseModel):
+    """``error`` of an error response."""
+
+    message: str
+    type: str
+    code: int | str | None = None
+
+
+class ErrorResponse(BaseModel):
+    """Every error response of the proxy."""
+
+    error: ErrorBody
+
+
+class APIError(HTTPException):
+    """An error answered as an OpenAI-style error body."""
+
+    def __init__(self, status_code: int, message: str, kind: str) -> None:
+        super().__init__(status_code=status_code, detail=message)
+        self.kind = kind
+
+
+def _error_response(status: int, message: str, kind: str, **extra: Any) -> Response:
+    body = {"error": {"message": message, "type": kind, "code": status}, **extra}
+    return Response(_dumps(body), status_code=status, media_type=_JSON)
+
+
+def _dumps(body: object) -> bytes:
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+_ERROR_DOCS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse, "description": text}
+    for code, text in (
+        (400, "A request the proxy cannot serve (n > 1, last message not from the user)."),
+        (401, "Missing or wrong API key."),
+        (404, "The replay backend does not know the prompt."),
+        (429, "The backend is rate limited, after the proxy's retries."),
+        (413, "Request body over the size limit."),
+        (502, "The backend failed."),
+        (504, "The backend or the request deadline timed out."),
+    )
+}
+
+
+# --- middleware: body limit and request counts -------------------------------------------------
+
+
+class _TooLarge(APIError):
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            413, f"The request body exceeds the limit of {limit} bytes.", "request_too_large"
+        )
+
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class _Guard:
+    """Pure ASGI middleware: refuse bodies over ``max_body_bytes``, count chat statuses."""
+
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int, statuses: Counter[int]) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+        self.statuses = statuses
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status: list[int] = []
+
+        async def recording_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status.append(int(message["status"]))
+            await send(message)
+
+        try:
+            if _declared_length(scope) > self.max_body_bytes:
+                await _send_error(recording_send, _TooLarge(self.max_body_bytes))
+            else:
+                await self.app(scope, self._limited(receive), recording_send)
+        finally:
+            if scope.get("path") == _CHAT_PATH:
+                self.statuses[status[0] if status else 500] += 1
+
+    def _limited(self, receive: Receive) -> Receive:
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:
+                    raise _TooLarge(self.max_body_bytes)
+            return message
+
+        return limited_receive
+
+
+def _declared_length(scope: Scope) -> int:
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return 0
+    return 0
+
+
+async def _send_error(send: Send, error: APIError) -> None:
+    body = _dumps({"error": {"message": error.detail, "type": error.kind, "code": 413}})
+    headers = [(b"content-type", _JSON.encode()), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": error.status_code, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+# --- metrics ------------------------------------------------------------------------------------
+
+
+class _RuntimeCollector(Collector):
+    """Prometheus metrics read from the runtime's ledger at scrape time."""
+
+    def __init__(self, runtime: Runtime, statuses: Counter[int]) -> None:
+        self.runtime = runtime
+        self.statuses = statuses
+
+    def collect(self) -> Iterator[Metric]:
+        ledger = self.runtime.ledger
+        requests = CounterMetricFamily(
+            "computealloc_requests", "Chat completion requests by HTTP status.", labels=["code"]
+        )
+        for code, count in sorted(self.statuses.items()):
+            requests.add_metric([str(code)], count)
+        yield requests
+        totals = (
+            (
+                "queries",
+                "Queries charged (answered, or failed after drawing samples).",
+                ledger.queries,
+            ),
+            ("failed_queries", "Queries that failed.", ledger.failed),
+            ("samples", "Samples drawn from the backends.", ledger.samples),
+            ("output_tokens", "Output tokens of the samples drawn.", ledger.output_tokens),
+            ("cost", f"Cost spent, in {self.runtime.cost_unit}.", ledger.cost),
+        )
+        for name, text, value in totals:
+            yield CounterMetricFamily(f"computealloc_{name}", text, value=value)
+        actions = CounterMetricFamily(
+            "computealloc_actions", "Answered queries per action.", labels=["action"]
+        )
+        for action in self.runtime.actions:
+            actions.add_metric([action], ledger.actions.get(action, 0))
+        yield actions
+        gauges = (
+            ("mean_cost", "Running mean cost per charged query.", ledger.mean_cost),
+            ("lam", "Current dual price of cost.", self.runtime.lam),
+            (
+                "budget",
+                f"Target mean cost per query, in {self.runtime.cost_unit}.",
+                self.runtime.budget,
+            ),
+        )
+        for name, text, value in gauges:
+            yield GaugeMetricFamily(f"computealloc_{name}", text, value=value)
+
+
+# --- the app --------------------------------------------------------------------------------------
+
+
+def create_app(
+    runtime: Runtime,
+    *,
+    api_key: str | None = None,
+    max_body_bytes: int = 1 << 20,
+    served_model_name: str = "computealloc",
+    request_timeout: float | None = None,
+) -> FastAPI:
+    """The proxy as a FastAPI app.
+
+    Parameters
+    ----------
+    runtime : Runtime
+        Applies the policy and keeps the ledger; its backends are closed at shutdown.
+    api_key : str, optional
+        When given, ``/v1/...`` routes need ``Authorization: Bearer <api_key>``;
+        ``/health`` and ``/metrics`` stay open.
+    max_body_bytes : int
+        Largest request body accepted, in bytes; larger ones get 413.
+    served_model_name : str
+        The model id listed by ``/v1/models`` and returned in responses.
+    request_timeout : float, optional
+        Seconds a chat request may take end to end before it is answered with 504.
+
+    Returns
+    -------
+    FastAPI
+    """
+    _check_app_args(runtime, api_key, max_body_bytes, served_model_name, request_timeout)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await runtime.aclose()
+
+    app = FastAPI(
+        title="computealloc proxy",
+        summary="OpenAI-compatible chat completions under a compute budget.",
+        lifespan=lifespan,
+    )
+    statuses: Counter[int] = Counter()
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_RuntimeCollector(runtime, statuses))
+    app.state.runtime = runtime
+    app.state.registry = registry
+    app.add_middleware(_Guard, max_body_bytes=max_body_bytes, statuses=statuses)
+    _add_error_handlers(app)
+    authorize = _authorizer(api_key)
+
+    @app.post(_CHAT_PATH, dependencies=[Depends(authorize)], responses=_ERROR_DOCS)
+    async def chat_completions(body: ChatCompletionRequest) -> Response:
+        """Answer a chat completion with the policy's action under the budget."""
+        prompt = _prompt(body)
+        result = await _answer(runtime, prompt, request_timeout)
+        created = int(time.time())
+        ident = f"chatcmpl-{uuid.uuid4().hex}"
+        headers = _headers(result)
+        extension = _extension(result, runtime.cost_unit)
+        if body.stream:
+            usage = bool(body.stream_options and body.stream_options.include_usage)
+            stream = _event_stream(result, ident, created, served_model_name, extension, usage)
+            return Response(stream, media_type="text/event-stream", headers=headers)
+        completion = _completion(result, ident, created, served_model_name, extension)
+        return Response(_dumps(completion), media_type=_JSON, headers=headers)
+
+    @app.get("/v1/models", dependencies=[Depends(authorize)], responses=_ERROR_DOCS)
+    async def models() -> dict[str, Any]:
+        """The one model the proxy serves."""
+        card = {
+            "id": served_model_name,
+            "object": "model",
+            "created": 0,
+            "owned_by": "computealloc",
+        }
+        return {"object": "list", "data": [card]}
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        """Liveness, the budget and where the spend stands."""
+        ledger = runtime.ledger
+        mean = ledger.mean_cost
+        return {
+            "status": "ok",
+            "budget": runtime.budget,
+            "cost_unit": runtime.cost_unit,
+            "lam": runtime.lam,
+            "queries": ledger.queries,
+            "mean_cost": None if mean != mean else mean,
+        }
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        """Prometheus metrics: requests, samples, tokens, cost, mean cost, lam, actions."""
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def _check_app_args(
+    runtime: object,
+    api_key: object,
+    max_body_bytes: object,
+    served_model_name: object,
+    request_timeout: object,
+) -> None:
+    checks = (
+        ("runtime", runtime, "a Runtime", isinstance(runtime, Runtime)),
+        (
+            "api_key",
+            api_key,
+            "a non-empty str or None",
+            api_key is None or (isinstance(api_key, str) and bool(api_key)),
+        ),
+        (
+            "max_body_bytes",
+            max_body_bytes,
+            "an int in [1, inf)",
+            isinstance(max_body_bytes, int)
+            and not isinstance(max_body_bytes, bool)
+            and max_body_bytes >= 1,
+        ),
+        (
+            "served_model_name",
+            served_model_name,
+            "a non-empty str",
+            isinstance(served_model_name, str) and bool(served_model_name),
+        ),
+        (
+            "request_timeout",
+            request_timeout,
+            "a float in (0, inf) or None",
+            request_timeout is None
+            or (
+                isinstance(request_timeout, (int, float))
+                and not isinstance(request_timeout, bool)
+                and request_timeout > 0
+            ),
+        ),
+    )
+    for name, value, expected, ok in checks:
+        if not ok:
+            shown = type(value).__name__ if name == "runtime" else repr(value)
+            raise ValueError(
+                f"The '{name}' parameter of create_app must be {expected}. Got {shown} instead."
+            )
+
+
+def _authorizer(api_key: str | None) -> Callable[[Request], None]:
+    expected = None if api_key is None else f"Bearer {api_key}".encode()
+
+    def authorize(request: Request) -> None:
+        if expected is None:
+            return
+        given = request.headers.get("authorization", "").encode()
+        if not hmac.compare_digest(given, expected):
+            raise APIError(
+                401,
+                "Missing or wrong API key: send 'Authorization: Bearer <key>'.",
+                "invalid_api_key",
+            )
+
+    return authorize
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        kind = exc.kind if isinstance(exc, APIError) else "invalid_request_error"
+        return _error_response(exc.status_code, str(exc.detail), kind)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+        errors = exc.errors()
+        first = errors[0] if errors else {}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+        message = f"Invalid request: {where or 'body'}: {first.get('msg', 'malformed')}."
+        if first.get("type") == "json_invalid":
+            reason = first.get("ctx", {}).get("error", "malformed")
+            message = f"Invalid request: the body is not valid JSON ({reason})."
+        detail = jsonable_encoder(errors, custom_encoder={Exception: str})
+        return _error_response(422, message, "invalid_request_error", detail=detail)
+
+
+def _prompt(body: ChatCompletionRequest) -> str:
+    """The text of the last message, which must be a non-empty user message."""
+    if body.n is not None and body.n != 1:
+        raise APIError(400, f"Only n=1 is supported. Got n={body.n}.", "invalid_request_error")
+    last = body.messages[-1]
+    if last.role != "user":
+        raise APIError(
+            400,
+            f"The last message must have role 'user'. Got {last.role!r}.",
+            "invalid_request_error",
+        )
+    content = last.content
+    if isinstance(content, list):
+        if any(part.type != "text" for part in content):
+            raise APIError(400, "Only text content is supported.", "invalid_request_error")
+        content = "".join(part.text or "" for part in content)
+    if not content or not content.strip():
+        raise APIError(400, "The last user message has no text.", "invalid_request_error")
+    return content
+
+
+async def _answer(runtime: Runtime, prompt: str, timeout: float | None) -> RuntimeAnswer:
+    """Run the runtime and turn its failures into HTTP errors."""
+    try:
+        if timeout is None:
+            return await runtime.answer(prompt)
+        return await asyncio.wait_for(runtime.answer(prompt), timeout)
+    except UnknownPromptError as exc:
+        raise APIError(404, str(exc), "not_found_error") from exc
+    except TimeoutError as exc:
+        raise APIError(504, f"No answer within {timeout} s.", "timeout_error") from exc
+    except BackendError as exc:
+        if _timed_out(exc):
+            raise APIError(504, f"The backend timed out: {exc}", "timeout_error") from exc
+        if exc.status_code in _PASSED_ON:
+            raise APIError(
+                exc.status_code, f"The backend refused the request: {exc}", "backend_refusal"
+            ) from exc
+        raise APIError(502, f"The backend failed: {exc}", "backend_error") from exc
+
+
+def _timed_out(exc: BaseException) -> bool:
+    """Whether ``exc`` or what caused it is a timeout."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, (TimeoutError, openai.APITimeoutError, httpx.TimeoutException)):
+            return True
+        seen = seen.__cause__
+    return False
+
+
+def _extension(result: RuntimeAnswer, cost_unit: str) -> dict[str, Any]:
+    return {
+        "action": result.action,
+        "k": result.k,
+        "model": result.model,
+        "cost": result.cost,
+        "lam": result.lam,
+        "samples": len(result.samples),
+        "answer": result.answer,
+        "cost_unit": cost_unit,
+    }
+
+
+def _headers(result: RuntimeAnswer) -> dict[str, str]:
+    return {
+        "X-Computealloc-Action": result.action,
+        "X-Computealloc-Cost": repr(float(result.cost)),
+        "X-Computealloc-Lam": repr(float(result.lam)),
+    }
+
+
+def _usage(result: RuntimeAnswer) -> dict[str, int]:
+    tokens = sum(c.output_tokens or 0 for c in result.samples)
+    return {"prompt_tokens": 0, "completion_tokens": tokens, "total_tokens": tokens}
+
+
+def _finish(result: RuntimeAnswer) -> str:
+    reason = result.finish_reason
+    return reason if reason in _FINISH_REASONS else "stop"
+
+
+def _completion(
+    result: RuntimeAnswer, ident: str, created: int, model: str, extension: dict[str, Any]
+) -> dict[str, Any]:
+    return {
+        "id": ident,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": result.text},
+                "logprobs": None,
+                "finish_reason": _finish(result),
+            }
+        ],
+        "usage": _usage(result),
+        "computealloc": extension,
+    }
+
+
+def _event_stream(
+    result: RuntimeAnswer,
+    ident: str,
+    created: int,
+    model: str,
+    extension: dict[str, Any],
+    include_usage: bool,
+) -> bytes:
+    """The finished answer as server-sent ``chat.completion.chunk`` events."""
+    head = {"id": ident, "object": "chat.completion.chunk", "created": created, "model": model}
+    content = {"role": "assistant", "content": result.text}
+    chunks: list[dict[str, Any]] = [
+        {**head, "choices": [{"index": 0, "delta": content, "finish_reason": None}]},
+        {
+            **head,
+            "choices": [{"index": 0, "delta": {}, "finish_reason": _finish(result)}],
+            "computealloc": extension,
+        },
+    ]
+    if include_usage:
+        chunks.append({**head, "choices": [], "usage": _usage(result)})
+    events = [b"data: " + _dumps(chunk) + b"\n\n" for chunk in chunks]
+    return b"".join(events) + b"data: [DONE]\n\n"
+
+
+# --- the serve command ----------------------------------------------------------------------------
+
+
+def open_backends(
+    spec: str,
+    *,
+    model: str | None = None,
+    api_key: str | None = None,
+    timeout: float = 60.0,
+    max_attempts: int = 6,
+    seed: int = 0,
+) -> Backend | dict[str, Backend]:
+    """The backend(s) named by a ``--backend`` value.
+
+    Parameters
+    ----------
+    spec : str
+        ``"replay:LOG"`` (``LOG`` a sample log file or a :mod:`computealloc.datasets` name,
+        e.g. ``"replay:mot_cascade:llama-2-13b/gsm/pot2"``) or an ``http(s)://`` URL of an
+        OpenAI-compatible server, including ``/v1``.
+    model : str, optional
+        The served model name (required with a URL); with a replayed log holding several
+        models, the one to replay (default: one backend per model, for routing).
+    api_key : str, optional
+        Key for the upstream server.
+    timeout : float
+        Seconds per upstream request.
+    max_attempts : int
+        Attempts per upstream request (retries on 429/5xx, timeouts, malformed replies).
+    seed : int
+        Serving order of a replayed log.
+
+    Returns
+    -------
+    Backend or dict of str to Backend
+    """
+    from computealloc.backends import OpenAIBackend, RetryPolicy
+
+    if spec.startswith("replay:"):
+        log = _open_log(spec.removeprefix("replay:"))
+        if model is not None or len(log.models) == 1:
+            return ReplayBackend(log, model, seed=seed)
+        return {m: ReplayBackend(log, m, seed=seed) for m in log.models}
+    if spec.startswith(("http://", "https://")):
+        if model is None:
+            raise ValueError(
+                f"A backend URL needs the model name it serves (--model). Got {spec!r}."
+            )
+        retry = RetryPolicy(max_attempts=max_attempts)
+        return OpenAIBackend(spec, model, api_key=api_key, timeout=timeout, retry=retry)
+    raise ValueError(
+        f"The backend must be 'replay:LOG' or an http(s):// URL of an OpenAI-compatible server. "
+        f"Got {spec!r} instead."
+    )
+
+
+def _open_log(name: str) -> Any:
+    from computealloc import datasets
+    from computealloc.samples import read_samples
+
+    return read_samples(name) if Path(name).exists() else datasets.load(name)
+
+
+def serve(
+    policy_path: str | os.PathLike[str],
+    budget: float,
+    backend: str,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    model: str | None = None,
+    api_key: str | None = None,
+    backend_api_key: str | None = None,
+    probe_m: int = 0,
+    temperature: float = 0.7,
+    max_tokens: int | None = None,
+    timeout: float = 60.0,
+    max_attempts: int = 6,
+    request_timeout: float | None = 600.0,
+    max_body_bytes: int = 1 << 20,
+    served_model_name: str = "computealloc",
+    prices: Mapping[str, float] | None = None,
+    access_log: bool = True,
+) -> None:
+    """Load a policy, open the backend and serve the proxy with uvicorn (blocks).
+
+    Parameters
+    ----------
+    policy_path : path-like
+        A policy saved by :func:`computealloc.persist.save_policy`.
+    budget : float
+        Target mean cost per query, in the policy's cost unit.
+    backend : str
+        ``"replay:LOG"`` or an OpenAI-compatible URL (see :func:`open_backends`).
+    host, port : str, int
+        Where to listen.
+    model : str, optional
+        Upstream model name (required with a URL).
+    api_key : str, optional
+        Key clients must send; default the ``COMPUTEALLOC_API_KEY`` environment variable, if
+        set (no key otherwise).
+    backend_api_key : str, optional
+        Key for the upstream server (default ``OPENAI_API_KEY``).
+    probe_m, temperature, max_tokens, prices
+        Passed to :class:`~computealloc.runtime.Runtime`.
+    timeout, max_attempts
+        Per upstream request (see :func:`open_backends`).
+    request_timeout : float, optional
+        End-to-end deadline of a chat request, in seconds.
+    max_body_bytes, served_model_name
+        Passed to :func:`create_app`.
+    access_log : bool
+        Log every request (uvicorn's access log).
+    """
+    import uvicorn
+
+    from computealloc.persist import load_policy
+
+    policy = load_policy(policy_path)
+    backends = open_backends(
+        backend, model=model, api_key=backend_api_key, timeout=timeout, max_attempts=max_attempts
+    )
+    runtime = Runtime(
+        policy,
+        backends,
+        budget=budget,
+        probe_m=probe_m,
+        prices=prices,
+        temperature=temperature,
+        max_tokens=max_tokens,
+    )
+    app = create_app(
+        runtime,
+        api_key=api_key if api_key is not None else os.environ.get(API_KEY_ENV) or None,
+        max_body_bytes=max_body_bytes,
+        served_model_name=served_model_name,
+        request_timeout=request_timeout,
+    )
+    uvicorn.run(app, host=host, port=port, access_log=access_log, log_level="info")
