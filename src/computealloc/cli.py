@@ -390,3 +390,64 @@ def solve_cmd(
         frame = alloc.to_frame()
         atomic_write(out, lambda fh: frame.to_csv(fh, index=False))
         console.print(f"per-query actions -> {out}")
+
+
+@app.command("serve")
+def serve_cmd(
+    policy: Annotated[Path, typer.Option(help="Fitted policy file (from `computealloc fit`).")],
+    budget: Annotated[float, typer.Option(help="Mean cost per query to hold online.")],
+    backend: Annotated[
+        str, typer.Option(help="http(s)://HOST/v1 of an OpenAI-compatible server, or replay:LOG.")
+    ],
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    model: Annotated[str | None, typer.Option(help="Upstream model (with a URL).")] = None,
+    api_key: Annotated[
+        str | None, typer.Option(envvar="COMPUTEALLOC_API_KEY", help="Key clients must send.")
+    ] = None,
+    backend_api_key: Annotated[
+        str | None, typer.Option(envvar="OPENAI_API_KEY", help="Key for the upstream server.")
+    ] = None,
+    probe_m: Annotated[int, typer.Option(help="Probe samples (as the policy was fitted).")] = 0,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature upstream.")] = 0.7,
+    max_tokens: Annotated[int | None, typer.Option(help="Max output tokens per sample.")] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds per upstream request.")] = 60.0,
+    max_attempts: Annotated[int, typer.Option(help="Attempts per upstream request.")] = 6,
+    request_timeout: Annotated[
+        float, typer.Option(help="Deadline per client request (s).")
+    ] = 600.0,
+    max_body_bytes: Annotated[int, typer.Option(help="Largest request body accepted.")] = 1 << 20,
+    served_model_name: Annotated[
+        str, typer.Option(help="Model name clients see.")
+    ] = "computealloc",
+) -> None:
+    """OpenAI-compatible proxy that spends compute per request by the policy, holding budget B.
+
+    Example: computealloc serve --policy policy.json --budget 4
+    --backend replay:mot_cascade:llama-2-13b/gsm/pot2
+    """
+    from computealloc.persist import PolicyFileError
+    from computealloc.server import serve
+
+    try:
+        serve(
+            policy,
+            budget,
+            backend,
+            host=host,
+            port=port,
+            model=model,
+            api_key=api_key,
+            backend_api_key=backend_api_key,
+            probe_m=probe_m,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            timeout=timeout,
+            max_attempts=max_attempts,
+            request_timeout=request_timeout,
+            max_body_bytes=max_body_bytes,
+            served_model_name=served_model_name,
+        )
+    except (PolicyFileError, SampleLogError, FileNotFoundError, ValueError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
