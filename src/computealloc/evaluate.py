@@ -1,0 +1,939 @@
+"""Honest evaluation of allocation policies: seeded splits, two protocols, budget sweeps.
+
+:func:`evaluate` runs every method on the test queries of several seeded query splits, under
+one or both protocols (DESIGN, "Evaluation protocol"):
+
+- ``"in-sample"``: accuracies are estimated from all samples of each query, as the paper does;
+  decisions and reported numbers read the same table, so the oracle is optimistic;
+- ``"held-out"``: each query's samples are split in two halves by a seeded shuffle
+  (:func:`computealloc.splits.split_samples`); every decision (oracle labels, policy
+  training, calibration, probe features) reads half A; every reported accuracy and cost is
+  read from half B.
+
+Methods (names in the ``method`` column)
+---------------------------------------
+``uniform``, ``random``
+    Budget-matched baselines (:class:`~computealloc.policies.Uniform`,
+    :class:`~computealloc.policies.Random`), allocated on the test batch.
+``length``, ``imitation``, ``value``
+    :class:`~computealloc.policies.LengthHeuristic`, :class:`~computealloc.policies.Imitation`
+    and :class:`~computealloc.policies.Value` on prompt features: fitted on the train queries,
+    dual price calibrated on the calibration queries, then each test query decided on its own
+    (streaming; the realised cost on test is reported as it falls).
+``imitation+probe``, ``value+probe``
+    The same on prompt plus probe features: ``probe_m`` samples of each query are drawn first
+    and read; they are reused in the vote and charged once (majority@k costs ``max(k, m)``),
+    and the vote's accuracy given the probes is exact (:mod:`computealloc.reuse`). Under
+    held-out the probes come from half A and the further votes from half B.
+``<policy>/batch``
+    The learned policy allocating the whole test batch at once
+    (:meth:`~computealloc.policies.BasePolicy.allocate`: the budget is solved on the batch's
+    predicted scores, never on its outcomes), so its mean cost is the budget exactly.
+``oracle``
+    :func:`computealloc.solve.solve` on the test queries' decision table, read on the report
+    table: the honest oracle (under in-sample the two tables are one).
+``oracle+probe``
+    The oracle that also knows the probe answers (solved on the decision table of the probe
+    policies): the reference the probe policies imitate.
+``oracle_in_sample``
+    The oracle solved and read on the report table: what an in-sample evaluation would claim.
+
+Metrics (columns of :attr:`EvaluationResult.results`)
+-----------------------------------------------------
+``accuracy``, ``mean_cost`` on the test queries; ``rel_gain_vs_uniform`` =
+``accuracy / uniform - 1``; ``gap_closed`` = ``(accuracy - uniform) / (oracle - uniform)``
+(NaN unless the oracle beats uniform by more than ``GAP_EPS``); ``imitation_accuracy``
+(share of test queries given the reference oracle's action), ``regret`` (reference oracle
+accuracy minus accuracy) and
+``regret_bound`` (imitation error times the worst per-query accuracy gap of the report
+table, the bound of Zhai et al.); ``compute_saved_at_uniform_acc`` = ``1 - c / B`` with ``c``
+the cost at which the method's accuracy-vs-cost curve, interpolated linearly over the budgets
+evaluated, first reaches uniform's accuracy at ``B`` (conservative for concave curves; NaN
+when it never does within the budgets evaluated).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from numbers import Integral, Real
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from numpy.typing import ArrayLike, NDArray
+
+from computealloc.actions import Action, parse_actions
+from computealloc.estimate import default_actions, estimate
+from computealloc.features import build_features, probe_mask
+from computealloc.policies import Imitation, LengthHeuristic, Random, Uniform, Value
+from computealloc.policies._base import BasePolicy
+from computealloc.reuse import reuse_accuracy
+from computealloc.samples import SampleLog
+from computealloc.solve import solve
+from computealloc.splits import QuerySplit, split_queries, split_samples
+from computealloc.table import Allocation, OutcomeTable
+
+__all__ = [
+    "GAP_EPS",
+    "METHODS",
+    "PROTOCOLS",
+    "EvaluationResult",
+    "evaluate",
+    "routing_metrics",
+]
+
+Float = NDArray[np.float64]
+Int = NDArray[np.int64]
+Protocol = Literal["in-sample", "held-out"]
+ProgressCallback = Callable[[int, int], None]
+
+PROTOCOLS: tuple[str, ...] = ("in-sample", "held-out")
+
+#: Every method, in report order.
+METHODS: tuple[str, ...] = (
+    "uniform",
+    "random",
+    "length",
+    "length/batch",
+    "imitation",
+    "imitation/batch",
+    "value",
+    "value/batch",
+    "imitation+probe",
+    "imitation+probe/batch",
+    "value+probe",
+    "value+probe/batch",
+    "oracle",
+    "oracle+probe",
+    "oracle_in_sample",
+)
+
+#: A uniform-to-oracle gap not above this (in accuracy) makes ``gap_closed`` NaN.
+GAP_EPS = 1e-6
+
+#: Metric columns averaged over seeds by :meth:`EvaluationResult.summary`.
+METRICS: tuple[str, ...] = (
+    "accuracy",
+    "mean_cost",
+    "rel_gain_vs_uniform",
+    "gap_closed",
+    "imitation_accuracy",
+    "regret",
+    "regret_bound",
+    "compute_saved_at_uniform_acc",
+    "cost_error",
+)
+
+_COSTS = ("samples", "tokens", "usd", "chars")
+
+
+# --------------------------------------------------------------------------- result object
+
+
+@dataclass(frozen=True)
+class EvaluationResult:
+    """Everything :func:`evaluate` measured.
+
+    Attributes
+    ----------
+    results : DataFrame
+        Long format, one row per source x protocol x seed x budget x method: ``source,
+        protocol, seed, budget, method, accuracy, mean_cost`` and the metric columns of the
+        module docstring, plus ``cost_error`` (``mean_cost / budget - 1``), ``uniform_accuracy``,
+        ``oracle_accuracy``, ``reference`` (the oracle a method is compared with for
+        imitation and regret), ``probe_m`` and ``n_test``.
+    queries : DataFrame
+        One row per test query and method: ``protocol, seed, budget, method, query_id, cost,
+        accuracy, difficulty`` (``1 -`` the single-sample accuracy of the cheapest action on
+        the report table), for plots of where the compute goes.
+    routing : DataFrame
+        For logs with two models: RouteLLM's ``apgr`` and ``cpt50`` per protocol x seed x
+        method (:func:`routing_metrics`); empty otherwise.
+    config : dict
+        The evaluation's settings and notes (skipped methods and why).
+    """
+
+    results: pd.DataFrame
+    queries: pd.DataFrame
+    routing: pd.DataFrame
+    config: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> pd.DataFrame:
+        """Mean and standard error over seeds per protocol x budget x method.
+
+        Returns
+        -------
+        DataFrame
+            Columns ``protocol, budget, method, n_seeds`` and, for each metric, ``<metric>``
+            (mean over seeds) and ``<metric>_se`` (standard deviation / sqrt(n_seeds); NaN
+            for a single seed). Methods in :data:`METHODS` order.
+        """
+        return summarize(self.results, ["protocol", "budget", "method"])
+
+
+def summarize(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Mean and standard error over seeds of every metric column, per ``keys``."""
+    metrics = [m for m in METRICS if m in frame.columns]
+    grouped = frame.groupby(keys, sort=False)[metrics]
+    mean = grouped.mean()
+    se = grouped.std(ddof=1) / grouped.count().clip(lower=1) ** 0.5
+    out = mean.join(se.add_suffix("_se"))
+    out.insert(0, "n_seeds", frame.groupby(keys, sort=False)["seed"].nunique())
+    out = out.reset_index()
+    if "method" in keys:
+        order = {m: i for i, m in enumerate(METHODS)}
+        out = out.sort_values(
+            keys, key=lambda s: s.map(order) if s.name == "method" else s, kind="stable"
+        )
+    return out.reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------- decisions
+
+
+@dataclass(frozen=True)
+class _Decision:
+    """A (possibly randomised) action per test query: ``high`` with probability ``weight``."""
+
+    low: Int
+    high: Int
+    weight: Float
+
+    @classmethod
+    def of_actions(cls, actions: Int) -> _Decision:
+        a = np.asarray(actions, dtype=np.int64)
+        return cls(a, a, np.zeros(a.size))
+
+    @classmethod
+    def of_allocation(cls, allocation: Allocation) -> _Decision:
+        low = np.asarray(allocation.actions, dtype=np.int64)
+        high, weight = low.copy(), np.zeros(low.size)
+        if allocation.mix is not None:
+            i, lo, hi, w = allocation.mix
+            low = low.copy()
+            low[i], high[i], weight[i] = lo, hi, w
+        return cls(low, high, weight)
+
+    def read(self, values: Float) -> Float:
+        """Expected ``values[i, a_i]`` per query, shape (n_queries,)."""
+        rows = np.arange(self.low.size)
+        return (1.0 - self.weight) * values[rows, self.low] + self.weight * values[rows, self.high]
+
+    def label(self) -> Int:
+        """The most likely action per query."""
+        return np.where(self.weight > 0.5, self.high, self.low)
+
+
+# --------------------------------------------------------------------------- protocol data
+
+
+@dataclass(frozen=True)
+class _Tables:
+    """Decision and report tables of one (protocol, seed), all queries, same rows."""
+
+    dec: OutcomeTable
+    rep: OutcomeTable
+    X: pd.DataFrame
+    probe: tuple[OutcomeTable, OutcomeTable, pd.DataFrame] | None
+
+
+def _with_chars_as_tokens(log: SampleLog) -> SampleLog:
+    """The log with each sample's ``chars`` (a sample or a per-query column) as ``tokens``."""
+    if "chars" in log.samples.columns:
+        chars = log.samples["chars"]
+    elif "chars" in log.queries.columns:
+        chars = log.samples["query_id"].map(log.queries.set_index("query_id")["chars"])
+    else:
+        raise ValueError("cost='chars' needs a `chars` column in the sample log.")
+    values = pd.to_numeric(chars, errors="coerce").to_numpy(np.float64)
+    return replace(log, samples=log.samples.assign(tokens=values))
+
+
+def _estimate(
+    log: SampleLog,
+    actions: tuple[Action, ...],
+    cost: str,
+    prices: Mapping[str, float] | None,
+) -> OutcomeTable:
+    """The outcome table of a (sub)log in the evaluation's cost unit and prices."""
+    if cost == "usd":
+        return estimate(log, actions, "usd", prices=prices, on_short="drop")
+    source = _with_chars_as_tokens(log) if cost == "chars" else log
+    table = estimate(source, actions, "samples" if cost == "samples" else "tokens", on_short="drop")
+    if prices is None:
+        return replace(table, cost_unit=cost)
+    scale = np.array([_price(prices, a, log) for a in actions])
+    return OutcomeTable(
+        table.P, table.C * scale, table.actions, table.query_ids, cost, table.metadata
+    )
+
+
+def _price(prices: Mapping[str, float], action: Action, log: SampleLog) -> float:
+    model = action.model or log.models[0]
+    if model not in prices:
+        raise ValueError(
+            f"The 'prices' parameter of evaluate has no price for model {model!r}. Got prices "
+            f"for: {', '.join(map(repr, prices))}."
+        )
+    return float(prices[model])
+
+
+def _common_rows(a: OutcomeTable, b: OutcomeTable) -> tuple[OutcomeTable, OutcomeTable]:
+    common = sorted(set(a.query_ids) & set(b.query_ids))
+    if not common:
+        raise ValueError("The two sample halves share no query with enough samples.")
+    return (
+        a.subset(pd.Index(a.query_ids).get_indexer(pd.Index(common))),
+        b.subset(pd.Index(b.query_ids).get_indexer(pd.Index(common))),
+    )
+
+
+def _probe_tables(
+    log: SampleLog,
+    dec: OutcomeTable,
+    rep: OutcomeTable,
+    actions: tuple[Action, ...],
+    probe: NDArray[np.bool_],
+    pools: tuple[NDArray[np.bool_], NDArray[np.bool_]],
+) -> tuple[OutcomeTable, OutcomeTable]:
+    """Tables of the probe policies: accuracy given the probes, probes charged once."""
+    ks = [a.k for a in actions]
+    out = []
+    for table, pool in zip((dec, rep), pools, strict=True):
+        p, votes = reuse_accuracy(log.samples, table.query_ids, ks, probe=probe, pool=pool & ~probe)
+        c = table.C * votes / np.asarray(ks, dtype=np.float64)
+        out.append(OutcomeTable(p, c, table.actions, table.query_ids, table.cost_unit))
+    return out[0], out[1]
+
+
+def _probe_ready(log: SampleLog, actions: tuple[Action, ...], probe_m: int) -> bool:
+    return probe_m > 0 and len(log.models) == 1 and all(a.kind == "majority" for a in actions)
+
+
+def _tables(
+    log: SampleLog,
+    protocol: str,
+    seed: int,
+    actions: tuple[Action, ...],
+    cost: str,
+    prices: Mapping[str, float] | None,
+    probe_m: int,
+    prompt_X: pd.DataFrame,
+    cache: dict[str, Any],
+) -> _Tables:
+    """Everything one (protocol, seed) needs, tables restricted to common queries."""
+    everything = np.ones(len(log.samples), dtype=bool)
+    if protocol == "in-sample":
+        if "in-sample" not in cache:
+            cache["in-sample"] = _estimate(log, actions, cost, prices)
+        dec = rep = cache["in-sample"]
+        half_a, half_b = everything, everything
+    else:
+        half_a = split_samples(log.samples, seed=seed)
+        half_b = ~half_a
+        dec, rep = _common_rows(
+            _estimate(log.subset(sample_mask=half_a), actions, cost, prices),
+            _estimate(log.subset(sample_mask=half_b), actions, cost, prices),
+        )
+    X = prompt_X.loc[list(dec.query_ids)]
+    if not _probe_ready(log, actions, probe_m):
+        return _Tables(dec, rep, X, None)
+    eligible = None if protocol == "in-sample" else half_a
+    feats = build_features(log, probe_m=probe_m, eligible=eligible, random_state=seed)
+    probe = probe_mask(log, probe_m, eligible=eligible, random_state=seed)
+    pdec, prep = _probe_tables(log, dec, rep, actions, probe, (half_a, half_b))
+    return _Tables(dec, rep, X, (pdec, prep, feats.X.loc[list(dec.query_ids)]))
+
+
+# --------------------------------------------------------------------------- one budget
+
+
+@dataclass(frozen=True)
+class _Run:
+    """One method's decisions on the test queries and the tables they are read on."""
+
+    decision: _Decision
+    read: OutcomeTable
+    reference: str
+
+
+def _oracle_decision(table: OutcomeTable, budget: float) -> _Decision:
+    return _Decision.of_allocation(solve(table, budget))
+
+
+def _feasible(table: OutcomeTable, budget: float) -> bool:
+    return bool(table.C.mean(axis=0).min() <= budget * (1 + 1e-12))
+
+
+def _learned(
+    name: str,
+    fitted: dict[str, BasePolicy],
+    X: pd.DataFrame,
+    split: QuerySplit,
+    budget: float,
+    costs: Float | None,
+    seed: int,
+) -> _Decision:
+    """Stream (calibrate on calibration queries, predict test) or batch (allocate test)."""
+    base, _, mode = name.partition("/")
+    policy = fitted[base]
+    x_test = X.iloc[split.test]
+    c_test = None if costs is None else costs[split.test]
+    if mode == "batch" or base in ("uniform", "random"):
+        return _Decision.of_allocation(policy.allocate(x_test, budget, c_test))
+    c_cal = None if costs is None else costs[split.calibration]
+    policy.calibrate(X.iloc[split.calibration], budget, c_cal)
+    return _Decision.of_actions(policy.predict(x_test, c_test, random_state=seed))
+
+
+def _fit_static(
+    tables: _Tables, split: QuerySplit, methods: Sequence[str], seed: int
+) -> dict[str, BasePolicy]:
+    """Policies whose fit does not depend on the budget."""
+    bases = {m.partition("/")[0] for m in methods}
+    makers: dict[str, Callable[[], BasePolicy]] = {
+        "uniform": lambda: Uniform(random_state=seed),
+        "random": lambda: Random(random_state=seed),
+        "length": lambda: LengthHeuristic(feature="n_chars", random_state=seed),
+        "value": lambda: Value(random_state=seed),
+    }
+    fitted = {}
+    train = tables.dec.subset(split.train)
+    for name, make in makers.items():
+        if name in bases:
+            fitted[name] = make().fit(tables.X.iloc[split.train], train)
+    if tables.probe is not None and "value+probe" in bases:
+        pdec, _, px = tables.probe
+        fitted["value+probe"] = Value(random_state=seed).fit(
+            px.iloc[split.train], pdec.subset(split.train)
+        )
+    return fitted
+
+
+def _budget_runs(
+    tables: _Tables,
+    split: QuerySplit,
+    fitted: dict[str, BasePolicy],
+    budget: float,
+    methods: Sequence[str],
+    seed: int,
+    skipped: list[str],
+) -> dict[str, _Run]:
+    """Decisions of every method at one budget on the test queries, and of the oracles."""
+    test = split.test
+    dec_t, rep_t = tables.dec.subset(test), tables.rep.subset(test)
+    runs = {"oracle": _Run(_oracle_decision(dec_t, budget), rep_t, "oracle")}
+    wanted = set(methods)
+    if "oracle_in_sample" in wanted:
+        runs["oracle_in_sample"] = _Run(_oracle_decision(rep_t, budget), rep_t, "oracle")
+    bases = {m.partition("/")[0] for m in wanted}
+    if "imitation" in bases:
+        fitted["imitation"] = Imitation(budget=budget, random_state=seed).fit(
+            tables.X.iloc[split.train], tables.dec.subset(split.train)
+        )
+    for name in methods:
+        base = name.partition("/")[0]
+        if name.startswith("oracle") or base.endswith("+probe"):
+            continue
+        runs[name] = _Run(
+            _learned(name, fitted, tables.X, split, budget, None, seed), rep_t, "oracle"
+        )
+    runs.update(_probe_runs(tables, split, fitted, budget, methods, seed, skipped))
+    return runs
+
+
+def _probe_runs(
+    tables: _Tables,
+    split: QuerySplit,
+    fitted: dict[str, BasePolicy],
+    budget: float,
+    methods: Sequence[str],
+    seed: int,
+    skipped: list[str],
+) -> dict[str, _Run]:
+    wanted = [m for m in methods if "+probe" in m]
+    if not wanted:
+        return {}
+    if tables.probe is None:
+        skipped.extend(f"{m}: no probe features for this log" for m in wanted)
+        return {}
+    pdec, prep, px = tables.probe
+    if not _feasible(pdec, budget):
+        skipped.extend(f"{m} at budget {budget:g}: the probes alone cost more" for m in wanted)
+        return {}
+    prep_t = prep.subset(split.test)
+    runs = {
+        "oracle+probe": _Run(
+            _oracle_decision(pdec.subset(split.test), budget), prep_t, "oracle+probe"
+        )
+    }
+    if any(m.startswith("imitation+probe") for m in wanted):
+        fitted["imitation+probe"] = Imitation(budget=budget, random_state=seed).fit(
+            px.iloc[split.train], pdec.subset(split.train)
+        )
+    costs = pdec.C if pdec.cost_unit == "samples" else None
+    for name in wanted:
+        if name != "oracle+probe":
+            decision = _learned(name, fitted, px, split, budget, costs, seed)
+            runs[name] = _Run(decision, prep_t, "oracle+probe")
+    return runs
+
+
+def _rows(
+    runs: dict[str, _Run], budget: float, difficulty: Float, qids: list[str]
+) -> tuple[list[dict[str, Any]], list[pd.DataFrame]]:
+    """Result rows (before cross-method metrics) and per-query records of one budget."""
+    rows, records = [], []
+    for name, run in runs.items():
+        acc = run.decision.read(run.read.P)
+        cost = run.decision.read(run.read.C)
+        ref = runs[run.reference]
+        label = ref.decision.label()
+        match = (1 - run.decision.weight) * (run.decision.low == label) + run.decision.weight * (
+            run.decision.high == label
+        )
+        ref_acc = float(ref.decision.read(ref.read.P).mean())
+        gap = float((run.read.P.max(axis=1) - run.read.P.min(axis=1)).max())
+        rows.append(
+            {
+                "method": name,
+                "budget": budget,
+                "accuracy": float(acc.mean()),
+                "mean_cost": float(cost.mean()),
+                "reference": run.reference,
+                "imitation_accuracy": float(match.mean()),
+                "regret": ref_acc - float(acc.mean()),
+                "regret_bound": (1.0 - float(match.mean())) * gap,
+                "n_test": int(acc.size),
+            }
+        )
+        records.append(
+            pd.DataFrame(
+                {
+                    "method": name,
+                    "budget": budget,
+                    "query_id": qids,
+                    "cost": cost,
+                    "accuracy": acc,
+                    "difficulty": difficulty,
+                }
+            )
+        )
+    return rows, records
+
+
+# --------------------------------------------------------------------------- cross-method
+
+
+def _relative_metrics(frame: pd.DataFrame) -> pd.DataFrame:
+    """Gain over uniform, gap closed and cost error, per (protocol, seed, budget)."""
+    keys = ["protocol", "seed", "budget"]
+    pick = frame.set_index([*keys, "method"])["accuracy"]
+    uniform = pick.xs("uniform", level="method").rename("uniform_accuracy")
+    oracle = pick.xs("oracle", level="method").rename("oracle_accuracy")
+    out = frame.join(uniform, on=keys).join(oracle, on=keys)
+    gap = out["oracle_accuracy"] - out["uniform_accuracy"]
+    out["rel_gain_vs_uniform"] = out["accuracy"] / out["uniform_accuracy"] - 1.0
+    closed = (out["accuracy"] - out["uniform_accuracy"]) / gap.where(gap > GAP_EPS)
+    out["gap_closed"] = closed
+    out["cost_error"] = out["mean_cost"] / out["budget"] - 1.0
+    return out
+
+
+def _cost_to_reach(cost: Float, accuracy: Float, target: Float) -> Float:
+    """Cost at which a piecewise-linear accuracy-vs-cost curve first reaches each target.
+
+    ``cost`` is sorted increasingly; accuracy is replaced by its running maximum. A target at
+    or below the first point costs the first point's cost; one above the curve gives NaN.
+    """
+    env = np.maximum.accumulate(accuracy)
+    j = np.searchsorted(env, target, side="left")
+    inside = j < env.size
+    j_c = np.clip(j, 1, env.size - 1) if env.size > 1 else np.zeros_like(j)
+    lo_c, hi_c = cost[j_c - 1], cost[j_c]
+    lo_a, hi_a = env[j_c - 1], env[j_c]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        frac = np.clip((target - lo_a) / (hi_a - lo_a), 0.0, 1.0)
+    between = np.where(hi_a > lo_a, lo_c + frac * (hi_c - lo_c), hi_c)
+    reached = np.where(j == 0, cost[0], between)
+    return np.where(inside, reached, np.nan)
+
+
+def _compute_saved(frame: pd.DataFrame) -> pd.Series:
+    """``1 - cost to reach uniform's accuracy at B / B`` for every row (module docstring)."""
+    saved = pd.Series(np.nan, index=frame.index)
+    for _, group in frame.groupby(["protocol", "seed", "method"], sort=False):
+        curve = group.sort_values("mean_cost")
+        needed = _cost_to_reach(
+            curve["mean_cost"].to_numpy(np.float64),
+            curve["accuracy"].to_numpy(np.float64),
+            group["uniform_accuracy"].to_numpy(np.float64),
+        )
+        saved.loc[group.index] = 1.0 - needed / group["budget"].to_numpy(np.float64)
+    return saved
+
+
+def routing_metrics(
+    share: ArrayLike, accuracy: ArrayLike, weak: float, strong: float
+) -> tuple[float, float]:
+    """RouteLLM's APGR and CPT(50%) of a router's accuracy-vs-strong-calls curve.
+
+    Parameters
+    ----------
+    share : array-like of shape (n_points,)
+        Share of queries sent to the strong model at each operating point, in [0, 1].
+    accuracy : array-like of shape (n_points,)
+        Accuracy at each operating point.
+    weak, strong : float
+        Accuracy of the weak model alone (share 0) and of the strong model alone (share 1).
+
+    Returns
+    -------
+    apgr : float
+        Average performance gap recovered: the area under ``(acc - weak) / (strong - weak)``
+        over the share in [0, 1], the curve closed by the points (0, weak) and (1, strong)
+        (Ong et al. 2024); NaN when ``strong == weak``.
+    cpt50 : float
+        Call-performance threshold: the smallest strong-call share at which the curve (its
+        running maximum, interpolated linearly) recovers 50% of the gap; NaN when never.
+
+    Examples
+    --------
+    >>> routing_metrics([0.5], [0.9], 0.5, 1.0)
+    (0.7, 0.3125)
+    """
+    if abs(strong - weak) <= GAP_EPS:
+        return float("nan"), float("nan")
+    x = np.concatenate(([0.0], np.asarray(share, dtype=np.float64), [1.0]))
+    y = np.concatenate(([weak], np.asarray(accuracy, dtype=np.float64), [strong]))
+    order = np.argsort(x, kind="stable")
+    x, pgr = x[order], (y[order] - weak) / (strong - weak)
+    apgr = float(np.sum((pgr[1:] + pgr[:-1]) / 2.0 * np.diff(x)))
+    cpt = float(_cost_to_reach(x, pgr, np.array([0.5]))[0])
+    return apgr, cpt
+
+
+def _routing(frame: pd.DataFrame) -> pd.DataFrame:
+    """APGR and CPT(50%) per protocol x seed x method over the budgets evaluated."""
+    if "strong_share" not in frame.columns:
+        return pd.DataFrame(columns=["protocol", "seed", "method", "apgr", "cpt50"])
+    rows = []
+    for (protocol, seed, method), group in frame.groupby(
+        ["protocol", "seed", "method"], sort=False
+    ):
+        apgr, cpt = routing_metrics(
+            group["strong_share"].to_numpy(),
+            group["accuracy"].to_numpy(),
+            float(group["weak_accuracy"].iloc[0]),
+            float(group["strong_accuracy"].iloc[0]),
+        )
+        rows.append(
+            {"protocol": protocol, "seed": seed, "method": method, "apgr": apgr, "cpt50": cpt}
+        )
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _choice_list(name: str, value: str | Iterable[str], allowed: tuple[str, ...]) -> list[str]:
+    items = [value] if isinstance(value, str) else list(value)
+    bad = [v for v in items if v not in allowed]
+    if not items or bad:
+        raise ValueError(
+            f"The {name!r} parameter of evaluate must be a non-empty list of "
+            f"{', '.join(map(repr, allowed))}. Got {value!r} instead."
+        )
+    return list(dict.fromkeys(items))
+
+
+def _budget_list(budgets: Iterable[float]) -> list[float]:
+    values = list(budgets) if not isinstance(budgets, (str, bytes)) else []
+    ok = values and all(
+        isinstance(b, Real) and not isinstance(b, bool) and 0 < float(b) < np.inf for b in values
+    )
+    if not ok:
+        raise ValueError(
+            "The 'budgets' parameter of evaluate must be a non-empty list of floats in (0, inf). "
+            f"Got {budgets!r} instead."
+        )
+    return sorted({float(b) for b in values})
+
+
+def _seed_list(seeds: int | Iterable[int]) -> list[int]:
+    if isinstance(seeds, Integral) and not isinstance(seeds, bool):
+        if seeds < 1:
+            raise ValueError(
+                f"The 'seeds' parameter of evaluate must be an int in [1, inf) or a list of "
+                f"ints. Got {seeds!r} instead."
+            )
+        return list(range(int(seeds)))
+    values = list(seeds) if isinstance(seeds, Iterable) else []
+    if not values or not all(isinstance(s, Integral) and not isinstance(s, bool) for s in values):
+        raise ValueError(
+            "The 'seeds' parameter of evaluate must be an int in [1, inf) or a list of ints. "
+            f"Got {seeds!r} instead."
+        )
+    return list(dict.fromkeys(int(s) for s in values))
+
+
+def _check_args(log: object, probe_m: object, cost: object) -> None:
+    if not isinstance(log, SampleLog):
+        raise TypeError(
+            f"The 'log' parameter of evaluate must be a SampleLog. Got {type(log).__name__} "
+            "instead."
+        )
+    if isinstance(probe_m, bool) or not isinstance(probe_m, Integral) or probe_m < 0:
+        raise ValueError(
+            f"The 'probe_m' parameter of evaluate must be an int in [0, inf). Got {probe_m!r} "
+            "instead."
+        )
+    if cost not in _COSTS:
+        raise ValueError(
+            f"The 'cost' parameter of evaluate must be one of {', '.join(map(repr, _COSTS))}. "
+            f"Got {cost!r} instead."
+        )
+
+
+def _check_budgets(table: OutcomeTable, budgets: list[float], protocol: str) -> None:
+    """Every budget must afford the cheapest action on average (uniform's floor)."""
+    cheapest = float(table.C.mean(axis=0).min())
+    if budgets[0] < cheapest * (1 - 1e-12):
+        raise ValueError(
+            f"The budget {budgets[0]:g} of evaluate is infeasible under protocol {protocol!r}: "
+            f"the cheapest action costs {cheapest:g} per query on average."
+        )
+
+
+def _protocol_actions(
+    log: SampleLog, actions: str | Iterable[str | Action] | None, protocol: str
+) -> tuple[Action, ...]:
+    if actions is not None:
+        return parse_actions(actions)
+    try:
+        return default_actions(log, protocol)  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise ValueError(f"{exc} Evaluate this log with protocols=('in-sample',).") from exc
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def _strong_columns(
+    runs: dict[str, _Run], rep_t: OutcomeTable, log: SampleLog
+) -> dict[str, dict[str, float]]:
+    """Strong-call share per method and the weak / strong accuracies, for two-model logs."""
+    if len(log.models) != 2:
+        return {}
+    means = rep_t.P.mean(axis=0)
+    models = np.array([parse_actions(a)[0].model for a in rep_t.actions], dtype=object)
+    by_model = {m: float(means[models == m].max()) for m in log.models}
+    strong = max(by_model, key=lambda m: by_model[m])
+    weak = min(by_model, key=lambda m: by_model[m])
+    is_strong = (models == strong).astype(np.float64)
+    out = {}
+    for name, run in runs.items():
+        share = float(run.decision.read(np.broadcast_to(is_strong, run.read.P.shape)).mean())
+        out[name] = {
+            "strong_share": share,
+            "weak_accuracy": by_model[weak],
+            "strong_accuracy": by_model[strong],
+        }
+    return out
+
+
+def _seed_rows(
+    log: SampleLog,
+    tables: _Tables,
+    split: QuerySplit,
+    budget: float,
+    methods: list[str],
+    fitted: dict[str, BasePolicy],
+    seed: int,
+    skipped: list[str],
+) -> tuple[list[dict[str, Any]], list[pd.DataFrame]]:
+    internal = list(dict.fromkeys(["uniform", *methods, "oracle"]))
+    runs = _budget_runs(tables, split, fitted, budget, internal, seed, skipped)
+    cheapest = int(np.argmin(tables.rep.C.mean(axis=0)))
+    difficulty = 1.0 - tables.rep.P[split.test, cheapest]
+    qids = [tables.rep.query_ids[i] for i in split.test]
+    rows, records = _rows(runs, budget, difficulty, qids)
+    extra = _strong_columns(runs, tables.rep.subset(split.test), log)
+    for row in rows:
+        row.update(extra.get(row["method"], {}))
+    return rows, records
+
+
+def evaluate(
+    log: SampleLog,
+    *,
+    actions: str | Iterable[str | Action] | None = None,
+    budgets: Iterable[float] = (1, 2, 4, 8),
+    seeds: int | Iterable[int] = 3,
+    protocols: str | Iterable[str] = PROTOCOLS,
+    methods: Iterable[str] | None = None,
+    split: Sequence[float] = (0.6, 0.2, 0.2),
+    probe_m: int = 2,
+    cost: Literal["samples", "tokens", "usd", "chars"] = "samples",
+    prices: Mapping[str, float] | None = None,
+    progress: ProgressCallback | None = None,
+) -> EvaluationResult:
+    """Evaluate allocation methods on held-out queries over seeds, budgets and protocols.
+
+    For each protocol and seed, the queries are split into train / calibration / test
+    (:func:`computealloc.splits.split_queries`); every policy is fitted on train, calibrated
+    on calibration and scored on test, at every budget. See the module docstring for the
+    methods, the protocols and the metrics.
+
+    Parameters
+    ----------
+    log : SampleLog
+        Samples of the queries (one model, or several for routing).
+    actions : str or iterable of str or Action, optional
+        Action specs; default :func:`computealloc.estimate.default_actions` per protocol
+        (under held-out, ``K`` up to half the smallest pool).
+    budgets : iterable of float
+        Mean cost per query, in the cost unit.
+    seeds : int or iterable of int
+        Number of seeds (``0 .. seeds-1``) or the seeds themselves.
+    protocols : str or iterable of {"in-sample", "held-out"}
+        Protocols to run; held-out needs at least 2 samples per query and model.
+    methods : iterable of str, optional
+        A subset of :data:`METHODS` (all by default). ``uniform`` and ``oracle`` are always
+        computed, as the metrics need them, but only reported when asked for.
+    split : sequence of 3 floats
+        Shares of train, calibration and test queries.
+    probe_m : int
+        Probe samples per query for the ``+probe`` methods (0 disables them). Probe methods
+        need a single-model log with majority actions; they are skipped at budgets below the
+        probes' cost.
+    cost : {"samples", "tokens", "usd", "chars"}
+        Cost unit: samples, expected output tokens, USD (``prices`` in USD per million tokens)
+        or expected characters of the samples (a token proxy for logs without token counts).
+    prices : dict of str to float, optional
+        Per-model price. With ``cost="usd"``: USD per million output tokens. Otherwise a
+        multiplier of each model's cost, e.g. ``{"weak": 0.0, "strong": 1.0}`` makes the
+        budget the share of queries sent to the strong model (RouteLLM's axis).
+    progress : callable, optional
+        Called as ``progress(done, total)`` after each (protocol, seed, budget) step.
+
+    Returns
+    -------
+    EvaluationResult
+
+    Notes
+    -----
+    A policy is only ever scored on queries it was neither fitted nor calibrated on; budgets
+    are met on the calibration queries, so the realised test cost of a streaming policy
+    differs from the budget by sampling noise (reported as ``cost_error``), while batch
+    methods meet it exactly.
+
+    The sweep fits hundreds of small LightGBM models. On a busy machine LightGBM's default
+    of one thread per physical core is slower than one thread at this size; set
+    ``LOKY_MAX_CPU_COUNT=1`` in the environment to get one thread.
+
+    Examples
+    --------
+    >>> from computealloc import datasets  # doctest: +SKIP
+    >>> result = evaluate(datasets.load("mot_cascade:llama-2-13b/gsm/pot2"))  # doctest: +SKIP
+    >>> result.summary().query("budget == 4 and protocol == 'held-out'")  # doctest: +SKIP
+    """
+    _check_args(log, probe_m, cost)
+    budget_list = _budget_list(budgets)
+    seed_list = _seed_list(seeds)
+    protocol_list = _choice_list("protocols", protocols, PROTOCOLS)
+    method_list = _choice_list("methods", METHODS if methods is None else methods, METHODS)
+    if methods is None and not (probe_m and len(log.models) == 1):
+        method_list = [m for m in method_list if "+probe" not in m]
+    return _evaluate(
+        log,
+        actions,
+        budget_list,
+        seed_list,
+        protocol_list,
+        method_list,
+        split,
+        int(probe_m),
+        cost,
+        prices,
+        progress,
+    )
+
+
+def _evaluate(
+    log: SampleLog,
+    actions: str | Iterable[str | Action] | None,
+    budget_list: list[float],
+    seed_list: list[int],
+    protocol_list: list[str],
+    method_list: list[str],
+    split: Sequence[float],
+    probe_m: int,
+    cost: str,
+    prices: Mapping[str, float] | None,
+    progress: ProgressCallback | None,
+) -> EvaluationResult:
+    """The sweep of :func:`evaluate`, arguments validated."""
+    prompt_X = build_features(log).X
+    total = len(protocol_list) * len(seed_list) * len(budget_list)
+    rows: list[dict[str, Any]] = []
+    records: list[pd.DataFrame] = []
+    skipped: list[str] = []
+    done = 0
+    for protocol in protocol_list:
+        acts = _protocol_actions(log, actions, protocol)
+        cache: dict[str, Any] = {}
+        for seed in seed_list:
+            tables = _tables(log, protocol, seed, acts, cost, prices, probe_m, prompt_X, cache)
+            _check_budgets(tables.dec, budget_list, protocol)
+            qsplit = split_queries(tables.dec.n_queries, fractions=split, seed=seed)
+            fitted = _fit_static(tables, qsplit, ["uniform", *method_list], seed)
+            for budget in budget_list:
+                new, recs = _seed_rows(
+                    log, tables, qsplit, budget, method_list, fitted, seed, skipped
+                )
+                rows += [{"protocol": protocol, "seed": seed, **r} for r in new]
+                records += [r.assign(protocol=protocol, seed=seed) for r in recs]
+                done += 1
+                if progress is not None:
+                    progress(done, total)
+    config = {
+        "source": log.source,
+        "budgets": budget_list,
+        "seeds": seed_list,
+        "protocols": protocol_list,
+        "methods": method_list,
+        "split": tuple(float(f) for f in split),
+        "probe_m": probe_m,
+        "cost": cost,
+        "prices": dict(prices) if prices is not None else None,
+        "actions": {p: [a.spec for a in _protocol_actions(log, actions, p)] for p in protocol_list},
+        "skipped": sorted(set(skipped)),
+    }
+    return _package(log.source, rows, records, method_list, config)
+
+
+def _package(
+    source: str,
+    rows: list[dict[str, Any]],
+    records: list[pd.DataFrame],
+    methods: list[str],
+    config: dict[str, Any],
+) -> EvaluationResult:
+    """Add the cross-method metrics and keep the methods asked for."""
+    frame = _relative_metrics(pd.DataFrame(rows))
+    frame["compute_saved_at_uniform_acc"] = _compute_saved(frame)
+    frame.insert(0, "source", source)
+    frame["probe_m"] = np.where(frame["method"].str.contains("probe"), config["probe_m"], 0)
+    first = ["source", "protocol", "seed", "budget", "method", "accuracy", "mean_cost"]
+    frame = frame[first + [c for c in frame.columns if c not in first]]
+    keep = frame["method"].isin(methods)
+    queries = pd.concat(records, ignore_index=True)
+    queries = queries[queries["method"].isin(methods)]
+    lead = ["protocol", "seed", "budget", "method", "query_id"]
+    queries = queries[lead + [c for c in queries.columns if c not in lead]]
+    routing = _routing(frame[keep])
+    return EvaluationResult(
+        frame[keep].reset_index(drop=True), queries.reset_index(drop=True), routing, config
+    )

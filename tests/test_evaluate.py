@@ -1,0 +1,321 @@
+"""evaluate: honest splits, budgets met, oracle bounds, metrics, reproducibility, real data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from computealloc import evaluate as evaluate_module
+from computealloc.estimate import estimate
+from computealloc.evaluate import METHODS, EvaluationResult, evaluate, routing_metrics
+from computealloc.policies import Value
+from computealloc.samples import read_samples
+from conftest import needs_data
+
+CONTRACT = ["source", "protocol", "seed", "budget", "method", "accuracy", "mean_cost"]
+
+
+def synthetic_log(n_queries: int = 150, n_samples: int = 12, seed: int = 0, models=("m",)):
+    """Queries of known difficulty: per-query accuracy ~ Beta(0.7, 0.7), longer when harder."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    base = rng.beta(0.7, 0.7, n_queries)
+    words = rng.integers(5, 60, n_queries) + (40 * (1 - base)).astype(int)
+    for j, model in enumerate(models):
+        p = np.clip(base + 0.25 * j, 0, 1)
+        q = np.repeat(np.arange(n_queries), n_samples)
+        ok = rng.random(q.size) < p[q]
+        answer = np.where(ok, "0", rng.integers(1, 4, q.size).astype(str)).astype(object)
+        answer[~ok & (rng.random(q.size) < 0.1)] = None
+        frames.append(
+            pd.DataFrame(
+                {
+                    "query_id": [f"q{i:04d}" for i in q],
+                    "sample_idx": np.tile(np.arange(n_samples), n_queries),
+                    "model": model,
+                    "answer": answer,
+                    "correct": ok,
+                    "prompt": [" ".join(["w"] * int(words[i])) + " how many?" for i in q],
+                    "gold": "0",
+                }
+            )
+        )
+    return read_samples(pd.concat(frames, ignore_index=True))
+
+
+@pytest.fixture(scope="module")
+def log():
+    return synthetic_log()
+
+
+@pytest.fixture(scope="module")
+def result(log):
+    return evaluate(log, budgets=(1, 2, 4), seeds=2)
+
+
+def test_results_have_the_contract_columns(result):
+    cols = list(result.results.columns)
+    assert cols[: len(CONTRACT)] == CONTRACT
+    for extra in (
+        "rel_gain_vs_uniform",
+        "gap_closed",
+        "imitation_accuracy",
+        "regret",
+        "regret_bound",
+        "compute_saved_at_uniform_acc",
+        "cost_error",
+    ):
+        assert extra in cols
+    assert set(result.results["method"]) == set(METHODS)
+    assert set(result.results["protocol"]) == {"in-sample", "held-out"}
+
+
+def test_one_row_per_protocol_seed_budget_method(result):
+    keys = ["protocol", "seed", "budget", "method"]
+    assert not result.results.duplicated(keys).any()
+    probe = result.results["method"].str.contains("probe")
+    assert (result.results.loc[probe, "budget"] >= 2).all()
+    assert len(result.results[~probe]) == 2 * 2 * 3 * 10
+
+
+def test_uniform_and_batch_methods_meet_the_budget(result):
+    res = result.results
+    uniform = res[res["method"] == "uniform"]
+    assert np.allclose(uniform["mean_cost"], uniform["budget"])
+    batch = res[res["method"].str.endswith("/batch") | res["method"].str.startswith("oracle")]
+    assert (batch["mean_cost"] <= batch["budget"] * (1 + 1e-9)).all()
+
+
+@pytest.mark.slow
+def test_streaming_costs_meet_the_budget_up_to_sampling_noise():
+    big = synthetic_log(n_queries=3000, n_samples=8, seed=1)
+    methods = ["uniform", "random", "length", "imitation", "value", "value+probe", "oracle"]
+    res = evaluate(big, budgets=(4,), seeds=1, protocols="in-sample", methods=methods)
+    spread = res.queries.groupby(["budget", "method"])["cost"].std(ddof=1)
+    rows = res.results.set_index(["budget", "method"])
+    noise = 4.0 * np.sqrt(2.0) * spread.reindex(rows.index) / np.sqrt(rows["n_test"])
+    over = rows["mean_cost"] - rows.index.get_level_values("budget")
+    assert (over <= noise + 1e-12).all()  # overspending is calibration + test sampling noise
+    assert (rows["cost_error"] < 0.05).all()
+
+
+def test_oracle_beats_every_budget_matched_method_in_sample(result):
+    res = result.results[result.results["protocol"] == "in-sample"]
+    keyed = res.set_index(["seed", "budget", "method"])
+    oracle = keyed.xs("oracle", level="method")["accuracy"]
+    matched = res[
+        (res["mean_cost"] <= res["budget"] * (1 + 1e-9)) & ~res["method"].str.contains("probe")
+    ]
+    bound = oracle.reindex(pd.MultiIndex.from_frame(matched[["seed", "budget"]])).to_numpy()
+    assert (matched["accuracy"].to_numpy() <= bound + 1e-12).all()
+    same = keyed.xs("oracle_in_sample", level="method")["accuracy"]
+    assert np.allclose(same, oracle)
+
+
+def test_held_out_oracle_below_in_sample_oracle(result):
+    res = result.results.set_index(["protocol", "seed", "budget", "method"])["accuracy"]
+    honest = res.xs(("held-out", "oracle"), level=("protocol", "method"))
+    flattering = res.xs(("held-out", "oracle_in_sample"), level=("protocol", "method"))
+    assert (honest <= flattering + 1e-12).all()
+    in_sample = res.xs(("in-sample", "oracle"), level=("protocol", "method"))
+    assert honest.mean() <= in_sample.mean()
+
+
+def test_regret_within_the_paper_bound(result):
+    res = result.results
+    slack = 1.0 / res["n_test"]  # the oracle's one split query is labelled by its likelier action
+    assert (res["regret"] <= res["regret_bound"] + slack + 1e-12).all()
+
+
+def test_uniform_saves_no_compute_and_gains_nothing(result):
+    uniform = result.results[result.results["method"] == "uniform"]
+    assert np.allclose(uniform["compute_saved_at_uniform_acc"], 0.0)
+    assert np.allclose(uniform["rel_gain_vs_uniform"], 0.0)
+
+
+def test_gap_closed_is_one_for_the_oracle_when_it_beats_uniform(result):
+    res = result.results
+    oracle = res[res["method"] == "oracle"]
+    has_gap = oracle["oracle_accuracy"] - oracle["uniform_accuracy"] > 1e-6
+    assert np.allclose(oracle.loc[has_gap, "gap_closed"], 1.0)
+    assert oracle.loc[~has_gap, "gap_closed"].isna().all()
+
+
+def test_probe_methods_pay_for_their_probes(result):
+    q = result.queries
+    probe = q[q["method"].str.contains(r"\+probe")]
+    assert (probe["cost"] >= 2 - 1e-12).all()
+
+
+def test_summary_has_standard_errors(result):
+    summary = result.summary()
+    assert {"accuracy", "accuracy_se", "gap_closed_se", "n_seeds"} <= set(summary.columns)
+    assert (summary["n_seeds"] == 2).all()
+    row = summary[
+        (summary["protocol"] == "held-out")
+        & (summary["budget"] == 4)
+        & (summary["method"] == "value")
+    ].iloc[0]
+    acc = result.results.query("protocol == 'held-out' and budget == 4 and method == 'value'")
+    assert row["accuracy"] == pytest.approx(acc["accuracy"].mean())
+    assert row["accuracy_se"] == pytest.approx(acc["accuracy"].std(ddof=1) / np.sqrt(2))
+
+
+def test_seeds_are_reproducible(log):
+    kwargs = {
+        "budgets": (4,),
+        "protocols": "held-out",
+        "methods": ["random", "imitation", "value+probe", "oracle"],
+    }
+    first = evaluate(log, seeds=[0, 1], **kwargs).results
+    pd.testing.assert_frame_equal(evaluate(log, seeds=[0, 1], **kwargs).results, first)
+    other = evaluate(log, seeds=[5, 6], **kwargs).results
+    assert not np.allclose(other["accuracy"], first["accuracy"])
+
+
+def test_no_test_query_is_fitted_or_calibrated_on(log, monkeypatch):
+    seen: dict[str, list[set[str]]] = {"fit": [], "calibrate": [], "predict": [], "allocate": []}
+
+    class Spy(Value):
+        def fit(self, X, table):
+            seen["fit"].append(set(X.index))
+            assert list(X.index) == list(table.query_ids)
+            return super().fit(X, table)
+
+        def calibrate(self, X, budget, costs=None):
+            seen["calibrate"].append(set(X.index))
+            return super().calibrate(X, budget, costs)
+
+        def predict(self, X, costs=None, random_state=None):
+            seen["predict"].append(set(X.index))
+            return super().predict(X, costs, random_state)
+
+        def allocate(self, X, budget, costs=None):
+            seen["allocate"].append(set(X.index))
+            return super().allocate(X, budget, costs)
+
+    monkeypatch.setattr(evaluate_module, "Value", Spy)
+    evaluate(log, budgets=(2,), seeds=1, protocols="held-out", methods=["value", "value/batch"])
+    fit, cal, test = seen["fit"][0], seen["calibrate"][0], seen["predict"][0]
+    assert fit and cal and test
+    assert not fit & test and not cal & test and not fit & cal
+    assert seen["allocate"][0] == test
+
+
+def test_progress_is_reported_per_seed_and_budget(log):
+    calls = []
+    evaluate(
+        log,
+        budgets=(1, 2),
+        seeds=2,
+        protocols="in-sample",
+        methods=["uniform"],
+        progress=lambda done, total: calls.append((done, total)),
+    )
+    assert calls == [(1, 4), (2, 4), (3, 4), (4, 4)]
+
+
+def test_only_the_methods_asked_for_are_reported(log):
+    res = evaluate(log, budgets=(2,), seeds=1, protocols="in-sample", methods=["value"])
+    assert set(res.results["method"]) == {"value"}
+    assert res.results["gap_closed"].notna().all()
+
+
+def test_routing_between_two_models():
+    two = synthetic_log(n_queries=200, n_samples=1, models=("weak", "strong"))
+    res = evaluate(
+        two,
+        actions="weak/majority@1,strong/majority@1",
+        budgets=(0.25, 0.5, 0.75),
+        seeds=2,
+        protocols="in-sample",
+        prices={"weak": 0.0, "strong": 1.0},
+    )
+    assert isinstance(res, EvaluationResult)
+    uniform = res.results[res.results["method"] == "uniform"]
+    assert np.allclose(uniform["strong_share"], uniform["budget"])
+    assert {"apgr", "cpt50"} <= set(res.routing.columns)
+    oracle = res.routing[res.routing["method"] == "oracle"]
+    assert (oracle["apgr"] > 0.5).all()
+
+
+def test_routing_metrics_of_random_and_perfect_routers():
+    apgr, cpt = routing_metrics([0.25, 0.5, 0.75], [0.6, 0.7, 0.8], 0.5, 0.9)
+    assert apgr == pytest.approx(0.5) and cpt == pytest.approx(0.5)
+    apgr, cpt = routing_metrics([0.5], [0.9], 0.5, 0.9)
+    assert apgr == pytest.approx(0.75) and cpt == pytest.approx(0.25)
+    assert np.isnan(routing_metrics([0.5], [0.7], 0.7, 0.7)[0])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"budgets": []}, "The 'budgets' parameter of evaluate must be"),
+        ({"budgets": [2, -1]}, "The 'budgets' parameter of evaluate must be"),
+        ({"seeds": 0}, "The 'seeds' parameter of evaluate must be"),
+        ({"seeds": ["a"]}, "The 'seeds' parameter of evaluate must be"),
+        ({"protocols": "both"}, "The 'protocols' parameter of evaluate must be"),
+        ({"methods": ["oracle", "magic"]}, "The 'methods' parameter of evaluate must be"),
+        ({"probe_m": -1}, "The 'probe_m' parameter of evaluate must be"),
+        ({"cost": "joules"}, "The 'cost' parameter of evaluate must be one of"),
+        ({"budgets": [0.5]}, "The budget 0.5 of evaluate is infeasible"),
+        ({"prices": {"other": 1.0}}, "has no price for model 'm'"),
+    ],
+)
+def test_invalid_arguments(log, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        evaluate(log, **{"seeds": 1, "methods": ["uniform"], **kwargs})
+
+
+def test_rejects_a_non_log():
+    with pytest.raises(TypeError, match="The 'log' parameter of evaluate must be a SampleLog"):
+        evaluate(pd.DataFrame())
+
+
+def test_held_out_needs_two_samples_per_query():
+    one = synthetic_log(n_queries=20, n_samples=1)
+    with pytest.raises(ValueError, match=r"protocols=\('in-sample',\)"):
+        evaluate(one, budgets=(1,), seeds=1, methods=["uniform"])
+
+
+def test_chars_cost_is_characters_per_sample():
+    log = synthetic_log(n_queries=60, n_samples=4)
+    chars = 10.0 + log.samples["sample_idx"].to_numpy()  # mean 11.5 characters per sample
+    log = read_samples(log.samples.assign(chars=chars, prompt="p", gold="0"))
+    res = evaluate(
+        log,
+        budgets=(23,),
+        seeds=1,
+        protocols="in-sample",
+        cost="chars",
+        methods=["uniform"],
+        probe_m=0,
+    )
+    assert res.config["cost"] == "chars"
+    assert res.results["mean_cost"].iloc[0] == pytest.approx(23.0)
+    rows = res.queries["query_id"].str[1:].astype(int).to_numpy()  # ids are q0000, q0001, ...
+    assert res.results["accuracy"].iloc[0] == pytest.approx(
+        estimate(log, "majority@2").P[rows, 0].mean()
+    )
+
+
+@needs_data
+def test_real_data_uniform_matches_the_estimated_table(shared_data):
+    from computealloc import datasets
+
+    log = datasets.load("mot_cascade:llama-2-13b/gsm/pot2", root=shared_data)
+    table = estimate(log, "majority@4")
+    res = evaluate(
+        log,
+        budgets=(4,),
+        seeds=1,
+        protocols="in-sample",
+        methods=["uniform", "oracle", "value+probe/batch"],
+    )
+    by = res.results.set_index("method")
+    test_ids = res.queries.query("method == 'uniform'")["query_id"]
+    rows = pd.Index(table.query_ids).get_indexer(test_ids)
+    assert by.loc["uniform", "accuracy"] == pytest.approx(table.P[rows, 0].mean())
+    assert by.loc["value+probe/batch", "mean_cost"] == pytest.approx(4.0)
+    assert by.loc["oracle", "accuracy"] >= by.loc["uniform", "accuracy"]

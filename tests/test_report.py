@@ -1,0 +1,139 @@
+"""write_report: every file written, the HTML self-contained, tables consistent with results."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from computealloc.evaluate import evaluate
+from computealloc.report import accuracy_table, markdown_table, metric_table, write_report
+from computealloc.samples import read_samples
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _log():
+    rng = np.random.default_rng(0)
+    n_q, n = 80, 8
+    p = rng.beta(0.8, 0.8, n_q)
+    q = np.repeat(np.arange(n_q), n)
+    ok = rng.random(q.size) < p[q]
+    return read_samples(
+        pd.DataFrame(
+            {
+                "query_id": [f"q{i:03d}" for i in q],
+                "sample_idx": np.tile(np.arange(n), n_q),
+                "answer": np.where(ok, "0", rng.integers(1, 3, q.size).astype(str)),
+                "correct": ok,
+                "prompt": [" ".join(["w"] * (5 + i % 30)) for i in q],
+                "gold": "0",
+            }
+        )
+    )
+
+
+@pytest.fixture(scope="module")
+def result():
+    methods = [
+        "uniform",
+        "random",
+        "value",
+        "value/batch",
+        "value+probe",
+        "oracle",
+        "oracle_in_sample",
+    ]
+    return evaluate(_log(), budgets=(1, 2, 4), seeds=2, methods=methods)
+
+
+@pytest.fixture(scope="module")
+def written(result, tmp_path_factory):
+    out = tmp_path_factory.mktemp("report")
+    return out, write_report(result, out)
+
+
+def test_every_file_is_written(written):
+    out, files = written
+    expected = {
+        "results.csv",
+        "summary.csv",
+        "report.md",
+        "report.html",
+        "accuracy_vs_cost_in_sample.png",
+        "accuracy_vs_cost_held_out.png",
+        "compute_by_difficulty_in_sample.png",
+        "compute_by_difficulty_held_out.png",
+    }
+    assert set(files) == expected
+    assert {p.name for p in out.iterdir()} == expected
+    for name in expected:
+        if name.endswith(".png"):
+            assert (out / name).read_bytes().startswith(PNG_MAGIC)
+
+
+def test_results_csv_round_trips(written, result):
+    out, _ = written
+    frame = pd.read_csv(out / "results.csv")
+    assert list(frame.columns[:7]) == [
+        "source",
+        "protocol",
+        "seed",
+        "budget",
+        "method",
+        "accuracy",
+        "mean_cost",
+    ]
+    assert len(frame) == len(result.results)
+    assert np.allclose(frame["accuracy"], result.results["accuracy"])
+
+
+def test_html_is_self_contained(written):
+    out, _ = written
+    page = (out / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == 4
+    sources = re.findall(r'src="([^"]*)"', page)
+    assert len(sources) == 4 and all(s.startswith("data:image/png;base64,") for s in sources)
+    assert "<table" in page
+
+
+def test_markdown_links_the_plots_and_tabulates_every_method(written, result):
+    out, _ = written
+    text = (out / "report.md").read_text()
+    assert "![accuracy_vs_cost_held_out.png](accuracy_vs_cost_held_out.png)" in text
+    for method in result.config["methods"]:
+        assert f"| {method} |" in text
+
+
+def test_accuracy_table_cells_match_the_summary(result):
+    summary = result.summary()
+    table = accuracy_table(summary, "held-out")
+    assert list(table.columns) == ["method", "B=1", "B=2", "B=4"]
+    row = summary.query("protocol == 'held-out' and budget == 4 and method == 'oracle'").iloc[0]
+    cell = table.set_index("method").loc["oracle", "B=4"]
+    assert cell.startswith(f"{row['accuracy']:.3f} ± {row['accuracy_se']:.3f}")
+    assert cell.endswith(f"({row['mean_cost']:.2f})")
+
+
+def test_metric_table_has_one_row_per_method(result):
+    table = metric_table(result.summary(), "in-sample", 2.0)
+    assert table["method"].tolist()[0] == "uniform"
+    assert len(table) == len(result.config["methods"])
+    assert "gap closed" in table.columns
+
+
+def test_markdown_table_format():
+    text = markdown_table(pd.DataFrame({"a": ["1", "2"], "b": ["x", None], "c": [0.5, np.nan]}))
+    assert text.splitlines() == [
+        "| a | b | c |",
+        "|---|---|---|",
+        "| 1 | x | 0.5 |",
+        "| 2 | – | – |",
+    ]
+
+
+def test_write_report_rejects_other_objects(tmp_path):
+    with pytest.raises(TypeError, match="must be an EvaluationResult"):
+        write_report(pd.DataFrame(), tmp_path)
