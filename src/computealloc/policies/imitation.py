@@ -63,6 +63,8 @@ class Imitation(BasePolicy):
         Shrinkage.
     min_child_samples : int
         Minimum training queries per leaf.
+    n_jobs : int
+        LightGBM threads; 1 (the default) is fastest for the small per-budget fits here.
     random_state : int or None
         Seed of LightGBM and of the tie-mixing draws.
 
@@ -82,6 +84,7 @@ class Imitation(BasePolicy):
         max_depth: int = 5,
         learning_rate: float = 0.1,
         min_child_samples: int = 20,
+        n_jobs: int = 1,
         random_state: int | None = None,
     ) -> None:
         self.budget = budget
@@ -89,6 +92,7 @@ class Imitation(BasePolicy):
         self.max_depth = max_depth
         self.learning_rate = learning_rate
         self.min_child_samples = min_child_samples
+        self.n_jobs = n_jobs
         self.random_state = random_state
 
     def _fit(self, X: Float, table: OutcomeTable) -> None:
@@ -100,6 +104,7 @@ class Imitation(BasePolicy):
             num_leaves=min(31, 2**self.max_depth),
             learning_rate=self.learning_rate,
             min_child_samples=self.min_child_samples,
+            n_jobs=self.n_jobs,
             random_state=self.random_state,
             verbose=-1,
         )

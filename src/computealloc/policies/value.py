@@ -41,6 +41,8 @@ class Value(BasePolicy):
         Shrinkage.
     min_child_samples : int
         Minimum training queries per leaf.
+    n_jobs : int
+        LightGBM threads; 1 (the default) is fastest for the small per-budget fits here.
     random_state : int or None
         Seed of LightGBM and of the tie-mixing draws.
 
@@ -67,6 +69,7 @@ class Value(BasePolicy):
         max_depth: int = 3,
         learning_rate: float = 0.05,
         min_child_samples: int = 20,
+        n_jobs: int = 1,
         random_state: int | None = None,
     ) -> None:
         self.target = target
@@ -74,6 +77,7 @@ class Value(BasePolicy):
         self.max_depth = max_depth
         self.learning_rate = learning_rate
         self.min_child_samples = min_child_samples
+        self.n_jobs = n_jobs
         self.random_state = random_state
 
     def _regressor(self, objective: str) -> lgb.LGBMRegressor:
@@ -84,6 +88,7 @@ class Value(BasePolicy):
             num_leaves=min(31, 2**self.max_depth),
             learning_rate=self.learning_rate,
             min_child_samples=self.min_child_samples,
+            n_jobs=self.n_jobs,
             random_state=self.random_state,
             verbose=-1,
         )
