@@ -14,11 +14,8 @@ already says" figures on all queries with :func:`computealloc.estimate.estimate`
 
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("LOKY_MAX_CPU_COUNT", "1")  # tiny LightGBM fits: one thread is fastest
-
 import argparse
+import os
 import platform
 import time
 from collections.abc import Callable

@@ -473,7 +473,9 @@ def _read_flat(path: Path, **dtypes: str) -> pd.DataFrame:
 def _frame_mot_cascade(folder: Path) -> pd.DataFrame:
     df = _read_flat(folder / "samples.csv.gz", variant="str")
     variant = df["variant"].fillna("").str.replace("=", "", regex=False).str.lower()
-    suffix: pd.Series = ("-" + variant).where(variant != "", "") + np.where(df["greedy"], "-greedy", "")
+    suffix: pd.Series = ("-" + variant).where(variant != "", "") + np.where(
+        df["greedy"], "-greedy", ""
+    )
     df["model"] = df["model"] + "/" + df["dataset"] + "/" + df["prompt_style"] + suffix
     return df
 

@@ -829,9 +829,8 @@ def evaluate(
     differs from the budget by sampling noise (reported as ``cost_error``), while batch
     methods meet it exactly.
 
-    The sweep fits hundreds of small LightGBM models. On a busy machine LightGBM's default
-    of one thread per physical core is slower than one thread at this size; set
-    ``LOKY_MAX_CPU_COUNT=1`` in the environment to get one thread.
+    The sweep fits hundreds of small LightGBM models, each on one thread (the policies'
+    ``n_jobs=1`` default), which is fastest at this size.
 
     Examples
     --------

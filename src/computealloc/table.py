@@ -92,8 +92,10 @@ class OutcomeTable:
             raise ValueError("`C` must hold finite costs >= 0.")
         n, k = p.shape
         acts = tuple(actions) if actions is not None else tuple(f"a{j}" for j in range(k))
-        qids = tuple(str(q) for q in query_ids) if query_ids is not None else tuple(
-            str(i) for i in range(n)
+        qids = (
+            tuple(str(q) for q in query_ids)
+            if query_ids is not None
+            else tuple(str(i) for i in range(n))
         )
         if len(acts) != k:
             raise ValueError(f"`actions` must have {k} entries (columns of `P`). Got {len(acts)}.")
@@ -248,8 +250,7 @@ class Allocation:
             i, lo, hi, w = self.mix
             df.loc[i, "weight"] = 1.0 - w
             extra = pd.DataFrame(
-                {"query_id": [qids[i]], "action": [names[hi]], "action_index": [hi],
-                 "weight": [w]}
+                {"query_id": [qids[i]], "action": [names[hi]], "action_index": [hi], "weight": [w]}
             )
             df = pd.concat([df, extra], ignore_index=True)
         return df
