@@ -247,7 +247,7 @@ class Allocation:
             }
         )
         if self.mix is not None:
-            i, lo, hi, w = self.mix
+            i, _, hi, w = self.mix
             df.loc[i, "weight"] = 1.0 - w
             extra = pd.DataFrame(
                 {"query_id": [qids[i]], "action": [names[hi]], "action_index": [hi], "weight": [w]}
