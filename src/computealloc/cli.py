@@ -451,3 +451,120 @@ def serve_cmd(
     except (PolicyFileError, SampleLogError, FileNotFoundError, ValueError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc
+
+
+@app.command("fit")
+def fit_cmd(
+    log: LogArg,
+    budget: Annotated[float, typer.Option(help="Mean cost per query to calibrate to.")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="Policy file to write (JSON).")],
+    method: Annotated[str, typer.Option(help="value, imitation, length or uniform.")] = "value",
+    actions: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated action specs; default majority@1,2,4,... up to n."),
+    ] = None,
+    cost: Annotated[str, typer.Option(help="samples, tokens, usd or chars.")] = "samples",
+    probe_m: Annotated[int, typer.Option(help="Probe samples per query (reused in the vote).")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the split, probes and models.")] = 0,
+    repeats: RepeatsOpt = "drop",
+) -> None:
+    """Fit a policy on train queries, calibrate it to the budget, save it (JSON, no pickle).
+
+    Example: computealloc fit mot_cascade:llama-2-13b/gsm/pot2 --method value --budget 2
+    -o policy.json
+    """
+    from computealloc.fit import fit_policy
+    from computealloc.persist import save_policy
+
+    sample_log = _open_log(log, repeats)
+    try:
+        with console.status("Fitting ..."):
+            result = fit_policy(
+                sample_log,
+                budget=budget,
+                method=cast(Literal["value", "imitation", "length", "uniform"], method),
+                actions=actions,
+                cost=cost,
+                probe_m=probe_m,
+                seed=seed,
+            )
+    except ValueError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    save_policy(result.policy, out)
+    console.print(
+        f"{method} policy -> {out} (train {result.n_train}, calibration {result.n_calibration} "
+        f"queries; lam {result.policy.lam_:.4g})\n"
+        f"held-out test queries ({result.n_test}): accuracy {result.test_accuracy:.4f} at mean "
+        f"cost {result.test_cost:.3f}; uniform at the budget {result.uniform_accuracy:.4f}"
+        + (f"\nserve it with --probe-m {probe_m}" if probe_m else "")
+    )
+
+
+@app.command("evaluate")
+def evaluate_cmd(
+    log: LogArg,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for results and report.")],
+    budgets: Annotated[str, typer.Option(help="Comma-separated budgets.")] = "1,2,4,8",
+    seeds: Annotated[int, typer.Option(help="Seeds (query splits).")] = 3,
+    protocol: Annotated[
+        str, typer.Option(help="in-sample, held-out or both (held-out needs >= 2 samples).")
+    ] = "both",
+    actions: Annotated[
+        str | None, typer.Option(help="Comma-separated action specs; default majority@1,2,4,...")
+    ] = None,
+    methods: Annotated[
+        str | None, typer.Option(help="Comma-separated methods; default all.")
+    ] = None,
+    probe_m: Annotated[int, typer.Option(help="Probe samples for the +probe policies.")] = 2,
+    cost: Annotated[str, typer.Option(help="samples, tokens, usd or chars.")] = "samples",
+    price: Annotated[
+        list[str], typer.Option(help="MODEL=PRICE per unit of cost (repeatable).")
+    ] = [],  # noqa: B006
+    repeats: RepeatsOpt = "drop",
+) -> None:
+    """Evaluate every method against uniform and the oracle on held-out queries and samples.
+
+    Writes DIR/results.csv, summary.csv, report.md, report.html and PNG plots.
+
+    Example: computealloc evaluate mot_cascade:llama-2-13b/gsm/pot2 --budgets 1,2,4
+    --seeds 3 --out runs/gsm
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from computealloc.evaluate import PROTOCOLS
+    from computealloc.evaluate import evaluate as run_evaluation
+    from computealloc.report import write_report
+
+    sample_log = _open_log(log, repeats)
+    try:
+        budget_list = [float(b) for b in budgets.split(",")]
+    except ValueError as exc:
+        console.print(f"[red]error:[/red] --budgets must be comma-separated numbers: {budgets!r}")
+        raise typer.Exit(2) from exc
+    columns = (BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console) as bar:
+        task = bar.add_task("evaluate", total=None)
+        try:
+            result = run_evaluation(
+                sample_log,
+                actions=actions,
+                budgets=budget_list,
+                seeds=seeds,
+                protocols=PROTOCOLS if protocol == "both" else (protocol,),
+                methods=methods.split(",") if methods else None,
+                probe_m=probe_m,
+                cost=cast(Literal["samples", "tokens", "usd", "chars"], cost),
+                prices=_parse_prices(price),
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
+            )
+        except ValueError as exc:
+            console.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(2) from exc
+    paths = write_report(result, out)
+    columns_shown = ["protocol", "budget", "method", "accuracy", "accuracy_se", "mean_cost"]
+    shown = result.summary()[[*columns_shown, "gap_closed"]]
+    _print_frame(
+        shown, f"{sample_log.source}: mean over {seeds} seeds (all metrics in summary.csv)"
+    )
+    console.print(f"report -> {paths.get('report.html', out)}")

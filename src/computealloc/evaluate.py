@@ -68,7 +68,7 @@ from computealloc.estimate import default_actions, estimate
 from computealloc.features import build_features, probe_mask
 from computealloc.policies import Imitation, LengthHeuristic, Random, Uniform, Value
 from computealloc.policies._base import BasePolicy
-from computealloc.reuse import reuse_accuracy
+from computealloc.reuse import probe_table
 from computealloc.samples import SampleLog
 from computealloc.solve import solve
 from computealloc.splits import QuerySplit, split_queries, split_samples
@@ -250,13 +250,20 @@ def _with_chars_as_tokens(log: SampleLog) -> SampleLog:
     return replace(log, samples=log.samples.assign(tokens=values))
 
 
-def _estimate(
+def outcome_table(
     log: SampleLog,
     actions: tuple[Action, ...],
     cost: str,
     prices: Mapping[str, float] | None,
 ) -> OutcomeTable:
-    """The outcome table of a (sub)log in the evaluation's cost unit and prices."""
+    """The outcome table of a (sub)log in a cost unit, each model's costs scaled by its price.
+
+    ``cost`` is ``"samples"``, ``"tokens"``, ``"usd"`` (``prices`` in USD per 1M tokens, as
+    :func:`~computealloc.estimate.estimate`) or ``"chars"`` (characters of the samples as a
+    token proxy); with another unit, ``prices`` multiplies each model's cost (e.g. weak 0,
+    strong 1 makes the cost the share of strong-model calls). Queries with too few samples
+    for an action are dropped.
+    """
     if cost == "usd":
         return estimate(log, actions, "usd", prices=prices, on_short="drop")
     source = _with_chars_as_tokens(log) if cost == "chars" else log
@@ -289,24 +296,6 @@ def _common_rows(a: OutcomeTable, b: OutcomeTable) -> tuple[OutcomeTable, Outcom
     )
 
 
-def _probe_tables(
-    log: SampleLog,
-    dec: OutcomeTable,
-    rep: OutcomeTable,
-    actions: tuple[Action, ...],
-    probe: NDArray[np.bool_],
-    pools: tuple[NDArray[np.bool_], NDArray[np.bool_]],
-) -> tuple[OutcomeTable, OutcomeTable]:
-    """Tables of the probe policies: accuracy given the probes, probes charged once."""
-    ks = [a.k for a in actions]
-    out = []
-    for table, pool in zip((dec, rep), pools, strict=True):
-        p, votes = reuse_accuracy(log.samples, table.query_ids, ks, probe=probe, pool=pool & ~probe)
-        c = table.C * votes / np.asarray(ks, dtype=np.float64)
-        out.append(OutcomeTable(p, c, table.actions, table.query_ids, table.cost_unit))
-    return out[0], out[1]
-
-
 def _probe_ready(log: SampleLog, actions: tuple[Action, ...], probe_m: int) -> bool:
     return probe_m > 0 and len(log.models) == 1 and all(a.kind == "majority" for a in actions)
 
@@ -326,15 +315,15 @@ def _tables(
     everything = np.ones(len(log.samples), dtype=bool)
     if protocol == "in-sample":
         if "in-sample" not in cache:
-            cache["in-sample"] = _estimate(log, actions, cost, prices)
+            cache["in-sample"] = outcome_table(log, actions, cost, prices)
         dec = rep = cache["in-sample"]
         half_a, half_b = everything, everything
     else:
         half_a = split_samples(log.samples, seed=seed)
         half_b = ~half_a
         dec, rep = _common_rows(
-            _estimate(log.subset(sample_mask=half_a), actions, cost, prices),
-            _estimate(log.subset(sample_mask=half_b), actions, cost, prices),
+            outcome_table(log.subset(sample_mask=half_a), actions, cost, prices),
+            outcome_table(log.subset(sample_mask=half_b), actions, cost, prices),
         )
     X = prompt_X.loc[list(dec.query_ids)]
     if not _probe_ready(log, actions, probe_m):
@@ -342,7 +331,10 @@ def _tables(
     eligible = None if protocol == "in-sample" else half_a
     feats = build_features(log, probe_m=probe_m, eligible=eligible, random_state=seed)
     probe = probe_mask(log, probe_m, eligible=eligible, random_state=seed)
-    pdec, prep = _probe_tables(log, dec, rep, actions, probe, (half_a, half_b))
+    pdec, prep = (
+        probe_table(log.samples, table, probe=probe, pool=pool & ~probe)
+        for table, pool in ((dec, half_a), (rep, half_b))
+    )
     return _Tables(dec, rep, X, (pdec, prep, feats.X.loc[list(dec.query_ids)]))
 
 

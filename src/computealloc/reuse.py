@@ -30,6 +30,9 @@ import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 from scipy.special import comb
 
+from computealloc.actions import parse_action
+from computealloc.table import OutcomeTable
+
 __all__ = ["conditional_majority", "reuse_accuracy"]
 
 
@@ -259,3 +262,25 @@ def reuse_accuracy(
     table = conditional_majority(counts[0], counts[1], correct, free, draws)
     accuracy = np.take_along_axis(table, np.searchsorted(draws, need), axis=1)
     return accuracy, np.maximum(k[None, :], m[:, None])
+
+
+def probe_table(
+    samples: pd.DataFrame, table: OutcomeTable, *, probe: ArrayLike, pool: ArrayLike
+) -> OutcomeTable:
+    """``table`` re-read for a policy that looks at ``probe`` samples and reuses them in the vote.
+
+    Accuracy is :func:`reuse_accuracy` of each majority@k column; cost is the column's cost
+    scaled to the ``max(k, m_i)`` samples actually drawn (probes charged once).
+
+    Parameters
+    ----------
+    samples : DataFrame
+        One row per sample of a single model (``SampleLog.samples``).
+    table : OutcomeTable
+        Majority@k columns for the queries of interest (``table.actions`` parse to majority).
+    probe, pool : array-like of bool, shape (n_samples,)
+        As in :func:`reuse_accuracy`.
+    """
+    ks = np.array([parse_action(a).k for a in table.actions], dtype=np.float64)
+    p, votes = reuse_accuracy(samples, table.query_ids, ks.astype(np.int64), probe=probe, pool=pool)
+    return OutcomeTable(p, table.C * votes / ks, table.actions, table.query_ids, table.cost_unit)

@@ -29,6 +29,9 @@ def atomic_write(path: str | os.PathLike[str], write: Any, *, mode: str = "w") -
     dest = Path(path)
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would make outputs unreadable to others
     try:
         if mode == "path":
             os.close(fd)
