@@ -159,7 +159,9 @@ def test_datasets_list_names_every_source() -> None:
         assert name in res.output
 
 
-@pytest.mark.parametrize("command", ["estimate", "solve", "inspect", "collect", "ibpo"])
+@pytest.mark.parametrize(
+    "command", ["estimate", "solve", "inspect", "collect", "ibpo", "fit", "evaluate", "serve"]
+)
 def test_every_command_has_help_with_an_example(command: str) -> None:
     res = runner.invoke(app, [command, "--help"])
     assert res.exit_code == 0
@@ -188,3 +190,62 @@ def test_solve_infeasible_budget_exits_2(tmp_path: Path) -> None:
     res = runner.invoke(app, ["solve", str(tmp_path / "t.parquet"), "--budget", "0.5"])
     assert res.exit_code == 2
     assert "below the minimum mean cost" in res.output
+
+
+def test_fit_writes_a_loadable_policy(tmp_path: Path) -> None:
+    from computealloc.persist import load_policy
+
+    out = tmp_path / "policy.json"
+    res = runner.invoke(
+        app,
+        [
+            "fit",
+            str(_log(tmp_path)),
+            "--budget",
+            "2",
+            "--method",
+            "length",
+            "--actions",
+            "majority@1,majority@4",
+            "-o",
+            str(out),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    assert load_policy(out).actions_ == ("majority@1", "majority@4")
+    assert "held-out test queries" in res.output
+
+
+def test_evaluate_writes_results_and_report(tmp_path: Path) -> None:
+    out = tmp_path / "ev"
+    res = runner.invoke(
+        app,
+        [
+            "evaluate",
+            str(_log(tmp_path)),
+            "--budgets",
+            "2",
+            "--seeds",
+            "1",
+            "--protocol",
+            "in-sample",
+            "--methods",
+            "uniform,oracle",
+            "--probe-m",
+            "0",
+            "--out",
+            str(out),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    results = pd.read_csv(out / "results.csv")
+    assert {"method", "protocol", "seed", "budget", "accuracy", "mean_cost"} <= set(results)
+    assert set(results["method"]) >= {"uniform", "oracle"}
+    assert "data:image/png;base64" in (out / "report.html").read_text()
+
+
+def test_evaluate_bad_budgets_exit_2(tmp_path: Path) -> None:
+    res = runner.invoke(
+        app, ["evaluate", str(_log(tmp_path)), "--budgets", "two", "--out", str(tmp_path / "x")]
+    )
+    assert res.exit_code == 2
