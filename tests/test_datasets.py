@@ -273,3 +273,17 @@ def test_repeats_option_is_validated():
         ValueError, match="The 'repeats' parameter of load must be 'drop' or 'keep'"
     ):
         datasets.load("mot_cascade", repeats="sometimes")  # type: ignore[arg-type]
+
+
+def test_bundled_example_loads_without_a_data_root(monkeypatch, tmp_path):
+    monkeypatch.setenv("COMPUTEALLOC_DATA", str(tmp_path / "absent"))
+    log = datasets.load("example")
+    assert log.source == "example"
+    assert log.models == ["gpt-4-1106-preview", "mistralai/Mixtral-8x7B-Instruct-v0.1"]
+    assert log.n_queries == 1319
+    # the RouteLLM README's figures: Mixtral 0.6384, GPT-4 0.8567, either correct 0.9287
+    acc = log.samples.groupby("model")["correct"].mean()
+    assert acc["mistralai/Mixtral-8x7B-Instruct-v0.1"] == pytest.approx(0.6384, abs=5e-5)
+    assert acc["gpt-4-1106-preview"] == pytest.approx(0.8567, abs=5e-5)
+    either = log.samples.groupby("query_id")["correct"].any().mean()
+    assert either == pytest.approx(0.9287, abs=5e-5)

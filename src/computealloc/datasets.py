@@ -36,7 +36,7 @@ import json
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
 from typing import Literal
@@ -45,7 +45,7 @@ import numpy as np
 import pandas as pd
 
 from computealloc.grading import extract_answer
-from computealloc.samples import SampleLog
+from computealloc.samples import SampleLog, read_samples
 
 __all__ = [
     "ENV_VAR",
@@ -340,6 +340,10 @@ def _folder(source: Source, root: str | os.PathLike[str] | None) -> Path:
     return folder
 
 
+EXAMPLE = "example"
+EXAMPLE_PATH = Path(__file__).with_name("data") / "routellm_gsm8k.csv.gz"
+
+
 def is_available(name: str, *, root: str | os.PathLike[str] | None = None) -> bool:
     """Whether source ``name`` is present under ``root`` (default :func:`data_root`)."""
     try:
@@ -420,7 +424,9 @@ def load(
     ----------
     name : str
         ``"SOURCE"`` for a whole source or ``"SOURCE:SELECTOR"`` for the runs whose label
-        contains ``SELECTOR`` as whole '/'-separated segments (module docstring).
+        contains ``SELECTOR`` as whole '/'-separated segments (module docstring), or
+        ``"example"``: the RouteLLM GSM8K log bundled with the package (Apache-2.0; Mixtral
+        vs GPT-4, one response each; ``src/computealloc/data/README.md``), no data root needed.
     root : path-like, optional
         Data root; defaults to :func:`data_root` (``$COMPUTEALLOC_DATA``).
     repeats : {"drop", "keep"}, default="drop"
@@ -453,6 +459,8 @@ def load(
         raise ValueError(
             f"The 'repeats' parameter of load must be 'drop' or 'keep'. Got {repeats!r} instead."
         )
+    if name == EXAMPLE:
+        return replace(read_samples(EXAMPLE_PATH, grade=False), source=EXAMPLE)
     source, frame, chosen = _frame_and_runs(name, root)
     if repeats == "drop" and source.name == "mot_cascade":
         frame = _cached_distinct(str(_folder(source, root)))
