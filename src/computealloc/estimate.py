@@ -378,7 +378,7 @@ def _wrong_clusters(group: Int, row: Int, wrong: NDArray[np.bool_], n_rows: int)
 def _pools(samples: pd.DataFrame, model: str, qids: NDArray[np.object_]) -> _Pools:
     """Cluster one model's samples on the queries ``qids``."""
     frame = samples[(samples["model"] == model).to_numpy()]
-    row = pd.Index(qids).get_indexer(frame["query_id"]).astype(np.int64)
+    row = pd.Index(qids).get_indexer(pd.Index(frame["query_id"])).astype(np.int64)
     frame, row = frame[row >= 0], row[row >= 0]
     n_rows = len(qids)
     correct, answered, group = _resolve_correct(frame, row, qids, model)
@@ -526,10 +526,10 @@ def _pool_sizes(
     frame = samples[samples["model"].isin(set(models)).to_numpy()]
     qids = np.asarray(sorted(frame["query_id"].unique().tolist()), dtype=object)
     sizes = frame.groupby(["model", "query_id"], observed=True).size()
-    out = {}
+    out: dict[str, Int] = {}
     for model in dict.fromkeys(models):
         size = sizes.xs(model, level="model").reindex(qids, fill_value=0)
-        out[model] = size.to_numpy(dtype=np.int64)
+        out[model] = np.asarray(size.to_numpy(), dtype=np.int64)
         big = out[model] > MAX_POOL_SIZE
         if big.any():
             i = int(np.argmax(big))

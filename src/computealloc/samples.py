@@ -939,7 +939,7 @@ def _normalise(
         if name in raw.columns:
             columns[name] = _CONVERTERS[name](raw[name], origin)
         else:
-            columns[name] = pd.Series(np.nan, index=raw.index).astype(dtype)
+            columns[name] = pd.Series(np.nan, index=raw.index).astype(dtype)  # type: ignore[call-overload]
     if "dataset" in raw.columns:
         columns["dataset"] = _CONVERTERS["dataset"](raw["dataset"], origin)
     for name in raw.columns:
