@@ -15,6 +15,7 @@ import pytest
 from numpy.typing import NDArray
 
 import computealloc.solve as solve_module
+from computealloc.actions import parse_actions
 from computealloc.solve import certify, solve
 from computealloc.table import Allocation, OutcomeTable
 from conftest import needs_data
@@ -564,3 +565,33 @@ def test_docstring_examples() -> None:
     result = doctest.testmod(solve_module)
     assert result.attempted > 0
     assert result.failed == 0
+
+
+ROUTING = [
+    ("routellm:gsm8k", "samples"),
+    ("routellm:mmlu", "samples"),
+    ("routerdc:gsm8k-test", "samples"),
+    ("zeroeval_gsm8k", "chars"),
+    ("zeroeval_math_l5", "chars"),
+]
+
+
+@needs_data
+@pytest.mark.slow
+@pytest.mark.parametrize(("name", "cost"), ROUTING)
+def test_routing_sources_agree_across_the_feasible_range(name: str, cost: str) -> None:
+    """Model-routing tables of every one-sample source: all three solvers agree."""
+    from computealloc import datasets
+    from computealloc.evaluate import outcome_table
+
+    log = datasets.load(name)
+    actions = [f"{model}/majority@1" for model in log.models]
+    # samples: model j costs j + 1 (a price ladder); chars: the response length
+    prices = {m: float(j + 1) for j, m in enumerate(log.models)} if cost == "samples" else None
+    table = outcome_table(log, tuple(parse_actions(actions)), cost, prices)
+    low, high = table.C.min(axis=1).mean(), table.C.max(axis=1).mean()
+    for budget in np.linspace(low, high, 6)[1:-1]:
+        runs = [solve(table, float(budget), method) for method in METHODS]
+        for alloc in runs:
+            assert alloc.accuracy == pytest.approx(runs[0].accuracy, rel=1e-9)
+            assert alloc.cost <= budget * (1 + 1e-12)
