@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from computealloc.estimate import estimate, majority_accuracy
-from computealloc.reuse import conditional_majority, reuse_accuracy
+from computealloc.estimate import conditional_majority, estimate, majority_accuracy
+from computealloc.reuse import reuse_accuracy
 from computealloc.samples import read_samples
 
 
@@ -50,6 +50,26 @@ def test_matches_brute_force_on_random_small_pools():
                     assert got[r, j] == pytest.approx(want, abs=1e-12)
 
 
+def test_matches_brute_force_with_many_clusters():
+    # Six clusters: rows need up to 3 quadrature nodes, and fixed votes reorder who can tie.
+    rng = np.random.default_rng(2)
+    rows, width = 6, 6
+    pool = rng.integers(0, 3, (rows, width))
+    fixed = rng.integers(0, 3, (rows, width)) * (rng.random((rows, width)) < 0.4)
+    free = rng.integers(0, 2, rows)
+    correct = rng.random((rows, width)) < 0.3
+    draws = np.arange(9)
+    got = conditional_majority(pool, fixed, correct, free, draws)
+    for r in range(rows):
+        size = pool[r].sum() + free[r]
+        want = [
+            brute_force(pool[r], fixed[r], correct[r], int(free[r]), int(d)) if d <= size else None
+            for d in draws
+        ]
+        for j, w in enumerate(want):
+            assert np.isnan(got[r, j]) if w is None else got[r, j] == pytest.approx(w, abs=1e-12)
+
+
 def test_without_fixed_votes_equals_exact_majority():
     rng = np.random.default_rng(1)
     pool = rng.integers(0, 6, (200, 8))
@@ -75,6 +95,11 @@ def test_rejects_mismatched_shapes():
 def test_rejects_negative_counts():
     with pytest.raises(ValueError, match="`pool` must be a 2-D array of non-negative integer"):
         conditional_majority([[1, -2]], [[0, 0]], [[True, False]], 0, [1])
+
+
+def test_rejects_pools_beyond_max_pool_size():
+    with pytest.raises(ValueError, match=r"Pools of at most 1024 samples are supported\. Got 1025"):
+        conditional_majority([[1025, 0]], [[0, 0]], [[True, False]], 0, [1])
 
 
 def _log(seed: int = 0):

@@ -6,7 +6,9 @@ its expected accuracy is computed exactly over all ``C(n, K)`` draws, not by Mon
 
 The array kernels (:func:`majority_accuracy`, :func:`pass_at_k`, :func:`best_of_accuracy`) work
 on padded per-query arrays and can be used on their own; :func:`estimate` builds those arrays
-from a :class:`~computealloc.samples.SampleLog`.
+from a :class:`~computealloc.samples.SampleLog`. :func:`conditional_majority` is the majority
+vote with fixed (already observed) answers added, as when probe samples are reused
+(:mod:`computealloc.reuse`); both majority kernels share one generating-function count.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from computealloc.table import OutcomeTable
 __all__ = [
     "MAX_POOL_SIZE",
     "best_of_accuracy",
+    "conditional_majority",
     "default_actions",
     "estimate",
     "majority_accuracy",
@@ -74,66 +77,88 @@ def _gauss_legendre01(q: int) -> tuple[Float, Float]:
     return (x + 1.0) / 2.0, w / 2.0
 
 
-def _convolve_truncated(poly: Float, factor: Float, t: int, w: Float) -> Float:
-    """Multiply ``poly`` (m, q, d+1) by ``sum_{x<t} f_x z^x + w f_t z^t``, keeping degree <= d.
+def _convolve_truncated(poly: Float, counts: Float, tie: Int, w: Float) -> Float:
+    """Multiply ``poly`` (m, q, d+1) by ``sum_{y<tie} C(n, y) z^y + w C(n, tie) z^tie`` to degree d.
 
-    ``factor`` is (m, t+1) with the cluster's binomials ``f_x = C(n_j, x)``; ``w`` (q,) holds
-    the tie markers at which the product is evaluated. The convolution is one ``einsum`` over
-    a strided (no-copy) window view of the zero-padded ``poly``.
+    ``counts`` is (m, L) with the cluster's binomials ``C(n, y)`` for ``y < L``; ``tie`` (m,)
+    the cluster's draws that tie it with gold (negative: it already beats gold, the factor is
+    0); ``w`` (q,) holds the tie markers at which the product is evaluated. The convolution is
+    one ``einsum`` over a strided (no-copy) window view of the zero-padded ``poly``.
     """
-    deg = poly.shape[2] - 1
-    coef = np.repeat(factor[:, None, :], len(w), axis=1)
-    coef[:, :, t] *= w
-    padded = np.zeros((*poly.shape[:2], deg + 1 + t))
-    padded[:, :, t:] = poly
-    window = sliding_window_view(padded, t + 1, axis=2)[:, :, : deg + 1, ::-1]
+    deg, width = poly.shape[2] - 1, counts.shape[1]
+    upto = np.where(np.arange(width) <= tie[:, None], counts, 0.0)
+    coef = np.repeat(upto[:, None, :], len(w), axis=1)
+    tied = np.flatnonzero((tie >= 0) & (tie < width))
+    coef[tied, :, tie[tied]] *= w
+    padded = np.zeros((*poly.shape[:2], deg + width))
+    padded[:, :, width - 1 :] = poly
+    window = sliding_window_view(padded, width, axis=2)[:, :, : deg + 1, ::-1]
     return np.einsum("iqsx,iqx->iqs", window, coef)
 
 
-def _wins_given_t(t: int, deg: int, oth: Int, rest: Int, n_big: int, table: Float) -> Float:
+def _wins_given_t(
+    t: Int, deg: int, oth: Int, fix: Int, rest: Int, n_big: int, table: Float
+) -> Float:
     """Tie-weighted count of the other ``s = 0..deg`` drawn samples letting gold win with ``t``.
 
-    ``oth`` (m, M) holds the wrong clusters in decreasing order (rows with the most clusters
-    of ``>= t`` samples first, at most ``n_big`` of them); ``rest`` (m,) the abstaining
-    samples. Returns (m, deg+1).
+    ``t`` (m,) is gold's final vote count per row. ``oth`` and ``fix`` (m, M) hold the other
+    clusters' pool samples and fixed votes, in decreasing order of their sum (rows with the
+    most clusters that can reach ``t`` first, at most ``n_big`` of them); ``rest`` (m,) the
+    abstaining samples. Returns (m, deg+1).
     """
-    r_t = rest + np.where(oth < t, oth, 0).sum(axis=1)
+    tie = t[:, None] - fix
+    small = oth < tie
+    r_t = rest + np.where(small, oth, 0).sum(axis=1)
     nodes, weights = _gauss_legendre01((n_big + 2) // 2)
     poly = np.repeat(table[r_t, None, : deg + 1], len(nodes), axis=1)
+    width = min(int(t.max(initial=0)), deg) + 1
     for j in range(n_big):
-        m = int(np.count_nonzero(oth[:, j] >= t))
-        poly[:m] = _convolve_truncated(poly[:m], table[oth[:m, j], : t + 1], t, nodes)
+        m = int(np.count_nonzero(~small[:, j]))
+        poly[:m] = _convolve_truncated(poly[:m], table[oth[:m, j], :width], tie[:m, j], nodes)
     return np.asarray(np.einsum("iqs,q->is", poly, weights))
 
 
-def _majority_numerators(gold: Int, others: Int, rest: Int, k_max: int, table: Float) -> Float:
-    """Weighted count of the K-draws the gold cluster wins, for K = 0..k_max, shape (N, k_max+1).
+def _majority_numerators(
+    gold: Int, held: Int, others: Int, fixed: Int, rest: Int, d_max: int, table: Float
+) -> Float:
+    """Weighted count of the D-draws the gold cluster wins, for D = 0..d_max, shape (N, d_max+1).
 
-    Gold wins a draw holding ``t >= 1`` gold samples when no wrong cluster holds more than
-    ``t``; with ``m`` wrong clusters tied at ``t`` it wins with probability ``1/(1+m)`` =
-    ``int_0^1 w^m dw``. For fixed ``t`` the count of such draws of size ``t+s`` is the
-    coefficient of ``z^s`` in ``C(n_g, t) (1+z)^{R_t} prod_j f_j(z, w)`` integrated over ``w``,
-    where ``f_j = sum_{x<t} C(n_j, x) z^x + w C(n_j, t) z^t`` runs over the wrong clusters with
-    ``n_j >= t`` and ``R_t`` counts the abstaining samples and the smaller clusters (which can
-    never reach ``t``). The integrand has degree <= #clusters in ``w``, so a Gauss-Legendre rule
-    integrates it exactly. ``others`` is sorted in decreasing order within each row; per ``t``
-    the rows are sorted by their number of clusters of ``>= t`` samples, so that each cluster
-    slot is a prefix, and rows needing the same number of nodes are processed together.
+    Each row's vote holds fixed votes (``held`` for gold, ``fixed`` (N, M) for the other
+    clusters) plus ``D`` samples drawn from its pool (``gold`` gold samples, ``others`` (N, M)
+    per other cluster, ``rest`` abstaining); ``others + fixed`` must be sorted in decreasing
+    order within each row.
+
+    With ``x`` gold samples drawn gold ends at ``t = held + x`` votes and wins when ``t >= 1``
+    and no other cluster ends above ``t``; with ``r`` other clusters tied at ``t`` it wins with
+    probability ``1/(1+r)`` = ``int_0^1 w^r dw``. For fixed ``x`` the count of such draws of
+    size ``x+s`` is the coefficient of ``z^s`` in ``C(n_g, x) (1+z)^{R_t} prod_j f_j(z, w)``
+    integrated over ``w``, where ``f_j = sum_{y<t_j} C(n_j, y) z^y + w C(n_j, t_j) z^{t_j}``
+    with ``t_j = t - fixed_j`` runs over the clusters that can reach ``t`` (``n_j + fixed_j >=
+    t``; ``f_j = 0`` when ``t_j < 0``) and ``R_t`` counts the abstaining samples and the
+    smaller clusters. The integrand has degree <= #clusters in ``w``, so a Gauss-Legendre rule
+    integrates it exactly. Per ``x`` the rows are sorted by their number of clusters that can
+    reach ``t``, so that each cluster slot is a prefix, and rows needing the same number of
+    nodes are processed together.
     """
-    num = np.zeros((gold.shape[0], k_max + 1))
+    num = np.zeros((gold.shape[0], d_max + 1))
+    reach = others + fixed
     by_gold = np.argsort(-gold, kind="stable")
-    n_rows_by_t = np.searchsorted(-gold[by_gold], -np.arange(k_max + 1), side="right")
-    for t in range(1, min(int(gold.max(initial=0)), k_max) + 1):
-        rows = by_gold[: n_rows_by_t[t]]
-        n_big = (others[rows] >= t).sum(axis=1)
+    n_rows_by_x = np.searchsorted(-gold[by_gold], -np.arange(d_max + 1), side="right")
+    for x in range(min(int(gold.max(initial=0)), d_max) + 1):
+        rows = by_gold[: n_rows_by_x[x]]
+        rows = rows[held[rows] + x >= 1]
+        t = held[rows] + x
+        n_big = (reach[rows] >= t[:, None]).sum(axis=1)
         order = np.argsort(-n_big, kind="stable")
-        rows, n_big = rows[order], n_big[order]
+        rows, t, n_big = rows[order], t[order], n_big[order]
         n_nodes = (n_big + 2) // 2
         bounds = np.flatnonzero(np.diff(n_nodes, prepend=-1, append=-1))
         for lo, hi in itertools.pairwise(bounds):
             seg = rows[lo:hi]
-            wins = _wins_given_t(t, k_max - t, others[seg], rest[seg], int(n_big[lo]), table)
-            num[seg, t:] += table[gold[seg], t, None] * wins
+            wins = _wins_given_t(
+                t[lo:hi], d_max - x, others[seg], fixed[seg], rest[seg], int(n_big[lo]), table
+            )
+            num[seg, x:] += table[gold[seg], x, None] * wins
     return num
 
 
@@ -164,6 +189,10 @@ def majority_accuracy(
     ndarray of shape (n_queries, n_ks)
         Probability that the vote is correct; NaN where ``K`` exceeds the query's ``n``.
 
+    See Also
+    --------
+    conditional_majority : the same vote with fixed (already observed) answers added.
+
     Notes
     -----
     All ``K`` are computed in one pass of generating-function products over the clusters
@@ -185,11 +214,104 @@ def majority_accuracy(
     n = g + oth.sum(axis=1) + rest
     k_max = int(k.max())
     table = _binomials(max(int(n.max(initial=0)), k_max))
-    num = _majority_numerators(g, oth, rest, k_max, table)
+    num = _majority_numerators(g, np.zeros_like(g), oth, np.zeros_like(oth), rest, k_max, table)
+    return _share(num, n, k, table)
+
+
+def _share(num: Float, n: Int, d: Int, table: Float) -> Float:
+    """``num[:, d] / C(n, d)``, (N, n_d), clipped to [0, 1]; NaN where ``d > n``."""
     with np.errstate(invalid="ignore", divide="ignore"):
-        acc = num[:, k] / table[n[:, None], k[None, :]]
-    acc[k[None, :] > n[:, None]] = np.nan
-    return np.asarray(np.clip(acc, 0.0, 1.0))
+        acc = num[:, d] / table[n[:, None], d[None, :]]
+    return np.where(d[None, :] <= n[:, None], np.clip(acc, 0.0, 1.0), np.nan)
+
+
+def _as_counts(name: str, value: ArrayLike, ndim: int) -> Int:
+    arr = np.asarray(value)
+    if (
+        arr.ndim != ndim
+        or (arr.size and (arr < 0).any())
+        or not np.issubdtype(arr.dtype, np.integer)
+    ):
+        raise ValueError(
+            f"`{name}` must be a {ndim}-D array of non-negative integer counts. "
+            f"Got dtype {arr.dtype} and shape {arr.shape}."
+        )
+    return arr.astype(np.int64)
+
+
+def _cm_iv(
+    pool: ArrayLike, fixed: ArrayLike, correct: ArrayLike, free: ArrayLike, draws: ArrayLike
+) -> tuple[Int, Int, NDArray[np.bool_], Int, Int]:
+    n = _as_counts("pool", pool, 2)
+    f = _as_counts("fixed", fixed, 2)
+    ok = np.asarray(correct)
+    if f.shape != n.shape or ok.shape != n.shape or ok.dtype != bool:
+        raise ValueError(
+            "`pool`, `fixed` and `correct` (bool) must have the same shape (n_rows, n_clusters). "
+            f"Got {n.shape}, {f.shape} and {ok.shape}."
+        )
+    z = np.broadcast_to(_as_counts("free", np.atleast_1d(free), 1), (n.shape[0],))
+    d = _as_counts("draws", np.atleast_1d(draws), 1)
+    return n, f, ok, z.astype(np.int64), d
+
+
+def conditional_majority(
+    pool: ArrayLike,
+    fixed: ArrayLike,
+    correct: ArrayLike,
+    free: ArrayLike,
+    draws: ArrayLike,
+) -> Float:
+    """Probability that a correct answer wins a plurality vote of fixed plus drawn answers.
+
+    Each row is one query. Its vote holds the ``fixed`` answers (already observed) plus ``D``
+    answers drawn uniformly without replacement from a pool of ``pool.sum() + free`` samples.
+    The plurality answer wins, ties split uniformly at random; samples without an answer
+    (``free``) take no part in the vote; a vote without any answer is wrong. With no fixed
+    votes and one correct cluster this is :func:`majority_accuracy`.
+
+    Parameters
+    ----------
+    pool : array-like of shape (n_rows, n_clusters), int
+        Pool samples giving each answer cluster (0 for padding).
+    fixed : array-like of shape (n_rows, n_clusters), int
+        Fixed votes per cluster (probe answers that are reused).
+    correct : array-like of shape (n_rows, n_clusters), bool
+        Whether each cluster's answer is correct.
+    free : int or array-like of shape (n_rows,)
+        Pool samples without an answer.
+    draws : int or array-like of shape (n_draws,)
+        Numbers ``D`` of answers drawn from the pool, each >= 0.
+
+    Returns
+    -------
+    ndarray of shape (n_rows, n_draws)
+        Exact probability that the vote is correct; NaN where ``D`` exceeds the pool.
+
+    Notes
+    -----
+    The win probabilities of the correct clusters add up: each correct cluster in turn is the
+    gold cluster of ``_majority_numerators`` against all the others.
+
+    Examples
+    --------
+    >>> conditional_majority([[2, 2]], [[1, 0]], [[True, False]], 0, [0, 1, 2])
+    array([[1.        , 0.75      , 0.83333333]])
+    """
+    n, f, ok, z, d = _cm_iv(pool, fixed, correct, free, draws)
+    size = n.sum(axis=1) + z
+    d_max = int(d.max())
+    table = _binomials(max(int(size.max(initial=0)), d_max))
+    rows, target = np.nonzero(ok & (n + f > 0))
+    pair = np.arange(rows.size)
+    oth, fix = n[rows], f[rows]
+    gold, held = oth[pair, target], fix[pair, target]
+    oth[pair, target] = fix[pair, target] = 0
+    order = np.argsort(-(oth + fix), axis=1, kind="stable")
+    oth, fix = np.take_along_axis(oth, order, axis=1), np.take_along_axis(fix, order, axis=1)
+    num = np.zeros((n.shape[0], d_max + 1))
+    np.add.at(num, rows, _majority_numerators(gold, held, oth, fix, z[rows], d_max, table))
+    return _share(num, size, d, table)
 
 
 def _check_k(k: Int, name: str, where: str) -> None:

@@ -413,62 +413,53 @@ def _budget_runs(
     skipped: list[str],
 ) -> dict[str, _Run]:
     """Decisions of every method at one budget on the test queries, and of the oracles."""
-    test = split.test
-    dec_t, rep_t = tables.dec.subset(test), tables.rep.subset(test)
-    runs = {"oracle": _Run(_oracle_decision(dec_t, budget), rep_t, "oracle")}
-    wanted = set(methods)
-    if "oracle_in_sample" in wanted:
-        runs["oracle_in_sample"] = _Run(_oracle_decision(rep_t, budget), rep_t, "oracle")
-    bases = {m.partition("/")[0] for m in wanted}
-    if "imitation" in bases:
-        fitted["imitation"] = Imitation(budget=budget, random_state=seed).fit(
-            tables.X.iloc[split.train], tables.dec.subset(split.train)
-        )
-    for name in methods:
-        base = name.partition("/")[0]
-        if name.startswith("oracle") or base.endswith("+probe"):
-            continue
-        runs[name] = _Run(
-            _learned(name, fitted, tables.X, split, budget, None, seed), rep_t, "oracle"
-        )
-    runs.update(_probe_runs(tables, split, fitted, budget, methods, seed, skipped))
+    plain = [m for m in methods if "+probe" not in m]
+    variant = (tables.dec, tables.rep, tables.X)
+    runs = _variant_runs(variant, "", None, split, fitted, budget, plain, seed)
+    probed = [m for m in methods if "+probe" in m]
+    if not probed:
+        return runs
+    if tables.probe is None:
+        skipped.extend(f"{m}: no probe features for this log" for m in probed)
+        return runs
+    pdec = tables.probe[0]
+    if not _feasible(pdec, budget):
+        skipped.extend(f"{m} at budget {budget:g}: the probes alone cost more" for m in probed)
+        return runs
+    costs = pdec.C if pdec.cost_unit == "samples" else None
+    runs.update(_variant_runs(tables.probe, "+probe", costs, split, fitted, budget, probed, seed))
     return runs
 
 
-def _probe_runs(
-    tables: _Tables,
+def _variant_runs(
+    variant: tuple[OutcomeTable, OutcomeTable, pd.DataFrame],
+    suffix: str,
+    costs: Float | None,
     split: QuerySplit,
     fitted: dict[str, BasePolicy],
     budget: float,
-    methods: Sequence[str],
+    names: Sequence[str],
     seed: int,
-    skipped: list[str],
 ) -> dict[str, _Run]:
-    wanted = [m for m in methods if "+probe" in m]
-    if not wanted:
-        return {}
-    if tables.probe is None:
-        skipped.extend(f"{m}: no probe features for this log" for m in wanted)
-        return {}
-    pdec, prep, px = tables.probe
-    if not _feasible(pdec, budget):
-        skipped.extend(f"{m} at budget {budget:g}: the probes alone cost more" for m in wanted)
-        return {}
-    prep_t = prep.subset(split.test)
-    runs = {
-        "oracle+probe": _Run(
-            _oracle_decision(pdec.subset(split.test), budget), prep_t, "oracle+probe"
+    """The oracle and the methods ``names`` on one variant's (decision, report, features).
+
+    ``suffix`` is ``""`` for the plain tables and ``"+probe"`` for the probe tables; the
+    variant's oracle (``"oracle" + suffix``) is the reference of its methods.
+    """
+    dec, rep, X = variant
+    oracle = f"oracle{suffix}"
+    rep_t = rep.subset(split.test)
+    runs = {oracle: _Run(_oracle_decision(dec.subset(split.test), budget), rep_t, oracle)}
+    if "oracle_in_sample" in names:
+        runs["oracle_in_sample"] = _Run(_oracle_decision(rep_t, budget), rep_t, oracle)
+    if any(m.partition("/")[0] == f"imitation{suffix}" for m in names):
+        fitted[f"imitation{suffix}"] = Imitation(budget=budget, random_state=seed).fit(
+            X.iloc[split.train], dec.subset(split.train)
         )
-    }
-    if any(m.startswith("imitation+probe") for m in wanted):
-        fitted["imitation+probe"] = Imitation(budget=budget, random_state=seed).fit(
-            px.iloc[split.train], pdec.subset(split.train)
-        )
-    costs = pdec.C if pdec.cost_unit == "samples" else None
-    for name in wanted:
-        if name != "oracle+probe":
-            decision = _learned(name, fitted, px, split, budget, costs, seed)
-            runs[name] = _Run(decision, prep_t, "oracle+probe")
+    for name in names:
+        if not name.startswith("oracle"):
+            decision = _learned(name, fitted, X, split, budget, costs, seed)
+            runs[name] = _Run(decision, rep_t, oracle)
     return runs
 
 

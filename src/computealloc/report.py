@@ -23,13 +23,17 @@ import io
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from computealloc.evaluate import METHODS, EvaluationResult
 from computealloc.table import atomic_write
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 __all__ = [
     "DIFFICULTY_BINS",
@@ -124,9 +128,27 @@ def metric_table(summary: pd.DataFrame, protocol: str, budget: float) -> pd.Data
     return pd.DataFrame(out)
 
 
-def _figure_bytes(fig: object) -> bytes:
+def _new_axes() -> tuple[Figure, Axes]:
+    """A figure and its axes on matplotlib's Agg backend (imported lazily, no window)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 5.0))
+    return fig, ax
+
+
+def _png(fig: Figure, ax: Axes, title: str, **legend: Any) -> bytes:
+    """Title, grid and legend on ``ax``, then the figure as PNG bytes; the figure is closed."""
+    from matplotlib import pyplot as plt
+
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2, **legend)
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")  # type: ignore[attr-defined]
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
     return buf.getvalue()
 
 
@@ -173,13 +195,8 @@ def plot_accuracy_vs_cost(summary: pd.DataFrame, protocol: str, *, title: str = 
     bytes
         The PNG file.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
     part = summary[summary["protocol"] == protocol]
-    fig, ax = plt.subplots(figsize=(7.5, 5.0))
+    fig, ax = _new_axes()
     for method in [m for m in METHODS if m in set(part["method"])]:
         line = part[part["method"] == method].sort_values("mean_cost")
         se = line["accuracy_se"].fillna(0.0) if method in ("uniform", "oracle") else None
@@ -196,12 +213,7 @@ def plot_accuracy_vs_cost(summary: pd.DataFrame, protocol: str, *, title: str = 
     ax.set_xscale("log", base=2)
     ax.set_xlabel("realised mean cost per test query")
     ax.set_ylabel("test accuracy (mean over seeds; bars: ± s.e.)")
-    ax.set_title(title or f"Accuracy vs compute ({protocol})")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2, loc="lower right")
-    data = _figure_bytes(fig)
-    plt.close(fig)
-    return data
+    return _png(fig, ax, title or f"Accuracy vs compute ({protocol})", loc="lower right")
 
 
 def plot_compute_by_difficulty(
@@ -225,11 +237,6 @@ def plot_compute_by_difficulty(
     bytes
         The PNG file.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
     part = queries[(queries["protocol"] == protocol) & (queries["budget"] == budget)]
     part = part[part["method"].isin(_DIFFICULTY_METHODS)]
     edges = np.asarray(DIFFICULTY_BINS)
@@ -238,7 +245,7 @@ def plot_compute_by_difficulty(
     )
     mean = part.assign(bin=bins).groupby(["method", "bin"])["cost"].mean().unstack("bin")
     share = np.bincount(bins, minlength=edges.size - 1) / max(bins.size, 1)
-    fig, ax = plt.subplots(figsize=(7.5, 5.0))
+    fig, ax = _new_axes()
     centers = (edges[:-1] + edges[1:]) / 2
     for method in [m for m in _DIFFICULTY_METHODS if m in mean.index]:
         values = mean.loc[method].reindex(range(edges.size - 1)).to_numpy()
@@ -252,12 +259,7 @@ def plot_compute_by_difficulty(
     )
     ax.set_xlabel("difficulty: 1 − single-sample accuracy (share of test queries)")
     ax.set_ylabel("mean compute per query")
-    ax.set_title(title or f"Where the compute goes ({protocol}, B={budget:g})")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
-    data = _figure_bytes(fig)
-    plt.close(fig)
-    return data
+    return _png(fig, ax, title or f"Where the compute goes ({protocol}, B={budget:g})")
 
 
 def _focus_budget(budgets: Sequence[float]) -> float:

@@ -26,10 +26,11 @@ from sklearn.exceptions import NotFittedError
 from computealloc.calibrate import apply_lambda, calibrate_lambda, check_budget, solve_scores
 from computealloc.table import Allocation, OutcomeTable
 
-__all__ = ["BasePolicy", "check_budget", "check_rows", "mixed_mean", "row_ids"]
+__all__ = ["BasePolicy", "BoostedPolicy", "check_budget", "check_rows", "mixed_mean", "row_ids"]
 
 Float = NDArray[np.float64]
 Int = NDArray[np.int64]
+Seed = int | np.random.Generator | None
 
 
 class BasePolicy(BaseEstimator, metaclass=ABCMeta):
@@ -171,7 +172,7 @@ class BasePolicy(BaseEstimator, metaclass=ABCMeta):
         self,
         X: ArrayLike | pd.DataFrame,
         costs: ArrayLike | None = None,
-        random_state: int | np.random.Generator | None = None,
+        random_state: Seed = None,
     ) -> Int:
         """Action index of each query under the calibrated rule, each query on its own.
 
@@ -182,15 +183,20 @@ class BasePolicy(BaseEstimator, metaclass=ABCMeta):
         costs : array-like of shape (n_queries, n_actions) or (n_actions,), optional
             Per-query action costs; ``costs_`` by default.
         random_state : int, Generator or None
-            Seed of the tie-mixing draws; the policy's ``random_state`` by default.
+            Seed of the rule's random draws (tie mixing); the policy's ``random_state`` by
+            default.
 
         Returns
         -------
         ndarray of shape (n_queries,), int
         """
         self._check_calibrated()
-        s = self.scores(X)
         seed = self.random_state if random_state is None else random_state
+        return self._predict(X, costs, seed)
+
+    def _predict(self, X: ArrayLike | pd.DataFrame, costs: ArrayLike | None, seed: Seed) -> Int:
+        """The calibrated rule: ``argmax_a S[i, a] - lam_ * C[i, a]``, ties mixed by ``mix_``."""
+        s = self.scores(X)
         return apply_lambda(s, self._costs(costs, s.shape[0]), self.lam_, self.mix_, seed)
 
     def _check_calibrated(self) -> None:
@@ -250,6 +256,38 @@ class BasePolicy(BaseEstimator, metaclass=ABCMeta):
 
     def _set_state(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`_state` returned."""
+
+
+class BoostedPolicy(BasePolicy):
+    """A policy whose models are LightGBM ensembles sharing one set of boosting parameters.
+
+    Subclasses store ``n_estimators``, ``max_depth``, ``learning_rate``, ``min_child_samples``,
+    ``n_jobs`` and ``random_state`` in ``__init__`` and build their models from
+    :meth:`_lgbm_params`.
+    """
+
+    n_estimators: int
+    max_depth: int
+    learning_rate: float
+    min_child_samples: int
+    n_jobs: int
+
+    def _lgbm_params(self) -> dict[str, Any]:
+        """Keyword arguments of a LightGBM model: the boosting parameters, silent.
+
+        ``num_leaves`` is ``min(31, 2**max_depth)``: a full tree of depth ``max_depth`` at
+        most, LightGBM's default of 31 leaves for deeper trees.
+        """
+        return {
+            "n_estimators": self.n_estimators,
+            "max_depth": self.max_depth,
+            "num_leaves": min(31, 2**self.max_depth),
+            "learning_rate": self.learning_rate,
+            "min_child_samples": self.min_child_samples,
+            "n_jobs": self.n_jobs,
+            "random_state": self.random_state,
+            "verbose": -1,
+        }
 
 
 def check_rows(x: Float, table: OutcomeTable) -> None:

@@ -20,18 +20,28 @@ from numpy.typing import ArrayLike
 from scipy.optimize import brentq
 from scipy.special import softmax
 
-from computealloc.policies._base import BasePolicy, Float, Int, check_budget, mixed_mean, row_ids
+from computealloc.policies._base import (
+    BasePolicy,
+    Float,
+    Int,
+    Seed,
+    check_budget,
+    mixed_mean,
+    row_ids,
+)
 from computealloc.table import Allocation, OutcomeTable
 
 __all__ = ["LengthHeuristic", "Random", "Uniform", "budget_bracket", "budget_matched_probs"]
 
 
 def _check_feasible(costs: Float, budget: float, actions: tuple[str, ...], where: str) -> None:
+    """The budget must cover the cheapest action; unnamed actions are called ``a0, a1, ...``."""
     cheapest = int(np.argmin(costs))
     if budget < costs[cheapest]:
+        name = actions[cheapest] if actions else f"a{cheapest}"
         raise ValueError(
             f"The budget {budget:g} of {where} is infeasible: the cheapest action "
-            f"{actions[cheapest]!r} costs {costs[cheapest]:g} per query on average."
+            f"{name!r} costs {costs[cheapest]:g} per query on average."
         )
 
 
@@ -65,8 +75,7 @@ def budget_bracket(
     (1, 2, 0.5)
     """
     c = np.asarray(costs, dtype=np.float64)
-    names = actions or tuple(f"a{j}" for j in range(c.size))
-    _check_feasible(c, budget, names, where)
+    _check_feasible(c, budget, actions, where)
     order = np.argsort(c, kind="stable")
     pos = int(np.searchsorted(c[order], budget, side="left"))
     if pos == c.size:
@@ -105,8 +114,7 @@ def budget_matched_probs(
         Probabilities, summing to 1.
     """
     c = np.asarray(costs, dtype=np.float64)
-    names = actions or tuple(f"a{j}" for j in range(c.size))
-    _check_feasible(c, budget, names, where)
+    _check_feasible(c, budget, actions, where)
     lo, hi = float(c.min()), float(c.max())
     if hi == lo:
         return np.full(c.size, 1.0 / c.size)
@@ -209,16 +217,9 @@ class Uniform(BasePolicy):
         self.budget_ = budget
         return self
 
-    def predict(
-        self,
-        X: ArrayLike | pd.DataFrame,
-        costs: ArrayLike | None = None,
-        random_state: int | np.random.Generator | None = None,
-    ) -> Int:
+    def _predict(self, X: ArrayLike | pd.DataFrame, costs: ArrayLike | None, seed: Seed) -> Int:
         """Each query independently: ``high_`` with probability ``mix_``, else ``low_``."""
-        self._check_calibrated()
         n = self._check_X(X, reset=False).shape[0]
-        seed = self.random_state if random_state is None else random_state
         draw = np.random.default_rng(seed).random(n)
         return np.where(draw < self.mix_, self.high_, self.low_).astype(np.int64)
 
@@ -290,16 +291,9 @@ class Random(BasePolicy):
         self.budget_ = budget
         return self
 
-    def predict(
-        self,
-        X: ArrayLike | pd.DataFrame,
-        costs: ArrayLike | None = None,
-        random_state: int | np.random.Generator | None = None,
-    ) -> Int:
+    def _predict(self, X: ArrayLike | pd.DataFrame, costs: ArrayLike | None, seed: Seed) -> Int:
         """Each query independently draws its action from ``probs_``."""
-        self._check_calibrated()
         n = self._check_X(X, reset=False).shape[0]
-        seed = self.random_state if random_state is None else random_state
         rng = np.random.default_rng(seed)
         return np.asarray(rng.choice(len(self.probs_), size=n, p=self.probs_), dtype=np.int64)
 

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
-from computealloc.policies._base import BasePolicy, Float, Int, check_budget, check_rows
+from computealloc.policies._base import BoostedPolicy, Float, Int, check_budget, check_rows
 from computealloc.solve import solve
 from computealloc.table import OutcomeTable
 
@@ -42,7 +42,7 @@ def oracle_labels(table: OutcomeTable, budget: float) -> Int:
     return labels
 
 
-class Imitation(BasePolicy):
+class Imitation(BoostedPolicy):
     """Gradient-boosted classifier of the oracle's action at a training budget.
 
     Fitting solves the oracle on the training table at ``budget``
@@ -98,16 +98,7 @@ class Imitation(BasePolicy):
     def _fit(self, X: Float, table: OutcomeTable) -> None:
         budget = check_budget(self.budget, "Imitation")
         labels = oracle_labels(table, budget)
-        model = lgb.LGBMClassifier(
-            n_estimators=self.n_estimators,
-            max_depth=self.max_depth,
-            num_leaves=min(31, 2**self.max_depth),
-            learning_rate=self.learning_rate,
-            min_child_samples=self.min_child_samples,
-            n_jobs=self.n_jobs,
-            random_state=self.random_state,
-            verbose=-1,
-        )
+        model = lgb.LGBMClassifier(**self._lgbm_params())
         model.fit(X, labels)
         self.classes_ = np.asarray(model.classes_, dtype=np.int64)
         self.booster_ = model.booster_

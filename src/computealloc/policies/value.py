@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
-from computealloc.policies._base import BasePolicy, Float
+from computealloc.policies._base import BoostedPolicy, Float
 from computealloc.table import OutcomeTable
 
 __all__ = ["Value"]
@@ -17,7 +17,7 @@ __all__ = ["Value"]
 _TARGETS = ("accuracy", "gain")
 
 
-class Value(BasePolicy):
+class Value(BoostedPolicy):
     """Predicted accuracy of every action, allocated by the oracle on the predictions.
 
     One LightGBM regressor per action learns the query's expected accuracy from its features
@@ -80,19 +80,6 @@ class Value(BasePolicy):
         self.n_jobs = n_jobs
         self.random_state = random_state
 
-    def _regressor(self, objective: str) -> lgb.LGBMRegressor:
-        return lgb.LGBMRegressor(
-            objective=objective,
-            n_estimators=self.n_estimators,
-            max_depth=self.max_depth,
-            num_leaves=min(31, 2**self.max_depth),
-            learning_rate=self.learning_rate,
-            min_child_samples=self.min_child_samples,
-            n_jobs=self.n_jobs,
-            random_state=self.random_state,
-            verbose=-1,
-        )
-
     def _fit(self, X: Float, table: OutcomeTable) -> None:
         if self.target not in _TARGETS:
             raise ValueError(
@@ -106,7 +93,8 @@ class Value(BasePolicy):
         for a in range(p.shape[1]):
             relative = gain and a != self.base_
             y = p[:, a] - p[:, self.base_] if relative else p[:, a]
-            model = self._regressor("regression" if relative else "cross_entropy")
+            objective = "regression" if relative else "cross_entropy"
+            model = lgb.LGBMRegressor(objective=objective, **self._lgbm_params())
             boosters.append(model.fit(X, y).booster_)
         self.boosters_ = boosters
 
