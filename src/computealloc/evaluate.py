@@ -584,7 +584,7 @@ def routing_metrics(
     Examples
     --------
     >>> routing_metrics([0.5], [0.9], 0.5, 1.0)
-    (0.7, 0.3125)
+    (0.65, 0.3125)
     """
     if abs(strong - weak) <= GAP_EPS:
         return float("nan"), float("nan")
