@@ -1,0 +1,32 @@
+"""Every docstring example of the core modules runs and prints what it shows."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+
+import pytest
+
+MODULES = [
+    "actions",
+    "calibrate",
+    "datasets",
+    "estimate",
+    "evaluate",
+    "features",
+    "grading",
+    "ibpo",
+    "samples",
+    "sequential",
+    "solve",
+    "splits",
+    "summary",
+    "policies.baselines",
+]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples_run(name: str) -> None:
+    module = importlib.import_module(f"computealloc.{name}")
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert result.failed == 0
