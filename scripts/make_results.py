@@ -29,10 +29,11 @@ import pandas as pd
 
 from computealloc import datasets
 from computealloc.estimate import default_actions, estimate
-from computealloc.evaluate import EvaluationResult, evaluate
+from computealloc.evaluate import SEQUENTIAL, EvaluationResult, evaluate
 from computealloc.policies import mixed_mean
 from computealloc.report import accuracy_table, markdown_table, write_report
 from computealloc.samples import SampleLog, read_samples
+from computealloc.sequential import sequential_methods
 from computealloc.solve import solve
 from computealloc.splits import split_samples
 from computealloc.table import atomic_write
@@ -42,6 +43,31 @@ DOC = ROOT / "docs" / "results.md"
 SEEDS = 3
 LEARNED = ("length", "imitation", "value", "imitation+probe", "value+probe")
 PAPER_GAIN, PAPER_IMITATION = 0.128, 0.91
+#: computealloc's policies for the sequential bar (``length`` is a baseline heuristic).
+COMPUTEALLOC = (
+    "imitation",
+    "imitation/batch",
+    "value",
+    "value/batch",
+    "imitation+probe",
+    "imitation+probe/batch",
+    "value+probe",
+    "value+probe/batch",
+    "sequential/pooled",
+    "sequential/prior",
+    "sequential",
+)
+SEQUENTIAL_BAR_FACTOR, PAPER_FACTOR = 3.0, 2.8
+#: Budgets of the sequential curves (samples per query; those up to n/2 are used).
+GRID = (1, 1.25, 1.5, 1.75, 2, 2.5, 3, 3.5, 4, 5, 6, 7, 8, 10, 12, 16, 20)
+GRID_METHODS = [
+    "uniform-majority",
+    "adaptive-consistency",
+    "esc",
+    "sequential/pooled",
+    "sequential/prior",
+    "sequential",
+]
 
 
 @dataclass(frozen=True)
@@ -116,8 +142,17 @@ def jobs() -> list[Job]:
     ]
     out += [
         Job(f"gpt-3.5 date {p}", f"mot_cascade:gpt-3.5-turbo/date/{p}", "multi-sample")
-        for p in ("cot1", "cot1-40", "cot2", "pot1", "pot2")
+        for p in ("cot1", "cot2", "pot1", "pot2")
     ]
+    out.insert(
+        9,
+        Job(
+            "gpt-3.5 date cot1-40",
+            "mot_cascade:gpt-3.5-turbo/date/cot1-40",
+            "multi-sample",
+            {"budgets": (1, 2, 4, 8, 16)},
+        ),
+    )
     share = {"budgets": (0.1, 0.3, 0.5, 0.7, 0.9), "protocols": ("in-sample",)}
     weak, strong = "mistralai/Mixtral-8x7B-Instruct-v0.1", "gpt-4-1106-preview"
     prices = {"prices": {weak: 0.0, strong: 1.0}}
@@ -481,6 +516,225 @@ def source_section(
     return "\n".join(lines)
 
 
+@dataclass(frozen=True)
+class Curves:
+    """Held-out sequential curves of one source on a fine budget grid (means over seeds).
+
+    Attributes
+    ----------
+    half : int
+        The largest held-out K (n / 2, the pool half).
+    target, target_se : float
+        Uniform majority@K on the test queries' report halves: mean and s.e. over seeds.
+    curves : DataFrame
+        ``method, budget, accuracy, mean_cost`` of :data:`GRID_METHODS` on the grid.
+    """
+
+    half: int
+    target: float
+    target_se: float
+    curves: pd.DataFrame
+
+
+def sequential_curves(log: SampleLog) -> Curves:
+    """:func:`sequential_methods` over :data:`GRID` up to n/2, held-out, every seed.
+
+    The split and halves are those of :func:`evaluate` for the same seeds, so the test
+    queries are the ones every held-out row of the results is scored on.
+    """
+    half = int(log.samples.groupby("query_id").size().min()) // 2
+    budgets = sorted({b for b in GRID if b <= half} | {float(half)})
+    frame = pd.concat(
+        [
+            sequential_methods(log, budgets, seed=seed, protocol="held-out", methods=GRID_METHODS)
+            for seed in range(SEEDS)
+        ],
+        ignore_index=True,
+    )
+    at_k = frame[(frame["method"] == "uniform-majority") & (frame["budget"] == half)]
+    accs = at_k["accuracy"].to_numpy()
+    curves = frame.groupby(["method", "budget"])[["accuracy", "mean_cost"]].mean().reset_index()
+    return Curves(half, float(accs.mean()), float(accs.std(ddof=1) / np.sqrt(accs.size)), curves)
+
+
+def _reach_cost(curve: pd.DataFrame, target: float) -> float:
+    """Mean cost at which an accuracy-vs-cost curve first reaches ``target`` (NaN: never).
+
+    The curve is the running maximum of accuracy over increasing cost, linear in between.
+    """
+    c = curve.sort_values("mean_cost")
+    cost, acc = c["mean_cost"].to_numpy(), np.maximum.accumulate(c["accuracy"].to_numpy())
+    target -= 1e-9  # the curve at the pool cap is majority@K up to rounding
+    if acc.size == 0 or acc[-1] < target:
+        return float("nan")
+    j = int(np.searchsorted(acc, target, side="left"))
+    if j == 0:
+        return float(cost[0])
+    frac = (target - acc[j - 1]) / (acc[j] - acc[j - 1])
+    return float(cost[j - 1] + frac * (cost[j] - cost[j - 1]))
+
+
+def _held_out_mean(result: EvaluationResult) -> pd.DataFrame:
+    s = result.summary()
+    return s[s["protocol"] == "held-out"]
+
+
+def sequential_budget_rows(
+    results: dict[str, EvaluationResult], halves: dict[str, Curves]
+) -> pd.DataFrame:
+    """Held-out, per source and matched budget 2 <= B <= n/2: computealloc vs AC and ESC."""
+    rows = []
+    for label, curves in halves.items():
+        half = curves.half
+        s = _held_out_mean(results[label])
+        for budget in sorted(b for b in s["budget"].dropna().unique() if 2 <= b <= half):
+            part = s[s["budget"] == budget].set_index("method")
+            mine = part.loc[part.index.isin(COMPUTEALLOC)]
+            best = str(mine["accuracy"].idxmax())
+
+            def cell(m: str, part: pd.DataFrame = part) -> str:
+                r = part.loc[m]
+                return f"{_pm(r['accuracy'], r['accuracy_se'])} ({r['mean_cost']:.2f})"
+
+            rival = max(part.loc["adaptive-consistency", "accuracy"], part.loc["esc", "accuracy"])
+            diff = part.loc[best, "accuracy"] - rival
+            rows.append(
+                {
+                    "source": label,
+                    "B": f"{budget:g}",
+                    "uniform": cell("uniform"),
+                    "Adaptive-Consistency": cell("adaptive-consistency"),
+                    "ESC": cell("esc"),
+                    "computealloc `sequential`": cell("sequential"),
+                    "best computealloc policy": f"{best}: {cell(best)}",
+                    "best − max(AC, ESC)": f"{diff:+.3f}",
+                    "holds": "yes" if diff >= 0 else "no",
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def sequential_factor_rows(
+    results: dict[str, EvaluationResult], halves: dict[str, Curves]
+) -> pd.DataFrame:
+    """Samples needed to reach held-out majority@(n/2): computealloc's best, AC, ESC."""
+    rows = []
+    for label, grid in halves.items():
+        half, target, target_se = grid.half, grid.target, grid.target_se
+        s = _held_out_mean(results[label])
+        fixed = s[s["budget"].notna() & ~s["method"].isin(SEQUENTIAL)]
+        curves = {
+            m: g
+            for part in (fixed, grid.curves)
+            for m, g in part.groupby("method")
+            if m in COMPUTEALLOC
+        }
+        costs = {m: _reach_cost(g, target) for m, g in curves.items()}
+        reached = {m: c for m, c in costs.items() if np.isfinite(c)}
+        best = min(reached, key=lambda m: reached[m]) if reached else None
+        pub = s[s["budget"].isna()].set_index("method")
+        row: dict[str, Any] = {
+            "source": label,
+            "K = n/2": str(half),
+            "majority@K": _pm(target, target_se),
+            "3x needs ≤": f"{half / SEQUENTIAL_BAR_FACTOR:.2f}",
+        }
+        for name, method in (("AC", "adaptive-consistency"), ("ESC", "esc")):
+            c = _reach_cost(grid.curves[grid.curves["method"] == method], target)
+            row[f"{name} (calibrated)"] = (
+                f"{c:.2f} ({half / c:.1f}x)" if np.isfinite(c) else "never"
+            )
+        for method in ("adaptive-consistency@0.95", "esc@5"):
+            r = pub.loc[method]
+            row[method] = f"{r['accuracy']:.3f} at {r['mean_cost']:.2f}"
+        if best is None:
+            row["best computealloc"] = "never reaches it within the budgets"
+            row["bar (3x)"] = "no"
+        else:
+            factor = half / reached[best]
+            row["best computealloc"] = f"{best}: {reached[best]:.2f} ({factor:.1f}x)"
+            row["bar (3x)"] = "yes" if factor >= SEQUENTIAL_BAR_FACTOR else "no"
+        row["peer needs fewer"] = _peer_fewer(row, reached[best] if best else np.inf)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _peer_fewer(row: dict[str, Any], mine: float) -> str:
+    """The calibrated peers that reach majority@K with fewer samples than computealloc."""
+    names = [
+        n
+        for n in ("AC", "ESC")
+        if row[f"{n} (calibrated)"] != "never" and float(row[f"{n} (calibrated)"].split()[0]) < mine
+    ]
+    return ", ".join(names) if names else "–"
+
+
+def sequential_section(results: dict[str, EvaluationResult], halves: dict[str, Curves]) -> str:
+    """The "Sequential allocation (issue bar)" section: both tables and their verdicts."""
+    budget = sequential_budget_rows(results, halves)
+    factor = sequential_factor_rows(results, halves)
+    n_hold = int((budget["holds"] == "yes").sum())
+    n_bar = int((factor["bar (3x)"] == "yes").sum())
+    beaten = factor[factor["peer needs fewer"] != "–"]
+    beaten_text = (
+        "; ".join(f"{r['source']} ({r['peer needs fewer']})" for _, r in beaten.iterrows())
+        if len(beaten)
+        else "none"
+    )
+    misses = budget[budget["holds"] == "no"]
+    miss_text = (
+        "; ".join(
+            f"{r['source']} B={r['B']} ({r['best − max(AC, ESC)']})" for _, r in misses.iterrows()
+        )
+        if len(misses)
+        else "none"
+    )
+    return "\n".join(
+        [
+            "## Sequential allocation (issue bar)",
+            "",
+            "Held-out protocol, 3 seeds, the multi-sample sources. Every sequential method is "
+            "budget-calibrated on the calibration queries' half A and replayed (64 seeded "
+            "orders per query) on the test queries' half B, so a query has at most n/2 "
+            "samples; the fixed-K policies read the same halves. Cells: accuracy ± s.e. over "
+            "seeds (realised mean samples). The best computealloc policy is the most accurate "
+            "of " + ", ".join(f"`{m}`" for m in COMPUTEALLOC) + " at that budget (a choice made "
+            "on the test numbers, so optimistic; `sequential` alone is the pre-registered "
+            "policy: the better of `sequential/pooled` and `sequential/prior` on the "
+            "calibration queries).",
+            "",
+            f"**At least as accurate as calibrated Adaptive-Consistency and ESC at every matched "
+            f"budget**: {n_hold} of {len(budget)} source × budget cells (2 ≤ B ≤ n/2). "
+            f"Misses: {miss_text}.",
+            "",
+            markdown_table(budget),
+            "",
+            f"**Majority@(n/2) with at least {SEQUENTIAL_BAR_FACTOR:g}x fewer samples** (the "
+            f"published Adaptive-Consistency average is {PAPER_FACTOR}x, in-sample with up to "
+            f"40 samples): met on {n_bar} of {len(factor)} sources. Cost = the mean samples at "
+            "which the policy's accuracy-vs-cost curve (mean over seeds, running maximum, "
+            "linear in between) first reaches majority@(n/2) on the same test halves; the "
+            "sequential methods are calibrated on a grid of budgets ("
+            + ", ".join(f"{b:g}" for b in GRID)
+            + ", up to n/2), the fixed-K policies read at the evaluated budgets. The published "
+            "settings' columns give their accuracy at their mean samples. Why it is out of "
+            "reach on most sources: under held-out K = n/2 is "
+            "small (the Llama-2-13B runs have 10 distinct generations, so K = 5 and 3x means "
+            "reaching majority@5 with ≤ 1.67 samples on average; Qwen has 8 samples, K = 4, "
+            "≤ 1.33), so the saving available is bounded by K. On the GPT-3.5 runs (K = 10, "
+            "20) the cap is not the limit: the curves come within one test query's accuracy "
+            "(1/74) of majority@K by B = 4, so the factor turns on differences of a few "
+            "thousandths between policies. The published 2.8x is measured in-sample against "
+            "majority@40, where the cap leaves far more room. Sources where a calibrated peer "
+            f"reaches majority@K with fewer samples than the best computealloc policy: "
+            f"{beaten_text}.",
+            "",
+            markdown_table(factor),
+            "",
+        ]
+    )
+
+
 def header(total: float) -> str:
     return f"""# Results on the shared public data
 
@@ -506,7 +760,12 @@ are defined in `computealloc.evaluate` (module docstring); in short:
 """
 
 
-def document(results: dict[str, EvaluationResult], sections: list[str], total: float) -> str:
+def document(
+    results: dict[str, EvaluationResult],
+    sections: list[str],
+    total: float,
+    halves: dict[str, Curves],
+) -> str:
     """The Markdown of docs/results.md from every evaluation and its per-source section."""
     math = [j.label for j in jobs() if j.group == "math"]
     bar = bar_rows(results, math)
@@ -548,6 +807,7 @@ def document(results: dict[str, EvaluationResult], sections: list[str], total: f
             "",
             markdown_table(routing_rows(results)),
             "",
+            sequential_section(results, halves),
             "## Per source: methods × budgets × protocols",
             "",
             *sections,
@@ -562,14 +822,18 @@ def main() -> None:
     started = time.perf_counter()
     results: dict[str, EvaluationResult] = {}
     sections: list[str] = []
+    halves: dict[str, Curves] = {}
     for job in jobs():
         result, log, seconds = run(job)
         results[job.label] = result
+        held = result.results[result.results["protocol"] == "held-out"]
+        if held["method"].isin(SEQUENTIAL).any():
+            halves[job.label] = sequential_curves(log)
         sections.append(source_section(job.label, job, result, log, seconds))
         print(f"{job.label}: {seconds:.1f} s", flush=True)
         if args.out is not None:
             write_report(result, args.out / "".join(c if c.isalnum() else "_" for c in job.label))
-    doc = document(results, sections, time.perf_counter() - started)
+    doc = document(results, sections, time.perf_counter() - started, halves)
     atomic_write(DOC, lambda fh: fh.write(doc))
     print(f"wrote {DOC} in {(time.perf_counter() - started) / 60:.1f} min")
 

@@ -8,9 +8,17 @@ import pytest
 
 from computealloc import evaluate as evaluate_module
 from computealloc.estimate import estimate
-from computealloc.evaluate import METHODS, EvaluationResult, evaluate, routing_metrics
+from computealloc.evaluate import (
+    METHODS,
+    SEQUENTIAL,
+    SEQUENTIAL_ORDERS,
+    EvaluationResult,
+    evaluate,
+    routing_metrics,
+)
 from computealloc.policies import Value
 from computealloc.samples import read_samples
+from computealloc.sequential import sequential_methods
 from conftest import needs_data
 
 CONTRACT = ["source", "protocol", "seed", "budget", "method", "accuracy", "mean_cost"]
@@ -76,7 +84,9 @@ def test_one_row_per_protocol_seed_budget_method(result):
     assert not result.results.duplicated(keys).any()
     probe = result.results["method"].str.contains("probe")
     assert (result.results.loc[probe, "budget"] >= 2).all()
-    assert len(result.results[~probe]) == 2 * 2 * 3 * 10
+    published = result.results["budget"].isna()
+    assert len(result.results[~probe & ~published]) == 2 * 2 * 3 * (10 + len(SEQUENTIAL) - 2)
+    assert len(result.results[published]) == 2 * 2 * 2
 
 
 def test_uniform_and_batch_methods_meet_the_budget(result):
@@ -102,6 +112,7 @@ def test_streaming_costs_meet_the_budget_up_to_sampling_noise():
 
 def test_oracle_beats_every_budget_matched_method_in_sample(result):
     res = result.results[result.results["protocol"] == "in-sample"]
+    res = res[~res["method"].isin(SEQUENTIAL)]  # stopping adapts beyond the fixed-K actions
     keyed = res.set_index(["seed", "budget", "method"])
     oracle = keyed.xs("oracle", level="method")["accuracy"]
     matched = res[
@@ -123,7 +134,7 @@ def test_held_out_oracle_below_in_sample_oracle(result):
 
 
 def test_regret_within_the_paper_bound(result):
-    res = result.results
+    res = result.results[~result.results["method"].isin(SEQUENTIAL)]
     slack = 1.0 / res["n_test"]  # the oracle's one split query is labelled by its likelier action
     assert (res["regret"] <= res["regret_bound"] + slack + 1e-12).all()
 
@@ -214,6 +225,47 @@ def test_progress_is_reported_per_seed_and_budget(log):
         progress=lambda done, total: calls.append((done, total)),
     )
     assert calls == [(1, 4), (2, 4), (3, 4), (4, 4)]
+
+
+def test_sequential_methods_share_the_split_and_meet_the_budget(result, log):
+    res = result.results
+    seq = res[res["method"].isin(SEQUENTIAL)]
+    assert set(seq["method"]) == set(SEQUENTIAL)
+    published = seq["method"].isin(["adaptive-consistency@0.95", "esc@5"])
+    assert seq.loc[published, "budget"].isna().all()
+    assert seq.loc[~published, "budget"].notna().all()
+    calibrated = seq[~published]
+    reachable = calibrated[calibrated["budget"] >= 2]  # entropy rules never stop at 1 sample
+    assert np.allclose(reachable["mean_cost"], reachable["budget"], rtol=0.15)  # 30 test queries
+    n_test = res[res["method"] == "uniform"].groupby("protocol")["n_test"].first()
+    assert (seq["n_test"].to_numpy() == n_test.loc[seq["protocol"]].to_numpy()).all()
+    direct = sequential_methods(
+        log, [1, 2, 4], seed=1, protocol="held-out", n_orders=SEQUENTIAL_ORDERS, methods=SEQUENTIAL
+    )
+    mine = seq[(seq["protocol"] == "held-out") & (seq["seed"] == 1)]
+    assert np.allclose(
+        mine.sort_values(["budget", "method"])["accuracy"],
+        direct.sort_values(["budget", "method"])["accuracy"],
+    )
+    assert np.allclose(
+        calibrated["rel_gain_vs_uniform"] + 1,
+        calibrated["accuracy"] / calibrated["uniform_accuracy"],
+    )
+    assert seq.loc[published, ["rel_gain_vs_uniform", "regret"]].isna().all().all()
+    assert result.summary()["budget"].isna().sum() == 2 * 2
+
+
+def test_sequential_methods_are_left_out_when_not_asked_for(result):
+    assert not result.queries["method"].isin(SEQUENTIAL).any()
+    res = evaluate(synthetic_log(n_queries=60), budgets=(2,), seeds=1, methods=["uniform", "esc"])
+    assert set(res.results["method"]) == {"uniform", "esc"}
+    two = synthetic_log(n_queries=60, n_samples=2, models=("weak", "strong"))
+    res = evaluate(two, budgets=(1,), seeds=1, protocols="in-sample", methods=["uniform", "esc"])
+    assert set(res.results["method"]) == {"uniform"}
+    assert (
+        "esc under in-sample: sequential stopping needs a single-model log"
+        in (res.config["skipped"])
+    )
 
 
 def test_only_the_methods_asked_for_are_reported(log):

@@ -9,10 +9,17 @@ import pandas as pd
 import pytest
 
 from computealloc.evaluate import evaluate
-from computealloc.report import accuracy_table, markdown_table, metric_table, write_report
+from computealloc.report import (
+    accuracy_table,
+    markdown_table,
+    metric_table,
+    published_table,
+    write_report,
+)
 from computealloc.samples import read_samples
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+PUBLISHED = ["adaptive-consistency@0.95", "esc@5"]
 
 
 def _log():
@@ -45,6 +52,10 @@ def result():
         "value+probe",
         "oracle",
         "oracle_in_sample",
+        *PUBLISHED,
+        "adaptive-consistency",
+        "esc",
+        "sequential",
     ]
     return evaluate(_log(), budgets=(1, 2, 4), seeds=2, methods=methods)
 
@@ -120,8 +131,21 @@ def test_accuracy_table_cells_match_the_summary(result):
 def test_metric_table_has_one_row_per_method(result):
     table = metric_table(result.summary(), "in-sample", 2.0)
     assert table["method"].tolist()[0] == "uniform"
-    assert len(table) == len(result.config["methods"])
+    assert len(table) == len(result.config["methods"]) - len(PUBLISHED)
+    assert "sequential" in table["method"].tolist()
     assert "gap closed" in table.columns
+
+
+def test_published_settings_have_their_own_table(written, result):
+    summary = result.summary()
+    table = published_table(summary, "held-out")
+    assert table["method"].tolist() == PUBLISHED
+    row = summary.query("protocol == 'held-out' and method == 'esc@5'").iloc[0]
+    cell = table.set_index("method").loc["esc@5"]
+    assert cell["samples used"].startswith(f"{row['mean_cost']:.2f}")
+    assert cell["accuracy"].startswith(f"{row['accuracy']:.3f}")
+    assert "esc@5" not in accuracy_table(summary, "held-out")["method"].tolist()
+    assert "Published stopping settings" in (written[0] / "report.md").read_text()
 
 
 def test_markdown_table_format():

@@ -29,6 +29,16 @@ Methods (names in the ``method`` column)
     The learned policy allocating the whole test batch at once
     (:meth:`~computealloc.policies.BasePolicy.allocate`: the budget is solved on the batch's
     predicted scores, never on its outcomes), so its mean cost is the budget exactly.
+Sequential methods (:data:`SEQUENTIAL`)
+    :func:`computealloc.sequential.sequential_methods` on the same query split, seed and
+    protocol (decisions on half A, replays of half B under held-out): the budget-calibrated
+    stopping rules ``adaptive-consistency``, ``dirichlet``, ``entropy``,
+    ``majority-share`` and ``esc``, computealloc's optimal stopping policy
+    ``sequential/pooled``, ``sequential/prior`` and ``sequential`` (the better of the two
+    on the calibration queries), and the published settings ``adaptive-consistency@0.95``
+    and ``esc@5``, which are not calibrated to a budget (``budget`` NaN). They need a
+    single-model log, majority actions, ``cost="samples"``, at least 2 samples per query
+    and budgets >= 1; they have no per-query records and no imitation metrics.
 ``oracle``
     :func:`computealloc.solve.solve` on the test queries' decision table, read on the report
     table: the honest oracle (under in-sample the two tables are one).
@@ -70,6 +80,7 @@ from computealloc.policies import Imitation, LengthHeuristic, Random, Uniform, V
 from computealloc.policies._base import BasePolicy
 from computealloc.reuse import probe_table
 from computealloc.samples import SampleLog
+from computealloc.sequential import SEQUENTIAL_METHODS, sequential_methods
 from computealloc.solve import solve
 from computealloc.splits import QuerySplit, split_queries, split_samples
 from computealloc.table import Allocation, OutcomeTable
@@ -78,6 +89,8 @@ __all__ = [
     "GAP_EPS",
     "METHODS",
     "PROTOCOLS",
+    "SEQUENTIAL",
+    "SEQUENTIAL_ORDERS",
     "EvaluationResult",
     "evaluate",
     "routing_metrics",
@@ -89,6 +102,13 @@ Protocol = Literal["in-sample", "held-out"]
 ProgressCallback = Callable[[int, int], None]
 
 PROTOCOLS: tuple[str, ...] = ("in-sample", "held-out")
+
+#: The sequential methods of :func:`computealloc.sequential.sequential_methods` that
+#: :func:`evaluate` runs (its ``uniform-majority`` is ``uniform`` here).
+SEQUENTIAL: tuple[str, ...] = tuple(m for m in SEQUENTIAL_METHODS if m != "uniform-majority")
+
+#: Replayed orders per query of the sequential methods.
+SEQUENTIAL_ORDERS = 64
 
 #: Every method, in report order.
 METHODS: tuple[str, ...] = (
@@ -104,6 +124,7 @@ METHODS: tuple[str, ...] = (
     "imitation+probe/batch",
     "value+probe",
     "value+probe/batch",
+    *SEQUENTIAL,
     "oracle",
     "oracle+probe",
     "oracle_in_sample",
@@ -175,11 +196,11 @@ class EvaluationResult:
 def summarize(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     """Mean and standard error over seeds of every metric column, per ``keys``."""
     metrics = [m for m in METRICS if m in frame.columns]
-    grouped = frame.groupby(keys, sort=False)[metrics]
+    grouped = frame.groupby(keys, sort=False, dropna=False)[metrics]
     mean = grouped.mean()
     se = grouped.std(ddof=1) / grouped.count().clip(lower=1) ** 0.5
     out = mean.join(se.add_suffix("_se"))
-    out.insert(0, "n_seeds", frame.groupby(keys, sort=False)["seed"].nunique())
+    out.insert(0, "n_seeds", frame.groupby(keys, sort=False, dropna=False)["seed"].nunique())
     out = out.reset_index()
     if "method" in keys:
         order = {m: i for i, m in enumerate(METHODS)}
@@ -521,6 +542,8 @@ def _relative_metrics(frame: pd.DataFrame) -> pd.DataFrame:
     closed = (out["accuracy"] - out["uniform_accuracy"]) / gap.where(gap > GAP_EPS)
     out["gap_closed"] = closed
     out["cost_error"] = out["mean_cost"] / out["budget"] - 1.0
+    sequential = out["method"].isin(SEQUENTIAL)
+    out.loc[sequential, "regret"] = out["oracle_accuracy"] - out["accuracy"]
     return out
 
 
@@ -748,6 +771,52 @@ def _seed_rows(
     return rows, records
 
 
+def _sequential_reason(log: SampleLog, cost: str, actions: tuple[Action, ...]) -> str | None:
+    """Why the sequential methods cannot run on this log (None when they can)."""
+    if len(log.models) != 1:
+        return "sequential stopping needs a single-model log"
+    if cost != "samples":
+        return "sequential stopping is budgeted in samples (cost='samples')"
+    if any(a.kind != "majority" for a in actions):
+        return "sequential stopping needs majority actions"
+    if int(log.samples.groupby("query_id").size().min()) < 2:
+        return "sequential stopping needs at least 2 samples per query"
+    return None
+
+
+def _sequential_rows(
+    log: SampleLog,
+    tables: _Tables,
+    protocol: str,
+    seed: int,
+    budgets: list[float],
+    names: list[str],
+    split: Sequence[float],
+    prompt_X: pd.DataFrame,
+) -> list[dict[str, Any]]:
+    """Rows of the sequential methods on the queries of ``tables`` (so the same test split)."""
+    qids = list(tables.dec.query_ids)
+    same = len(qids) == log.samples["query_id"].nunique()
+    frame = sequential_methods(
+        log if same else log.subset(query_ids=qids),
+        [b for b in budgets if b >= 1.0],
+        seed=seed,
+        protocol=protocol,  # type: ignore[arg-type]
+        split=split,
+        features=prompt_X,
+        n_orders=SEQUENTIAL_ORDERS,
+        methods=names,
+    )
+    frame = frame[["method", "budget", "accuracy", "mean_cost", "n_test"]].assign(
+        protocol=protocol,
+        seed=seed,
+        reference="oracle",
+        imitation_accuracy=np.nan,
+        regret_bound=np.nan,
+    )
+    return frame.to_dict("records")  # type: ignore[return-value]
+
+
 def evaluate(
     log: SampleLog,
     *,
@@ -784,7 +853,8 @@ def evaluate(
         Protocols to run; held-out needs at least 2 samples per query and model.
     methods : iterable of str, optional
         A subset of :data:`METHODS` (all by default). ``uniform`` and ``oracle`` are always
-        computed, as the metrics need them, but only reported when asked for.
+        computed, as the metrics need them, but only reported when asked for. Leave the
+        names of :data:`SEQUENTIAL` out to skip the sequential methods.
     split : sequence of 3 floats
         Shares of train, calibration and test queries.
     probe_m : int
@@ -828,6 +898,8 @@ def evaluate(
     method_list = _choice_list("methods", METHODS if methods is None else methods, METHODS)
     if methods is None and not (probe_m and len(log.models) == 1):
         method_list = [m for m in method_list if "+probe" not in m]
+    if methods is None and _sequential_reason(log, cost, ()) is not None:
+        method_list = [m for m in method_list if m not in SEQUENTIAL]
     return _evaluate(
         log,
         actions,
@@ -858,6 +930,8 @@ def _evaluate(
 ) -> EvaluationResult:
     """The sweep of :func:`evaluate`, arguments validated."""
     prompt_X = build_features(log).X
+    static = [m for m in method_list if m not in SEQUENTIAL]
+    sequential = [m for m in method_list if m in SEQUENTIAL]
     total = len(protocol_list) * len(seed_list) * len(budget_list)
     rows: list[dict[str, Any]] = []
     records: list[pd.DataFrame] = []
@@ -866,15 +940,20 @@ def _evaluate(
     for protocol in protocol_list:
         acts = _protocol_actions(log, actions, protocol)
         cache: dict[str, Any] = {}
+        reason = _sequential_reason(log, cost, acts) if sequential else None
+        if reason is not None:
+            skipped.extend(f"{m} under {protocol}: {reason}" for m in sequential)
         for seed in seed_list:
             tables = _tables(log, protocol, seed, acts, cost, prices, probe_m, prompt_X, cache)
             _check_budgets(tables.dec, budget_list, protocol)
             qsplit = split_queries(tables.dec.n_queries, fractions=split, seed=seed)
-            fitted = _fit_static(tables, qsplit, ["uniform", *method_list], seed)
-            for budget in budget_list:
-                new, recs = _seed_rows(
-                    log, tables, qsplit, budget, method_list, fitted, seed, skipped
+            fitted = _fit_static(tables, qsplit, ["uniform", *static], seed)
+            if sequential and reason is None:
+                rows += _sequential_rows(
+                    log, tables, protocol, seed, budget_list, sequential, split, prompt_X
                 )
+            for budget in budget_list:
+                new, recs = _seed_rows(log, tables, qsplit, budget, static, fitted, seed, skipped)
                 rows += [{"protocol": protocol, "seed": seed, **r} for r in new]
                 records += [r.assign(protocol=protocol, seed=seed) for r in recs]
                 done += 1
@@ -888,6 +967,7 @@ def _evaluate(
         "methods": method_list,
         "split": tuple(float(f) for f in split),
         "probe_m": probe_m,
+        "sequential_orders": SEQUENTIAL_ORDERS,
         "cost": cost,
         "prices": dict(prices) if prices is not None else None,
         "actions": {p: [a.spec for a in _protocol_actions(log, actions, p)] for p in protocol_list},

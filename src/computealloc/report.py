@@ -5,7 +5,8 @@
 - ``results.csv``: the long results (one row per source x protocol x seed x budget x method);
 - ``summary.csv``: mean and standard error over seeds per protocol x budget x method;
 - ``accuracy_vs_cost_<protocol>.png``: accuracy against realised mean cost for every method,
-  one point per budget, oracle and uniform drawn bold;
+  one point per budget (the sequential stopping rules included; the published settings,
+  which have no budget, as single square markers), oracle and uniform drawn bold;
 - ``compute_by_difficulty_<protocol>.png``: mean compute per test query by difficulty
   (single-sample accuracy of the query) at one budget, per method;
 - ``report.md`` (links the PNG files) and ``report.html`` (self-contained: the plots are
@@ -42,6 +43,7 @@ __all__ = [
     "metric_table",
     "plot_accuracy_vs_cost",
     "plot_compute_by_difficulty",
+    "published_table",
     "write_report",
 ]
 
@@ -107,7 +109,7 @@ def accuracy_table(summary: pd.DataFrame, protocol: str) -> pd.DataFrame:
     DataFrame of str
         One row per method (``method`` column), one column per budget ``B=<budget>``.
     """
-    part = summary[summary["protocol"] == protocol]
+    part = summary[(summary["protocol"] == protocol) & summary["budget"].notna()]
     cells = [
         _fmt(a, s) + f" ({c:.2f})"
         for a, s, c in zip(part["accuracy"], part["accuracy_se"], part["mean_cost"], strict=True)
@@ -117,6 +119,37 @@ def accuracy_table(summary: pd.DataFrame, protocol: str) -> pd.DataFrame:
     frame = frame.loc[order].fillna("–")
     frame.columns = [f"B={b:g}" for b in frame.columns]
     return frame.reset_index()
+
+
+def published_table(summary: pd.DataFrame, protocol: str) -> pd.DataFrame:
+    """The fixed published stopping settings (no budget): mean samples used and accuracy.
+
+    Parameters
+    ----------
+    summary : DataFrame
+        :meth:`EvaluationResult.summary` output.
+    protocol : str
+        The protocol to tabulate.
+
+    Returns
+    -------
+    DataFrame of str
+        One row per method with a NaN budget (``adaptive-consistency@0.95``, ``esc@5``):
+        ``method``, ``samples used`` and ``accuracy`` (mean ± s.e. over seeds); empty when
+        there is none.
+    """
+    part = summary[(summary["protocol"] == protocol) & summary["budget"].isna()]
+    return pd.DataFrame(
+        {
+            "method": part["method"].to_list(),
+            "samples used": [
+                _fmt(m, s, 2) for m, s in zip(part["mean_cost"], part["mean_cost_se"], strict=True)
+            ],
+            "accuracy": [
+                _fmt(m, s) for m, s in zip(part["accuracy"], part["accuracy_se"], strict=True)
+            ],
+        }
+    )
 
 
 def metric_table(summary: pd.DataFrame, protocol: str, budget: float) -> pd.DataFrame:
@@ -163,15 +196,29 @@ _COLORS: dict[str, str] = {
     "oracle": "tab:red",
     "oracle+probe": "tab:pink",
     "oracle_in_sample": "tab:red",
+    "adaptive-consistency": "tab:brown",
+    "dirichlet": "peru",
+    "entropy": "goldenrod",
+    "majority-share": "yellowgreen",
+    "esc": "navy",
+    "sequential": "darkviolet",
 }
 
 
 def _style(method: str) -> dict[str, Any]:
-    """Colour by policy, dash-dot for batch twins, bold for the references."""
-    base, _, mode = method.partition("/")
+    """Colour by policy; dash-dot batch, dotted sequential variants, bold references.
+
+    The published stopping settings (``@`` in the name) are drawn as square markers.
+    """
+    name, _, setting = method.partition("@")
+    base, _, mode = name.partition("/")
     style: dict[str, Any] = {"color": _COLORS.get(base, "tab:olive"), "linewidth": 1.4}
     if mode == "batch":
         style["linestyle"] = "-."
+    elif mode:
+        style["linestyle"] = ":"
+    if setting:
+        style.update(linestyle="none", marker="s", markersize=6)
     if base in ("uniform", "oracle", "oracle+probe", "oracle_in_sample"):
         style.update(linewidth=2.5, zorder=5)
         style["linestyle"] = {"uniform": "--", "oracle_in_sample": ":"}.get(base, "-")
@@ -200,16 +247,8 @@ def plot_accuracy_vs_cost(summary: pd.DataFrame, protocol: str, *, title: str = 
     for method in [m for m in METHODS if m in set(part["method"])]:
         line = part[part["method"] == method].sort_values("mean_cost")
         se = line["accuracy_se"].fillna(0.0) if method in ("uniform", "oracle") else None
-        ax.errorbar(
-            line["mean_cost"],
-            line["accuracy"],
-            yerr=se,
-            marker="o",
-            markersize=3.5,
-            capsize=2,
-            label=method,
-            **_style(method),
-        )
+        style = {"marker": "o", "markersize": 3.5, **_style(method)}
+        ax.errorbar(line["mean_cost"], line["accuracy"], yerr=se, capsize=2, label=method, **style)
     ax.set_xscale("log", base=2)
     ax.set_xlabel("realised mean cost per test query")
     ax.set_ylabel("test accuracy (mean over seeds; bars: ± s.e.)")
@@ -279,6 +318,10 @@ def _sections(result: EvaluationResult, summary: pd.DataFrame) -> list[tuple[str
         blocks.append(("h2", f"Protocol: {protocol}"))
         blocks.append(("p", "Test accuracy ± s.e. over seeds (realised mean cost) per budget."))
         blocks.append(("table", accuracy_table(summary, protocol)))
+        published = published_table(summary, protocol)
+        if len(published):
+            blocks.append(("p", "Published stopping settings (not budgeted), mean ± s.e."))
+            blocks.append(("table", published))
         blocks.append(("img", f"accuracy_vs_cost_{_slug(protocol)}.png"))
         for budget in cfg["budgets"]:
             blocks.append(("h3", f"Metrics at B={budget:g} ({protocol})"))
