@@ -1,10 +1,9 @@
 """Wall time of one full evaluation: 4 budgets x 3 seeds x 2 protocols on a real source.
 
-Issue target: under one minute for ``mot_cascade:llama-2-13b/gsm/pot2`` (400 queries x 24
-samples) with every method (15, probe methods included), budgets 1, 2, 4, 8. The run fits
-about 120 LightGBM models (imitation per budget, value per seed, with and without probes),
-which dominate the time; they are tiny (240 training queries), so each runs on one thread
-(the policies' ``n_jobs=1`` default).
+Issue target: under one minute for ``mot_cascade:llama-2-13b/gsm/pot2`` (400 queries x 10
+distinct samples) with every method of ``computealloc.evaluate.METHODS`` (probe and
+sequential methods included), budgets 1, 2, 4, 8. The LightGBM models are tiny (240 training
+queries), so each runs on one thread (the policies' ``n_jobs=1`` default).
 
 Run: ``PYTHONPATH=src python -m benchmarks.bench_evaluate`` (needs the shared data; writes its
 section of ``benchmarks/results.md``).
