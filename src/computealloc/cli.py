@@ -521,6 +521,9 @@ def evaluate_cmd(
     price: Annotated[
         list[str], typer.Option(help="MODEL=PRICE per unit of cost (repeatable).")
     ] = [],  # noqa: B006
+    sequential: Annotated[
+        bool, typer.Option(help="Include the sequential stopping methods (AC, ESC, ...).")
+    ] = True,
     repeats: RepeatsOpt = "drop",
 ) -> None:
     """Evaluate every method against uniform and the oracle on held-out queries and samples.
@@ -532,7 +535,7 @@ def evaluate_cmd(
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-    from computealloc.evaluate import PROTOCOLS
+    from computealloc.evaluate import METHODS, PROTOCOLS, SEQUENTIAL
     from computealloc.evaluate import evaluate as run_evaluation
     from computealloc.report import write_report
 
@@ -552,7 +555,9 @@ def evaluate_cmd(
                 budgets=budget_list,
                 seeds=seeds,
                 protocols=PROTOCOLS if protocol == "both" else (protocol,),
-                methods=methods.split(",") if methods else None,
+                methods=methods.split(",")
+                if methods
+                else (None if sequential else [m for m in METHODS if m not in SEQUENTIAL]),
                 probe_m=probe_m,
                 cost=cast(Literal["samples", "tokens", "usd", "chars"], cost),
                 prices=_parse_prices(price),
