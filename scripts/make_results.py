@@ -29,7 +29,7 @@ import pandas as pd
 
 from computealloc import datasets
 from computealloc.estimate import default_actions, estimate
-from computealloc.evaluate import SEQUENTIAL, EvaluationResult, evaluate
+from computealloc.evaluate import METHODS, SEQUENTIAL, EvaluationResult, evaluate
 from computealloc.policies import mixed_mean
 from computealloc.report import accuracy_table, markdown_table, write_report
 from computealloc.samples import SampleLog, read_samples
@@ -45,14 +45,7 @@ LEARNED = ("length", "imitation", "value", "imitation+probe", "value+probe")
 PAPER_GAIN, PAPER_IMITATION = 0.128, 0.91
 #: computealloc's policies for the sequential bar (``length`` is a baseline heuristic).
 COMPUTEALLOC = (
-    "imitation",
-    "imitation/batch",
-    "value",
-    "value/batch",
-    "imitation+probe",
-    "imitation+probe/batch",
-    "value+probe",
-    "value+probe/batch",
+    *(m for m in METHODS if m.startswith(("imitation", "value"))),
     "sequential/pooled",
     "sequential/prior",
     "sequential",
