@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import socket
 from collections import Counter
 from fractions import Fraction
 
@@ -14,7 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-pytest.importorskip("openai")
+pytest.importorskip("aiohttp")
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
@@ -27,7 +28,7 @@ from computealloc.backends import (
     gather_or_cancel,
     retry_async,
 )
-from computealloc.backends.openai_compat import split_output_tokens
+from computealloc.backends.openai_compat import _env_proxy, split_output_tokens
 from computealloc.samples import read_samples
 from fake_openai_server import ChatRequest, make_app, replaying, running, scripted
 
@@ -277,7 +278,42 @@ def test_non_retryable_status_is_raised_at_once():
     with running(app) as url, pytest.raises(BackendError, match="HTTP 404") as info:
         run(_sample_all(OpenAIBackend(url, "m", retry=FAST), ["q"], 1))
     assert info.value.status_code == 404 and not info.value.retryable
+    assert str(info.value).endswith("HTTP 404: No query of the replayed log has the prompt 'q'.")
     assert app.state.requests == [1]
+
+
+def test_a_refused_connection_is_retried_then_raised():
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
+    backend = OpenAIBackend(url, "m", retry=RetryPolicy(max_attempts=2, initial_delay=0.0))
+    with pytest.raises(BackendError, match=r"127\.0\.0\.1.*ClientConnectorError") as info:
+        run(_sample_all(backend, ["q"], 1))
+    assert info.value.retryable and info.value.status_code is None
+    assert backend.stats.requests == 2 and backend.stats.retries == 1
+
+
+def test_a_backend_serves_from_one_event_loop_after_another():
+    app = make_app()
+    with running(app) as url:
+        backend = OpenAIBackend(url, "m", use_n=False, retry=FAST)
+        first = run(backend.sample("q", 2, seed=0))
+        second = run(_sample_all(backend, ["q"], 2, seed=0))[0]
+    assert first == second and app.state.requests == [1, 1, 1, 1]
+
+
+def test_requests_go_through_the_proxy_named_by_the_environment(monkeypatch):
+    app = make_app()  # a fake server answers the proxied (absolute-URL) request itself
+    with running(app) as proxy:
+        for name in ("HTTP_PROXY", "http_proxy"):
+            monkeypatch.setenv(name, proxy.removesuffix("/v1"))
+        for name in ("NO_PROXY", "no_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        backend = OpenAIBackend("http://upstream.invalid/v1", "m", retry=FAST)
+        [got] = run(_sample_all(backend, ["q"], 1))
+    assert len(got) == 1 and app.state.requests == [1]
+    monkeypatch.setenv("no_proxy", "upstream.invalid")
+    assert _env_proxy("http://upstream.invalid/v1") is None
 
 
 @pytest.mark.parametrize(
@@ -289,6 +325,8 @@ def test_persistent_fault_raises_retryable_error_after_max_attempts(fault, statu
     with running(app) as url, pytest.raises(BackendError) as info:
         run(_sample_all(OpenAIBackend(url, "m", timeout=0.1, retry=policy), ["q"], 1))
     assert info.value.retryable and info.value.status_code == status
+    # a timeout is recognisable by its cause (the proxy answers 504 for it)
+    assert isinstance(info.value.__cause__, TimeoutError) == (fault == "timeout")
     assert app.state.requests == [1, 1, 1]
 
 

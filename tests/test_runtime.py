@@ -114,6 +114,20 @@ def test_majority_vote_without_answers_abstains():
     assert majority_vote([Completion("no idea"), Completion("")]).answer is None
 
 
+@pytest.mark.parametrize(
+    "sample",
+    [
+        Completion("so \\boxed{1,000}"),
+        Completion("no idea"),
+        Completion("text \\boxed{9}", answer="3", from_log=True),
+        Completion("text", answer=None, from_log=True),
+    ],
+)
+def test_single_sample_vote_equals_the_general_vote(sample):
+    """The one-sample shortcut gives what the clustering gives with an abstention added."""
+    assert majority_vote([sample]) == majority_vote([sample, Completion("no answer")])
+
+
 # --- live features -------------------------------------------------------------------------------
 
 
@@ -172,6 +186,24 @@ def test_single_action_policy_needs_no_features_and_spends_one_sample(log):
     answers = runtime.run_stream(_prompts(log)[:5])
     assert [a.cost for a in answers] == [1.0] * 5
     assert runtime.ledger.mean_cost == 1.0
+
+
+def test_fixed_scores_decide_like_scoring_zero_features_per_batch(log):
+    """A policy that reads no feature is scored once; decisions equal per-batch scoring."""
+    table = estimate(log, "majority@1,majority@4")
+    policy = Uniform().fit(pd.DataFrame({"n_chars": np.zeros(table.n_queries)}), table)
+    policy.calibrate(pd.DataFrame({"n_chars": [0.0]}), 2.0)
+
+    def zeros(prompts, probes):  # type: ignore[no-untyped-def]
+        return pd.DataFrame({"n_chars": np.zeros(len(prompts))})
+
+    runs = [  # one query at a time: a feature function batches concurrent queries
+        Runtime(policy, ReplayBackend(log), budget=2.0, features=f).run_stream(_prompts(log)[:60])
+        for f in (None, zeros)
+    ]
+    assert [a.action for a in runs[0]] == [a.action for a in runs[1]]
+    assert [a.lam for a in runs[0]] == [a.lam for a in runs[1]]
+    assert {a.action for a in runs[0]} == {"majority@1", "majority@4"}  # the price moved
 
 
 def test_probes_are_reused_in_the_vote_and_charged_once(log):
@@ -379,6 +411,21 @@ def test_controller_price_is_exactly_the_scaled_deficit_without_integral():
     state = ctl.state()
     # the guarantee: |mean - B| / B = |lam - lam0| / (gain * scale * t)
     assert abs(state.mean_cost / 4.0 - 1) == pytest.approx(abs(state.lam - 0.5) / (0.02 * 199))
+
+
+def test_controller_decides_alike_with_a_cost_row_or_per_query_costs():
+    rng = np.random.default_rng(1)
+    row = np.array([1.0, 2.0, 4.0, 8.0])
+    shared, per_query = (BudgetController(3.0, 0.05, scale=0.05) for _ in range(2))
+    for _ in range(50):
+        scores = rng.random((int(rng.integers(1, 6)), 4))
+        a, lam_a = shared.decide(scores, row)
+        b, lam_b = per_query.decide(scores, np.tile(row, (len(scores), 1)))
+        assert a.tolist() == b.tolist() and lam_a == lam_b and a.dtype == np.int64
+        assert shared.state() == per_query.state()
+        for ctl, actions in ((shared, a), (per_query, b)):
+            for action in actions:
+                ctl.settle(row[action], row[action] + 1.0)
 
 
 def test_controller_reserves_in_flight_queries_at_their_expected_cost():

@@ -226,6 +226,35 @@ def test_malformed_json_is_422_with_a_message(proxy):
     assert "not valid JSON" in response.json()["error"]["message"]
 
 
+def test_a_body_that_is_not_utf8_is_422_not_500(proxy):
+    """Regression: the validation detail echoed the raw input, which may not be text."""
+    response = httpx.post(
+        f"{proxy[0]}/chat/completions",
+        content=b'{"model": "\xcb\x01"}',
+        headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"},
+    )
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["type"] == "json_invalid"
+
+
+def test_the_wrong_method_is_an_openai_style_405(proxy):
+    response = httpx.get(f"{proxy[0]}/chat/completions", headers={"Authorization": f"Bearer {KEY}"})
+    assert response.status_code == 405 and response.json()["error"]["code"] == 405
+
+
+def test_the_openapi_schema_documents_the_chat_route(proxy):
+    schema = httpx.get(proxy[0].removesuffix("/v1") + "/openapi.json").json()
+    operation = schema["paths"]["/v1/chat/completions"]["post"]
+    body = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    models = schema["components"]["schemas"]
+    assert models[body.rsplit("/", 1)[1]]["required"] == ["model", "messages"]
+    refs = re.findall(r'"#/components/schemas/(\w+)"', str(schema).replace("'", '"'))
+    assert set(refs) <= set(models)  # every reference resolves
+    assert {"200", "400", "401", "404", "413", "422", "429", "502", "504"} == set(
+        operation["responses"]
+    )
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -229,12 +229,14 @@ class BudgetController:
                 "The 'scores' parameter of BudgetController.decide must be a non-empty 2-D "
                 f"array (n_queries, n_actions). Got shape {s.shape} instead."
             )
-        c = np.broadcast_to(np.asarray(costs, dtype=np.float64), s.shape)
-        rows = np.arange(s.shape[0])
+        c = np.asarray(costs, dtype=np.float64)
+        if c.shape not in (s.shape, s.shape[1:]):  # a cost row shared by all is used as it is
+            c = np.broadcast_to(c, s.shape)
         with self._lock:
             lam = self._price()
-            actions = np.argmax(s - lam * c, axis=1).astype(np.int64)
-            self._reserved += float(c[rows, actions].sum())
+            actions = np.argmax(s - lam * c, axis=1).astype(np.int64, copy=False)
+            chosen = c[actions] if c.ndim == 1 else c[np.arange(s.shape[0]), actions]
+            self._reserved += float(chosen.sum())
             self._in_flight += s.shape[0]
             self._integrate(s.shape[0])
         return actions, lam

@@ -98,6 +98,9 @@ def majority_vote(
     >>> majority_vote(votes)
     Vote(answer='4', index=0, count=2)
     """
+    if len(completions) == 1:  # the common single-sample case, without normalising
+        answer = _answer_of(completions[0])
+        return Vote(answer, 0, 1) if answer is not None else Vote(None, 0, 0)
     clusters: dict[str, list[int]] = {}
     answers: list[str | None] = []
     for j, completion in enumerate(completions):
@@ -258,8 +261,8 @@ class Runtime:
     here). A query that fails after its probes were drawn is charged for the probes.
 
     Policies whose decision reads no feature (:class:`~computealloc.policies.Uniform`, or any
-    policy with a single action) skip feature computation. :class:`~computealloc.policies.Random`
-    has no per-action scores and cannot be run.
+    policy with a single action) skip feature computation and are scored once.
+    :class:`~computealloc.policies.Random` has no per-action scores and cannot be run.
     """
 
     def __init__(
@@ -297,6 +300,7 @@ class Runtime:
         self._ledger = Ledger()
         self._queue: list[_Pending] = []
         self._drainer: asyncio.Task[None] | None = None
+        self._fixed_scores: NDArray[np.float64] | None = None
 
     # --- state ----------------------------------------------------------------------------
 
@@ -456,21 +460,26 @@ class Runtime:
         scores = self._scores(prompts, probes)
         if self.controller is None:
             self.controller = self._scaled_controller(scores)
-        costs = np.broadcast_to(self._costs, scores.shape)
-        actions, lam = self.controller.decide(scores, costs)
+        actions, lam = self.controller.decide(scores, self._costs)
         expected = self._costs[actions]
         return [(int(a), lam, float(e)) for a, e in zip(actions, expected, strict=True)]
 
     def _scores(self, prompts: list[str], probes: list[list[Completion]]) -> NDArray[np.float64]:
+        if self._features is None:  # the decision reads no feature: every query scores alike
+            if self._fixed_scores is None:
+                self._fixed_scores = self._policy_scores(None, 1)
+            return self._fixed_scores.repeat(len(prompts), axis=0)
+        return self._policy_scores(self._features(prompts, probes), len(prompts))
+
+    def _policy_scores(self, frame: pd.DataFrame | None, n_rows: int) -> NDArray[np.float64]:
+        """The policy's scores of ``frame``, or of all-zero features when it is None."""
         names = getattr(self.policy, "feature_names_in_", None)
-        if self._features is None:
-            X: pd.DataFrame | NDArray[np.float64] = np.zeros(
-                (len(prompts), self.policy.n_features_in_)
-            )
+        if frame is None:
+            X: pd.DataFrame | NDArray[np.float64] = np.zeros((n_rows, self.policy.n_features_in_))
             if names is not None:
                 X = pd.DataFrame(X, columns=list(names))
         else:
-            X = _select(self._features(prompts, probes), names, len(prompts))
+            X = _select(frame, names, n_rows)
         return np.asarray(self.policy.scores(X), dtype=np.float64)
 
     def _default_controller(self) -> BudgetController | None:

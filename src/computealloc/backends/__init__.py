@@ -1,6 +1,6 @@
 """Sampling backends: an OpenAI-compatible server, or the replay of a sample log.
 
-:class:`OpenAIBackend` needs the ``openai`` package (the ``serve`` extra) and is imported on
+:class:`OpenAIBackend` needs ``aiohttp`` (the ``serve`` extra) and is imported on
 first use, so the rest of the package works without it.
 """
 
