@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from computealloc import features
 from computealloc.features import (
     PROBE_FEATURES,
     PROMPT_FEATURES,
@@ -19,6 +20,7 @@ from computealloc.features import (
     prompt_features,
 )
 from computealloc.samples import read_samples
+from conftest import needs_data
 
 PROMPTS = [
     "How many apples are 3 + 4?",
@@ -284,3 +286,51 @@ def test_real_gsm_features_complete():
     assert set(expected) <= set(fm.X.columns)
     assert (fm.probe_samples == 2).all()
     assert fm.X["q_how_many"].mean() > 0.5
+
+
+TRICKY_ASCII = [
+    "",
+    None,
+    "Solve $\\dfrac{3}{4} + \\tfrac12 = x$ and \\sqrt{2}\\cdot\\pi; is 1/2 < 3 / 4?",
+    "It costs $1,234,567.89 or 1,000, not 1,,2 or 3.14.15; 12.5% off, 20 percent.\n",
+    "(A) 1\n B) 2\nC. 3\n\x0bD) well-known x-ray -5 - 3 a- -b. Yes or no? TRUE/FALSE!\n\n",
+    "Every hour, each of 2 days per week: twice, half, more than 5 minutes. Show that... ok?!",
+    "9" * 400 + " and 0.5",
+]
+TRICKY_UNICODE = [
+    *TRICKY_ASCII,
+    float("nan"),
+    "Janet’s ducks lay ١٦ eggs; ٣ and ٤٫٥ and 7٣ — café Über naïve 2²",
+    "٣,٤ only",
+]
+
+
+def _both_paths(prompts, monkeypatch):
+    with monkeypatch.context() as m:
+        m.setattr(features, "_SMALL_BATCH", len(prompts) + 1)
+        small = prompt_features(prompts)
+    with monkeypatch.context() as m:
+        m.setattr(features, "_SMALL_BATCH", 0)
+        large = prompt_features(prompts)
+    return small, large
+
+
+@pytest.mark.parametrize("prompts", [TRICKY_ASCII, TRICKY_UNICODE], ids=["ascii", "unicode"])
+def test_prompt_feature_paths_identical_on_tricky_prompts(prompts, monkeypatch):
+    small, large = _both_paths(prompts, monkeypatch)
+    pd.testing.assert_frame_equal(small, large, check_exact=True)
+    assert (small.dtypes == np.float64).all() and isinstance(small.index, pd.RangeIndex)
+    assert (small.iloc[:2] == 0.0).all().all()
+    assert small["n_numbers"].iloc[3] == 6 and small["n_distinct_numbers"].iloc[3] == 6
+    assert small["max_number_log10"].iloc[6] == np.inf
+
+
+@needs_data
+def test_prompt_feature_paths_identical_on_real_prompts(monkeypatch):
+    from computealloc import datasets
+
+    prompts = datasets.load("mot_cascade:llama-2-13b/gsm/pot2").queries["prompt"].tolist()
+    small, large = _both_paths(prompts, monkeypatch)
+    pd.testing.assert_frame_equal(small, large, check_exact=True)
+    singles = pd.concat([prompt_features([p]) for p in prompts[:50]], ignore_index=True)
+    pd.testing.assert_frame_equal(singles, large.iloc[:50], check_exact=True)

@@ -15,6 +15,7 @@ returns a :class:`FeatureMatrix` that carries the probe cost per query.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -34,9 +35,6 @@ __all__ = [
     "probe_mask",
     "prompt_features",
 ]
-
-_NUMBER = r"(?<![\w.])\d[\d,]*(?:\.\d+)?"
-_WORD = r"[A-Za-z]+(?:'[A-Za-z]+)?"
 
 #: Prompt feature columns and what each one counts (all computed on the raw prompt text;
 #: a missing prompt counts as the empty string).
@@ -87,22 +85,45 @@ PROBE_FEATURES: dict[str, str] = {
     "probe_mean_score": "mean verifier score of the probes (only when `score` is known)",
 }
 
-_WORD_COUNTS: dict[str, str] = {
-    "n_conditions": r"(?i)\b(?:if|each|every|per)\b",
-    "n_comparisons": r"(?i)\b(?:more than|less than|fewer than|times|twice|half|double|triple)\b",
-    "n_time_units": r"(?i)\b(?:second|minute|hour|day|week|month|year)s?\b",
+_NUMBER = re.compile(r"(?<![\w.])\d[\d,]*(?:\.\d+)?")
+_LETTER = re.compile(r"[A-Za-z']")
+_NEWLINE = re.compile("\n")
+
+#: Prompt feature columns that are plain match counts of a pattern.
+_COUNTS: dict[str, re.Pattern[str]] = {
+    "n_words": re.compile(r"[A-Za-z]+(?:'[A-Za-z]+)?"),
+    "n_sentences": re.compile(r"[.!?]+(?=\s|$)"),
+    "n_digits": re.compile(r"\d"),
+    "n_numbers": _NUMBER,
+    "n_decimals": re.compile(r"(?<![\w.])\d[\d,]*\.\d+"),
+    "n_percent": re.compile(r"(?i)%|\bpercent\b"),
+    "n_dollar": re.compile(r"\$"),
+    "n_latex_commands": re.compile(r"\\[A-Za-z]+"),
+    "n_fractions": re.compile(r"\\[dt]?frac\b|\b\d+\s*/\s*\d+\b"),
+    "n_operators": re.compile(r"[+*/=^<>]|(?<![A-Za-z])-|-(?![A-Za-z])"),
+    "n_capitalized": re.compile(r"(?<=[a-z,;:] )[A-Z][a-z]+"),
+    "n_conditions": re.compile(r"(?i)\b(?:if|each|every|per)\b"),
+    "n_comparisons": re.compile(
+        r"(?i)\b(?:more than|less than|fewer than|times|twice|half|double|triple)\b"
+    ),
+    "n_time_units": re.compile(r"(?i)\b(?:second|minute|hour|day|week|month|year)s?\b"),
 }
 
-_FLAGS: dict[str, str] = {
-    "has_question_mark": r"\?",
-    "q_how_many": r"(?i)\bhow (?:many|much)\b",
-    "q_what": r"(?i)\b(?:what|which)\b",
-    "q_find": r"(?i)\b(?:find|determine|solve)\b",
-    "q_compute": r"(?i)\b(?:compute|calculate|evaluate|simplify)\b",
-    "q_true_false": r"(?i)\b(?:true or false|yes or no|true/false)\b",
-    "q_multiple_choice": r"(?m)\([A-E]\)|^\s*[A-E][.)]\s",
-    "q_prove": r"(?i)\b(?:prove|show that)\b",
+#: Prompt feature columns that flag whether a pattern occurs (0 or 1).
+_FLAGS: dict[str, re.Pattern[str]] = {
+    "has_question_mark": re.compile(r"\?"),
+    "q_how_many": re.compile(r"(?i)\bhow (?:many|much)\b"),
+    "q_what": re.compile(r"(?i)\b(?:what|which)\b"),
+    "q_find": re.compile(r"(?i)\b(?:find|determine|solve)\b"),
+    "q_compute": re.compile(r"(?i)\b(?:compute|calculate|evaluate|simplify)\b"),
+    "q_true_false": re.compile(r"(?i)\b(?:true or false|yes or no|true/false)\b"),
+    "q_multiple_choice": re.compile(r"(?m)\([A-E]\)|^\s*[A-E][.)]\s"),
+    "q_prove": re.compile(r"(?i)\b(?:prove|show that)\b"),
 }
+
+#: Below this many prompts, :func:`prompt_features` runs plain ``re`` over a list (no pandas
+#: per-call overhead, for per-request serving); from it on, the vectorised pandas path.
+_SMALL_BATCH = 64
 
 
 @dataclass(frozen=True)
@@ -127,43 +148,72 @@ class FeatureMatrix:
         return int(self.probe_samples.max(initial=0))
 
 
-def _as_text(prompts: Sequence[str | None] | pd.Series) -> pd.Series:
+def _as_list(prompts: Sequence[str | None] | pd.Series) -> list[str]:
     values = list(prompts) if not isinstance(prompts, pd.Series) else prompts.tolist()
     bad = [v for v in values if v is not None and not pd.isna(v) and not isinstance(v, str)]
     if bad:
         raise TypeError(
             f"`prompts` must hold strings or None. Got {type(bad[0]).__name__} ({bad[0]!r})."
         )
-    text = [v if isinstance(v, str) else "" for v in values]
-    return pd.Series(text, dtype="str")
+    return [v if isinstance(v, str) else "" for v in values]
 
 
-def _max_number_log10(text: pd.Series) -> NDArray[np.float64]:
-    found = text.str.extractall(f"({_NUMBER})")
-    out = np.zeros(len(text))
-    if len(found):
-        values = pd.to_numeric(found[0].str.replace(",", "", regex=False), errors="coerce")
-        largest = values.groupby(level=0).max()
-        out[largest.index.to_numpy()] = np.log10(1.0 + largest.to_numpy(np.float64))
-    return out
+def _frame_count(text: pd.Series, pattern: re.Pattern[str]) -> NDArray[np.float64]:
+    return np.asarray(text.str.count(pattern.pattern), dtype=np.float64)
 
 
-def _distinct_numbers(text: pd.Series) -> NDArray[np.float64]:
-    found = text.str.extractall(f"({_NUMBER})")
-    out = np.zeros(len(text))
-    if len(found):
-        keys = found[0].str.replace(",", "", regex=False)
+def _frame_raw(text: pd.Series) -> dict[str, NDArray[np.float64]]:
+    """Raw counts of the prompts with pandas string methods (vectorised, large batches)."""
+    raw = {name: _frame_count(text, pat) for name, pat in {**_COUNTS, **_FLAGS}.items()}
+    raw["n_chars"] = np.asarray(text.str.len(), dtype=np.float64)
+    raw["letters"] = _frame_count(text, _LETTER)
+    raw["newlines"] = _frame_count(text, _NEWLINE)
+    keys = text.str.extractall(f"({_NUMBER.pattern})")[0].str.replace(",", "", regex=False)
+    raw["n_distinct_numbers"] = np.zeros(len(text))
+    raw["largest"] = np.full(len(text), -np.inf)
+    if len(keys):
         distinct = keys.groupby(level=0).nunique()
-        out[distinct.index.to_numpy()] = distinct.to_numpy(np.float64)
-    return out
+        raw["n_distinct_numbers"][distinct.index.to_numpy()] = distinct.to_numpy(np.float64)
+        largest = pd.to_numeric(keys, errors="coerce").groupby(level=0).max()
+        raw["largest"][largest.index.to_numpy()] = largest.to_numpy(np.float64)
+    return raw
 
 
-def _count(text: pd.Series, pattern: str) -> NDArray[np.float64]:
-    return np.asarray(text.str.count(pattern), dtype=np.float64)
+def _to_float(key: str) -> float:
+    # pandas.to_numeric's parse of a comma-free number match: non-ASCII digits are NaN
+    return float(key) if key.isascii() else np.nan
+
+
+def _largest(values: list[float]) -> float:
+    # the "largest" raw value: -inf without numbers, NaN when none of them parses
+    finite = [v for v in values if not np.isnan(v)]
+    return max(finite) if finite else (np.nan if values else -np.inf)
+
+
+def _list_raw(texts: list[str]) -> dict[str, NDArray[np.float64]]:
+    """Raw counts of the prompts with compiled ``re`` patterns (no pandas, small batches)."""
+    raw = {
+        name: np.array([len(pat.findall(t)) for t in texts], dtype=np.float64)
+        for name, pat in _COUNTS.items()
+    }
+    raw.update(
+        (name, np.array([pat.search(t) is not None for t in texts], dtype=np.float64))
+        for name, pat in _FLAGS.items()
+    )
+    raw["n_chars"] = np.array([len(t) for t in texts], dtype=np.float64)
+    raw["letters"] = np.array([len(_LETTER.findall(t)) for t in texts], dtype=np.float64)
+    raw["newlines"] = np.array([t.count(_NEWLINE.pattern) for t in texts], dtype=np.float64)
+    keys = [[k.replace(",", "") for k in _NUMBER.findall(t)] for t in texts]
+    raw["n_distinct_numbers"] = np.array([len(set(k)) for k in keys], dtype=np.float64)
+    raw["largest"] = np.array([_largest([_to_float(x) for x in k]) for k in keys])
+    return raw
 
 
 def prompt_features(prompts: Sequence[str | None] | pd.Series) -> pd.DataFrame:
     """Lexical and structural features of each prompt (no model call).
+
+    Fewer than 64 prompts (e.g. one request of a serving proxy) run plain ``re`` over a list,
+    larger batches vectorised pandas string methods; both give identical results.
 
     Parameters
     ----------
@@ -182,30 +232,23 @@ def prompt_features(prompts: Sequence[str | None] | pd.Series) -> pd.DataFrame:
     >>> f.loc[0, ["n_numbers", "q_how_many", "n_operators"]].tolist()
     [2.0, 1.0, 1.0]
     """
-    text = _as_text(prompts)
-    n_chars = np.asarray(text.str.len(), dtype=np.float64)
-    n_words = _count(text, _WORD)
-    letters = _count(text, r"[A-Za-z']")
-    cols: dict[str, NDArray[np.float64]] = {
-        "n_chars": n_chars,
-        "n_words": n_words,
-        "avg_word_len": np.divide(letters, n_words, out=np.zeros_like(n_words), where=n_words > 0),
-        "n_sentences": _count(text, r"[.!?]+(?=\s|$)"),
-        "n_lines": _count(text, "\n") + (n_chars > 0),
-        "n_digits": _count(text, r"\d"),
-        "n_numbers": _count(text, _NUMBER),
-        "n_distinct_numbers": _distinct_numbers(text),
-        "n_decimals": _count(text, r"(?<![\w.])\d[\d,]*\.\d+"),
-        "max_number_log10": _max_number_log10(text),
-        "n_percent": _count(text, r"(?i)%|\bpercent\b"),
-        "n_dollar": _count(text, r"\$"),
-        "n_latex_commands": _count(text, r"\\[A-Za-z]+"),
-        "n_fractions": _count(text, r"\\[dt]?frac\b|\b\d+\s*/\s*\d+\b"),
-        "n_operators": _count(text, r"[+*/=^<>]|(?<![A-Za-z])-|-(?![A-Za-z])"),
-        "n_capitalized": _count(text, r"(?<=[a-z,;:] )[A-Z][a-z]+"),
-    }
-    cols.update({name: _count(text, pat) for name, pat in _WORD_COUNTS.items()})
-    cols.update({name: np.minimum(_count(text, pat), 1.0) for name, pat in _FLAGS.items()})
+    texts = _as_list(prompts)
+    if len(texts) < _SMALL_BATCH:
+        raw = _list_raw(texts)
+    else:
+        raw = _frame_raw(pd.Series(texts, dtype="str"))
+    n_words = raw["n_words"]
+    largest = raw["largest"]
+    has_number = ~np.isneginf(largest)
+    cols = {name: raw[name] for name in _COUNTS}
+    cols.update({name: np.minimum(raw[name], 1.0) for name in _FLAGS})
+    cols["n_chars"] = raw["n_chars"]
+    cols["avg_word_len"] = np.divide(
+        raw["letters"], n_words, out=np.zeros_like(n_words), where=n_words > 0
+    )
+    cols["n_lines"] = raw["newlines"] + (raw["n_chars"] > 0)
+    cols["n_distinct_numbers"] = raw["n_distinct_numbers"]
+    cols["max_number_log10"] = np.log10(1.0 + largest, out=np.zeros_like(largest), where=has_number)
     return pd.DataFrame({name: cols[name] for name in PROMPT_FEATURES})
 
 
@@ -421,7 +464,7 @@ def embedding_features(
         raise ImportError(
             "embedding_features needs sentence-transformers: pip install computealloc[embeddings]"
         ) from exc
-    text = _as_text(prompts).tolist()
+    text = _as_list(prompts)
     encoder = SentenceTransformer(model_name)
     emb = np.asarray(
         encoder.encode(text, batch_size=batch_size, normalize_embeddings=True), dtype=np.float64
