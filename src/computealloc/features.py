@@ -121,10 +121,6 @@ _FLAGS: dict[str, re.Pattern[str]] = {
     "q_prove": re.compile(r"(?i)\b(?:prove|show that)\b"),
 }
 
-#: Below this many prompts, :func:`prompt_features` runs plain ``re`` over a list (no pandas
-#: per-call overhead, for per-request serving); from it on, the vectorised pandas path.
-_SMALL_BATCH = 64
-
 
 @dataclass(frozen=True)
 class FeatureMatrix:
@@ -158,27 +154,6 @@ def _as_list(prompts: Sequence[str | None] | pd.Series) -> list[str]:
     return [v if isinstance(v, str) else "" for v in values]
 
 
-def _frame_count(text: pd.Series, pattern: re.Pattern[str]) -> NDArray[np.float64]:
-    return np.asarray(text.str.count(pattern.pattern), dtype=np.float64)
-
-
-def _frame_raw(text: pd.Series) -> dict[str, NDArray[np.float64]]:
-    """Raw counts of the prompts with pandas string methods (vectorised, large batches)."""
-    raw = {name: _frame_count(text, pat) for name, pat in {**_COUNTS, **_FLAGS}.items()}
-    raw["n_chars"] = np.asarray(text.str.len(), dtype=np.float64)
-    raw["letters"] = _frame_count(text, _LETTER)
-    raw["newlines"] = _frame_count(text, _NEWLINE)
-    keys = text.str.extractall(f"({_NUMBER.pattern})")[0].str.replace(",", "", regex=False)
-    raw["n_distinct_numbers"] = np.zeros(len(text))
-    raw["largest"] = np.full(len(text), -np.inf)
-    if len(keys):
-        distinct = keys.groupby(level=0).nunique()
-        raw["n_distinct_numbers"][distinct.index.to_numpy()] = distinct.to_numpy(np.float64)
-        largest = pd.to_numeric(keys, errors="coerce").groupby(level=0).max()
-        raw["largest"][largest.index.to_numpy()] = largest.to_numpy(np.float64)
-    return raw
-
-
 def _to_float(key: str) -> float:
     # pandas.to_numeric's parse of a comma-free number match: non-ASCII digits are NaN
     return float(key) if key.isascii() else np.nan
@@ -191,7 +166,11 @@ def _largest(values: list[float]) -> float:
 
 
 def _list_raw(texts: list[str]) -> dict[str, NDArray[np.float64]]:
-    """Raw counts of the prompts with compiled ``re`` patterns (no pandas, small batches)."""
+    """Raw counts of the prompts with the compiled ``re`` patterns.
+
+    A plain loop over the prompts: pandas' ``.str`` methods run the same regexes with ~6 ms of
+    per-call overhead (one serving request) and were slower at every batch size measured.
+    """
     raw = {
         name: np.array([len(pat.findall(t)) for t in texts], dtype=np.float64)
         for name, pat in _COUNTS.items()
@@ -212,9 +191,6 @@ def _list_raw(texts: list[str]) -> dict[str, NDArray[np.float64]]:
 def prompt_features(prompts: Sequence[str | None] | pd.Series) -> pd.DataFrame:
     """Lexical and structural features of each prompt (no model call).
 
-    Fewer than 64 prompts (e.g. one request of a serving proxy) run plain ``re`` over a list,
-    larger batches vectorised pandas string methods; both give identical results.
-
     Parameters
     ----------
     prompts : sequence of str or None, length n_queries
@@ -232,11 +208,7 @@ def prompt_features(prompts: Sequence[str | None] | pd.Series) -> pd.DataFrame:
     >>> f.loc[0, ["n_numbers", "q_how_many", "n_operators"]].tolist()
     [2.0, 1.0, 1.0]
     """
-    texts = _as_list(prompts)
-    if len(texts) < _SMALL_BATCH:
-        raw = _list_raw(texts)
-    else:
-        raw = _frame_raw(pd.Series(texts, dtype="str"))
+    raw = _list_raw(_as_list(prompts))
     n_words = raw["n_words"]
     largest = raw["largest"]
     has_number = ~np.isneginf(largest)
