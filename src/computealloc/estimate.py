@@ -31,7 +31,9 @@ from computealloc.table import OutcomeTable
 
 __all__ = [
     "MAX_POOL_SIZE",
+    "ClusteredSamples",
     "best_of_accuracy",
+    "cluster_samples",
     "conditional_majority",
     "default_actions",
     "estimate",
@@ -424,7 +426,7 @@ def best_of_accuracy(scores: ArrayLike, correct: ArrayLike, k: int) -> Float:
 
 
 @dataclass(frozen=True)
-class _Pools:
+class ClusteredSamples:
     """One model's samples as per-query arrays (rows follow the table's query ids).
 
     ``gold``, ``abstain``, ``n`` are (N,), ``others`` (N, M) wrong-cluster sizes; ``row`` (S,)
@@ -497,15 +499,21 @@ def _wrong_clusters(group: Int, row: Int, wrong: NDArray[np.bool_], n_rows: int)
     return out
 
 
-def _pools(samples: pd.DataFrame, model: str, qids: NDArray[np.object_]) -> _Pools:
-    """Cluster one model's samples on the queries ``qids``."""
+def cluster_samples(
+    samples: pd.DataFrame, model: str, qids: NDArray[np.object_]
+) -> ClusteredSamples:
+    """Cluster one model's samples on the queries ``qids`` (answer clusters per query).
+
+    Shared by the fixed-K estimators here and the stopping-rule replay in
+    :mod:`computealloc.sequential`. Rows follow ``qids``; samples of other queries are ignored.
+    """
     frame = samples[(samples["model"] == model).to_numpy()]
     row = pd.Index(qids).get_indexer(pd.Index(frame["query_id"])).astype(np.int64)
     frame, row = frame[row >= 0], row[row >= 0]
     n_rows = len(qids)
     correct, answered, group = _resolve_correct(frame, row, qids, model)
     abstain = ~answered & ~correct
-    return _Pools(
+    return ClusteredSamples(
         model=model,
         n=np.bincount(row, minlength=n_rows),
         gold=np.bincount(row[correct], minlength=n_rows),
@@ -518,7 +526,7 @@ def _pools(samples: pd.DataFrame, model: str, qids: NDArray[np.object_]) -> _Poo
     )
 
 
-def _padded(pools: _Pools, values: Float) -> tuple[Float, NDArray[np.bool_]]:
+def _padded(pools: ClusteredSamples, values: Float) -> tuple[Float, NDArray[np.bool_]]:
     """Per-sample ``values`` and correctness as NaN-padded (N, max n) arrays."""
     n_rows = len(pools.n)
     order = np.argsort(pools.row, kind="stable")
@@ -532,7 +540,7 @@ def _padded(pools: _Pools, values: Float) -> tuple[Float, NDArray[np.bool_]]:
 
 
 def _require(
-    pools: _Pools, bad: NDArray[np.bool_], need: str, what: str, qids: NDArray[np.object_]
+    pools: ClusteredSamples, bad: NDArray[np.bool_], need: str, what: str, qids: NDArray[np.object_]
 ) -> None:
     """Raise naming the first query with a ``bad`` sample (a missing score or token count)."""
     if bad.any():
@@ -545,7 +553,10 @@ def _require(
 
 
 def _accuracy_columns(
-    pools: _Pools, actions: list[tuple[int, Action]], qids: NDArray[np.object_], out: Float
+    pools: ClusteredSamples,
+    actions: list[tuple[int, Action]],
+    qids: NDArray[np.object_],
+    out: Float,
 ) -> None:
     """Fill ``out[:, j]`` with the expected accuracy of each ``(j, action)`` of one model."""
     maj = [(j, a.k) for j, a in actions if a.kind == "majority"]
@@ -808,7 +819,7 @@ def estimate(
     p = np.empty((len(kept), len(acts)))
     c = np.empty_like(p)
     for model in dict.fromkeys(models):
-        pools = _pools(log.samples, model, kept)
+        pools = cluster_samples(log.samples, model, kept)
         mine = [(j, a) for j, (a, m) in enumerate(zip(acts, models, strict=True)) if m == model]
         _accuracy_columns(pools, mine, kept, p)
         per_sample = np.ones(len(kept))

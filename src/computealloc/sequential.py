@@ -48,7 +48,7 @@ from sklearn.base import BaseEstimator
 from sklearn.model_selection import KFold
 
 from computealloc.calibrate import check_budget
-from computealloc.estimate import _pools, majority_accuracy
+from computealloc.estimate import cluster_samples, majority_accuracy
 from computealloc.features import build_features
 from computealloc.samples import SampleLog
 from computealloc.splits import split_queries, split_samples
@@ -173,7 +173,7 @@ def answer_pools(
         mine = samples["model"] == name
         query_ids = sorted(samples.loc[mine, "query_id"].unique().tolist())
     qids = np.asarray(list(query_ids), dtype=object)
-    pools = _pools(samples, name, qids)
+    pools = cluster_samples(samples, name, qids)
     return AnswerPools(pools.gold, pools.others, pools.abstain, tuple(str(q) for q in qids))
 
 
