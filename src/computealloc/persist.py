@@ -1,16 +1,26 @@
-"""Save and load fitted policies as JSON, without executing code (no pickle).
+"""Save and load fitted policies and sequential stopping rules as JSON, without executing code.
 
-A policy file is one JSON document::
+Two kinds of file share one layout::
 
-    {"format": "computealloc.policy", "version": 1, "sha256": "<hex>",
-     "payload": {"class": "Value", "params": {...}, "fitted": {...}, "state": {...}}}
+    {"format": "computealloc.policy", "version": 1, "sha256": "<hex>", "payload": {...}}
+    {"format": "computealloc.stopping", "version": 1, "sha256": "<hex>", "payload": {...}}
 
-``params`` are the constructor parameters, ``fitted`` the attributes every policy has
-(actions, costs, cost unit, feature names, calibrated ``lam_``, ``mix_`` and ``budget_``),
-``state`` the policy's own fitted state; LightGBM models are embedded in LightGBM's own text
-format. ``sha256`` is the digest of the canonical JSON of ``payload``, so an edited or damaged
-file is refused. Loading only instantiates the classes of an allow-list and parses LightGBM's
-text format; nothing in the file is executed.
+A policy payload (:func:`save_policy`) is ``{"class", "params", "fitted", "state"}``: the
+constructor parameters, the attributes every policy has (actions, costs, cost unit, feature
+names, calibrated ``lam_``, ``mix_`` and ``budget_``, the probe samples ``probe_m_`` its
+features read) and the policy's own fitted state. A stopping payload (:func:`save_stopping`)
+holds a :class:`~computealloc.sequential.CalibratedStopping`: ``{"class", "params": {"low",
+"high"}, "mix", "budget", "samples", "accuracy", "state"}``, the two settings' constructor
+parameters, the calibration figures (null for a rule saved uncalibrated) and, for
+:class:`~computealloc.sequential.LagrangianStopping`, the fitted state the two settings share,
+its count arrays stored sparsely (``{"shape", "gaps", "values"}``: the flat indices of the
+nonzero entries as gaps from one to the next, and their values; most vote states are never
+visited).
+
+LightGBM models are embedded in LightGBM's own text format. ``sha256`` is the digest of the
+canonical JSON of ``payload``, so an edited or damaged file is refused. Loading only
+instantiates the classes of an allow-list and parses LightGBM's text format; nothing in the
+file is executed.
 
 Notes
 -----
@@ -20,34 +30,162 @@ Keep policy files where only trusted writers can change them.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
+import math
 import os
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, NamedTuple, TypeVar
 
+import lightgbm as lgb
 import numpy as np
+from numpy.typing import NDArray
 
 from computealloc.policies import BasePolicy, Imitation, LengthHeuristic, Random, Uniform, Value
+from computealloc.sequential import (
+    BetaRule,
+    CalibratedStopping,
+    DirichletRule,
+    EntropyRule,
+    LagrangianStopping,
+    MajorityShareRule,
+    StoppingRule,
+    WindowRule,
+)
 from computealloc.table import atomic_write
 
-__all__ = ["FORMAT", "VERSION", "PolicyFileError", "load_policy", "save_policy"]
+__all__ = [
+    "FORMAT",
+    "STOPPING_FORMAT",
+    "VERSION",
+    "PolicyFileError",
+    "load_file",
+    "load_policy",
+    "load_stopping",
+    "save_policy",
+    "save_stopping",
+]
 
 FORMAT = "computealloc.policy"
+STOPPING_FORMAT = "computealloc.stopping"
 VERSION = 1
 _CLASSES: dict[str, type[BasePolicy]] = {
     cls.__name__: cls for cls in (Uniform, Random, LengthHeuristic, Imitation, Value)
 }
-_OPTIONAL = ("feature_names_in_", "lam_", "mix_", "budget_")
+_STOPPING_CLASSES: dict[str, type[StoppingRule]] = {
+    cls.__name__: cls
+    for cls in (
+        BetaRule,
+        DirichletRule,
+        EntropyRule,
+        MajorityShareRule,
+        WindowRule,
+        LagrangianStopping,
+    )
+}
+#: Optional scalar attributes of a fitted policy and their types.
+_SCALARS: dict[str, type[float] | type[int]] = {
+    "lam_": float,
+    "mix_": float,
+    "budget_": float,
+    "probe_m_": int,
+}
+_CALIBRATION = ("budget", "samples", "accuracy")
+_SPARSE = ("visits_", "correct_", "moves_")
+
+_T = TypeVar("_T")
 
 
 class PolicyFileError(ValueError):
-    """A policy file that cannot be loaded: damaged, foreign, or not what the caller expects."""
+    """A policy or stopping file that cannot be loaded: damaged, foreign, or not as expected."""
+
+
+class _Kind(NamedTuple):
+    """One kind of file: its format string and how messages name it."""
+
+    format: str
+    label: str
+    noun: str
+    loader: str
+
+
+_POLICY = _Kind(FORMAT, "Policy file", "a computealloc policy", "load_policy")
+_STOPPING = _Kind(STOPPING_FORMAT, "Stopping file", "a computealloc stopping rule", "load_stopping")
+_KINDS = {kind.format: kind for kind in (_POLICY, _STOPPING)}
+
+
+# --------------------------------------------------------------------------- documents
 
 
 def _digest(payload: dict[str, Any]) -> str:
     canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), allow_nan=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _write_document(path: str | os.PathLike[str], kind: _Kind, payload: dict[str, Any]) -> None:
+    document = {
+        "format": kind.format,
+        "version": VERSION,
+        "sha256": _digest(payload),
+        "payload": payload,
+    }
+    text = json.dumps(document, separators=(",", ":"), allow_nan=False)
+    atomic_write(path, lambda fh: fh.write(text))
+
+
+def _read_document(path: str | os.PathLike[str], kind: _Kind) -> dict[str, Any]:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            document = json.load(fh)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise PolicyFileError(f"{kind.label} {path} is not readable JSON: {exc}") from exc
+    found = document.get("format") if isinstance(document, dict) else None
+    if found != kind.format:
+        other = _KINDS.get(found) if isinstance(found, str) else None
+        if other is not None:
+            raise PolicyFileError(
+                f"File {path} is {other.noun} (format {other.format!r}), not {kind.noun}; "
+                f"load it with {other.loader}."
+            )
+        raise PolicyFileError(f"{kind.label} {path} is not {kind.noun} (format {kind.format!r}).")
+    if document.get("version") != VERSION:
+        raise PolicyFileError(
+            f"{kind.label} {path} has format version {document.get('version')!r}; this "
+            f"computealloc reads version {VERSION}."
+        )
+    payload = document.get("payload")
+    if not isinstance(payload, dict) or document.get("sha256") != _digest(payload):
+        raise PolicyFileError(f"{kind.label} {path} is corrupted: checksum mismatch.")
+    return payload
+
+
+def _class_of(
+    path: str | os.PathLike[str],
+    kind: _Kind,
+    payload: dict[str, Any],
+    classes: Mapping[str, type[_T]],
+) -> type[_T]:
+    cls = classes.get(str(payload.get("class")))
+    if cls is None:
+        raise PolicyFileError(
+            f"{kind.label} {path} holds class {payload.get('class')!r}, which is not one of "
+            f"{sorted(classes)}."
+        )
+    return cls
+
+
+@contextmanager
+def _reading(path: str | os.PathLike[str], kind: _Kind) -> Iterator[None]:
+    """Report a payload that does not rebuild as an invalid-payload PolicyFileError."""
+    try:
+        yield
+    except (KeyError, IndexError, TypeError, ValueError, lgb.basic.LightGBMError) as exc:
+        raise PolicyFileError(f"{kind.label} {path} has an invalid payload: {exc!r}") from exc
+
+
+# --------------------------------------------------------------------------- policies
 
 
 def _fitted(policy: BasePolicy) -> dict[str, Any]:
@@ -57,10 +195,11 @@ def _fitted(policy: BasePolicy) -> dict[str, Any]:
         "cost_unit_": policy.cost_unit_,
         "n_features_in_": int(policy.n_features_in_),
     }
-    for name in _OPTIONAL:
+    if hasattr(policy, "feature_names_in_"):
+        fitted["feature_names_in_"] = [str(v) for v in policy.feature_names_in_]
+    for name, kind in _SCALARS.items():
         if hasattr(policy, name):
-            value = getattr(policy, name)
-            fitted[name] = [str(v) for v in value] if name == "feature_names_in_" else float(value)
+            fitted[name] = kind(getattr(policy, name))
     return fitted
 
 
@@ -88,35 +227,7 @@ def save_policy(policy: BasePolicy, path: str | os.PathLike[str]) -> None:
             f"{type(params['random_state']).__name__}."
         )
     payload = {"class": name, "params": params, "fitted": _fitted(policy), "state": policy._state()}
-    document = {
-        "format": FORMAT,
-        "version": VERSION,
-        "sha256": _digest(payload),
-        "payload": payload,
-    }
-    text = json.dumps(document, indent=1, allow_nan=False)
-    atomic_write(path, lambda fh: fh.write(text))
-
-
-def _read_document(path: str | os.PathLike[str]) -> dict[str, Any]:
-    try:
-        with open(path, encoding="utf-8") as fh:
-            document = json.load(fh)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise PolicyFileError(f"Policy file {path} is not readable JSON: {exc}") from exc
-    if not isinstance(document, dict) or document.get("format") != FORMAT:
-        raise PolicyFileError(
-            f"Policy file {path} is not a computealloc policy (format {FORMAT!r})."
-        )
-    if document.get("version") != VERSION:
-        raise PolicyFileError(
-            f"Policy file {path} has format version {document.get('version')!r}; this "
-            f"computealloc reads version {VERSION}."
-        )
-    payload = document.get("payload")
-    if not isinstance(payload, dict) or document.get("sha256") != _digest(payload):
-        raise PolicyFileError(f"Policy file {path} is corrupted: checksum mismatch.")
-    return payload
+    _write_document(path, _POLICY, payload)
 
 
 def _check_expected(
@@ -130,13 +241,8 @@ def _check_expected(
 
 
 def _restore(path: str | os.PathLike[str], payload: dict[str, Any]) -> BasePolicy:
-    cls = _CLASSES.get(str(payload.get("class")))
-    if cls is None:
-        raise PolicyFileError(
-            f"Policy file {path} holds class {payload.get('class')!r}, which is not one of "
-            f"{sorted(_CLASSES)}."
-        )
-    try:
+    cls = _class_of(path, _POLICY, payload, _CLASSES)
+    with _reading(path, _POLICY):
         policy = cls(**payload["params"])
         fitted = payload["fitted"]
         policy.actions_ = tuple(str(a) for a in fitted["actions_"])
@@ -145,12 +251,10 @@ def _restore(path: str | os.PathLike[str], payload: dict[str, Any]) -> BasePolic
         policy.n_features_in_ = int(fitted["n_features_in_"])
         if "feature_names_in_" in fitted:
             policy.feature_names_in_ = np.asarray(fitted["feature_names_in_"], dtype=object)
-        for name in ("lam_", "mix_", "budget_"):
+        for name, kind in _SCALARS.items():
             if name in fitted:
-                setattr(policy, name, float(fitted[name]))
+                setattr(policy, name, kind(fitted[name]))
         policy._set_state(payload["state"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise PolicyFileError(f"Policy file {path} has an invalid payload: {exc!r}") from exc
     return policy
 
 
@@ -179,11 +283,11 @@ def load_policy(
     Raises
     ------
     PolicyFileError
-        The file is unreadable, not a policy file, of another version, tampered with
-        (checksum mismatch), names a class outside the allow-list, or does not match
-        ``actions`` / ``feature_names``.
+        The file is unreadable, not a policy file (a stopping file names
+        :func:`load_stopping`), of another version, tampered with (checksum mismatch), names a
+        class outside the allow-list, or does not match ``actions`` / ``feature_names``.
     """
-    payload = _read_document(path)
+    payload = _read_document(path, _POLICY)
     policy = _restore(path, payload)
     if actions is not None:
         _check_expected(path, "actions", list(policy.actions_), actions)
@@ -191,3 +295,190 @@ def load_policy(
         found = getattr(policy, "feature_names_in_", None)
         _check_expected(path, "features", None if found is None else list(found), feature_names)
     return policy
+
+
+# --------------------------------------------------------------------------- stopping rules
+
+
+def _sparse(array: NDArray[np.float64]) -> dict[str, Any]:
+    """The nonzero entries of an array: its shape, their flat indices as gaps, their values.
+
+    ``gaps`` holds the first flat index, then the distance from each index to the next (small
+    numbers where the entries cluster); values that are all whole numbers (counts) are
+    written as JSON integers.
+    """
+    flat = np.asarray(array, dtype=np.float64).ravel()
+    index = np.flatnonzero(flat)
+    values = flat[index]
+    whole = bool(np.all((values == np.trunc(values)) & (np.abs(values) < 2.0**53)))
+    return {
+        "shape": list(array.shape),
+        "gaps": np.diff(index, prepend=0).tolist(),
+        "values": values.astype(np.int64).tolist() if whole else values.tolist(),
+    }
+
+
+def _dense(sparse: dict[str, Any]) -> NDArray[np.float64]:
+    """The array :func:`_sparse` described."""
+    shape = tuple(int(s) for s in sparse["shape"])
+    index = np.cumsum(np.asarray(sparse["gaps"], dtype=np.int64))
+    out = np.zeros(math.prod(shape))
+    if index.size and (index.min() < 0 or index.max() >= out.size):
+        raise ValueError(f"sparse indices out of range for shape {shape}")
+    out[index] = np.asarray(sparse["values"], dtype=np.float64)
+    return out.reshape(shape)
+
+
+def _rule_state(rule: StoppingRule) -> dict[str, Any]:
+    """JSON-serialisable fitted state of a rule (empty for the unfitted published rules)."""
+    if not isinstance(rule, LagrangianStopping):
+        return {}
+    rule._check_fitted()
+    model = rule.prior_model_
+    state: dict[str, Any] = {name: _sparse(getattr(rule, name)) for name in _SPARSE}
+    state["horizon_"] = int(rule.horizon_)
+    state["group_edges_"] = np.asarray(rule.group_edges_, dtype=np.float64).tolist()
+    state["prior_model_"] = None if model is None else model.model_to_string()
+    return state
+
+
+def _set_rule_state(rule: StoppingRule, state: dict[str, Any]) -> None:
+    """Restore what :func:`_rule_state` returned."""
+    if not isinstance(rule, LagrangianStopping):
+        return
+    rule.visits_, rule.correct_, rule.moves_ = (_dense(state[name]) for name in _SPARSE)
+    rule.horizon_ = int(state["horizon_"])
+    rule.group_edges_ = np.asarray(state["group_edges_"], dtype=np.float64)
+    model = state["prior_model_"]
+    rule.prior_model_ = None if model is None else lgb.Booster(model_str=model)
+    rule._cache = {}
+
+
+def _rule_params(rule: StoppingRule) -> dict[str, Any]:
+    params = rule.get_params(deep=False)
+    for name, value in params.items():
+        plain = value is None or isinstance(value, (str, int, float))
+        if not plain or (isinstance(value, float) and not math.isfinite(value)):
+            raise ValueError(
+                f"save_stopping saves rules whose parameters are None, int, finite float or "
+                f"str. Got {name}={value!r} in {type(rule).__name__}."
+            )
+    return params
+
+
+def _allowed(rule: object) -> bool:
+    return _STOPPING_CLASSES.get(type(rule).__name__) is type(rule)
+
+
+def _calibrated(rule: object) -> CalibratedStopping:
+    """``rule`` as a CalibratedStopping of allow-listed rules (a bare rule: both settings)."""
+    if isinstance(rule, StoppingRule) and _allowed(rule):
+        return CalibratedStopping(rule, rule, 0.0, math.nan, math.nan, math.nan)
+    if isinstance(rule, CalibratedStopping) and _allowed(rule.low) and _allowed(rule.high):
+        return rule
+    got = (
+        f"CalibratedStopping of {type(rule.low).__name__} and {type(rule.high).__name__}"
+        if isinstance(rule, CalibratedStopping)
+        else type(rule).__name__
+    )
+    raise TypeError(
+        f"save_stopping supports the stopping rules {sorted(_STOPPING_CLASSES)} and "
+        f"CalibratedStopping of them. Got {got} instead."
+    )
+
+
+def save_stopping(rule: StoppingRule | CalibratedStopping, path: str | os.PathLike[str]) -> None:
+    """Write a sequential stopping rule to a JSON file (atomically).
+
+    Parameters
+    ----------
+    rule : StoppingRule or CalibratedStopping
+        A calibrated rule (:func:`~computealloc.sequential.calibrate_stopping`), or a bare rule,
+        saved as the calibration that always uses it (``mix`` 0, no budget). The rules must be
+        of the allow-list: BetaRule, DirichletRule, EntropyRule, MajorityShareRule, WindowRule,
+        LagrangianStopping (fitted); the two settings of a calibration must share their class
+        and fitted state, as :func:`~computealloc.sequential.calibrate_stopping` makes them.
+    path : str or path-like
+        Destination, conventionally ``*.json``.
+
+    Notes
+    -----
+    A fitted :class:`~computealloc.sequential.LagrangianStopping` stores its visited vote
+    states only (a few hundred kB for a 40-sample horizon with a prior of 4 groups) and its
+    prior regressor in LightGBM's text format.
+    """
+    calibrated = _calibrated(rule)
+    low, high = calibrated.low, calibrated.high
+    params = {"low": _rule_params(low), "high": _rule_params(high)}
+    state = _rule_state(low)
+    if type(high) is not type(low) or (high is not low and _rule_state(high) != state):
+        raise ValueError(
+            "save_stopping needs the low and high rules of a CalibratedStopping to share one "
+            "class and one fitted state (as calibrate_stopping makes them)."
+        )
+    payload: dict[str, Any] = {
+        "class": type(low).__name__,
+        "params": params,
+        "mix": float(calibrated.mix),
+        "state": state,
+    }
+    for name in _CALIBRATION:
+        value = float(getattr(calibrated, name))
+        payload[name] = None if math.isnan(value) else value
+    _write_document(path, _STOPPING, payload)
+
+
+def load_stopping(path: str | os.PathLike[str]) -> CalibratedStopping:
+    """Load a stopping rule written by :func:`save_stopping`.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The stopping file.
+
+    Returns
+    -------
+    CalibratedStopping
+        Settings that decide exactly as the saved ones did; they share one fitted state, as
+        after :func:`~computealloc.sequential.calibrate_stopping`. A bare rule comes back with
+        ``low`` and ``high`` equal to it, ``mix`` 0 and NaN ``budget``, ``samples`` and
+        ``accuracy``.
+
+    Raises
+    ------
+    PolicyFileError
+        The file is unreadable, not a stopping file (a policy file names :func:`load_policy`),
+        of another version, tampered with (checksum mismatch), names a class outside the
+        allow-list, or its payload does not rebuild the rule.
+    """
+    payload = _read_document(path, _STOPPING)
+    cls = _class_of(path, _STOPPING, payload, _STOPPING_CLASSES)
+    with _reading(path, _STOPPING):
+        params = payload["params"]
+        low = cls(**params["low"])
+        _set_rule_state(low, payload["state"])
+        high = copy.copy(low).set_params(**params["high"])
+        figures = (math.nan if payload[k] is None else float(payload[k]) for k in _CALIBRATION)
+        return CalibratedStopping(low, high, float(payload["mix"]), *figures)
+
+
+def load_file(path: str | os.PathLike[str]) -> BasePolicy | CalibratedStopping:
+    """Load a policy file or a stopping file, whichever ``path`` holds.
+
+    Returns
+    -------
+    BasePolicy or CalibratedStopping
+        :func:`load_policy` of a policy file, :func:`load_stopping` of a stopping file.
+
+    Raises
+    ------
+    PolicyFileError
+        As :func:`load_policy` for anything that is not a stopping file.
+    """
+    try:
+        with open(path, encoding="utf-8") as fh:
+            document = json.load(fh)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        document = None
+    found = document.get("format") if isinstance(document, dict) else None
+    return load_stopping(path) if found == STOPPING_FORMAT else load_policy(path)
