@@ -7,9 +7,11 @@ import pandas as pd
 import pytest
 
 from computealloc import evaluate as evaluate_module
+from computealloc.actions import parse_actions
 from computealloc.estimate import estimate
 from computealloc.evaluate import (
     METHODS,
+    ROUTER,
     SEQUENTIAL,
     SEQUENTIAL_ORDERS,
     EvaluationResult,
@@ -18,7 +20,9 @@ from computealloc.evaluate import (
 )
 from computealloc.policies import Value
 from computealloc.samples import read_samples
-from computealloc.sequential import sequential_methods
+from computealloc.sequential import sequential_methods, threshold_router
+from computealloc.solve import solve
+from computealloc.table import OutcomeTable
 from conftest import needs_data
 
 CONTRACT = ["source", "protocol", "seed", "budget", "method", "accuracy", "mean_cost"]
@@ -75,7 +79,7 @@ def test_results_have_the_contract_columns(result):
         "cost_error",
     ):
         assert extra in cols
-    assert set(result.results["method"]) == set(METHODS)
+    assert set(result.results["method"]) == set(METHODS) - {ROUTER}  # one model: no routing
     assert set(result.results["protocol"]) == {"in-sample", "held-out"}
 
 
@@ -290,6 +294,115 @@ def test_routing_between_two_models():
     assert {"apgr", "cpt50"} <= set(res.routing.columns)
     oracle = res.routing[res.routing["method"] == "oracle"]
     assert (oracle["apgr"] > 0.5).all()
+    router = res.results[res.results["method"] == ROUTER]
+    assert len(router) == 2 * 3 and res.routing["method"].eq(ROUTER).sum() == 2
+    assert np.allclose(router["mean_cost"], router["strong_share"])  # weak free, strong 1
+
+
+def test_router_is_a_reported_method():
+    assert ROUTER == "router/threshold" and ROUTER in METHODS
+    assert METHODS.index(ROUTER) < METHODS.index("oracle")
+
+
+def _routed_cost(scores, share, weak_cost, strong_cost):
+    """Expected mean cost of threshold_router at ``share`` on the scores themselves."""
+    _, threshold = threshold_router(scores, share)
+    above, tied = scores > threshold, scores == threshold
+    p_tie = (share * scores.size - above.sum()) / max(tied.sum(), 1)
+    extra = strong_cost - weak_cost
+    return (weak_cost.sum() + extra[above].sum() + p_tie * extra[tied].sum()) / scores.size
+
+
+@pytest.mark.parametrize("budget", [3.5, 4.2, 5.5, 6.8])
+def test_router_share_spends_the_budget_on_the_calibration_queries(budget):
+    rng = np.random.default_rng(3)
+    scores = rng.integers(0, 12, 200).astype(float)  # many ties
+    weak, strong = rng.uniform(1, 5, 200), rng.uniform(4, 10, 200)
+    share = evaluate_module._router_share(scores, weak, strong, budget)
+    assert 0 < share < 1
+    assert _routed_cost(scores, share, weak, strong) == pytest.approx(budget)
+
+
+def test_router_share_of_constant_costs_is_the_linear_mix():
+    scores = np.random.default_rng(0).random(40)
+    weak, strong = np.full(40, 1.0), np.full(40, 3.0)
+    for budget, share in [(2.0, 0.5), (1.5, 0.25), (0.5, 0.0), (3.0, 1.0), (9.0, 1.0)]:
+        assert evaluate_module._router_share(scores, weak, strong, budget) == pytest.approx(share)
+
+
+def test_router_scored_by_the_true_gain_makes_the_oracles_choice():
+    rng = np.random.default_rng(1)
+    weak = rng.uniform(0.2, 0.5, 50)
+    gain = rng.permutation(np.linspace(-0.2, 0.5, 50))  # distinct, 35 positive
+    table = OutcomeTable(np.column_stack([weak, weak + gain]), np.tile([0.0, 1.0], (50, 1)))
+    for budget in (0.1, 0.2, 0.4):
+        share = evaluate_module._router_share(gain, table.C[:, 0], table.C[:, 1], budget)
+        strong, _ = threshold_router(gain, share)
+        assert share == pytest.approx(budget)
+        assert np.array_equal(strong.astype(int), solve(table, budget).actions)
+
+
+def test_router_in_evaluate_is_a_threshold_on_its_scores(monkeypatch):
+    two = synthetic_log(n_queries=300, n_samples=4, seed=2, models=("weak", "strong"))
+    actions = "weak/majority@1,strong/majority@1"
+    prices = {"weak": 0.0, "strong": 1.0}
+    table = evaluate_module.outcome_table(two, parse_actions(actions), "samples", prices)
+    truth = pd.DataFrame(table.P, index=list(table.query_ids))
+
+    class TrueGain(Value):
+        def scores(self, X):
+            assert self.target == "gain"
+            return truth.loc[X.index].to_numpy()
+
+    monkeypatch.setattr(evaluate_module, "Value", TrueGain)
+    res = evaluate(
+        two,
+        actions=actions,
+        budgets=(0.1, 0.2),
+        seeds=2,
+        protocols="in-sample",
+        methods=[ROUTER],
+        prices=prices,
+    )
+    routed = res.queries.assign(gain=truth.loc[res.queries["query_id"]].diff(axis=1)[1].to_numpy())
+    for (_, budget), group in routed.groupby(["seed", "budget"]):
+        strong = group["cost"] == 1.0
+        assert 0 < strong.mean() < 2 * budget
+        assert group.loc[strong, "gain"].min() >= group.loc[~strong, "gain"].max()
+        test = table.subset(pd.Index(table.query_ids).get_indexer(group["query_id"]))
+        best = solve(test, float(strong.mean()))
+        assert group["accuracy"].mean() == pytest.approx(best.accuracy)  # the oracle's choice
+
+
+def test_router_calls_each_models_cheapest_action_under_both_protocols():
+    two = synthetic_log(n_queries=300, n_samples=4, seed=3, models=("weak", "strong"))
+    res = evaluate(
+        two, budgets=(0.3, 0.6), seeds=2, methods=[ROUTER], prices={"weak": 0.0, "strong": 1.0}
+    )
+    assert set(res.config["actions"]["in-sample"]) > {"weak/majority@1", "strong/majority@4"}
+    assert res.queries["cost"].isin([0.0, 1.0]).all()  # weak/majority@1 or strong/majority@1
+    rows = res.results
+    assert set(rows["protocol"]) == {"in-sample", "held-out"} and len(rows) == 2 * 2 * 2
+    assert np.allclose(rows["mean_cost"], rows["strong_share"])
+    noise = np.sqrt(2.0 * rows["budget"] * (1.0 - rows["budget"]) / rows["n_test"])
+    assert (np.abs(rows["cost_error"] * rows["budget"]) <= 3.0 * noise).all()
+
+
+def test_router_is_skipped_without_two_models(log):
+    kwargs = {"budgets": (1,), "seeds": 1, "protocols": "in-sample"}
+    res = evaluate(log, methods=["uniform", ROUTER], **kwargs)
+    assert set(res.results["method"]) == {"uniform"}
+    assert res.config["skipped"] == [
+        "router/threshold under in-sample: threshold routing needs a log with two models"
+    ]
+    assert ROUTER not in evaluate(log, probe_m=0, **kwargs).config["methods"]
+    two = synthetic_log(n_queries=60, n_samples=2, models=("weak", "strong"))
+    res = evaluate(two, actions="weak/majority@1", methods=["uniform", ROUTER], **kwargs)
+    assert set(res.results["method"]) == {"uniform"}
+    assert (
+        "router/threshold under in-sample: threshold routing needs actions of both models"
+        in (res.config["skipped"])
+    )
 
 
 def test_routing_metrics_of_random_and_perfect_routers():
@@ -350,6 +463,32 @@ def test_chars_cost_is_characters_per_sample():
     assert res.results["accuracy"].iloc[0] == pytest.approx(
         estimate(log, "majority@2").P[rows, 0].mean()
     )
+
+
+@needs_data
+def test_real_data_router_between_the_two_models(shared_data):
+    from computealloc import datasets
+
+    log = datasets.load("routellm:gsm8k", root=shared_data)
+    weak, strong = "mistralai/Mixtral-8x7B-Instruct-v0.1", "gpt-4-1106-preview"
+    budgets = (0.1, 0.3, 0.5, 0.7, 0.9)
+    res = evaluate(
+        log,
+        budgets=budgets,
+        seeds=1,
+        protocols="in-sample",
+        methods=["uniform", ROUTER],
+        prices={weak: 0.0, strong: 1.0},
+    )
+    router = res.results[res.results["method"] == ROUTER]
+    assert (router["accuracy"] > router["weak_accuracy"]).all()
+    assert router["accuracy"].is_monotonic_increasing
+    apgr = res.routing.set_index("method")["apgr"]
+    assert apgr[ROUTER] > max(0.5, apgr["uniform"])  # session runs: 0.61-0.72 over 3 seeds
+    assert apgr[ROUTER] < 1.0
+    budget = router["budget"].to_numpy()
+    noise = np.sqrt(2.0 * budget * (1.0 - budget) / router["n_test"])  # calibration + test
+    assert (np.abs(router["mean_cost"] - budget) <= 3.0 * noise).all()
 
 
 @needs_data

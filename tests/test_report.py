@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from computealloc.evaluate import evaluate
+from computealloc.evaluate import ROUTER, evaluate
 from computealloc.report import (
     accuracy_table,
     markdown_table,
@@ -161,3 +161,41 @@ def test_markdown_table_format():
 def test_write_report_rejects_other_objects(tmp_path):
     with pytest.raises(TypeError, match="must be an EvaluationResult"):
         write_report(pd.DataFrame(), tmp_path)
+
+
+def test_a_routing_report_shows_the_threshold_router(tmp_path):
+    rng = np.random.default_rng(1)
+    n_q = 120
+    p = rng.beta(0.8, 0.8, n_q)
+    frames = [
+        pd.DataFrame(
+            {
+                "query_id": [f"q{i:03d}" for i in range(n_q)],
+                "sample_idx": 0,
+                "model": model,
+                "answer": "0",
+                "correct": rng.random(n_q) < np.clip(p + lift, 0, 1),
+                "prompt": [" ".join(["w"] * (5 + i % 30)) for i in range(n_q)],
+                "gold": "0",
+            }
+        )
+        for model, lift in (("weak", 0.0), ("strong", 0.3))
+    ]
+    result = evaluate(
+        read_samples(pd.concat(frames, ignore_index=True)),
+        budgets=(0.25, 0.5),
+        seeds=2,
+        protocols="in-sample",
+        methods=["uniform", "value", ROUTER, "oracle"],
+        prices={"weak": 0.0, "strong": 1.0},
+    )
+    write_report(result, tmp_path)
+    text = (tmp_path / "report.md").read_text()
+    assert accuracy_table(result.summary(), "in-sample")["method"].tolist() == [
+        "uniform",
+        "value",
+        ROUTER,
+        "oracle",
+    ]
+    assert f"| in-sample | {ROUTER} |" in text  # the routing (APGR) table
+    assert (tmp_path / "compute_by_difficulty_in_sample.png").read_bytes().startswith(PNG_MAGIC)

@@ -29,6 +29,16 @@ Methods (names in the ``method`` column)
     The learned policy allocating the whole test batch at once
     (:meth:`~computealloc.policies.BasePolicy.allocate`: the budget is solved on the batch's
     predicted scores, never on its outcomes), so its mean cost is the budget exactly.
+``router/threshold``
+    RouteLLM's threshold router (Ong et al. 2024) for logs with two models: a
+    :class:`~computealloc.policies.Value` with ``target="gain"`` fitted on the train queries
+    scores each query by the predicted accuracy gain of the strong model's cheapest action
+    over the weak model's (the strong model is the more accurate one on train); the share of
+    strong calls is the one whose routed mean cost on the calibration queries is the budget,
+    and :func:`computealloc.sequential.threshold_router` sends a test query to the strong
+    model when its score clears the calibration scores' quantile at that share (streaming;
+    the realised test cost is reported as it falls). Needs a log, and actions, of exactly
+    two models.
 Sequential methods (:data:`SEQUENTIAL`)
     :func:`computealloc.sequential.sequential_methods` on the same query split, seed and
     protocol (decisions on half A, replays of half B under held-out): the budget-calibrated
@@ -80,7 +90,7 @@ from computealloc.policies import Imitation, LengthHeuristic, Random, Uniform, V
 from computealloc.policies._base import BasePolicy
 from computealloc.reuse import probe_table
 from computealloc.samples import SampleLog
-from computealloc.sequential import SEQUENTIAL_METHODS, sequential_methods
+from computealloc.sequential import SEQUENTIAL_METHODS, sequential_methods, threshold_router
 from computealloc.solve import solve
 from computealloc.splits import QuerySplit, split_queries, split_samples
 from computealloc.table import Allocation, OutcomeTable
@@ -89,6 +99,7 @@ __all__ = [
     "GAP_EPS",
     "METHODS",
     "PROTOCOLS",
+    "ROUTER",
     "SEQUENTIAL",
     "SEQUENTIAL_ORDERS",
     "EvaluationResult",
@@ -110,6 +121,9 @@ SEQUENTIAL: tuple[str, ...] = tuple(m for m in SEQUENTIAL_METHODS if m != "unifo
 #: Replayed orders per query of the sequential methods.
 SEQUENTIAL_ORDERS = 64
 
+#: RouteLLM's threshold router between the two models of a routing log.
+ROUTER = "router/threshold"
+
 #: Every method, in report order.
 METHODS: tuple[str, ...] = (
     "uniform",
@@ -124,6 +138,7 @@ METHODS: tuple[str, ...] = (
     "imitation+probe/batch",
     "value+probe",
     "value+probe/batch",
+    ROUTER,
     *SEQUENTIAL,
     "oracle",
     "oracle+probe",
@@ -421,7 +436,103 @@ def _fit_static(
         fitted["value+probe"] = Value(random_state=seed).fit(
             px.iloc[split.train], pdec.subset(split.train)
         )
+    if ROUTER in methods:
+        fitted[ROUTER] = Value(target="gain", random_state=seed).fit(
+            tables.X.iloc[split.train], _columns(train, _router_actions(train))
+        )
     return fitted
+
+
+def _columns(table: OutcomeTable, columns: Sequence[int]) -> OutcomeTable:
+    """The table restricted to some actions, in the order given."""
+    idx = list(columns)
+    return OutcomeTable(
+        table.P[:, idx],
+        table.C[:, idx],
+        [table.actions[a] for a in idx],
+        table.query_ids,
+        table.cost_unit,
+        table.metadata,
+    )
+
+
+def _router_actions(table: OutcomeTable) -> tuple[int, int]:
+    """The router's ``(weak, strong)`` columns: each model's cheapest action on ``table``.
+
+    The strong one is the more accurate of the two on ``table`` (the first in action order
+    on a tie). The actions must belong to exactly two models.
+    """
+    models = np.array([parse_actions(a)[0].model for a in table.actions], dtype=object)
+    cost, accuracy = table.C.mean(axis=0), table.P.mean(axis=0)
+    cheapest = [
+        int(np.flatnonzero(models == m)[np.argmin(cost[models == m])])
+        for m in dict.fromkeys(models)
+    ]
+    weak, strong = sorted(cheapest, key=lambda a: accuracy[a])
+    return weak, strong
+
+
+def _router_share(scores: Float, weak_cost: Float, strong_cost: Float, budget: float) -> float:
+    """The share of strong calls whose routed mean cost on calibration queries is ``budget``.
+
+    Routing the ``k`` highest-scored queries to the strong model costs ``sum(weak_cost) +
+    sum(strong_cost - weak_cost over those k)``; the share is the largest (fractional) ``k /
+    n`` whose mean cost is within the budget, 0 when none is and 1 when all are. Queries tied
+    on the score count their mean extra cost, which is what
+    :func:`~computealloc.sequential.threshold_router`'s random tie-break spends in expectation,
+    so the expected routed cost on these queries is the budget exactly. With per-action
+    constant costs ``c_w < c_s`` the share is ``clip((budget - c_w) / (c_s - c_w), 0, 1)``.
+
+    Parameters
+    ----------
+    scores : ndarray of shape (n_queries,)
+        Router scores of the calibration queries.
+    weak_cost, strong_cost : ndarray of shape (n_queries,)
+        Cost of each query's weak and strong action, in the budget's unit.
+    budget : float
+        Mean cost per query.
+
+    Returns
+    -------
+    float
+        The share of strong calls, in [0, 1].
+    """
+    n = scores.size
+    _, group = np.unique(scores, return_inverse=True)
+    extra = strong_cost - weak_cost
+    extra = (np.bincount(group, weights=extra) / np.bincount(group))[group]
+    order = np.argsort(-scores, kind="stable")
+    path = weak_cost.sum() + np.concatenate(([0.0], np.cumsum(extra[order])))
+    within = np.flatnonzero(path <= budget * n * (1 + 1e-12))
+    if within.size == 0:
+        return 0.0
+    k = int(within[-1])
+    if k == n:
+        return 1.0
+    frac = (budget * n - path[k]) / (path[k + 1] - path[k])
+    return float(np.clip((k + frac) / n, 0.0, 1.0))
+
+
+def _router_decision(
+    policy: BasePolicy,
+    table: OutcomeTable,
+    X: pd.DataFrame,
+    split: QuerySplit,
+    budget: float,
+    seed: int,
+) -> _Decision:
+    """RouteLLM's threshold router at one budget: share on calibration, threshold on test."""
+    weak, strong = (table.actions.index(a) for a in policy.actions_)
+    cal_scores, test_scores = (
+        np.diff(policy.scores(X.iloc[rows]), axis=1)[:, 0]
+        for rows in (split.calibration, split.test)
+    )
+    cal = table.subset(split.calibration)
+    share = _router_share(cal_scores, cal.C[:, weak], cal.C[:, strong], budget)
+    to_strong, _ = threshold_router(
+        test_scores, share, calibration_scores=cal_scores, random_state=seed
+    )
+    return _Decision.of_actions(np.where(to_strong, strong, weak))
 
 
 def _budget_runs(
@@ -478,7 +589,10 @@ def _variant_runs(
             X.iloc[split.train], dec.subset(split.train)
         )
     for name in names:
-        if not name.startswith("oracle"):
+        if name == ROUTER:
+            decision = _router_decision(fitted[ROUTER], dec, X, split, budget, seed)
+            runs[name] = _Run(decision, rep_t, oracle)
+        elif not name.startswith("oracle"):
             decision = _learned(name, fitted, X, split, budget, costs, seed)
             runs[name] = _Run(decision, rep_t, oracle)
     return runs
@@ -729,11 +843,11 @@ def _protocol_actions(
 def _strong_columns(
     runs: dict[str, _Run], rep_t: OutcomeTable, log: SampleLog
 ) -> dict[str, dict[str, float]]:
-    """Strong-call share per method and the weak / strong accuracies, for two-model logs."""
-    if len(log.models) != 2:
+    """Strong-call share per method and the weak / strong accuracies, for two-model actions."""
+    models = np.array([parse_actions(a)[0].model for a in rep_t.actions], dtype=object)
+    if len(log.models) != 2 or len(set(models)) != 2:
         return {}
     means = rep_t.P.mean(axis=0)
-    models = np.array([parse_actions(a)[0].model for a in rep_t.actions], dtype=object)
     by_model = {m: float(means[models == m].max()) for m in log.models}
     strong = max(by_model, key=lambda m: by_model[m])
     weak = min(by_model, key=lambda m: by_model[m])
@@ -781,6 +895,15 @@ def _sequential_reason(log: SampleLog, cost: str, actions: tuple[Action, ...]) -
         return "sequential stopping needs majority actions"
     if int(log.samples.groupby("query_id").size().min()) < 2:
         return "sequential stopping needs at least 2 samples per query"
+    return None
+
+
+def _router_reason(log: SampleLog, actions: tuple[Action, ...]) -> str | None:
+    """Why the threshold router cannot run on this log and actions (None when it can)."""
+    if len(log.models) != 2:
+        return "threshold routing needs a log with two models"
+    if actions and len({a.model for a in actions}) != 2:
+        return "threshold routing needs actions of both models"
     return None
 
 
@@ -854,7 +977,10 @@ def evaluate(
     methods : iterable of str, optional
         A subset of :data:`METHODS` (all by default). ``uniform`` and ``oracle`` are always
         computed, as the metrics need them, but only reported when asked for. Leave the
-        names of :data:`SEQUENTIAL` out to skip the sequential methods.
+        names of :data:`SEQUENTIAL` out to skip the sequential methods. By default the
+        methods that cannot run on the log are left out (``+probe`` and :data:`SEQUENTIAL`
+        need one model, :data:`ROUTER` two); asked for, they are skipped with the reason in
+        ``config["skipped"]``.
     split : sequence of 3 floats
         Shares of train, calibration and test queries.
     probe_m : int
@@ -900,6 +1026,8 @@ def evaluate(
         method_list = [m for m in method_list if "+probe" not in m]
     if methods is None and _sequential_reason(log, cost, ()) is not None:
         method_list = [m for m in method_list if m not in SEQUENTIAL]
+    if methods is None and _router_reason(log, ()) is not None:
+        method_list = [m for m in method_list if m != ROUTER]
     return _evaluate(
         log,
         actions,
@@ -943,17 +1071,21 @@ def _evaluate(
         reason = _sequential_reason(log, cost, acts) if sequential else None
         if reason is not None:
             skipped.extend(f"{m} under {protocol}: {reason}" for m in sequential)
+        router = _router_reason(log, acts) if ROUTER in static else None
+        if router is not None:
+            skipped.append(f"{ROUTER} under {protocol}: {router}")
+        runnable = [m for m in static if m != ROUTER or router is None]
         for seed in seed_list:
             tables = _tables(log, protocol, seed, acts, cost, prices, probe_m, prompt_X, cache)
             _check_budgets(tables.dec, budget_list, protocol)
             qsplit = split_queries(tables.dec.n_queries, fractions=split, seed=seed)
-            fitted = _fit_static(tables, qsplit, ["uniform", *static], seed)
+            fitted = _fit_static(tables, qsplit, ["uniform", *runnable], seed)
             if sequential and reason is None:
                 rows += _sequential_rows(
                     log, tables, protocol, seed, budget_list, sequential, split, prompt_X
                 )
             for budget in budget_list:
-                new, recs = _seed_rows(log, tables, qsplit, budget, static, fitted, seed, skipped)
+                new, recs = _seed_rows(log, tables, qsplit, budget, runnable, fitted, seed, skipped)
                 rows += [{"protocol": protocol, "seed": seed, **r} for r in new]
                 records += [r.assign(protocol=protocol, seed=seed) for r in recs]
                 done += 1

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from computealloc.evaluate import METHODS, EvaluationResult
+from computealloc.evaluate import METHODS, ROUTER, EvaluationResult
 from computealloc.table import atomic_write
 
 if TYPE_CHECKING:
@@ -59,6 +59,7 @@ _DIFFICULTY_METHODS = (
     "value",
     "imitation+probe",
     "value+probe",
+    ROUTER,
     "oracle",
     "oracle+probe",
 )
@@ -202,6 +203,7 @@ _COLORS: dict[str, str] = {
     "majority-share": "yellowgreen",
     "esc": "navy",
     "sequential": "darkviolet",
+    "router": "magenta",
 }
 
 
