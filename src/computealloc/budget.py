@@ -236,10 +236,37 @@ class BudgetController:
             lam = self._price()
             actions = np.argmax(s - lam * c, axis=1).astype(np.int64, copy=False)
             chosen = c[actions] if c.ndim == 1 else c[np.arange(s.shape[0]), actions]
-            self._reserved += float(chosen.sum())
-            self._in_flight += s.shape[0]
-            self._integrate(s.shape[0])
+            self._open(float(chosen.sum()), s.shape[0])
         return actions, lam
+
+    def reserve(self, expected: float) -> float:
+        """Open one query at the current price without choosing among actions.
+
+        For policies that act on the price themselves (a sequential stopping rule whose knob
+        is the price): the query runs at the returned price and is settled like a decided
+        one, ``settle(expected, realised)``.
+
+        Parameters
+        ----------
+        expected : float
+            The query's expected cost (the budget, for a rule calibrated to it).
+
+        Returns
+        -------
+        float
+            The price the query runs at.
+        """
+        _check_cost(expected, "reserve", "expected")
+        with self._lock:
+            lam = self._price()
+            self._open(expected, 1)
+        return lam
+
+    def _open(self, reserved: float, queries: int) -> None:
+        """Reserve ``reserved`` for ``queries`` new queries in flight (lock held)."""
+        self._reserved += reserved
+        self._in_flight += queries
+        self._integrate(queries)
 
     def settle(self, expected: float, realised: float | None) -> None:
         """Replace one query's reservation by its realised cost.
@@ -271,10 +298,10 @@ class BudgetController:
             self._n += 1
 
 
-def _check_cost(value: float, method: str) -> None:
+def _check_cost(value: float, method: str, name: str = "realised") -> None:
     if not (math.isfinite(value) and value >= 0):
         raise ValueError(
-            f"The 'realised' parameter of BudgetController.{method} must be a finite float "
+            f"The '{name}' parameter of BudgetController.{method} must be a finite float "
             f">= 0. Got {value!r} instead."
         )
 

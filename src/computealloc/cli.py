@@ -408,7 +408,9 @@ def serve_cmd(
     backend_api_key: Annotated[
         str | None, typer.Option(envvar="OPENAI_API_KEY", help="Key for the upstream server.")
     ] = None,
-    probe_m: Annotated[int, typer.Option(help="Probe samples (as the policy was fitted).")] = 0,
+    probe_m: Annotated[
+        int | None, typer.Option(help="Probe samples per query; default: the policy file's.")
+    ] = None,
     temperature: Annotated[float, typer.Option(help="Sampling temperature upstream.")] = 0.7,
     max_tokens: Annotated[int | None, typer.Option(help="Max output tokens per sample.")] = None,
     timeout: Annotated[float, typer.Option(help="Seconds per upstream request.")] = 60.0,
@@ -420,6 +422,9 @@ def serve_cmd(
     served_model_name: Annotated[
         str, typer.Option(help="Model name clients see.")
     ] = "computealloc",
+    batch_size: Annotated[
+        int, typer.Option(help="Samples per upstream call of a stopping rule.")
+    ] = 1,
 ) -> None:
     """OpenAI-compatible proxy that spends compute per request by the policy, holding budget B.
 
@@ -447,6 +452,7 @@ def serve_cmd(
             request_timeout=request_timeout,
             max_body_bytes=max_body_bytes,
             served_model_name=served_model_name,
+            batch_size=batch_size,
         )
     except (PolicyFileError, SampleLogError, FileNotFoundError, ValueError) as exc:
         console.print(f"[red]error:[/red] {exc}")
@@ -458,7 +464,14 @@ def fit_cmd(
     log: LogArg,
     budget: Annotated[float, typer.Option(help="Mean cost per query to calibrate to.")],
     out: Annotated[Path, typer.Option("-o", "--out", help="Policy file to write (JSON).")],
-    method: Annotated[str, typer.Option(help="value, imitation, length or uniform.")] = "value",
+    method: Annotated[
+        str,
+        typer.Option(
+            help="value, imitation, length or uniform (one decision per query), or a "
+            "sequential stopping rule: sequential (computealloc's), sequential/pooled, "
+            "sequential/prior, adaptive-consistency, dirichlet, entropy, majority-share, esc."
+        ),
+    ] = "value",
     actions: Annotated[
         str | None,
         typer.Option(help="Comma-separated action specs; default majority@1,2,4,... up to n."),
@@ -475,8 +488,12 @@ def fit_cmd(
     """
     from computealloc.fit import fit_policy
     from computealloc.persist import save_policy
+    from computealloc.sequential import FIT_RULES
 
     sample_log = _open_log(log, repeats)
+    if method in FIT_RULES:
+        _fit_stopping(sample_log, budget, method, out, seed)
+        return
     try:
         with console.status("Fitting ..."):
             result = fit_policy(
@@ -497,7 +514,27 @@ def fit_cmd(
         f"queries; lam {result.policy.lam_:.4g})\n"
         f"held-out test queries ({result.n_test}): accuracy {result.test_accuracy:.4f} at mean "
         f"cost {result.test_cost:.3f}; uniform at the budget {result.uniform_accuracy:.4f}"
-        + (f"\nserve it with --probe-m {probe_m}" if probe_m else "")
+    )
+
+
+def _fit_stopping(sample_log: SampleLog, budget: float, method: str, out: Path, seed: int) -> None:
+    """``computealloc fit`` for a sequential stopping rule."""
+    from computealloc.persist import save_stopping
+    from computealloc.sequential import fit_stopping
+
+    try:
+        with console.status("Fitting ..."):
+            result = fit_stopping(sample_log, budget=budget, method=method, seed=seed)
+    except ValueError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    save_stopping(result.rule, out)
+    console.print(
+        f"{result.method} stopping rule -> {out} (train {result.n_train}, calibration "
+        f"{result.n_calibration} queries; {result.rule.describe()})\n"
+        f"test queries ({result.n_test}): accuracy {result.test_accuracy:.4f} at "
+        f"{result.test_samples:.3f} samples per query; majority@{budget:g} "
+        f"{result.uniform_accuracy:.4f}"
     )
 
 

@@ -40,7 +40,9 @@ class FitResult:
     Attributes
     ----------
     policy : BasePolicy
-        Fitted on the train queries, dual price calibrated on the calibration queries.
+        Fitted on the train queries, dual price calibrated on the calibration queries; its
+        ``probe_m_`` says how many probe samples per query its features read (saved with it,
+        so :class:`~computealloc.runtime.Runtime` draws them without being told).
     probe_m : int
         Probe samples per query the policy's features need (reused in the vote at serve time).
     n_train, n_calibration, n_test : int
@@ -146,6 +148,7 @@ def fit_policy(
     policy = _make(method, budget, seed)
     policy.fit(X.iloc[split.train], table.subset(split.train))
     policy.calibrate(X.iloc[split.calibration], budget)
+    policy.probe_m_ = probe_m
     test = table.subset(split.test)
     chosen = policy.predict(X.iloc[split.test], random_state=seed)
     rows = np.arange(test.n_queries)

@@ -36,6 +36,7 @@ __all__ = [
     "Runtime",
     "RuntimeAnswer",
     "Vote",
+    "answer_key",
     "live_features",
     "majority_vote",
 ]
@@ -69,6 +70,16 @@ def _answer_of(completion: Completion) -> str | None:
     if completion.from_log:
         return completion.answer
     return extract_answer(completion.text)
+
+
+def answer_key(completion: Completion) -> str | None:
+    """The normalised answer a sample votes for; None when it has no answer.
+
+    Two samples vote for the same answer exactly when their keys are equal (the clustering
+    of :func:`majority_vote`).
+    """
+    answer = _answer_of(completion)
+    return None if answer is None else normalize(answer)
 
 
 def majority_vote(
@@ -189,6 +200,26 @@ class Ledger:
         """``cost / queries``; NaN before the first query."""
         return self.cost / self.queries if self.queries else math.nan
 
+    def add(
+        self, drawn: Sequence[Completion], cost: float, action: str | None, *, failed: bool
+    ) -> Ledger:
+        """The totals after one more query that drew ``drawn`` at ``cost``.
+
+        ``action`` is the spec of the answered query (None when it failed); a query that drew
+        no sample is counted as failed only.
+        """
+        actions = dict(self.actions)
+        if action is not None:
+            actions[action] = actions.get(action, 0) + 1
+        return Ledger(
+            queries=self.queries + (1 if drawn else 0),
+            failed=self.failed + int(failed),
+            samples=self.samples + len(drawn),
+            output_tokens=self.output_tokens + sum(c.output_tokens or 0 for c in drawn),
+            cost=self.cost + cost,
+            actions=actions,
+        )
+
 
 @dataclass(frozen=True)
 class _Plan:
@@ -226,10 +257,12 @@ class Runtime:
         none), with ``scale = |lam_|`` (or, when that is 0, the median over the first decided
         batch of each query's score range per unit of cost range), the controller's default
         gain, and ``lam_min = 0`` for policies whose scores are accuracies (else unbounded).
-    probe_m : int
+    probe_m : int, optional
         Probe samples per query for policies fitted with probe features (the ``m`` of
         :func:`computealloc.features.build_features`); they are reused in the vote and
-        charged once, so majority@K costs ``max(K, m)`` samples.
+        charged once, so majority@K costs ``max(K, m)`` samples. By default the policy's
+        ``probe_m_`` (set by :func:`computealloc.fit.fit_policy` and saved with the policy),
+        else 0.
     features : callable, optional
         ``features(prompts, probes) -> DataFrame`` with the policy's feature columns, one row
         per prompt. By default :func:`~computealloc.features.prompt_features` plus, with
@@ -272,7 +305,7 @@ class Runtime:
         *,
         budget: float,
         controller: BudgetController | None = None,
-        probe_m: int = 0,
+        probe_m: int | None = None,
         features: FeatureFunction | None = None,
         prices: Mapping[str, float] | None = None,
         temperature: float = 0.7,
@@ -284,7 +317,9 @@ class Runtime:
         self.actions: tuple[str, ...] = tuple(policy.actions_)
         self.cost_unit = str(policy.cost_unit_)
         self.budget = _check_budget(budget, np.asarray(policy.costs_, dtype=np.float64), policy)
-        self.probe_m = _check_probe_m(probe_m)
+        self.probe_m = _check_probe_m(
+            getattr(policy, "probe_m_", 0) if probe_m is None else probe_m
+        )
         parsed = parse_actions(self.actions)
         self._plans = _plans(parsed, backends)
         self._probe_backend = _probe_backend(self._plans, self.probe_m)
@@ -529,19 +564,9 @@ class Runtime:
             self.controller.settle(expected, cost if drawn else None)
         elif drawn and self.controller is not None:
             self.controller.charge(cost)
-        tokens = sum(c.output_tokens or 0 for c in drawn)
         with self._lock:
-            old = self._ledger
-            actions = dict(old.actions)
-            if plan is not None:
-                actions[plan.spec] = actions.get(plan.spec, 0) + 1
-            self._ledger = Ledger(
-                queries=old.queries + (1 if drawn else 0),
-                failed=old.failed + int(failed),
-                samples=old.samples + len(drawn),
-                output_tokens=old.output_tokens + tokens,
-                cost=old.cost + cost,
-                actions=actions,
+            self._ledger = self._ledger.add(
+                drawn, cost, None if plan is None else plan.spec, failed=failed
             )
         if not priced and not failed:
             raise BackendError(

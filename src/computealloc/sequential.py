@@ -54,6 +54,7 @@ from computealloc.samples import SampleLog
 from computealloc.splits import split_queries, split_samples
 
 __all__ = [
+    "FIT_RULES",
     "PRIOR_GROUPS",
     "SEQUENTIAL_METHODS",
     "AnswerPools",
@@ -63,6 +64,7 @@ __all__ = [
     "EntropyRule",
     "LagrangianStopping",
     "MajorityShareRule",
+    "StoppingFit",
     "StoppingResult",
     "StoppingRule",
     "Trajectories",
@@ -71,6 +73,7 @@ __all__ = [
     "calibrate_stopping",
     "dirichlet_leader_probability",
     "evaluate_stopping",
+    "fit_stopping",
     "replay",
     "sequential_methods",
     "stopping_curve",
@@ -1570,6 +1573,38 @@ def _uniform_row(sets: _Sets, budget: float) -> dict[str, Any]:
     }
 
 
+_RuleSet = dict[str, tuple[StoppingRule, Float | None, Float | None]]
+
+
+def _rule_set(
+    sets: _Sets, seed: int, n_orders: int, max_samples: int | None, wanted: set[str]
+) -> tuple[_RuleSet, _RuleSet]:
+    """The rules asked for (with calibration and test priors), and the learned ones among them."""
+    rules: _RuleSet = {
+        n: (r, None, None) for n, r in _method_rules(max_samples).items() if n in wanted
+    }
+    learned = _learned_rules(sets, seed, n_orders, max_samples, wanted)
+    rules.update(learned)
+    return rules, learned
+
+
+def _calibrate(
+    sets: _Sets, rules: _RuleSet, budget: float, seed: int, n_orders: int
+) -> dict[str, CalibratedStopping]:
+    """Every rule calibrated to ``budget`` on the calibration pools."""
+    return {
+        name: calibrate_stopping(
+            rule, sets.cal, budget, prior=p_cal, n_orders=n_orders, random_state=_stream(seed, 3)
+        )
+        for name, (rule, p_cal, _) in rules.items()
+    }
+
+
+def _best_learned(calibrated: dict[str, CalibratedStopping], learned: _RuleSet) -> str:
+    """The learned rule with the highest accuracy on the calibration queries."""
+    return max(learned, key=lambda m: calibrated[m].accuracy)
+
+
 def _budget_rows(
     sets: _Sets,
     budgets: list[float],
@@ -1578,36 +1613,148 @@ def _budget_rows(
     max_samples: int | None,
     wanted: set[str],
 ) -> list[dict[str, Any]]:
-    rules: dict[str, tuple[StoppingRule, Float | None, Float | None]] = {
-        n: (r, None, None) for n, r in _method_rules(max_samples).items() if n in wanted
-    }
-    learned = _learned_rules(sets, seed, n_orders, max_samples, wanted)
-    rules.update(learned)
+    rules, learned = _rule_set(sets, seed, n_orders, max_samples, wanted)
     rows = []
     for budget in budgets:
         if "uniform-majority" in wanted:
             rows.append(_uniform_row(sets, budget))
-        found: dict[str, tuple[CalibratedStopping, StoppingResult]] = {}
-        for name, (rule, p_cal, p_test) in rules.items():
-            cal = calibrate_stopping(
-                rule,
-                sets.cal,
-                budget,
-                prior=p_cal,
+        calibrated = _calibrate(sets, rules, budget, seed, n_orders)
+        results = {
+            name: evaluate_stopping(
+                cal,
+                sets.test,
+                prior=rules[name][2],
                 n_orders=n_orders,
-                random_state=_stream(seed, 3),
+                random_state=_stream(seed, 2),
             )
-            res = evaluate_stopping(
-                cal, sets.test, prior=p_test, n_orders=n_orders, random_state=_stream(seed, 2)
-            )
-            found[name] = (cal, res)
-            if name in wanted:
-                rows.append(_row(name, budget, res, cal))
+            for name, cal in calibrated.items()
+        }
+        rows += [_row(n, budget, results[n], calibrated[n]) for n in rules if n in wanted]
         if "sequential" in wanted:
-            best = max(learned, key=lambda m: found[m][0].accuracy)
-            rows.append(_row("sequential", budget, found[best][1], found[best][0]))
+            best = _best_learned(calibrated, learned)
+            rows.append(_row("sequential", budget, results[best], calibrated[best]))
             rows[-1]["setting"] = f"{best}: {rows[-1]['setting']}"
     return rows
+
+
+# --------------------------------------------------------------------------- deployable fit
+
+#: Rules :func:`fit_stopping` can fit: the budget-calibrated methods of
+#: :func:`sequential_methods`.
+FIT_RULES: tuple[str, ...] = tuple(
+    m
+    for m in SEQUENTIAL_METHODS
+    if m not in ("uniform-majority", "adaptive-consistency@0.95", "esc@5")
+)
+
+
+@dataclass(frozen=True)
+class StoppingFit:
+    """A stopping rule fitted and calibrated for serving, and how it did on unseen queries.
+
+    Attributes
+    ----------
+    rule : CalibratedStopping
+        Fitted on the train queries, calibrated to the budget on the calibration queries,
+        capped at the log's samples per query (what :func:`~computealloc.persist.save_stopping`
+        writes and ``computealloc serve`` runs).
+    method : str
+        The rule (for ``"sequential"``: which of ``sequential/pooled`` and
+        ``sequential/prior`` was more accurate on the calibration queries).
+    n_train, n_calibration, n_test : int
+        Queries in each part of the split.
+    test_accuracy, test_samples : float
+        Expected accuracy and mean samples of the rule on the test queries, replaying all of
+        their samples in seeded random orders.
+    uniform_accuracy : float
+        Exact majority@B (a two-K mix for fractional B) on the same test queries.
+    """
+
+    rule: CalibratedStopping
+    method: str
+    n_train: int
+    n_calibration: int
+    n_test: int
+    test_accuracy: float
+    test_samples: float
+    uniform_accuracy: float
+
+
+def fit_stopping(
+    log: SampleLog,
+    *,
+    budget: float,
+    method: str = "sequential",
+    model: str | None = None,
+    split: Sequence[float] = (0.6, 0.2, 0.2),
+    n_orders: int = 64,
+    max_samples: int | None = None,
+    seed: int = 0,
+) -> StoppingFit:
+    """Fit one stopping rule for serving: train, calibrate to ``budget``, check on test.
+
+    The queries are split as in :func:`sequential_methods` (in-sample protocol: every sample
+    of a query is replayed). A learned rule's prior reads the prompt features
+    (:func:`~computealloc.features.build_features`), which the runtime computes live.
+
+    Parameters
+    ----------
+    log : SampleLog
+    budget : float
+        Mean samples per query, >= 1.
+    method : str
+        One of :data:`FIT_RULES`; ``"sequential"`` (computealloc's, the default) picks the
+        better of the pooled and the prior-grouped :class:`LagrangianStopping` on the
+        calibration queries.
+    model : str, optional
+        The model whose samples are used; required for a log with several models.
+    split : sequence of 3 floats
+        Shares of train, calibration and test queries.
+    n_orders : int
+        Replayed orders per query.
+    max_samples : int, optional
+        Cap on the samples of one query; the largest number a query of the log has by default.
+    seed : int
+        Seed of the split, the replays and the prior model.
+
+    Returns
+    -------
+    StoppingFit
+    """
+    budget = _check_sequential_budget(budget)
+    if method not in FIT_RULES:
+        raise ValueError(
+            f"The 'method' parameter of fit_stopping must be one of {', '.join(FIT_RULES)}. "
+            f"Got {method!r} instead."
+        )
+    if not isinstance(log, SampleLog):
+        raise TypeError(
+            f"The 'log' parameter of fit_stopping must be a SampleLog. Got "
+            f"{type(log).__name__} instead."
+        )
+    sets = _sets(log, "in-sample", seed, _model_of(log, model, "fit_stopping"), split, None)
+    largest = int(max(sets.train.n.max(), sets.cal.n.max(), sets.test.n.max()))
+    cap = largest if max_samples is None else _cap_of(max_samples, "fit_stopping")
+    rules, learned = _rule_set(sets, seed, n_orders, cap, {method})
+    calibrated = _calibrate(sets, rules, budget, seed, n_orders)
+    chosen = _best_learned(calibrated, learned) if method == "sequential" else method
+    result = evaluate_stopping(
+        calibrated[chosen],
+        sets.test,
+        prior=rules[chosen][2],
+        n_orders=n_orders,
+        random_state=_stream(seed, 2),
+    )
+    return StoppingFit(
+        rule=calibrated[chosen],
+        method=chosen,
+        n_train=sets.train.n_queries,
+        n_calibration=sets.cal.n_queries,
+        n_test=sets.test.n_queries,
+        test_accuracy=result.accuracy,
+        test_samples=result.mean_samples,
+        uniform_accuracy=_uniform_majority(sets.test, budget)[0],
+    )
 
 
 # --------------------------------------------------------------------------- routing baseline

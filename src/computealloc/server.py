@@ -2,7 +2,10 @@
 
 ``POST /v1/chat/completions`` answers each request with :meth:`Runtime.answer
 <computealloc.runtime.Runtime.answer>`: the policy picks an action (how many samples, which
-model), the runtime samples the backend, votes and charges the cost; the response is a
+model), the runtime samples the backend, votes and charges the cost (or, for a sequential
+stopping rule, :meth:`SequentialRuntime.answer
+<computealloc.sequential_runtime.SequentialRuntime.answer>` samples until the rule stops
+the query, action ``"sequential@t"`` for ``t`` samples); the response is a
 regular chat completion, so the official ``openai`` client works against it unchanged. Each
 response says what was done in an extension field and in headers::
 
@@ -52,7 +55,9 @@ from starlette.exceptions import HTTPException
 from starlette.routing import Route
 
 from computealloc.backends import Backend, BackendError, ReplayBackend, UnknownPromptError
+from computealloc.policies import BasePolicy
 from computealloc.runtime import Runtime, RuntimeAnswer
+from computealloc.sequential_runtime import SequentialRuntime
 
 __all__ = ["API_KEY_ENV", "create_app", "open_backends", "serve"]
 
@@ -64,6 +69,8 @@ _JSON = "application/json"
 #: Backend statuses that describe the request, not the backend, and are passed on as they are
 #: (401 and 403 upstream mean the proxy's own credentials are wrong: 502).
 _PASSED_ON = frozenset({400, 404, 413, 422, 429})
+#: What the app serves: a policy choosing an action per query, or a sequential stopping rule.
+ServedRuntime = Runtime | SequentialRuntime
 
 
 # --- request and error models -----------------------------------------------------------------
@@ -250,7 +257,7 @@ async def _send_error(send: Send, error: APIError) -> None:
 class _RuntimeCollector(Collector):
     """Prometheus metrics read from the runtime's ledger at scrape time."""
 
-    def __init__(self, runtime: Runtime, statuses: Counter[int]) -> None:
+    def __init__(self, runtime: ServedRuntime, statuses: Counter[int]) -> None:
         self.runtime = runtime
         self.statuses = statuses
 
@@ -298,7 +305,7 @@ class _RuntimeCollector(Collector):
 
 
 def create_app(
-    runtime: Runtime,
+    runtime: ServedRuntime,
     *,
     api_key: str | None = None,
     max_body_bytes: int = 1 << 20,
@@ -309,7 +316,7 @@ def create_app(
 
     Parameters
     ----------
-    runtime : Runtime
+    runtime : Runtime or SequentialRuntime
         Applies the policy and keeps the ledger; its backends are closed at shutdown.
     api_key : str, optional
         When given, ``/v1/...`` routes need ``Authorization: Bearer <api_key>``;
@@ -393,7 +400,12 @@ def _check_app_args(
     request_timeout: object,
 ) -> None:
     checks = (
-        ("runtime", runtime, "a Runtime", isinstance(runtime, Runtime)),
+        (
+            "runtime",
+            runtime,
+            "a Runtime or a SequentialRuntime",
+            isinstance(runtime, (Runtime, SequentialRuntime)),
+        ),
         (
             "api_key",
             api_key,
@@ -484,7 +496,7 @@ class _ChatEndpoint:
     """
 
     def __init__(
-        self, runtime: Runtime, key: bytes | None, model: str, timeout: float | None
+        self, runtime: ServedRuntime, key: bytes | None, model: str, timeout: float | None
     ) -> None:
         self.runtime = runtime
         self.key = key
@@ -586,7 +598,7 @@ def _prompt(body: ChatCompletionRequest) -> str:
     return content
 
 
-async def _answer(runtime: Runtime, prompt: str, timeout: float | None) -> RuntimeAnswer:
+async def _answer(runtime: ServedRuntime, prompt: str, timeout: float | None) -> RuntimeAnswer:
     """Run the runtime and turn its failures into HTTP errors."""
     try:
         if timeout is None:
@@ -766,7 +778,7 @@ def serve(
     model: str | None = None,
     api_key: str | None = None,
     backend_api_key: str | None = None,
-    probe_m: int = 0,
+    probe_m: int | None = None,
     temperature: float = 0.7,
     max_tokens: int | None = None,
     timeout: float = 60.0,
@@ -775,6 +787,7 @@ def serve(
     max_body_bytes: int = 1 << 20,
     served_model_name: str = "computealloc",
     prices: Mapping[str, float] | None = None,
+    batch_size: int = 1,
     access_log: bool = True,
 ) -> None:
     """Load a policy, open the backend and serve the proxy with uvicorn (blocks).
@@ -782,9 +795,11 @@ def serve(
     Parameters
     ----------
     policy_path : path-like
-        A policy saved by :func:`computealloc.persist.save_policy`.
+        A policy saved by :func:`computealloc.persist.save_policy`, or a sequential stopping
+        rule saved by :func:`computealloc.persist.save_stopping` (served by a
+        :class:`~computealloc.sequential_runtime.SequentialRuntime`).
     budget : float
-        Target mean cost per query, in the policy's cost unit.
+        Target mean cost per query, in the policy's cost unit (samples for a stopping rule).
     backend : str
         ``"replay:LOG"`` or an OpenAI-compatible URL (see :func:`open_backends`).
     host, port : str, int
@@ -798,6 +813,9 @@ def serve(
         Key for the upstream server (default ``OPENAI_API_KEY``).
     probe_m, temperature, max_tokens, prices
         Passed to :class:`~computealloc.runtime.Runtime`.
+    batch_size : int
+        Samples per upstream call of a stopping rule (see
+        :class:`~computealloc.sequential_runtime.SequentialRuntime`).
     timeout, max_attempts
         Per upstream request (see :func:`open_backends`).
     request_timeout : float, optional
@@ -815,21 +833,37 @@ def serve(
     """
     import uvicorn
 
-    from computealloc.persist import load_policy
+    from computealloc.persist import load_file
 
-    policy = load_policy(policy_path)
+    policy = load_file(policy_path)
     backends = open_backends(
         backend, model=model, api_key=backend_api_key, timeout=timeout, max_attempts=max_attempts
     )
-    runtime = Runtime(
-        policy,
-        backends,
-        budget=budget,
-        probe_m=probe_m,
-        prices=prices,
-        temperature=temperature,
-        max_tokens=max_tokens,
-    )
+    runtime: ServedRuntime
+    if isinstance(policy, BasePolicy):
+        runtime = Runtime(
+            policy,
+            backends,
+            budget=budget,
+            probe_m=probe_m,
+            prices=prices,
+            temperature=temperature,
+            max_tokens=max_tokens,
+        )
+    elif not isinstance(backends, dict):
+        runtime = SequentialRuntime(
+            policy,
+            backends,
+            budget=budget,
+            batch_size=batch_size,
+            temperature=temperature,
+            max_tokens=max_tokens,
+        )
+    else:
+        raise ValueError(
+            f"A stopping rule samples one model; the backend {backend!r} serves "
+            f"{len(backends)} models. Pass --model to pick one."
+        )
     app = create_app(
         runtime,
         api_key=api_key if api_key is not None else os.environ.get(API_KEY_ENV) or None,

@@ -1,0 +1,368 @@
+"""Run a sequential stopping policy on live queries: sample, ask the rule, stop.
+
+A :class:`SequentialRuntime` answers one query by drawing samples from a backend in batches
+of ``batch_size`` (1: one at a time, as Adaptive-Consistency and computealloc's
+:class:`~computealloc.sequential.LagrangianStopping` assume; ``w``: one ESC window at a
+time), asking its stopping rule after every sample whether the vote is settled, and voting
+over everything drawn. Its interface is the one :class:`~computealloc.runtime.Runtime` offers
+the proxy server (``answer``, ``ledger``, ``lam``, ``budget``, ``cost_unit``, ``actions``), so
+``computealloc serve`` runs either kind of policy file.
+
+Budget. The cost unit is samples. :class:`~computealloc.sequential.LagrangianStopping` prices
+a sample directly, so its price follows the realised spend online: each query reserves the
+budget with a :class:`~computealloc.budget.BudgetController`, runs at the controller's price
+and settles with the samples it drew. The published rules' knobs (a threshold, a window) are
+not prices; they run at the setting calibrated for their budget (:func:`~computealloc.
+sequential.calibrate_stopping`, the two-setting mix drawn per query), which holds the budget
+only while live queries look like the calibration queries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import threading
+from collections.abc import Sequence
+
+import numpy as np
+
+from computealloc.backends.base import Backend, Completion, gather_or_cancel
+from computealloc.budget import BudgetController
+from computealloc.features import PROMPT_FEATURES, prompt_features
+from computealloc.runtime import Ledger, RuntimeAnswer, answer_key, majority_vote
+from computealloc.sequential import CalibratedStopping, LagrangianStopping, StoppingRule
+
+__all__ = ["RULE_LABELS", "SequentialRuntime"]
+
+#: Name of each rule class in action specs and metrics (the methods of ``evaluate``).
+RULE_LABELS: dict[str, str] = {
+    "LagrangianStopping": "sequential",
+    "BetaRule": "adaptive-consistency",
+    "DirichletRule": "dirichlet",
+    "EntropyRule": "entropy",
+    "MajorityShareRule": "majority-share",
+    "WindowRule": "esc",
+}
+#: Grid of the live price: prices closer than this share one cached decision table.
+_PRICE_STEP = 1e-4
+
+
+class SequentialRuntime:
+    """Answer live queries with a stopping rule, holding the mean samples per query at a budget.
+
+    Parameters
+    ----------
+    rule : CalibratedStopping or StoppingRule
+        A calibrated rule (:func:`~computealloc.sequential.calibrate_stopping`, or
+        :func:`~computealloc.persist.load_stopping` of a file from ``computealloc fit
+        --method sequential``), or a bare rule used at its own setting.
+    backend : Backend
+        Where samples come from.
+    budget : float, optional
+        Target mean samples per query; by default the budget the rule was calibrated to.
+        Only a :class:`~computealloc.sequential.LagrangianStopping` can be served at another
+        budget than its calibration's (its price moves online).
+    controller : BudgetController, optional
+        The online price of a :class:`~computealloc.sequential.LagrangianStopping`. By default
+        one starting at the calibrated price ``lam0`` (the mix of the two calibrated
+        settings), with ``scale = max(|lam0|, 0.01)``, the default gain and the price kept in
+        ``[-1, 1]``. Pass ``BudgetController(budget, lam0, lam_min=lam0, lam_max=lam0)`` to
+        fix the price. Not allowed with other rules.
+    batch_size : int
+        Samples requested per backend call (the stop is still checked after each sample; the
+        rest of a batch is drawn, paid and voted anyway).
+    max_samples : int, optional
+        Cap on the samples of one query; by default the rule's ``max_samples`` (for a
+        :class:`~computealloc.sequential.LagrangianStopping`, the horizon it was fitted for).
+    temperature : float
+        Sampling temperature sent to the backend.
+    max_tokens : int, optional
+        Cap on output tokens per sample.
+    random_state : int or None
+        Seed of the per-query setting draw and of the vote's tie-breaking.
+
+    Attributes
+    ----------
+    controller : BudgetController or None
+        The online price (None for rules served at a fixed setting).
+    actions : tuple of str
+        ``"LABEL@t"`` for every possible number of samples ``t`` (the ``actions`` counted in
+        the ledger and the metrics), LABEL from :data:`RULE_LABELS`.
+    cost_unit : str
+        ``"samples"``.
+    """
+
+    cost_unit = "samples"
+
+    def __init__(
+        self,
+        rule: CalibratedStopping | StoppingRule,
+        backend: Backend,
+        *,
+        budget: float | None = None,
+        controller: BudgetController | None = None,
+        batch_size: int = 1,
+        max_samples: int | None = None,
+        temperature: float = 0.7,
+        max_tokens: int | None = None,
+        random_state: int | None = 0,
+    ) -> None:
+        self.rule = _calibrated(rule)
+        self.backend = backend
+        self._priced = isinstance(self.rule.low, LagrangianStopping)
+        self.budget = self._check_budget(budget)
+        self.batch_size = _check_positive_int(batch_size, "batch_size")
+        self.max_samples = self._check_cap(max_samples)
+        self._check_prior()
+        label = RULE_LABELS[type(self.rule.low).__name__]
+        self.actions: tuple[str, ...] = tuple(
+            f"{label}@{t}" for t in range(1, self.max_samples + 1)
+        )
+        self.controller = self._controller(controller)
+        self.temperature = float(temperature)
+        self.max_tokens = max_tokens
+        self._rng = np.random.default_rng(random_state)
+        self._lock = threading.Lock()
+        self._ledger = Ledger()
+
+    # --- state ----------------------------------------------------------------------------
+
+    @property
+    def ledger(self) -> Ledger:
+        """A snapshot of the totals spent so far."""
+        with self._lock:
+            return self._ledger
+
+    @property
+    def lam(self) -> float:
+        """The current price of a sample; for a fixed setting, its knob (mix-weighted)."""
+        if self.controller is not None:
+            return self.controller.lam
+        return _knob(self.rule)
+
+    async def aclose(self) -> None:
+        """Close the backend."""
+        await self.backend.aclose()
+
+    # --- answering ------------------------------------------------------------------------
+
+    async def answer(self, prompt: str) -> RuntimeAnswer:
+        """Sample one query until the rule stops it, vote, charge the samples.
+
+        Parameters
+        ----------
+        prompt : str
+            The query text (non-empty).
+
+        Returns
+        -------
+        RuntimeAnswer
+            ``action`` is ``"LABEL@t"`` with ``t`` the samples drawn (= ``cost`` = ``k``);
+            ``lam`` the price (or knob) the query ran at.
+
+        Raises
+        ------
+        BackendError
+            When a backend call fails for good; the samples drawn before are charged.
+        """
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise ValueError(
+                f"The 'prompt' parameter of SequentialRuntime.answer must be a non-empty str. "
+                f"Got {prompt!r} instead."
+            )
+        prior = self._prior(prompt)
+        rule, lam = self._setting()
+        drawn: list[Completion] = []
+        try:
+            await self._sample_until_stop(rule, prompt, prior, drawn)
+        except BaseException:
+            self._account(drawn, None)
+            raise
+        spec = self.actions[len(drawn) - 1]
+        self._account(drawn, spec)
+        with self._lock:
+            vote = majority_vote(drawn, rng=self._rng)
+        chosen = drawn[vote.index]
+        abstained = False if chosen.from_log else None
+        return RuntimeAnswer(
+            answer=vote.answer,
+            text=chosen.text,
+            action=spec,
+            k=len(drawn),
+            model=self.backend.model,
+            cost=float(len(drawn)),
+            lam=lam,
+            samples=tuple(drawn),
+            correct=chosen.correct if vote.answer is not None else abstained,
+            finish_reason=chosen.finish_reason,
+        )
+
+    async def answer_many(self, prompts: Sequence[str]) -> list[RuntimeAnswer]:
+        """Answer several queries concurrently; order is kept."""
+        return await gather_or_cancel(self.answer(p) for p in prompts)
+
+    def run_stream(self, prompts: Sequence[str], *, concurrency: int = 1) -> list[RuntimeAnswer]:
+        """Answer a stream of prompts in order, at most ``concurrency`` in flight (blocking)."""
+        concurrency = _check_positive_int(
+            concurrency, "concurrency", "SequentialRuntime.run_stream"
+        )
+
+        async def stream() -> list[RuntimeAnswer]:
+            slots = asyncio.Semaphore(concurrency)
+
+            async def one(prompt: str) -> RuntimeAnswer:
+                async with slots:
+                    return await self.answer(prompt)
+
+            return await gather_or_cancel(one(p) for p in prompts)
+
+        return asyncio.run(stream())
+
+    # --- internals ------------------------------------------------------------------------
+
+    async def _sample_until_stop(
+        self, rule: StoppingRule, prompt: str, prior: float | None, drawn: list[Completion]
+    ) -> None:
+        """Append samples to ``drawn`` until ``rule`` stops or the cap is reached."""
+        keys: list[str | None] = []
+        while len(drawn) < self.max_samples:
+            n = min(self.batch_size, self.max_samples - len(drawn))
+            batch = await self.backend.sample(
+                prompt, n, temperature=self.temperature, max_tokens=self.max_tokens, seed=None
+            )
+            drawn.extend(batch)
+            stopped = False
+            for completion in batch:
+                keys.append(answer_key(completion))
+                stopped = stopped or rule.should_stop(keys, prior)
+            if stopped:
+                return
+
+    def _setting(self) -> tuple[StoppingRule, float]:
+        """The rule one query runs with, and its price (or knob)."""
+        if self.controller is not None:
+            lam = self.controller.reserve(self.budget)
+            grid = round(lam / _PRICE_STEP) * _PRICE_STEP
+            return self.rule.low._with_knob(grid), lam
+        with self._lock:
+            rule = self.rule.pick(self._rng)
+        return rule, float(getattr(rule, rule._knob))
+
+    def _prior(self, prompt: str) -> float | None:
+        """The query's prior score, for a rule with a feature prior."""
+        rule = self.rule.low
+        if not isinstance(rule, LagrangianStopping) or rule.prior_model_ is None:
+            return None
+        x = prompt_features([prompt])[list(PROMPT_FEATURES)].to_numpy(dtype=np.float64)
+        return float(rule.predict_prior(x)[0])
+
+    def _account(self, drawn: list[Completion], spec: str | None) -> None:
+        """Settle the query's reservation and add it to the ledger."""
+        cost = float(len(drawn))
+        if self.controller is not None:
+            self.controller.settle(self.budget, cost if drawn else None)
+        with self._lock:
+            self._ledger = self._ledger.add(drawn, cost, spec, failed=spec is None)
+
+    # --- construction ---------------------------------------------------------------------
+
+    def _check_budget(self, budget: float | None) -> float:
+        calibrated = self.rule.budget
+        if budget is None:
+            if not math.isfinite(calibrated):
+                raise ValueError(
+                    "The rule was not calibrated to a budget; pass the 'budget' parameter of "
+                    "SequentialRuntime."
+                )
+            return calibrated
+        ok = isinstance(budget, (int, float)) and not isinstance(budget, bool)
+        if not ok or not math.isfinite(budget) or budget < 1:
+            raise ValueError(
+                f"The 'budget' parameter of SequentialRuntime must be a float in [1, inf) "
+                f"(samples per query). Got {budget!r} instead."
+            )
+        if not self._priced and budget != calibrated:
+            raise ValueError(
+                f"The {type(self.rule.low).__name__} setting was calibrated to a budget of "
+                f"{calibrated:g} samples and cannot follow another one online; calibrate it to "
+                f"{float(budget):g} (computealloc fit --budget) or serve a LagrangianStopping."
+            )
+        return float(budget)
+
+    def _check_cap(self, max_samples: int | None) -> int:
+        low = self.rule.low
+        own = low.horizon_ if isinstance(low, LagrangianStopping) else low.max_samples
+        cap = own if max_samples is None else max_samples
+        if cap is None:
+            raise ValueError(
+                f"The {type(low).__name__} has no max_samples; pass the 'max_samples' parameter "
+                "of SequentialRuntime (the most samples one query may draw)."
+            )
+        return _check_positive_int(cap, "max_samples")
+
+    def _check_prior(self) -> None:
+        low = self.rule.low
+        if isinstance(low, LagrangianStopping) and low.prior_model_ is not None:
+            found = low.prior_model_.num_feature()
+            if found != len(PROMPT_FEATURES):
+                raise ValueError(
+                    f"The rule's prior reads {found} features, but the runtime computes the "
+                    f"{len(PROMPT_FEATURES)} prompt features; fit the prior on "
+                    "computealloc.features.build_features(log).X."
+                )
+
+    def _controller(self, controller: BudgetController | None) -> BudgetController | None:
+        if not self._priced:
+            if controller is not None:
+                raise ValueError(
+                    f"A {type(self.rule.low).__name__} has no price to control; the 'controller' "
+                    "parameter of SequentialRuntime needs a LagrangianStopping rule."
+                )
+            return None
+        if controller is None:
+            lam0 = float(np.clip(_knob(self.rule), -1.0, 1.0))
+            return BudgetController(
+                self.budget, lam0, scale=max(abs(lam0), 0.01), lam_min=-1.0, lam_max=1.0
+            )
+        if not isinstance(controller, BudgetController) or controller.budget != self.budget:
+            shown = controller.budget if isinstance(controller, BudgetController) else controller
+            raise ValueError(
+                f"The 'controller' parameter of SequentialRuntime must be a BudgetController for "
+                f"the budget {self.budget:g}. Got {shown!r} instead."
+            )
+        return controller
+
+
+def _calibrated(rule: object) -> CalibratedStopping:
+    if isinstance(rule, CalibratedStopping):
+        calibrated = rule
+    elif isinstance(rule, StoppingRule):
+        calibrated = CalibratedStopping(rule, rule, 0.0, math.nan, math.nan, math.nan)
+    else:
+        raise TypeError(
+            "The 'rule' parameter of SequentialRuntime must be a CalibratedStopping or a "
+            f"StoppingRule. Got {type(rule).__name__} instead."
+        )
+    name = type(calibrated.low).__name__
+    if name not in RULE_LABELS:
+        raise TypeError(
+            f"SequentialRuntime runs the rules {sorted(RULE_LABELS)}. Got {name} instead."
+        )
+    if isinstance(calibrated.low, LagrangianStopping):
+        calibrated.low._check_fitted()
+    return calibrated
+
+
+def _knob(rule: CalibratedStopping) -> float:
+    """The mix-weighted knob of a calibrated rule."""
+    name = rule.low._knob
+    low, high = float(getattr(rule.low, name)), float(getattr(rule.high, name))
+    return (1.0 - rule.mix) * low + rule.mix * high
+
+
+def _check_positive_int(value: object, name: str, where: str = "SequentialRuntime") -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(
+            f"The '{name}' parameter of {where} must be an int in [1, inf). Got {value!r} instead."
+        )
+    return int(value)
