@@ -216,6 +216,20 @@ def test_fit_writes_a_loadable_policy(tmp_path: Path) -> None:
     assert "held-out test queries" in res.output
 
 
+def test_fit_sequential_writes_a_servable_stopping_rule(tmp_path: Path) -> None:
+    from computealloc.persist import load_file
+    from computealloc.sequential import CalibratedStopping, LagrangianStopping
+
+    out = tmp_path / "rule.json"
+    args = ["fit", str(_log(tmp_path)), "--budget", "2", "--method", "sequential", "-o", str(out)]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    rule = load_file(out)
+    assert isinstance(rule, CalibratedStopping) and isinstance(rule.low, LagrangianStopping)
+    assert rule.budget == 2.0
+    assert "stopping rule" in res.output and "samples per query" in res.output
+
+
 def test_evaluate_writes_results_and_report(tmp_path: Path) -> None:
     out = tmp_path / "ev"
     res = runner.invoke(

@@ -50,6 +50,19 @@ def test_probe_policy_charges_probes_once() -> None:
     assert "probe_entropy" in list(result.policy.feature_names_in_)
 
 
+def test_a_saved_probe_policy_tells_the_runtime_its_probes(tmp_path) -> None:
+    from computealloc.backends import ReplayBackend
+    from computealloc.runtime import Runtime
+
+    log = _log()
+    result = fit_policy(log, budget=4.0, method="value", probe_m=2, seed=0)
+    save_policy(result.policy, tmp_path / "p.json")
+    runtime = Runtime(load_policy(tmp_path / "p.json"), ReplayBackend(log), budget=4.0)
+    assert runtime.probe_m == 2
+    answer = runtime.run_stream(log.queries["prompt"].tolist()[:1])[0]
+    assert answer.cost >= 2.0
+
+
 def test_saved_policy_predicts_the_same(tmp_path) -> None:
     log = _log()
     result = fit_policy(log, budget=2.0, method="value", seed=0)

@@ -450,6 +450,21 @@ def test_controller_reserves_in_flight_queries_at_their_expected_cost():
     assert ctl.state().n == 3 and ctl.state().spent == 9.0
 
 
+def test_controller_reserve_opens_a_query_like_a_decision():
+    reserved, decided = BudgetController(2.0, 0.5, scale=0.5), BudgetController(2.0, 0.5, scale=0.5)
+    for ctl in (reserved, decided):
+        ctl.charge(5.0)
+    lam = reserved.reserve(3.0)
+    _, lam_decided = decided.decide([[0.0]], [3.0])
+    assert lam == lam_decided == pytest.approx(0.5 + 0.2 * 0.5 * 3.0 / 2.0)
+    assert reserved.state() == decided.state()
+    assert reserved.state().in_flight == 1 and reserved.state().reserved == 3.0
+    reserved.settle(3.0, 1.0)
+    assert reserved.state().spent == 6.0 and reserved.state().in_flight == 0
+    with pytest.raises(ValueError, match=r"'expected' parameter of BudgetController.reserve"):
+        reserved.reserve(-1.0)
+
+
 def test_controller_bounds_hold_and_the_integral_does_not_wind_up():
     ctl = BudgetController(1.0, 0.0, gain=0.5, integral=0.1, scale=1.0, lam_max=2.0)
     for _ in range(50):

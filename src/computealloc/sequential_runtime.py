@@ -45,6 +45,11 @@ RULE_LABELS: dict[str, str] = {
 }
 #: Grid of the live price: prices closer than this share one cached decision table.
 _PRICE_STEP = 1e-4
+#: Default controller of a priced rule: its gain, and the smallest price unit (accuracy per
+#: sample). A stopping rule's mean samples move little per relative change of its price, so
+#: the gain is larger than the per-action controller's default.
+_GAIN = 0.5
+_MIN_SCALE = 0.02
 
 
 class SequentialRuntime:
@@ -61,11 +66,12 @@ class SequentialRuntime:
     budget : float, optional
         Target mean samples per query; by default the budget the rule was calibrated to.
         Only a :class:`~computealloc.sequential.LagrangianStopping` can be served at another
-        budget than its calibration's (its price moves online).
+        budget than its calibration's (its price moves online); for an uncalibrated published
+        rule the budget is only reported, not enforced.
     controller : BudgetController, optional
         The online price of a :class:`~computealloc.sequential.LagrangianStopping`. By default
         one starting at the calibrated price ``lam0`` (the mix of the two calibrated
-        settings), with ``scale = max(|lam0|, 0.01)``, the default gain and the price kept in
+        settings), with ``scale = max(|lam0|, 0.02)``, ``gain = 0.5`` and the price kept in
         ``[-1, 1]``. Pass ``BudgetController(budget, lam0, lam_min=lam0, lam_max=lam0)`` to
         fix the price. Not allowed with other rules.
     batch_size : int
@@ -281,7 +287,7 @@ class SequentialRuntime:
                 f"The 'budget' parameter of SequentialRuntime must be a float in [1, inf) "
                 f"(samples per query). Got {budget!r} instead."
             )
-        if not self._priced and budget != calibrated:
+        if not self._priced and math.isfinite(calibrated) and budget != calibrated:
             raise ValueError(
                 f"The {type(self.rule.low).__name__} setting was calibrated to a budget of "
                 f"{calibrated:g} samples and cannot follow another one online; calibrate it to "
@@ -322,7 +328,12 @@ class SequentialRuntime:
         if controller is None:
             lam0 = float(np.clip(_knob(self.rule), -1.0, 1.0))
             return BudgetController(
-                self.budget, lam0, scale=max(abs(lam0), 0.01), lam_min=-1.0, lam_max=1.0
+                self.budget,
+                lam0,
+                gain=_GAIN,
+                scale=max(abs(lam0), _MIN_SCALE),
+                lam_min=-1.0,
+                lam_max=1.0,
             )
         if not isinstance(controller, BudgetController) or controller.budget != self.budget:
             shown = controller.budget if isinstance(controller, BudgetController) else controller
