@@ -110,8 +110,7 @@ def test_every_live_stop_is_where_the_rule_stops(log, fitted):
     rule = fitted.rule.low
     for result in results:
         keys = [s.answer for s in result.samples]
-        lam = round(result.lam / 1e-4) * 1e-4
-        fired = [rule._with_knob(lam).should_stop(keys[:t]) for t in range(1, result.k + 1)]
+        fired = [rule._with_knob(result.lam).should_stop(keys[:t]) for t in range(1, result.k + 1)]
         assert not any(fired[:-1])
         assert fired[-1] or result.k == runtime.max_samples
 
@@ -139,10 +138,9 @@ def test_the_online_price_holds_the_budget_when_queries_turn_hard(log):
     order = np.argsort(lengths, kind="stable")  # prompt length grows with difficulty
     easy, hard = order[: len(order) // 2], order[len(order) // 2 :]
     stream = log.queries["prompt"].to_numpy()[np.concatenate([easy, easy, hard, hard])].tolist()
-    lam0 = float(fit.rule.low.lam)
-    fixed = BudgetController(BUDGET, lam0, lam_min=lam0, lam_max=lam0)
     online = SequentialRuntime(fit.rule, ReplayBackend(log, seed=2))
-    static = SequentialRuntime(fit.rule, ReplayBackend(log, seed=2), controller=fixed)
+    static = SequentialRuntime(fit.rule, ReplayBackend(log, seed=2), online=False)
+    assert static.controller is None
     online.run_stream(stream)
     static.run_stream(stream)
     assert abs(online.ledger.mean_cost / BUDGET - 1) < 0.02
@@ -220,7 +218,7 @@ def test_a_published_rule_cannot_follow_another_budget(log):
     cal = calibrate_stopping(BetaRule(max_samples=16), answer_pools(log), 3.0, n_orders=8)
     with pytest.raises(ValueError, match="calibrated to a budget of 3 samples and cannot follow"):
         SequentialRuntime(cal, _Scripted([]), budget=4.0)
-    with pytest.raises(ValueError, match="has no price to control"):
+    with pytest.raises(ValueError, match="calibrated setting has no price to control"):
         SequentialRuntime(cal, _Scripted([]), controller=BudgetController(3.0))
 
 

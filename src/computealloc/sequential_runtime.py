@@ -43,8 +43,10 @@ RULE_LABELS: dict[str, str] = {
     "MajorityShareRule": "majority-share",
     "WindowRule": "esc",
 }
-#: Grid of the live price: prices closer than this share one cached decision table.
-_PRICE_STEP = 1e-4
+#: Grid of the live price, in units of the controller's scale, anchored at its ``lam0``: a query
+#: runs at the grid point nearest the controller's price, so the prices met in a stream share
+#: cached decision tables (one costs ~15 ms to compute at a horizon of 40).
+_PRICE_GRID = 0.01
 #: Default controller of a priced rule: its gain, and the smallest price unit (accuracy per
 #: sample). A stopping rule's mean samples move little per relative change of its price, so
 #: the gain is larger than the per-action controller's default.
@@ -72,8 +74,12 @@ class SequentialRuntime:
         The online price of a :class:`~computealloc.sequential.LagrangianStopping`. By default
         one starting at the calibrated price ``lam0`` (the mix of the two calibrated
         settings), with ``scale = max(|lam0|, 0.02)``, ``gain = 0.5`` and the price kept in
-        ``[-1, 1]``. Pass ``BudgetController(budget, lam0, lam_min=lam0, lam_max=lam0)`` to
-        fix the price. Not allowed with other rules.
+        ``[-1, 1]``. Not allowed with other rules, nor with ``online=False``.
+    online : bool
+        Whether a :class:`~computealloc.sequential.LagrangianStopping` follows the realised
+        spend with an online price (default). False serves it like the published rules: at its
+        calibrated setting, the two settings mixed per query, which holds the budget only while
+        live queries look like the calibration queries.
     batch_size : int
         Samples requested per backend call (the stop is still checked after each sample; the
         rest of a batch is drawn, paid and voted anyway).
@@ -107,6 +113,7 @@ class SequentialRuntime:
         *,
         budget: float | None = None,
         controller: BudgetController | None = None,
+        online: bool = True,
         batch_size: int = 1,
         max_samples: int | None = None,
         temperature: float = 0.7,
@@ -115,7 +122,7 @@ class SequentialRuntime:
     ) -> None:
         self.rule = _calibrated(rule)
         self.backend = backend
-        self._priced = isinstance(self.rule.low, LagrangianStopping)
+        self._priced = isinstance(self.rule.low, LagrangianStopping) and bool(online)
         self.budget = self._check_budget(budget)
         self.batch_size = _check_positive_int(batch_size, "batch_size")
         self.max_samples = self._check_cap(max_samples)
@@ -247,9 +254,9 @@ class SequentialRuntime:
     def _setting(self) -> tuple[StoppingRule, float]:
         """The rule one query runs with, and its price (or knob)."""
         if self.controller is not None:
-            lam = self.controller.reserve(self.budget)
-            grid = round(lam / _PRICE_STEP) * _PRICE_STEP
-            return self.rule.low._with_knob(grid), lam
+            lam0, step = self.controller.lam0, self.controller.scale * _PRICE_GRID
+            lam = lam0 + round((self.controller.reserve(self.budget) - lam0) / step) * step
+            return self.rule.low._with_knob(lam), lam
         with self._lock:
             rule = self.rule.pick(self._rng)
         return rule, float(getattr(rule, rule._knob))
@@ -291,7 +298,8 @@ class SequentialRuntime:
             raise ValueError(
                 f"The {type(self.rule.low).__name__} setting was calibrated to a budget of "
                 f"{calibrated:g} samples and cannot follow another one online; calibrate it to "
-                f"{float(budget):g} (computealloc fit --budget) or serve a LagrangianStopping."
+                f"{float(budget):g} (computealloc fit --budget) or serve a LagrangianStopping "
+                "online."
             )
         return float(budget)
 
@@ -321,8 +329,9 @@ class SequentialRuntime:
         if not self._priced:
             if controller is not None:
                 raise ValueError(
-                    f"A {type(self.rule.low).__name__} has no price to control; the 'controller' "
-                    "parameter of SequentialRuntime needs a LagrangianStopping rule."
+                    f"A {type(self.rule.low).__name__} served at its calibrated setting has no "
+                    "price to control; the 'controller' parameter of SequentialRuntime needs a "
+                    "LagrangianStopping rule served online."
                 )
             return None
         if controller is None:
