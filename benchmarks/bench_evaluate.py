@@ -1,7 +1,7 @@
 """Wall time of one full evaluation: 4 budgets x 3 seeds x 2 protocols on a real source.
 
 Issue target: under one minute for ``mot_cascade:llama-2-13b/gsm/pot2`` (400 queries x 10
-distinct samples) with every method of ``computealloc.evaluate.METHODS`` (probe and
+distinct samples) with every method of ``computealloc.evaluation.METHODS`` (probe and
 sequential methods included), budgets 1, 2, 4, 8. The LightGBM models are tiny (240 training
 queries), so each runs on one thread (the policies' ``n_jobs=1`` default).
 
@@ -16,7 +16,7 @@ import time
 
 from benchmarks._results import write_section
 from computealloc import datasets
-from computealloc.evaluate import evaluate
+from computealloc.evaluation import evaluate
 
 SOURCE, TARGET_S = "mot_cascade:llama-2-13b/gsm/pot2", 60.0
 BUDGETS, SEEDS = (1, 2, 4, 8), 3

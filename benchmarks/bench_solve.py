@@ -1,4 +1,4 @@
-"""Benchmark :func:`computealloc.solve.solve`: the exact solver against one ``np.argsort`` and
+"""Benchmark :func:`computealloc.oracle.solve`: the exact solver against one ``np.argsort`` and
 one ``np.partition`` of the N*K increments, bisection, and HiGHS, all measured in one run.
 
 Run from the repository root::
@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks._results import write_section
-from computealloc.solve import solve
+from computealloc.oracle import solve
 from computealloc.table import OutcomeTable
 
 MB = 2**20

@@ -6,10 +6,10 @@ One command reproduces the document (a few minutes on 2 cores)::
     PYTHONPATH=src python scripts/make_results.py --out DIR  # also a full report per source
 
 The data root is ``COMPUTEALLOC_DATA`` (default ``../shared/data``). Every number comes from
-:func:`computealloc.evaluate.evaluate` (seeded query splits, both protocols where the data has
+:func:`computealloc.evaluation.evaluate` (seeded query splits, both protocols where the data has
 several samples per query) except the sanity check, which recomputes DESIGN's "What the data
 already says" figures on all queries with :func:`computealloc.estimate.estimate` and
-:func:`computealloc.solve.solve`.
+:func:`computealloc.oracle.solve`.
 """
 
 from __future__ import annotations
@@ -29,12 +29,12 @@ import pandas as pd
 
 from computealloc import datasets
 from computealloc.estimate import default_actions, estimate
-from computealloc.evaluate import METHODS, SEQUENTIAL, EvaluationResult, evaluate
+from computealloc.evaluation import METHODS, SEQUENTIAL, EvaluationResult, evaluate
+from computealloc.oracle import solve
 from computealloc.policies import mixed_mean
 from computealloc.report import accuracy_table, markdown_table, write_report
 from computealloc.samples import SampleLog, read_samples
 from computealloc.sequential import sequential_methods
-from computealloc.solve import solve
 from computealloc.splits import split_samples
 from computealloc.table import atomic_write
 
@@ -735,7 +735,7 @@ Produced by `PYTHONPATH=src python scripts/make_results.py` ({time.strftime("%Y-
 {platform.machine()}, {os.cpu_count()} cores, {total / 60:.1f} min in all). Every learned policy
 is fitted on 60% of the queries, calibrated on 20% and scored on the other 20%, for 3 seeds
 (0, 1, 2); numbers are means ± standard errors over the seeds. Methods, protocols and metrics
-are defined in `computealloc.evaluate` (module docstring); in short:
+are defined in `computealloc.evaluation` (module docstring); in short:
 
 - **in-sample**: accuracies estimated from all samples of a query (the paper's protocol);
   **held-out**: decisions from one half of each query's samples, numbers from the other half.

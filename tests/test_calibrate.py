@@ -11,7 +11,7 @@ from computealloc.calibrate import (
     lagrangian_bracket,
     solve_scores,
 )
-from computealloc.solve import solve
+from computealloc.oracle import solve
 from computealloc.table import OutcomeTable
 
 COSTS = np.array([1.0, 2.0, 4.0, 8.0])

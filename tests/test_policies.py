@@ -8,6 +8,7 @@ import pytest
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
+from computealloc.oracle import solve
 from computealloc.policies import (
     Imitation,
     LengthHeuristic,
@@ -18,7 +19,6 @@ from computealloc.policies import (
     oracle_labels,
 )
 from computealloc.policies.baselines import budget_bracket, budget_matched_probs
-from computealloc.solve import solve
 from computealloc.table import OutcomeTable
 
 KS = np.array([1.0, 2.0, 4.0, 8.0])

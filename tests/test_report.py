@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from computealloc.evaluate import ROUTER, evaluate
+from computealloc.evaluation import ROUTER, evaluate
 from computealloc.report import (
     accuracy_table,
     markdown_table,

@@ -11,7 +11,7 @@ queries tied at ``lam`` take their more expensive tied action with probability `
 expected mean cost hits ``B`` exactly even when many queries tie, e.g. a length rule on equal
 lengths). :func:`apply_lambda` applies the rule to new queries.
 
-The search for ``lam`` is the oracle's: :func:`computealloc.solve.solve` on the table of
+The search for ``lam`` is the oracle's: :func:`computealloc.oracle.solve` on the table of
 scores (shifted per query and scaled into [0, 1], which leaves every ``argmax`` unchanged),
 :func:`solve_scores`. Scores that are not accuracies (log-probabilities) may peak at cheap
 actions on most queries; ``match_budget=True`` then lets the price go negative so the budget
@@ -25,7 +25,7 @@ from dataclasses import replace
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from computealloc.solve import solve
+from computealloc.oracle import solve
 from computealloc.table import Allocation, OutcomeTable
 
 __all__ = [
@@ -122,7 +122,7 @@ def solve_scores(
     """The oracle's allocation of a batch on scores instead of accuracies.
 
     Solves ``max mean S[i, a_i] s.t. mean C[i, a_i] <= budget`` with
-    :func:`computealloc.solve.solve` after an affine change of the scores that leaves every
+    :func:`computealloc.oracle.solve` after an affine change of the scores that leaves every
     Lagrangian ``argmax`` unchanged (a shift per query and one positive scale into [0, 1]).
 
     Parameters
@@ -142,7 +142,7 @@ def solve_scores(
     Returns
     -------
     Allocation
-        As :func:`computealloc.solve.solve`; ``lam`` is in score units per cost unit (negative
+        As :func:`computealloc.oracle.solve`; ``lam`` is in score units per cost unit (negative
         only with ``match_budget``) and ``accuracy`` is the mean of the transformed scores.
     """
     s, c = _scores_costs_iv(scores, costs, "solve_scores")

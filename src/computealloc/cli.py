@@ -362,8 +362,8 @@ def solve_cmd(
 
     Example: computealloc solve table.parquet --budget 4 -o actions.csv
     """
-    from computealloc.solve import certify as certify_fn
-    from computealloc.solve import solve
+    from computealloc.oracle import certify as certify_fn
+    from computealloc.oracle import solve
 
     try:
         table = OutcomeTable.load(table_path)
@@ -572,8 +572,8 @@ def evaluate_cmd(
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-    from computealloc.evaluate import METHODS, PROTOCOLS, SEQUENTIAL
-    from computealloc.evaluate import evaluate as run_evaluation
+    from computealloc.evaluation import METHODS, PROTOCOLS, SEQUENTIAL
+    from computealloc.evaluation import evaluate as run_evaluation
     from computealloc.report import write_report
 
     sample_log = _open_log(log, repeats)

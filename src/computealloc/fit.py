@@ -12,7 +12,7 @@ import pandas as pd
 from computealloc.actions import Action, parse_actions
 from computealloc.calibrate import check_budget
 from computealloc.estimate import default_actions
-from computealloc.evaluate import outcome_table
+from computealloc.evaluation import outcome_table
 from computealloc.features import build_features, probe_mask
 from computealloc.policies import (
     BasePolicy,
@@ -122,7 +122,7 @@ def fit_policy(
     actions : str or sequence, optional
         Action specs; default :func:`~computealloc.estimate.default_actions`.
     cost, prices
-        Cost unit and per-model prices (:func:`computealloc.evaluate.outcome_table`).
+        Cost unit and per-model prices (:func:`computealloc.evaluation.outcome_table`).
     probe_m : int
         Probe samples per query for difficulty features; they are reused in the vote and
         charged once (majority actions of a single-model log only).
@@ -139,7 +139,7 @@ def fit_policy(
     -----
     The saved policy is fitted and calibrated on disjoint queries; the test figures use
     queries neither step saw. Accuracy estimates are in-sample per query (all of a test
-    query's samples), as :func:`computealloc.evaluate.evaluate`'s in-sample protocol.
+    query's samples), as :func:`computealloc.evaluation.evaluate`'s in-sample protocol.
     """
     budget = check_budget(budget, "fit_policy")
     acts = parse_actions(actions) if actions is not None else default_actions(log)

@@ -31,7 +31,7 @@ responses of positive utility can be accepted (the others never raise the object
   seeded batches and writes a prompt/completion JSONL dataset for TRL's ``SFTTrainer``.
 - :func:`ibpo_allocation_sweep` reads the selection as an allocation policy between two modes
   (``short`` = majority@1, ``long`` = majority@8) and compares it with the uniform mix and the
-  oracle of :func:`computealloc.solve.solve`. The in-batch selection sees the outcomes, so, like
+  oracle of :func:`computealloc.oracle.solve`. The in-batch selection sees the outcomes, so, like
   the oracle, it is an upper bound, not a deployable policy.
 
 References
@@ -57,8 +57,8 @@ from numpy.typing import ArrayLike, NDArray
 from scipy import optimize, sparse
 
 from computealloc.estimate import estimate
+from computealloc.oracle import solve
 from computealloc.samples import SampleLog
-from computealloc.solve import solve
 from computealloc.table import OutcomeTable, atomic_write
 
 __all__ = [
@@ -419,7 +419,7 @@ def ibpo_allocation_sweep(
       outcomes, so it is an upper bound like the oracle (``sees_outcomes=True``).
     - ``uniform_mix``: a random share ``q_r`` of long answers, ``q_r`` = the selection's
       realised long share: ``(1 - q_r) mean P_s + q_r mean P_l`` (``sees_outcomes=False``).
-    - ``oracle``: :func:`computealloc.solve.solve` over the whole table at the selection's
+    - ``oracle``: :func:`computealloc.oracle.solve` over the whole table at the selection's
       mean cost (``sees_outcomes=True``); it is never below ``ibpo_in_batch``.
 
     Parameters

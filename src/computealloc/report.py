@@ -1,4 +1,4 @@
-"""Tables, plots and reports of an :class:`~computealloc.evaluate.EvaluationResult`.
+"""Tables, plots and reports of an :class:`~computealloc.evaluation.EvaluationResult`.
 
 :func:`write_report` writes, into one folder:
 
@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from computealloc.evaluate import METHODS, ROUTER, EvaluationResult
+from computealloc.evaluation import METHODS, ROUTER, EvaluationResult
 from computealloc.table import atomic_write
 
 if TYPE_CHECKING:
@@ -417,7 +417,7 @@ def write_report(result: EvaluationResult, out_dir: str | os.PathLike[str]) -> d
     Parameters
     ----------
     result : EvaluationResult
-        What :func:`computealloc.evaluate.evaluate` returned.
+        What :func:`computealloc.evaluation.evaluate` returned.
     out_dir : path-like
         Folder to write into (created when missing); existing files of the same names are
         replaced atomically.

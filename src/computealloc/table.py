@@ -194,7 +194,7 @@ class OutcomeTable:
 
 @dataclass(frozen=True)
 class Allocation:
-    """Result of :func:`computealloc.solve`.
+    """Result of :func:`computealloc.oracle`.
 
     Attributes
     ----------

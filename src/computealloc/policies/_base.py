@@ -106,7 +106,7 @@ class BasePolicy(BaseEstimator, metaclass=ABCMeta):
         """Allocate a batch of queries so that its mean cost is ``budget``.
 
         Solves ``max mean S[i, a_i] s.t. mean C[i, a_i] <= budget`` over the batch with the
-        policy's scores ``S`` in place of the unknown accuracies (:func:`computealloc.solve`):
+        policy's scores ``S`` in place of the unknown accuracies (:func:`computealloc.oracle`):
         a batch-mode rule that uses the batch's own statistics, as the oracle does; any budget
         is re-targeted without refitting.
 

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
+from computealloc.oracle import solve
 from computealloc.policies._base import BoostedPolicy, Float, Int, check_budget, check_rows
-from computealloc.solve import solve
 from computealloc.table import OutcomeTable
 
 __all__ = ["Imitation", "oracle_labels"]
@@ -46,7 +46,7 @@ class Imitation(BoostedPolicy):
     """Gradient-boosted classifier of the oracle's action at a training budget.
 
     Fitting solves the oracle on the training table at ``budget``
-    (:func:`computealloc.solve`) and trains a LightGBM classifier on its actions (the paper
+    (:func:`computealloc.oracle`) and trains a LightGBM classifier on its actions (the paper
     uses XGBoost with these hyper-parameters). Scores are log class probabilities, so
     :meth:`calibrate` and :meth:`allocate` re-target other budgets by trading the classifier's
     confidence against cost; at ``lam = 0`` the rule is the classifier's own prediction.

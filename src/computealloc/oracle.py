@@ -156,7 +156,7 @@ def solve(
     --------
     >>> import numpy as np
     >>> from computealloc.table import OutcomeTable
-    >>> from computealloc.solve import solve
+    >>> from computealloc.oracle import solve
     >>> table = OutcomeTable([[0.5, 0.9], [0.2, 0.3]], [[1.0, 4.0], [1.0, 4.0]])
     >>> alloc = solve(table, budget=2.0)
     >>> alloc.actions.tolist(), alloc.mix, round(alloc.accuracy, 6), alloc.cost
@@ -217,7 +217,7 @@ def certify(table: OutcomeTable, budget: float, *, time_limit: float = 60.0) -> 
     Examples
     --------
     >>> from computealloc.table import OutcomeTable
-    >>> from computealloc.solve import certify
+    >>> from computealloc.oracle import certify
     >>> cert = certify(OutcomeTable([[0.5, 0.9], [0.2, 0.3]], [[1.0, 4.0], [1.0, 4.0]]), 2.0)
     >>> cert.status, cert.actions.tolist(), round(cert.gap, 6)
     ('optimal', [0, 0], 0.133333)

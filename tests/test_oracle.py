@@ -1,4 +1,4 @@
-"""Tests for computealloc.solve: the LP oracle (exact, bisection, HiGHS) and the MILP certificate.
+"""Tests for computealloc.oracle: the LP oracle (exact, bisection, HiGHS) and the MILP certificate.
 
 Oracles: HiGHS on the same LP, a per-query Python hull with a full sort, brute force over all
 integer allocations, and LP duality (every chosen action maximises ``P - lam * C``).
@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
-import computealloc.solve as solve_module
+import computealloc.oracle as solve_module
 from computealloc.actions import parse_actions
-from computealloc.solve import certify, solve
+from computealloc.oracle import certify, solve
 from computealloc.table import Allocation, OutcomeTable
 from conftest import needs_data
 
@@ -582,7 +582,7 @@ ROUTING = [
 def test_routing_sources_agree_across_the_feasible_range(name: str, cost: str) -> None:
     """Model-routing tables of every one-sample source: all three solvers agree."""
     from computealloc import datasets
-    from computealloc.evaluate import outcome_table
+    from computealloc.evaluation import outcome_table
 
     log = datasets.load(name)
     actions = [f"{model}/majority@1" for model in log.models]

@@ -50,7 +50,7 @@ Sequential methods (:data:`SEQUENTIAL`)
     single-model log, majority actions, ``cost="samples"``, at least 2 samples per query
     and budgets >= 1; they have no per-query records and no imitation metrics.
 ``oracle``
-    :func:`computealloc.solve.solve` on the test queries' decision table, read on the report
+    :func:`computealloc.oracle.solve` on the test queries' decision table, read on the report
     table: the honest oracle (under in-sample the two tables are one).
 ``oracle+probe``
     The oracle that also knows the probe answers (solved on the decision table of the probe
@@ -86,12 +86,12 @@ from numpy.typing import ArrayLike, NDArray
 from computealloc.actions import Action, parse_actions
 from computealloc.estimate import default_actions, estimate
 from computealloc.features import build_features, probe_mask
+from computealloc.oracle import solve
 from computealloc.policies import Imitation, LengthHeuristic, Random, Uniform, Value
 from computealloc.policies._base import BasePolicy
 from computealloc.reuse import probe_table
 from computealloc.samples import SampleLog
 from computealloc.sequential import SEQUENTIAL_METHODS, sequential_methods, threshold_router
-from computealloc.solve import solve
 from computealloc.splits import QuerySplit, split_queries, split_samples
 from computealloc.table import Allocation, OutcomeTable
 

@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from computealloc import evaluate as evaluate_module
+from computealloc import evaluation as evaluation_module
 from computealloc.actions import parse_actions
 from computealloc.estimate import estimate
-from computealloc.evaluate import (
+from computealloc.evaluation import (
     METHODS,
     ROUTER,
     SEQUENTIAL,
@@ -18,10 +18,10 @@ from computealloc.evaluate import (
     evaluate,
     routing_metrics,
 )
+from computealloc.oracle import solve
 from computealloc.policies import Value
 from computealloc.samples import read_samples
 from computealloc.sequential import sequential_methods, threshold_router
-from computealloc.solve import solve
 from computealloc.table import OutcomeTable
 from conftest import needs_data
 
@@ -210,7 +210,7 @@ def test_no_test_query_is_fitted_or_calibrated_on(log, monkeypatch):
             seen["allocate"].append(set(X.index))
             return super().allocate(X, budget, costs)
 
-    monkeypatch.setattr(evaluate_module, "Value", Spy)
+    monkeypatch.setattr(evaluation_module, "Value", Spy)
     evaluate(log, budgets=(2,), seeds=1, protocols="held-out", methods=["value", "value/batch"])
     fit, cal, test = seen["fit"][0], seen["calibrate"][0], seen["predict"][0]
     assert fit and cal and test
@@ -318,7 +318,7 @@ def test_router_share_spends_the_budget_on_the_calibration_queries(budget):
     rng = np.random.default_rng(3)
     scores = rng.integers(0, 12, 200).astype(float)  # many ties
     weak, strong = rng.uniform(1, 5, 200), rng.uniform(4, 10, 200)
-    share = evaluate_module._router_share(scores, weak, strong, budget)
+    share = evaluation_module._router_share(scores, weak, strong, budget)
     assert 0 < share < 1
     assert _routed_cost(scores, share, weak, strong) == pytest.approx(budget)
 
@@ -327,7 +327,7 @@ def test_router_share_of_constant_costs_is_the_linear_mix():
     scores = np.random.default_rng(0).random(40)
     weak, strong = np.full(40, 1.0), np.full(40, 3.0)
     for budget, share in [(2.0, 0.5), (1.5, 0.25), (0.5, 0.0), (3.0, 1.0), (9.0, 1.0)]:
-        assert evaluate_module._router_share(scores, weak, strong, budget) == pytest.approx(share)
+        assert evaluation_module._router_share(scores, weak, strong, budget) == pytest.approx(share)
 
 
 def test_router_scored_by_the_true_gain_makes_the_oracles_choice():
@@ -336,7 +336,7 @@ def test_router_scored_by_the_true_gain_makes_the_oracles_choice():
     gain = rng.permutation(np.linspace(-0.2, 0.5, 50))  # distinct, 35 positive
     table = OutcomeTable(np.column_stack([weak, weak + gain]), np.tile([0.0, 1.0], (50, 1)))
     for budget in (0.1, 0.2, 0.4):
-        share = evaluate_module._router_share(gain, table.C[:, 0], table.C[:, 1], budget)
+        share = evaluation_module._router_share(gain, table.C[:, 0], table.C[:, 1], budget)
         strong, _ = threshold_router(gain, share)
         assert share == pytest.approx(budget)
         assert np.array_equal(strong.astype(int), solve(table, budget).actions)
@@ -346,7 +346,7 @@ def test_router_in_evaluate_is_a_threshold_on_its_scores(monkeypatch):
     two = synthetic_log(n_queries=300, n_samples=4, seed=2, models=("weak", "strong"))
     actions = "weak/majority@1,strong/majority@1"
     prices = {"weak": 0.0, "strong": 1.0}
-    table = evaluate_module.outcome_table(two, parse_actions(actions), "samples", prices)
+    table = evaluation_module.outcome_table(two, parse_actions(actions), "samples", prices)
     truth = pd.DataFrame(table.P, index=list(table.query_ids))
 
     class TrueGain(Value):
@@ -354,7 +354,7 @@ def test_router_in_evaluate_is_a_threshold_on_its_scores(monkeypatch):
             assert self.target == "gain"
             return truth.loc[X.index].to_numpy()
 
-    monkeypatch.setattr(evaluate_module, "Value", TrueGain)
+    monkeypatch.setattr(evaluation_module, "Value", TrueGain)
     res = evaluate(
         two,
         actions=actions,
