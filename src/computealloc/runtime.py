@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import math
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,14 +32,17 @@ from computealloc.policies import BasePolicy, Random, Uniform
 from computealloc.samples import SampleLog
 
 __all__ = [
+    "AnsweringRuntime",
     "FeatureFunction",
     "Ledger",
     "Runtime",
     "RuntimeAnswer",
     "Vote",
     "answer_key",
+    "check_prompt",
     "live_features",
     "majority_vote",
+    "voted_answer",
 ]
 
 #: ``features(prompts, probes)`` -> one row per prompt with the policy's feature columns.
@@ -168,6 +172,78 @@ class RuntimeAnswer:
     finish_reason: str | None = None
 
 
+def voted_answer(
+    voted: Sequence[Completion],
+    drawn: Sequence[Completion],
+    *,
+    action: str,
+    model: str,
+    cost: float,
+    lam: float,
+    rng: np.random.Generator | None,
+) -> RuntimeAnswer:
+    """The answer of a query: the plurality vote over ``voted`` (``drawn``: all it charged)."""
+    vote = majority_vote(voted, rng=rng)
+    chosen = voted[vote.index]
+    abstained = False if chosen.from_log else None
+    return RuntimeAnswer(
+        answer=vote.answer,
+        text=chosen.text,
+        action=action,
+        k=len(voted),
+        model=model,
+        cost=cost,
+        lam=lam,
+        samples=tuple(drawn),
+        correct=chosen.correct if vote.answer is not None else abstained,
+        finish_reason=chosen.finish_reason,
+    )
+
+
+def check_prompt(prompt: object, where: str) -> str:
+    """``prompt`` if it is a non-empty str, else a ValueError naming ``where``."""
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise ValueError(
+            f"The 'prompt' parameter of {where} must be a non-empty str. Got {prompt!r} instead."
+        )
+    return prompt
+
+
+class AnsweringRuntime(ABC):
+    """What every runtime offers: answer one query, several at once, or a stream."""
+
+    @abstractmethod
+    async def answer(self, prompt: str) -> RuntimeAnswer:
+        """Answer one query (see the subclasses)."""
+
+    async def answer_many(self, prompts: Sequence[str]) -> list[RuntimeAnswer]:
+        """Answer several queries concurrently; order is kept."""
+        return await gather_or_cancel(self.answer(p) for p in prompts)
+
+    def run_stream(self, prompts: Sequence[str], *, concurrency: int = 1) -> list[RuntimeAnswer]:
+        """Answer a stream of prompts in order, at most ``concurrency`` in flight (blocking).
+
+        For offline replays: with ``concurrency=1`` each query is decided after the previous
+        one was charged, as in a sequential stream.
+        """
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+            raise ValueError(
+                f"The 'concurrency' parameter of {type(self).__name__}.run_stream must be an int "
+                f"in [1, inf). Got {concurrency!r} instead."
+            )
+
+        async def stream() -> list[RuntimeAnswer]:
+            slots = asyncio.Semaphore(concurrency)
+
+            async def one(prompt: str) -> RuntimeAnswer:
+                async with slots:
+                    return await self.answer(prompt)
+
+            return await gather_or_cancel(one(p) for p in prompts)
+
+        return asyncio.run(stream())
+
+
 @dataclass(frozen=True)
 class Ledger:
     """Totals of everything the runtime has spent.
@@ -237,7 +313,7 @@ class _Pending:
     future: asyncio.Future[tuple[int, float, float]]
 
 
-class Runtime:
+class Runtime(AnsweringRuntime):
     """Run a fitted policy on live queries, keeping the mean cost at a budget.
 
     Parameters
@@ -378,11 +454,7 @@ class Runtime:
             for a prompt a replay backend does not know). The controller and the ledger stay
             consistent: a failed query is charged for the samples it received, nothing more.
         """
-        if not isinstance(prompt, str) or not prompt.strip():
-            raise ValueError(
-                f"The 'prompt' parameter of Runtime.answer must be a non-empty str. "
-                f"Got {prompt!r} instead."
-            )
+        check_prompt(prompt, "Runtime.answer")
         probes: list[Completion] = []
         try:
             probes = await self._draw(self._probe_backend, prompt, self.probe_m)
@@ -397,50 +469,16 @@ class Runtime:
         except BaseException:
             self._account(probes, expected, None, failed=True)
             raise
-        voted = reused + extra
         cost = self._account(probes + extra, expected, plan, failed=False)
-        vote = majority_vote(voted, rng=self._rng)
-        chosen = voted[vote.index]
-        abstained = False if chosen.from_log else None
-        return RuntimeAnswer(
-            answer=vote.answer,
-            text=chosen.text,
+        return voted_answer(
+            reused + extra,
+            probes + extra,
             action=plan.spec,
-            k=len(voted),
             model=plan.backend.model,
             cost=cost,
             lam=lam,
-            samples=tuple(probes + extra),
-            correct=chosen.correct if vote.answer is not None else abstained,
-            finish_reason=chosen.finish_reason,
+            rng=self._rng,
         )
-
-    async def answer_many(self, prompts: Sequence[str]) -> list[RuntimeAnswer]:
-        """Answer several queries concurrently (decided as one batch); order is kept."""
-        return await gather_or_cancel(self.answer(p) for p in prompts)
-
-    def run_stream(self, prompts: Sequence[str], *, concurrency: int = 1) -> list[RuntimeAnswer]:
-        """Answer a stream of prompts in order, at most ``concurrency`` in flight (blocking).
-
-        For offline replays: with ``concurrency=1`` each query is decided after the previous
-        one was charged, as in a sequential stream.
-        """
-        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-            raise ValueError(
-                f"The 'concurrency' parameter of Runtime.run_stream must be an int in [1, inf). "
-                f"Got {concurrency!r} instead."
-            )
-
-        async def stream() -> list[RuntimeAnswer]:
-            slots = asyncio.Semaphore(concurrency)
-
-            async def one(prompt: str) -> RuntimeAnswer:
-                async with slots:
-                    return await self.answer(prompt)
-
-            return await gather_or_cancel(one(p) for p in prompts)
-
-        return asyncio.run(stream())
 
     # --- internals ------------------------------------------------------------------------
 

@@ -19,17 +19,22 @@ only while live queries look like the calibration queries.
 
 from __future__ import annotations
 
-import asyncio
 import math
 import threading
-from collections.abc import Sequence
 
 import numpy as np
 
-from computealloc.backends.base import Backend, Completion, gather_or_cancel
+from computealloc.backends.base import Backend, Completion
 from computealloc.budget import BudgetController
 from computealloc.features import PROMPT_FEATURES, prompt_features
-from computealloc.runtime import Ledger, RuntimeAnswer, answer_key, majority_vote
+from computealloc.runtime import (
+    AnsweringRuntime,
+    Ledger,
+    RuntimeAnswer,
+    answer_key,
+    check_prompt,
+    voted_answer,
+)
 from computealloc.sequential import CalibratedStopping, LagrangianStopping, StoppingRule
 
 __all__ = ["RULE_LABELS", "SequentialRuntime"]
@@ -54,7 +59,7 @@ _GAIN = 0.5
 _MIN_SCALE = 0.02
 
 
-class SequentialRuntime:
+class SequentialRuntime(AnsweringRuntime):
     """Answer live queries with a stopping rule, holding the mean samples per query at a budget.
 
     Parameters
@@ -178,11 +183,7 @@ class SequentialRuntime:
         BackendError
             When a backend call fails for good; the samples drawn before are charged.
         """
-        if not isinstance(prompt, str) or not prompt.strip():
-            raise ValueError(
-                f"The 'prompt' parameter of SequentialRuntime.answer must be a non-empty str. "
-                f"Got {prompt!r} instead."
-            )
+        check_prompt(prompt, "SequentialRuntime.answer")
         prior = self._prior(prompt)
         rule, lam = self._setting()
         drawn: list[Completion] = []
@@ -193,43 +194,15 @@ class SequentialRuntime:
             raise
         spec = self.actions[len(drawn) - 1]
         self._account(drawn, spec)
-        with self._lock:
-            vote = majority_vote(drawn, rng=self._rng)
-        chosen = drawn[vote.index]
-        abstained = False if chosen.from_log else None
-        return RuntimeAnswer(
-            answer=vote.answer,
-            text=chosen.text,
+        return voted_answer(
+            drawn,
+            drawn,
             action=spec,
-            k=len(drawn),
             model=self.backend.model,
             cost=float(len(drawn)),
             lam=lam,
-            samples=tuple(drawn),
-            correct=chosen.correct if vote.answer is not None else abstained,
-            finish_reason=chosen.finish_reason,
+            rng=self._rng,
         )
-
-    async def answer_many(self, prompts: Sequence[str]) -> list[RuntimeAnswer]:
-        """Answer several queries concurrently; order is kept."""
-        return await gather_or_cancel(self.answer(p) for p in prompts)
-
-    def run_stream(self, prompts: Sequence[str], *, concurrency: int = 1) -> list[RuntimeAnswer]:
-        """Answer a stream of prompts in order, at most ``concurrency`` in flight (blocking)."""
-        concurrency = _check_positive_int(
-            concurrency, "concurrency", "SequentialRuntime.run_stream"
-        )
-
-        async def stream() -> list[RuntimeAnswer]:
-            slots = asyncio.Semaphore(concurrency)
-
-            async def one(prompt: str) -> RuntimeAnswer:
-                async with slots:
-                    return await self.answer(prompt)
-
-            return await gather_or_cancel(one(p) for p in prompts)
-
-        return asyncio.run(stream())
 
     # --- internals ------------------------------------------------------------------------
 
@@ -257,8 +230,7 @@ class SequentialRuntime:
             lam0, step = self.controller.lam0, self.controller.scale * _PRICE_GRID
             lam = lam0 + round((self.controller.reserve(self.budget) - lam0) / step) * step
             return self.rule.low._with_knob(lam), lam
-        with self._lock:
-            rule = self.rule.pick(self._rng)
+        rule = self.rule.pick(self._rng)
         return rule, float(getattr(rule, rule._knob))
 
     def _prior(self, prompt: str) -> float | None:
@@ -380,9 +352,10 @@ def _knob(rule: CalibratedStopping) -> float:
     return (1.0 - rule.mix) * low + rule.mix * high
 
 
-def _check_positive_int(value: object, name: str, where: str = "SequentialRuntime") -> int:
+def _check_positive_int(value: object, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(
-            f"The '{name}' parameter of {where} must be an int in [1, inf). Got {value!r} instead."
+            f"The '{name}' parameter of SequentialRuntime must be an int in [1, inf). Got "
+            f"{value!r} instead."
         )
     return int(value)
