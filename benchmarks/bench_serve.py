@@ -22,8 +22,17 @@ it would measure itself more than the proxy.)
    reported: the CPU time each process spends per request (the three share the machine's
    cores) and the load average before the run.
 
-Run: ``PYTHONPATH=src python -m benchmarks.bench_serve`` (Linux; writes its section of
-``benchmarks/results.md``).
+Two layouts of the processes on the machine's cores (``--layout``):
+
+- ``shared`` (default): the three processes share every core. On a small machine the proxy
+  then competes for CPU with the backend and the load generator it is measured against.
+- ``pinned``: the load generator and the backend share core 0 and the proxy has core 1 to
+  itself, as in a deployment where the model server runs on its own (GPU) machine. The direct
+  path's client and backend sit on the same core as the proxied path's, so the comparison
+  isolates what the proxy adds when it is not starved of CPU.
+
+Run: ``PYTHONPATH=src python -m benchmarks.bench_serve [--layout pinned]`` (Linux; writes its
+section of ``benchmarks/results.md``: ``bench_serve`` or ``bench_serve_pinned``).
 """
 
 from __future__ import annotations
@@ -67,6 +76,9 @@ ROUNDS, SEQUENTIAL, WARMUP = 4, 400, 500
 CHAT = "/v1/chat/completions"
 REQUEST_TIMEOUT_S = 120.0
 PATHS = ("direct", "proxy")
+#: Core of each role under ``--layout pinned`` (the load generator is ``main``).
+PINNED = {"main": 0, "backend": 0, "proxy": 1}
+LAYOUT = "shared"
 
 
 # --- data and policies ---------------------------------------------------------------------------
@@ -162,6 +174,8 @@ def child(role: str, *args: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]
     env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}", "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "benchmarks.bench_serve", "--role", role, "--port", str(port)]
     process = subprocess.Popen([*command, *args], env=env, cwd=ROOT)
+    if LAYOUT == "pinned":
+        os.sched_setaffinity(process.pid, {PINNED[role]})
     base = f"http://127.0.0.1:{port}"
     probe = "/health" if role == "proxy" else "/stats"
     try:
@@ -521,6 +535,10 @@ def _verdict(
 
 
 def main() -> None:
+    if LAYOUT == "pinned":
+        if len(os.sched_getaffinity(0)) < 2:
+            raise SystemExit("--layout pinned needs two cores")
+        os.sched_setaffinity(0, {PINNED["main"]})
     log = synthetic_log()
     prompts = log.queries["prompt"].tolist()
     machine_load = os.getloadavg()
@@ -535,14 +553,19 @@ def main() -> None:
     body = "\n".join(
         [
             f"_{stack()}; load average before the run {machine_load[0]:.2f} (1 min), "
-            f"{machine_load[1]:.2f} (5 min); client, proxy and backend share the cores._",
+            f"{machine_load[1]:.2f} (5 min); "
+            + (
+                "client and backend pinned to core 0, the proxy to core 1._"
+                if LAYOUT == "pinned"
+                else "client, proxy and backend share the cores._"
+            ),
             "",
             *faults_report(faults),
             *overhead_report(overhead),
         ]
     )
     print(body)
-    write_section("bench_serve", body)
+    write_section("bench_serve" if LAYOUT == "shared" else "bench_serve_pinned", body)
 
 
 if __name__ == "__main__":
@@ -555,8 +578,9 @@ if __name__ == "__main__":
     parser.add_argument("--policy", default="")
     parser.add_argument("--budget", type=float, default=BUDGET)
     parser.add_argument("--requests", type=int, default=N_REQUESTS, help="per experiment")
+    parser.add_argument("--layout", choices=("shared", "pinned"), default=LAYOUT)
     args = parser.parse_args()
-    N_REQUESTS = args.requests
+    N_REQUESTS, LAYOUT = args.requests, args.layout
     if args.role == "backend":
         run_backend(args.port, args.fault_rate, args.latency)
     elif args.role == "proxy":

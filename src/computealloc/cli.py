@@ -492,6 +492,12 @@ def fit_cmd(
 
     sample_log = _open_log(log, repeats)
     if method in FIT_RULES:
+        if actions is not None or cost != "samples" or probe_m:
+            console.print(
+                f"[red]error:[/red] --method {method} is a sequential stopping rule: it spends "
+                "samples one at a time, so --actions, --cost and --probe-m do not apply."
+            )
+            raise typer.Exit(2)
         _fit_stopping(sample_log, budget, method, out, seed)
         return
     try:
