@@ -332,7 +332,11 @@ def test_mean_samples_are_monotone_in_each_knob():
     thresholds = np.linspace(0.5, 1.0, 21)
     assert np.all(np.diff([cost(BetaRule(), v) for v in thresholds]) >= 0)
     assert np.all(np.diff([cost(EntropyRule(), v) for v in np.linspace(0, 1, 21)]) <= 0)
-    assert np.all(np.diff([cost(policy, v) for v in np.linspace(-1, 1, 41)]) <= 0)
+    prices = np.concatenate([np.linspace(-1, 1, 41), np.linspace(-0.02, 0.02, 41)])
+    prices.sort()
+    for smoothing in (0.0, 1.0, 8.0):
+        rule = policy.set_params(smoothing=smoothing)
+        assert np.all(np.diff([cost(rule, v) for v in prices]) <= 0)
 
 
 def test_stopping_curve_rows():
@@ -378,6 +382,39 @@ def test_decision_tables_match_plain_backward_induction(lam):
     got = _decision_tables(policy.visits_, policy.correct_, policy.moves_, lam)
     want = reference_decisions(policy.visits_, policy.correct_, policy.moves_, lam)
     np.testing.assert_array_equal(got, want)
+
+
+def shrunk_statistics(policy):
+    """Visits and summed correctness with every state's mean shrunk, state by state (loops)."""
+    k = policy.smoothing * policy.n_orders
+    visits, correct = policy.visits_, policy.correct_
+    n_tables, w, side, _ = visits.shape
+    v, c = np.zeros_like(visits), np.zeros_like(correct)
+    for tab, a, b in itertools.product(range(n_tables), range(side), range(side)):
+        seen = visits[tab, :, a, b].sum()
+        pooled = correct[tab, :, a, b].sum() / seen if seen else 0.0
+        for j in range(w):
+            if visits[tab, j, a, b] > 0:
+                v[tab, j, a, b] = visits[tab, j, a, b] + k
+                c[tab, j, a, b] = correct[tab, j, a, b] + k * pooled
+    return v, c
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 1.0, 6.0])
+def test_smoothing_shrinks_each_state_toward_its_votes_at_any_t(smoothing):
+    policy = fitted_policy(n_groups=2, seed=12).set_params(smoothing=smoothing)
+    v, c = shrunk_statistics(policy)
+    mean = np.divide(c, v, out=np.zeros_like(c), where=v > 0)
+    raw = np.divide(policy.correct_, policy.visits_, out=np.zeros_like(c), where=v > 0)
+    pooled = policy.correct_.sum(axis=1) / np.maximum(policy.visits_.sum(axis=1), 1)
+    weight = policy.visits_ / np.maximum(v, 1)  # the state's own share of the estimate
+    np.testing.assert_allclose(mean, weight * raw + (v > 0) * (1 - weight) * pooled[:, None])
+    for lam in (-0.05, 0.0, 0.01):
+        want = reference_decisions(v, c, policy.moves_, lam)
+        np.testing.assert_array_equal(policy.decision_table(lam), want)
+    if smoothing == 0.0:
+        raw_table = _decision_tables(policy.visits_, policy.correct_, policy.moves_, 0.01)
+        np.testing.assert_array_equal(policy.decision_table(0.01), raw_table)
 
 
 def test_lagrangian_at_lowest_price_keeps_the_full_vote_with_fewer_samples():
@@ -525,6 +562,12 @@ def test_policy_validation_messages():
         LagrangianStopping(n_groups=2).fit(pools, np.zeros((3, 2)))
     with pytest.raises(ValueError, match=r"'n_groups' parameter of LagrangianStopping must be"):
         LagrangianStopping(n_groups=0).fit(pools)
+    for bad in (-0.5, np.inf, np.nan, True, "1"):
+        with pytest.raises(ValueError, match=r"'smoothing' parameter of LagrangianStopping must"):
+            LagrangianStopping(smoothing=bad).fit(pools)
+    fitted = LagrangianStopping(n_orders=4).fit(pools)
+    with pytest.raises(ValueError, match=r"'smoothing' parameter of LagrangianStopping must"):
+        fitted.set_params(smoothing=-1.0).decision_table()
 
 
 def test_protocol_validation_messages():

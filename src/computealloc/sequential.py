@@ -771,6 +771,32 @@ def _decision_tables(visits: Float, correct: Float, moves: Float, lam: float) ->
     return decision
 
 
+def _shrunk_correct(visits: Float, correct: Float, pseudo_visits: float) -> Float:
+    """Summed correctness whose per-state mean is shrunk toward the same votes at any ``t``.
+
+    Each visited state's expected correctness ``correct / visits`` becomes
+    ``(correct + k * acc(a, b)) / (visits + k)`` with ``k = pseudo_visits`` and ``acc(a, b)``
+    the correctness of the votes ``(a, b)`` pooled over every ``t`` of the same table; the
+    returned array holds those means times ``visits + k`` (0 where unvisited), so that
+    ``_decision_tables(visits + k, result, moves, lam)`` reads the shrunk means.
+
+    Parameters
+    ----------
+    visits, correct : ndarray of shape (n_tables, T, A, A)
+    pseudo_visits : float
+        Weight ``k >= 0`` of the pooled correctness, in visits.
+
+    Returns
+    -------
+    ndarray of shape (n_tables, T, A, A)
+    """
+    with np.errstate(invalid="ignore", divide="ignore"):
+        pooled = np.nan_to_num(
+            correct.sum(axis=1, keepdims=True) / visits.sum(axis=1, keepdims=True)
+        )
+    return np.where(visits > 0, correct + pseudo_visits * pooled, 0.0)
+
+
 def _top_share(pools: AnswerPools) -> Float:
     """Share of each pool held by its most frequent answer (the agreement of the query)."""
     top = np.maximum(pools.gold, pools.others.max(axis=1, initial=0))
@@ -794,6 +820,13 @@ class LagrangianStopping(StoppingRule):
     stops. A budget sets ``lam`` (:func:`calibrate_stopping`): the mean samples are
     non-increasing in ``lam``, since the optimal stopping region only grows with the price.
 
+    A state's expected accuracy is a mean over the training queries that reach it, noisy for
+    rare states, and at small prices the decisions hinge on small differences between such
+    means. Each state's accuracy is therefore shrunk toward that of the same votes
+    ``(a, b)`` at any ``t`` (the votes for other answers matter less than the two leading
+    counts), with the weight of ``smoothing`` training queries against the state's own
+    visits (empirical Bayes); the move frequencies are used as estimated.
+
     With ``n_groups > 1`` a learned prior joins the state: a LightGBM regressor predicts each
     query's agreement (the share of its most frequent answer) from cheap features, the
     training queries are split into ``n_groups`` quantile groups of their out-of-fold
@@ -807,6 +840,10 @@ class LagrangianStopping(StoppingRule):
         Price of one sample in accuracy units, in [-1, 1]. A negative price rewards sampling:
         it spends budgets beyond the point where the training data show no further gain
         (at ``-1`` every undecided vote runs to the cap).
+    smoothing : float
+        Strength, in training queries, of the shrinkage of each state's expected accuracy
+        toward that of the same votes at any ``t``; 0 uses the raw per-state means. The
+        default 1 was chosen on the calibration queries of the held-out protocol.
     n_groups : int
         Prior groups (1: no prior, the dynamics of all queries pooled).
     max_samples : int, optional
@@ -846,12 +883,14 @@ class LagrangianStopping(StoppingRule):
         self,
         *,
         lam: float = 0.0,
+        smoothing: float = 1.0,
         n_groups: int = 1,
         max_samples: int | None = None,
         n_orders: int = 64,
         random_state: int = 0,
     ) -> None:
         self.lam = lam
+        self.smoothing = smoothing
         self.n_groups = n_groups
         self.max_samples = max_samples
         self.n_orders = n_orders
@@ -874,6 +913,7 @@ class LagrangianStopping(StoppingRule):
         self
         """
         _check_pools(pools, "LagrangianStopping.fit")
+        self._pseudo_visits()
         _check_int(self.n_groups, "n_groups", "LagrangianStopping", low=1)
         _check_int(self.n_orders, "n_orders", "LagrangianStopping", low=1)
         traj = replay(
@@ -896,7 +936,7 @@ class LagrangianStopping(StoppingRule):
             )
         self.visits_, self.correct_, self.moves_ = visits, correct, moves
         self.horizon_ = traj.width
-        self._cache: dict[float, NDArray[np.int8]] = {}
+        self._cache: dict[tuple[float, float], NDArray[np.int8]] = {}
         return self
 
     def _fit_prior(self, pools: AnswerPools, X: ArrayLike | pd.DataFrame | None) -> Float:
@@ -941,18 +981,34 @@ class LagrangianStopping(StoppingRule):
     def decision_table(self, lam: float | None = None) -> NDArray[np.int8]:
         """Decisions per (table, t - 1, a, b) at price ``lam`` (``self.lam`` by default).
 
+        Backward induction on the fitted statistics, each state's expected accuracy shrunk by
+        ``smoothing`` toward that of its votes at any ``t``.
+
         Returns
         -------
         ndarray of shape (n_tables, horizon_, horizon_ + 1, horizon_ + 1), int8
             1 stop, 0 continue, -1 state never visited in training.
         """
         self._check_fitted()
-        key = float(self.lam if lam is None else lam)
-        if key not in self._cache:
+        price = float(self.lam if lam is None else lam)
+        k = self._pseudo_visits()
+        if (price, k) not in self._cache:
             if len(self._cache) >= _TABLE_CACHE:
                 self._cache.clear()
-            self._cache[key] = _decision_tables(self.visits_, self.correct_, self.moves_, key)
-        return self._cache[key]
+            visits = np.where(self.visits_ > 0, self.visits_ + k, 0.0)
+            correct = _shrunk_correct(self.visits_, self.correct_, k)
+            self._cache[price, k] = _decision_tables(visits, correct, self.moves_, price)
+        return self._cache[price, k]
+
+    def _pseudo_visits(self) -> float:
+        """``smoothing`` in visits (a training query makes ``n_orders`` of them)."""
+        k = self.smoothing
+        if isinstance(k, bool) or not isinstance(k, Real) or not 0.0 <= float(k) < np.inf:
+            raise ValueError(
+                f"The 'smoothing' parameter of LagrangianStopping must be a float in [0, inf). "
+                f"Got {k!r} instead."
+            )
+        return float(k) * self.n_orders
 
     def _live_cap(self, t: int) -> int:
         self._check_fitted()
