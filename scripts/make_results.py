@@ -29,7 +29,7 @@ import pandas as pd
 
 from computealloc import datasets
 from computealloc.estimate import default_actions, estimate
-from computealloc.evaluation import METHODS, SEQUENTIAL, EvaluationResult, evaluate
+from computealloc.evaluation import METHODS, ROUTER, SEQUENTIAL, EvaluationResult, evaluate
 from computealloc.oracle import solve
 from computealloc.policies import mixed_mean
 from computealloc.report import accuracy_table, markdown_table, write_report
@@ -948,12 +948,15 @@ def findings(
         )
     routed = routing_rows(results)
     if len(routed):
-        value = routed[routed["method"] == "value"]
+
+        def apgr(method: str) -> str:
+            rows = routed[routed["method"] == method]
+            return ", ".join(f"{r['source']} {r['APGR']}" for _, r in rows.iterrows())
+
         lines.append(
             "- **Routing** (in-sample oracle only; learned routers are still scored on unseen "
-            "queries): APGR of `value` "
-            + ", ".join(f"{r['source']} {r['APGR']}" for _, r in value.iterrows())
-            + " against 0.5 for random routing."
+            f"queries): APGR of `value` {apgr('value')}; of the RouteLLM-style threshold "
+            f"router `{ROUTER}` {apgr(ROUTER)}; against 0.5 for random routing."
         )
     lines.append("")
     return "\n".join(lines)
