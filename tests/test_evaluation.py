@@ -240,7 +240,11 @@ def test_sequential_methods_share_the_split_and_meet_the_budget(result, log):
     assert seq.loc[~published, "budget"].notna().all()
     calibrated = seq[~published]
     reachable = calibrated[calibrated["budget"] >= 2]  # entropy rules never stop at 1 sample
-    assert np.allclose(reachable["mean_cost"], reachable["budget"], rtol=0.15)  # 30 test queries
+    error = reachable["mean_cost"] / reachable["budget"] - 1
+    # calibrated on 30 queries, replayed on 30 others: each row is noisy (s.d. up to ~0.11 for
+    # the prior-grouped policy), the mean over seeds, protocols and budgets is not biased
+    assert (error.abs() < 0.3).all()
+    assert (error.groupby(reachable["method"]).mean().abs() < 0.05).all()
     n_test = res[res["method"] == "uniform"].groupby("protocol")["n_test"].first()
     assert (seq["n_test"].to_numpy() == n_test.loc[seq["protocol"]].to_numpy()).all()
     direct = sequential_methods(
