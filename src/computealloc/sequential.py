@@ -356,8 +356,9 @@ def _replay_cached(
 
 def _answers_trajectory(answers: Sequence[object], cap: int) -> Trajectories:
     """One live query's answers so far as a one-order trajectory (correctness unknown: 0)."""
-    codes = pd.factorize(pd.Series(list(answers), dtype=object))[0] + 1
-    labels = np.where(codes > 0, codes, _ABSTAIN).astype(np.int16)[None, None, :]
+    first: dict[object, int] = {}  # label of each answer: 1 + order of first appearance
+    codes = [_ABSTAIN if a is None else first.setdefault(a, len(first) + 1) for a in answers]
+    labels = np.asarray(codes, dtype=np.int16)[None, None, :]
     return _trajectories(labels, np.array([cap], dtype=np.int64))
 
 
