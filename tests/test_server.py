@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -327,15 +328,18 @@ def test_schemathesis_finds_no_server_error(proxy_schema):
     assert runtime.ledger.queries > 0  # generated requests reached the answering path
 
 
-def test_serve_runs_the_proxy_as_a_process(tmp_path, log, policy):
+@contextmanager
+def _served(tmp_path, log, policy, **kwargs):
+    """Run :func:`serve` in a child process; yield its base URL once it answers."""
     path = tmp_path / "samples.jsonl"
     log.save(path)
     save_policy(policy, tmp_path / "policy.json")
     port = _free_port()
+    options = "".join(f", {k}={v!r}" for k, v in kwargs.items())
     code = (
         "from computealloc.server import serve; "
         f"serve({str(tmp_path / 'policy.json')!r}, {BUDGET}, 'replay:{path}', port={port}, "
-        "access_log=False)"
+        f"access_log=False{options})"
     )
     env = {**os.environ, "COMPUTEALLOC_API_KEY": KEY, "PYTHONPATH": str(Path("src").resolve())}
     process = subprocess.Popen([sys.executable, "-c", code], env=env, stderr=subprocess.PIPE)
@@ -351,15 +355,45 @@ def test_serve_runs_the_proxy_as_a_process(tmp_path, log, policy):
             assert process.poll() is None, process.stderr.read().decode()
             assert time.monotonic() < deadline, "the proxy did not start"
             time.sleep(0.1)
+        yield base
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+def test_serve_runs_the_proxy_as_a_process(tmp_path, log, policy):
+    with _served(tmp_path, log, policy) as base:
         client = openai.OpenAI(base_url=f"{base}/v1", api_key=KEY, max_retries=0)
         prompt = log.queries["prompt"].iloc[3]
         reply = client.chat.completions.create(model="any", messages=_ask(prompt))
         assert reply.choices[0].message.content in _responses(log, prompt)
         with pytest.raises(openai.NotFoundError, match="No query of the replayed log"):
             client.chat.completions.create(model="any", messages=_ask("unknown prompt"))
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+
+
+def test_workers_answer_alike_and_report_the_totals_of_all(tmp_path, log, policy):
+    with _served(tmp_path, log, policy, workers=2) as base:
+        headers = {"Authorization": f"Bearer {KEY}"}
+        costs = []
+        for prompt in log.queries["prompt"].iloc[:24]:  # a new connection each: both workers
+            body = {"model": "any", "messages": _ask(prompt)}
+            reply = httpx.post(f"{base}/v1/chat/completions", json=body, headers=headers)
+            assert reply.status_code == 200
+            costs.append(reply.json()["computealloc"]["cost"])
+        # each worker publishes its totals every 0.25 s: poll until the scraped one sees all
+        deadline = time.monotonic() + 10
+        while (health := httpx.get(f"{base}/health").json())["queries"] < len(costs):
+            assert time.monotonic() < deadline, health
+            time.sleep(0.1)
+        while 'computealloc_requests_total{code="200"} 24.0' not in (
+            text := httpx.get(f"{base}/metrics").text
+        ):
+            assert time.monotonic() < deadline, text
+            time.sleep(0.1)
+    assert health["workers"] == 2 and health["queries"] == len(costs)
+    assert health["mean_cost"] == pytest.approx(sum(costs) / len(costs))
+    assert f"computealloc_cost_total {float(sum(costs))}" in text
+    assert "computealloc_workers 2.0" in text
 
 
 @pytest.mark.parametrize(

@@ -425,6 +425,9 @@ def serve_cmd(
     batch_size: Annotated[
         int, typer.Option(help="Samples per upstream call of a stopping rule.")
     ] = 1,
+    workers: Annotated[
+        int, typer.Option(help="Worker processes (each holds the budget; metrics are summed).")
+    ] = 1,
 ) -> None:
     """OpenAI-compatible proxy that spends compute per request by the policy, holding budget B.
 
@@ -453,6 +456,7 @@ def serve_cmd(
             max_body_bytes=max_body_bytes,
             served_model_name=served_model_name,
             batch_size=batch_size,
+            workers=workers,
         )
     except (PolicyFileError, SampleLogError, FileNotFoundError, ValueError) as exc:
         console.print(f"[red]error:[/red] {exc}")

@@ -36,6 +36,7 @@ import asyncio
 import hmac
 import json
 import os
+import tempfile
 import time
 import uuid
 from collections import Counter
@@ -58,8 +59,9 @@ from computealloc.backends import Backend, BackendError, ReplayBackend, UnknownP
 from computealloc.policies import BasePolicy
 from computealloc.runtime import Runtime, RuntimeAnswer
 from computealloc.sequential_runtime import SequentialRuntime
+from computealloc.workers import WorkerState, gather, publish
 
-__all__ = ["API_KEY_ENV", "create_app", "open_backends", "serve"]
+__all__ = ["API_KEY_ENV", "create_app", "open_backends", "serve", "worker_app"]
 
 #: Environment variable read by :func:`serve` when no API key is passed.
 API_KEY_ENV = "COMPUTEALLOC_API_KEY"
@@ -69,6 +71,10 @@ _JSON = "application/json"
 #: Backend statuses that describe the request, not the backend, and are passed on as they are
 #: (401 and 403 upstream mean the proxy's own credentials are wrong: 502).
 _PASSED_ON = frozenset({400, 404, 413, 422, 429})
+#: Seconds between two publications of a worker's totals (``shared_dir``).
+_PUBLISH_S = 0.25
+#: Environment variable carrying :func:`serve`'s settings to its worker processes.
+_SETTINGS_ENV = "COMPUTEALLOC_SERVE_SETTINGS"
 #: What the app serves: a policy choosing an action per query, or a sequential stopping rule.
 ServedRuntime = Runtime | SequentialRuntime
 
@@ -255,18 +261,21 @@ async def _send_error(send: Send, error: APIError) -> None:
 
 
 class _RuntimeCollector(Collector):
-    """Prometheus metrics read from the runtime's ledger at scrape time."""
+    """Prometheus metrics read from the runtime's totals (of every worker) at scrape time."""
 
-    def __init__(self, runtime: ServedRuntime, statuses: Counter[int]) -> None:
+    def __init__(
+        self, runtime: ServedRuntime, totals: Callable[[], tuple[WorkerState, int]]
+    ) -> None:
         self.runtime = runtime
-        self.statuses = statuses
+        self.totals = totals
 
     def collect(self) -> Iterator[Metric]:
-        ledger = self.runtime.ledger
+        state, workers = self.totals()
+        ledger = state.ledger
         requests = CounterMetricFamily(
             "computealloc_requests", "Chat completion requests by HTTP status.", labels=["code"]
         )
-        for code, count in sorted(self.statuses.items()):
+        for code, count in sorted(state.statuses.items()):
             requests.add_metric([str(code)], count)
         yield requests
         totals = (
@@ -290,12 +299,13 @@ class _RuntimeCollector(Collector):
         yield actions
         gauges = (
             ("mean_cost", "Running mean cost per charged query.", ledger.mean_cost),
-            ("lam", "Current dual price of cost.", self.runtime.lam),
+            ("lam", "Current dual price of cost (queries-weighted over workers).", state.lam),
             (
                 "budget",
                 f"Target mean cost per query, in {self.runtime.cost_unit}.",
                 self.runtime.budget,
             ),
+            ("workers", "Worker processes whose totals are reported.", workers),
         )
         for name, text, value in gauges:
             yield GaugeMetricFamily(f"computealloc_{name}", text, value=value)
@@ -311,6 +321,7 @@ def create_app(
     max_body_bytes: int = 1 << 20,
     served_model_name: str = "computealloc",
     request_timeout: float | None = None,
+    shared_dir: str | os.PathLike[str] | None = None,
 ) -> FastAPI:
     """The proxy as a FastAPI app.
 
@@ -327,16 +338,36 @@ def create_app(
         The model id listed by ``/v1/models`` and returned in responses.
     request_timeout : float, optional
         Seconds a chat request may take end to end before it is answered with 504.
+    shared_dir : path-like, optional
+        A folder shared by the worker processes of one server: the app publishes its totals
+        there and reports the totals of all of them (:mod:`computealloc.workers`).
 
     Returns
     -------
     FastAPI
     """
     _check_app_args(runtime, api_key, max_body_bytes, served_model_name, request_timeout)
+    statuses: Counter[int] = Counter()
+    folder = None if shared_dir is None else Path(shared_dir)
+
+    def own() -> WorkerState:
+        return WorkerState(runtime.ledger, dict(statuses), runtime.lam)
+
+    def totals() -> tuple[WorkerState, int]:
+        return (own(), 1) if folder is None else gather(folder, own())
+
+    async def publishing(folder: Path) -> None:
+        while True:
+            publish(folder, own())
+            await asyncio.sleep(_PUBLISH_S)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        task = None if folder is None else asyncio.create_task(publishing(folder))
         yield
+        if task is not None and folder is not None:
+            task.cancel()
+            publish(folder, own())
         await runtime.aclose()
 
     app = FastAPI(
@@ -344,9 +375,8 @@ def create_app(
         summary="OpenAI-compatible chat completions under a compute budget.",
         lifespan=lifespan,
     )
-    statuses: Counter[int] = Counter()
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_RuntimeCollector(runtime, statuses))
+    registry.register(_RuntimeCollector(runtime, totals))
     app.state.runtime = runtime
     app.state.registry = registry
     app.add_middleware(_Guard, max_body_bytes=max_body_bytes, statuses=statuses)
@@ -372,16 +402,17 @@ def create_app(
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
-        """Liveness, the budget and where the spend stands."""
-        ledger = runtime.ledger
-        mean = ledger.mean_cost
+        """Liveness, the budget and where the spend stands (over every worker)."""
+        state, workers = totals()
+        mean, lam = state.ledger.mean_cost, state.lam
         return {
             "status": "ok",
             "budget": runtime.budget,
             "cost_unit": runtime.cost_unit,
-            "lam": runtime.lam,
-            "queries": ledger.queries,
+            "lam": None if lam != lam else lam,
+            "queries": state.ledger.queries,
             "mean_cost": None if mean != mean else mean,
+            "workers": workers,
         }
 
     @app.get("/metrics")
@@ -788,6 +819,7 @@ def serve(
     served_model_name: str = "computealloc",
     prices: Mapping[str, float] | None = None,
     batch_size: int = 1,
+    workers: int = 1,
     access_log: bool = True,
 ) -> None:
     """Load a policy, open the backend and serve the proxy with uvicorn (blocks).
@@ -822,6 +854,11 @@ def serve(
         End-to-end deadline of a chat request, in seconds.
     max_body_bytes, served_model_name
         Passed to :func:`create_app`.
+    workers : int
+        Worker processes (uvicorn's ``workers``). Each runs its own runtime and budget
+        controller and holds the budget on the requests it answers, so all of them together
+        hold it too; ``/metrics`` and ``/health`` report the totals of all workers
+        (:mod:`computealloc.workers`).
     access_log : bool
         Log every request (uvicorn's access log).
 
@@ -829,10 +866,78 @@ def serve(
     -----
     uvicorn runs on ``uvloop`` with the ``httptools`` parser when they are installed
     (``uvicorn[standard]``), which cuts the proxy's CPU per request; ``benchmarks/bench_serve.py``
-    measures it.
+    measures it. One process answers a few thousand requests per second; more workers help
+    only when the proxy, not the model server, is the bottleneck.
     """
     import uvicorn
 
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(
+            f"The 'workers' parameter of serve must be an int in [1, inf). Got {workers!r} instead."
+        )
+    settings: dict[str, Any] = {
+        "policy_path": str(policy_path),
+        "budget": budget,
+        "backend": backend,
+        "model": model,
+        "api_key": api_key if api_key is not None else os.environ.get(API_KEY_ENV) or None,
+        "backend_api_key": backend_api_key,
+        "probe_m": probe_m,
+        "temperature": temperature,
+        "max_tokens": max_tokens,
+        "timeout": timeout,
+        "max_attempts": max_attempts,
+        "request_timeout": request_timeout,
+        "max_body_bytes": max_body_bytes,
+        "served_model_name": served_model_name,
+        "prices": None if prices is None else dict(prices),
+        "batch_size": batch_size,
+    }
+    app = _build_app(**settings)  # every setting is checked here, before any worker starts
+    if workers == 1:
+        uvicorn.run(app, host=host, port=port, access_log=access_log, log_level="info")
+        return
+    asyncio.run(app.state.runtime.aclose())
+    with tempfile.TemporaryDirectory(prefix="computealloc-serve-") as folder:
+        os.environ[_SETTINGS_ENV] = json.dumps({**settings, "shared_dir": folder})
+        uvicorn.run(
+            "computealloc.server:worker_app",
+            factory=True,
+            workers=workers,
+            host=host,
+            port=port,
+            access_log=access_log,
+            log_level="info",
+        )
+
+
+def worker_app() -> FastAPI:
+    """The app of one worker process of :func:`serve` (uvicorn's factory; reads its settings
+    from the environment)."""
+    return _build_app(**json.loads(os.environ[_SETTINGS_ENV]))
+
+
+def _build_app(
+    policy_path: str,
+    budget: float,
+    backend: str,
+    *,
+    model: str | None,
+    api_key: str | None,
+    backend_api_key: str | None,
+    probe_m: int | None,
+    temperature: float,
+    max_tokens: int | None,
+    timeout: float,
+    max_attempts: int,
+    request_timeout: float | None,
+    max_body_bytes: int,
+    served_model_name: str,
+    prices: Mapping[str, float] | None,
+    batch_size: int,
+    shared_dir: str | None = None,
+) -> FastAPI:
+    """Load the policy, open the backend, build the runtime and the app (:func:`serve`)."""
     from computealloc.persist import load_file
 
     policy = load_file(policy_path)
@@ -864,11 +969,11 @@ def serve(
             f"A stopping rule samples one model; the backend {backend!r} serves "
             f"{len(backends)} models. Pass --model to pick one."
         )
-    app = create_app(
+    return create_app(
         runtime,
-        api_key=api_key if api_key is not None else os.environ.get(API_KEY_ENV) or None,
+        api_key=api_key,
         max_body_bytes=max_body_bytes,
         served_model_name=served_model_name,
         request_timeout=request_timeout,
+        shared_dir=shared_dir,
     )
-    uvicorn.run(app, host=host, port=port, access_log=access_log, log_level="info")
