@@ -24,8 +24,6 @@ from computealloc.sequential import (
     MajorityShareRule,
     StoppingRule,
     WindowRule,
-    _decision_tables,
-    _trajectories,
     answer_pools,
     calibrate_stopping,
     dirichlet_leader_probability,
@@ -35,6 +33,8 @@ from computealloc.sequential import (
     stopping_curve,
     threshold_router,
 )
+from computealloc.sequential.lagrangian import _decision_tables
+from computealloc.sequential.pools import _trajectories
 from conftest import needs_data
 
 # --------------------------------------------------------------------------- helpers

@@ -1,0 +1,35 @@
+"""Argument checks shared by the modules of :mod:`computealloc.sequential`."""
+
+from __future__ import annotations
+
+from numbers import Integral
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+Float = NDArray[np.float64]
+
+
+def _check_int(value: object, name: str, where: str, *, low: int, high: int | None = None) -> int:
+    ok = isinstance(value, Integral) and not isinstance(value, bool)
+    ok = ok and low <= int(value) and (high is None or int(value) <= high)  # type: ignore[call-overload]
+    if not ok:
+        upper = "inf)" if high is None else f"{high}]"
+        raise ValueError(
+            f"The {name!r} parameter of {where} must be an int in [{low}, {upper}. Got "
+            f"{value!r} instead."
+        )
+    return int(value)  # type: ignore[call-overload]
+
+
+def _cap_of(max_samples: object, where: str) -> int:
+    return _check_int(max_samples, "max_samples", where, low=1)
+
+
+def _prior_array(prior: ArrayLike | None, n_rows: int) -> Float | None:
+    if prior is None:
+        return None
+    p = np.asarray(prior, dtype=np.float64).reshape(-1)
+    if p.shape != (n_rows,):
+        raise ValueError(f"`prior` must hold one score per query ({n_rows}). Got {p.shape[0]}.")
+    return p
