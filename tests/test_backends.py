@@ -4,6 +4,7 @@ loopback) and the replay of a sample log."""
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import random
 import socket
 from collections import Counter
@@ -33,6 +34,17 @@ from computealloc.samples import read_samples
 from fake_openai_server import ChatRequest, make_app, replaying, running, scripted
 
 FAST = RetryPolicy(max_attempts=8, initial_delay=0.001, max_delay=0.01)
+#: The two transports of OpenAIBackend: plain HTTP, and the official openai client.
+TRANSPORTS = [
+    "aiohttp",
+    pytest.param(
+        "openai",
+        marks=pytest.mark.skipif(
+            importlib.util.find_spec("openai") is None,
+            reason="needs the openai package",
+        ),
+    ),
+]
 
 
 def run(coro):  # type: ignore[no-untyped-def]
@@ -186,6 +198,7 @@ def test_split_output_tokens_without_usage_is_unknown():
         ({"timeout": 0}, r"'timeout' .* a float in \(0, inf\). Got 0 instead"),
         ({"use_n": "yes"}, r"'use_n' .* True, False or 'auto'. Got 'yes' instead"),
         ({"max_concurrency": 0}, r"'max_concurrency' .* an int in \[1, inf\). Got 0 instead"),
+        ({"client": "httpx"}, r"'client' .* 'aiohttp', 'openai' or an openai.AsyncOpenAI"),
     ],
 )
 def test_openai_backend_validation(kwargs, match):
@@ -194,16 +207,35 @@ def test_openai_backend_validation(kwargs, match):
         OpenAIBackend(args.pop("base_url"), args.pop("model"), **args)
 
 
+def test_a_configured_official_client_is_used_and_left_open():
+    openai = pytest.importorskip("openai")
+    app = make_app()
+    with running(app) as url:
+        mine = openai.AsyncOpenAI(base_url=url, api_key="k", max_retries=5)
+
+        async def sample():  # type: ignore[no-untyped-def]
+            async with OpenAIBackend("http://unused.invalid/v1", "m", client=mine) as backend:
+                got = await backend.sample("q", 2, seed=1)
+            assert not mine.is_closed()  # the backend did not build it, so it leaves it open
+            await mine.close()
+            return got
+
+        got = run(sample())
+    assert len(got) == 2 and app.state.requests == [2]
+
+
 def test_openai_backend_rejects_bad_n():
     backend = OpenAIBackend("http://127.0.0.1:9/v1", "m")
     with pytest.raises(ValueError, match=r"'n' parameter of OpenAIBackend.sample .* Got 0"):
         run(backend.sample("p", 0))
 
 
-def test_one_request_with_n_and_tokens_split_from_usage():
+@pytest.mark.parametrize("client", TRANSPORTS)
+def test_one_request_with_n_and_tokens_split_from_usage(client):
     app = make_app()
     with running(app) as url:
-        [got] = run(_sample_all(OpenAIBackend(url, "m", retry=FAST), ["q"], 5, seed=3))
+        backend = OpenAIBackend(url, "m", retry=FAST, client=client)
+        [got] = run(_sample_all(backend, ["q"], 5, seed=3))
     assert app.state.requests == [5]
     request = ChatRequest(model="m", messages=[{"role": "user", "content": "q"}], n=5, seed=3)
     expected = run(scripted(request, 5))
@@ -225,11 +257,12 @@ def test_single_requests_carry_consecutive_seeds_and_exact_tokens():
     assert got == expected
 
 
-def test_faults_are_retried_until_every_sample_arrives():
+@pytest.mark.parametrize("client", TRANSPORTS)
+def test_faults_are_retried_until_every_sample_arrives(client):
     app = make_app(fault_rate=0.3, delay_s=0.4, seed=5)
     prompts = [f"q{i}" for i in range(30)]
     with running(app) as base:
-        backend = OpenAIBackend(base, "m", timeout=0.2, retry=FAST)
+        backend = OpenAIBackend(base, "m", timeout=0.2, retry=FAST, client=client)
         got = run(_sample_all(backend, prompts, 4, seed=1))
     assert [len(g) for g in got] == [4] * 30
     faults = sum(app.state.faults.values())
@@ -238,10 +271,11 @@ def test_faults_are_retried_until_every_sample_arrives():
     assert len(app.state.requests) == 30 + faults
 
 
-def test_rejected_n_falls_back_to_single_requests_and_auto_remembers():
+@pytest.mark.parametrize("client", TRANSPORTS)
+def test_rejected_n_falls_back_to_single_requests_and_auto_remembers(client):
     app = make_app(n_mode="reject")
     with running(app) as url:
-        backend = OpenAIBackend(url, "m", retry=FAST)
+        backend = OpenAIBackend(url, "m", retry=FAST, client=client)
         run(_sample_all(backend, ["a"], 4))
         first = list(app.state.requests)
         backend2 = OpenAIBackend(url, "m", retry=FAST)
@@ -270,13 +304,14 @@ def test_short_answer_to_n_is_topped_up_and_use_n_true_keeps_trying():
     assert [len(g) for g in got] == [4, 4] and backend.stats.n_fallbacks == 2
 
 
-def test_non_retryable_status_is_raised_at_once():
+@pytest.mark.parametrize("client", TRANSPORTS)
+def test_non_retryable_status_is_raised_at_once(client):
     async def unknown(request, n):  # type: ignore[no-untyped-def]
         raise UnknownPromptError(request.prompt)
 
     app = make_app(unknown)
     with running(app) as url, pytest.raises(BackendError, match="HTTP 404") as info:
-        run(_sample_all(OpenAIBackend(url, "m", retry=FAST), ["q"], 1))
+        run(_sample_all(OpenAIBackend(url, "m", retry=FAST, client=client), ["q"], 1))
     assert info.value.status_code == 404 and not info.value.retryable
     assert str(info.value).endswith("HTTP 404: No query of the replayed log has the prompt 'q'.")
     assert app.state.requests == [1]
@@ -316,14 +351,16 @@ def test_requests_go_through_the_proxy_named_by_the_environment(monkeypatch):
     assert _env_proxy("http://upstream.invalid/v1") is None
 
 
+@pytest.mark.parametrize("client", TRANSPORTS)
 @pytest.mark.parametrize(
     ("fault", "status"), [("500", 500), ("429", 429), ("malformed", None), ("timeout", None)]
 )
-def test_persistent_fault_raises_retryable_error_after_max_attempts(fault, status):
+def test_persistent_fault_raises_retryable_error_after_max_attempts(fault, status, client):
     app = make_app(fault_rate=1.0, faults=(fault,), delay_s=0.3)
     policy = RetryPolicy(max_attempts=3, initial_delay=0.0, max_delay=0.0)
     with running(app) as url, pytest.raises(BackendError) as info:
-        run(_sample_all(OpenAIBackend(url, "m", timeout=0.1, retry=policy), ["q"], 1))
+        backend = OpenAIBackend(url, "m", timeout=0.1, retry=policy, client=client)
+        run(_sample_all(backend, ["q"], 1))
     assert info.value.retryable and info.value.status_code == status
     # a timeout is recognisable by its cause (the proxy answers 504 for it)
     assert isinstance(info.value.__cause__, TimeoutError) == (fault == "timeout")

@@ -405,12 +405,15 @@ def _sample_bag(samples: pd.DataFrame) -> Counter:
     return Counter(map(tuple, frame.where(frame.notna(), None).to_numpy().tolist()))
 
 
-def test_collect_over_http_with_faults_recovers_every_logged_sample(tmp_path):
+@pytest.mark.parametrize("client", ["aiohttp", "openai"])
+def test_collect_over_http_with_faults_recovers_every_logged_sample(tmp_path, client):
+    if client == "openai":
+        pytest.importorskip("openai")
     log = _replay_log(20, 6)
     app = make_app(replaying(ReplayBackend(log, seed=0)), fault_rate=0.1, delay_s=0.4, seed=2)
     queries = [Query(f"q{i:02d}", f"Question {i}?", "1") for i in range(20)]
     with running(app) as url:
-        backend = OpenAIBackend(url, "m", timeout=0.2, retry=FAST)
+        backend = OpenAIBackend(url, "m", timeout=0.2, retry=FAST, client=client)
         result = _collect(queries, backend, tmp_path / "log.jsonl", n=6)
     assert sum(app.state.faults.values()) > 0
     assert backend.stats.retries == sum(app.state.faults.values())

@@ -106,6 +106,17 @@ def inspect(log: LogArg, repeats: RepeatsOpt = "drop") -> None:
     _print_frame(summarize(sample_log), f"{sample_log.source}")
 
 
+_CLIENT_HELP = "Transport to the server: aiohttp (plain HTTP, cheapest) or openai (the client)."
+
+
+def _client(name: str) -> Literal["aiohttp", "openai"]:
+    """The --client value, checked."""
+    if name not in ("aiohttp", "openai"):
+        console.print(f"[red]error:[/red] --client must be aiohttp or openai. Got {name!r}.")
+        raise typer.Exit(2)
+    return cast(Literal["aiohttp", "openai"], name)
+
+
 def _parse_prices(prices: list[str]) -> dict[str, float] | None:
     out: dict[str, float] = {}
     for item in prices:
@@ -194,6 +205,7 @@ def collect_cmd(
     use_n: Annotated[
         str, typer.Option(help="Use the `n` parameter: auto, true or false.")
     ] = "auto",
+    client: Annotated[str, typer.Option(help=_CLIENT_HELP)] = "aiohttp",
     max_failures: Annotated[
         int, typer.Option(help="Queries allowed to fail (rerun retries them).")
     ] = 0,
@@ -254,6 +266,7 @@ def collect_cmd(
                 timeout=timeout,
                 max_attempts=max_attempts,
                 use_n=cast("bool | Literal['auto']", modes[use_n]),
+                client=_client(client),
                 max_failures=max_failures,
                 progress=on_progress,
             )
@@ -428,6 +441,7 @@ def serve_cmd(
     workers: Annotated[
         int, typer.Option(help="Worker processes (each holds the budget; metrics are summed).")
     ] = 1,
+    client: Annotated[str, typer.Option(help=_CLIENT_HELP)] = "aiohttp",
 ) -> None:
     """OpenAI-compatible proxy that spends compute per request by the policy, holding budget B.
 
@@ -457,6 +471,7 @@ def serve_cmd(
             served_model_name=served_model_name,
             batch_size=batch_size,
             workers=workers,
+            client=_client(client),
         )
     except (PolicyFileError, SampleLogError, FileNotFoundError, ValueError) as exc:
         console.print(f"[red]error:[/red] {exc}")

@@ -681,6 +681,7 @@ def run_collect(
     timeout: float = 60.0,
     max_attempts: int = 6,
     use_n: bool | Literal["auto"] = "auto",
+    client: Literal["aiohttp", "openai"] = "aiohttp",
     max_failures: int = 0,
     progress: Callable[[CollectProgress], None] | None = None,
 ) -> CollectResult:
@@ -698,7 +699,7 @@ def run_collect(
     replay : path-like or SampleLog, optional
         A sample log to replay instead of a server (offline dry runs, demos); its order is
         seeded by ``seed`` (0 when None).
-    api_key, timeout, use_n
+    api_key, timeout, use_n, client
         As in :class:`~computealloc.backends.OpenAIBackend`.
     max_attempts : int
         Attempts per HTTP request (exponential backoff with jitter in between).
@@ -727,6 +728,7 @@ def run_collect(
                 timeout=timeout,
                 use_n=use_n,
                 retry=RetryPolicy(max_attempts=max_attempts),
+                client=client,
             )
         else:
             from computealloc.backends.replay import ReplayBackend

@@ -747,6 +747,7 @@ def open_backends(
     timeout: float = 60.0,
     max_attempts: int = 6,
     seed: int = 0,
+    client: Literal["aiohttp", "openai"] = "aiohttp",
 ) -> Backend | dict[str, Backend]:
     """The backend(s) named by a ``--backend`` value.
 
@@ -767,6 +768,8 @@ def open_backends(
         Attempts per upstream request (retries on 429/5xx, timeouts, malformed replies).
     seed : int
         Serving order of a replayed log.
+    client : {"aiohttp", "openai"}
+        Transport to a URL backend (see :class:`~computealloc.backends.OpenAIBackend`).
 
     Returns
     -------
@@ -785,7 +788,9 @@ def open_backends(
                 f"A backend URL needs the model name it serves (--model). Got {spec!r}."
             )
         retry = RetryPolicy(max_attempts=max_attempts)
-        return OpenAIBackend(spec, model, api_key=api_key, timeout=timeout, retry=retry)
+        return OpenAIBackend(
+            spec, model, api_key=api_key, timeout=timeout, retry=retry, client=client
+        )
     raise ValueError(
         f"The backend must be 'replay:LOG' or an http(s):// URL of an OpenAI-compatible server. "
         f"Got {spec!r} instead."
@@ -820,6 +825,7 @@ def serve(
     prices: Mapping[str, float] | None = None,
     batch_size: int = 1,
     workers: int = 1,
+    client: Literal["aiohttp", "openai"] = "aiohttp",
     access_log: bool = True,
 ) -> None:
     """Load a policy, open the backend and serve the proxy with uvicorn (blocks).
@@ -848,7 +854,7 @@ def serve(
     batch_size : int
         Samples per upstream call of a stopping rule (see
         :class:`~computealloc.sequential_runtime.SequentialRuntime`).
-    timeout, max_attempts
+    timeout, max_attempts, client
         Per upstream request (see :func:`open_backends`).
     request_timeout : float, optional
         End-to-end deadline of a chat request, in seconds.
@@ -892,6 +898,7 @@ def serve(
         "served_model_name": served_model_name,
         "prices": None if prices is None else dict(prices),
         "batch_size": batch_size,
+        "client": client,
     }
     app = _build_app(**settings)  # every setting is checked here, before any worker starts
     if workers == 1:
@@ -935,6 +942,7 @@ def _build_app(
     served_model_name: str,
     prices: Mapping[str, float] | None,
     batch_size: int,
+    client: Literal["aiohttp", "openai"],
     shared_dir: str | None = None,
 ) -> FastAPI:
     """Load the policy, open the backend, build the runtime and the app (:func:`serve`)."""
@@ -942,7 +950,12 @@ def _build_app(
 
     policy = load_file(policy_path)
     backends = open_backends(
-        backend, model=model, api_key=backend_api_key, timeout=timeout, max_attempts=max_attempts
+        backend,
+        model=model,
+        api_key=backend_api_key,
+        timeout=timeout,
+        max_attempts=max_attempts,
+        client=client,
     )
     runtime: ServedRuntime
     if isinstance(policy, BasePolicy):

@@ -1,11 +1,14 @@
 """Sampling from any OpenAI-compatible chat server (vLLM, SGLang, llama.cpp, OpenAI).
 
-Requests go straight to ``POST {base_url}/chat/completions`` over a pooled keep-alive
-:class:`aiohttp.ClientSession`, and replies are read as plain JSON. The official ``openai``
-client is not used on this path: building a request through it and parsing the reply into its
-pydantic models costs about 1.2 ms of CPU per call, against 0.15 ms here, which matters to the
-proxy (:mod:`computealloc.server`), whose added latency is the sum of such costs. Retries follow
-this package's :class:`~computealloc.backends.base.RetryPolicy`, per HTTP request.
+By default requests go straight to ``POST {base_url}/chat/completions`` over a pooled
+keep-alive :class:`aiohttp.ClientSession`, and replies are read as plain JSON: building a
+request through the official ``openai`` client and parsing the reply into its pydantic models
+costs about 1.2 ms of CPU per call, against 0.15 ms here, which matters to the proxy
+(:mod:`computealloc.server`), whose added latency is the sum of such costs. For providers whose
+URLs or authentication the plain path does not speak (Azure OpenAI, gateways with their own
+headers), ``client="openai"`` or an ``openai.AsyncOpenAI`` / ``AsyncAzureOpenAI`` instance sends
+the same requests through the official client. Either way, retries follow this package's
+:class:`~computealloc.backends.base.RetryPolicy`, per HTTP request.
 """
 
 from __future__ import annotations
@@ -82,6 +85,11 @@ class OpenAIBackend:
         HTTP requests in flight at most, over all concurrent ``sample`` calls.
     system_prompt : str, optional
         A system message sent before the prompt.
+    client : {"aiohttp", "openai"} or openai.AsyncOpenAI
+        The transport: plain HTTP over aiohttp (default, the cheapest), the official ``openai``
+        async client built from ``base_url`` and ``api_key`` (closed by :meth:`aclose`), or a
+        client instance you configured (e.g. ``openai.AsyncAzureOpenAI``; used with its own
+        retries off and ``timeout``, and left open). Needs the ``openai`` package.
 
     Attributes
     ----------
@@ -117,6 +125,7 @@ class OpenAIBackend:
         retry: RetryPolicy | None = None,
         max_concurrency: int = 64,
         system_prompt: str | None = None,
+        client: Literal["aiohttp", "openai"] | Any = "aiohttp",
     ) -> None:
         _check_init(base_url, model, timeout, use_n, max_concurrency)
         self.base_url = base_url
@@ -133,6 +142,7 @@ class OpenAIBackend:
         key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY", "EMPTY")
         self._headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
         self._pool: _Pool | None = None
+        self._client, self._owns_client = _official_client(client, base_url, key, self.timeout)
 
     async def __aenter__(self) -> OpenAIBackend:
         return self
@@ -141,10 +151,13 @@ class OpenAIBackend:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the HTTP connection pool."""
+        """Close the HTTP connection pool (and the official client, if this backend built it)."""
         pool, self._pool = self._pool, None
-        if pool is not None and pool.loop is asyncio.get_running_loop():
-            await pool.session.close()
+        session = None if pool is None else pool.session
+        if session is not None and pool is not None and pool.loop is asyncio.get_running_loop():
+            await session.close()
+        if self._owns_client:
+            await self._client.close()
 
     async def sample(
         self,
@@ -224,7 +237,9 @@ class OpenAIBackend:
             pool = self._open_pool()
             async with pool.slots:
                 self.stats.requests += 1
-                return await self._post(pool, payload)
+                if pool.session is None:
+                    return await self._post_client(payload)
+                return await self._post(pool.session, pool.proxy, payload)
 
         return await retry_async(attempt, self.retry, rng=self._rng, on_retry=self._count_retry)
 
@@ -235,7 +250,14 @@ class OpenAIBackend:
         """The connection pool of the running event loop (opened on first use)."""
         loop = asyncio.get_running_loop()
         if self._pool is None or self._pool.loop is not loop:
-            self._pool = _Pool(loop, self._url, self._headers, self.timeout, self.max_concurrency)
+            self._pool = _Pool(
+                loop,
+                self._url,
+                self._headers,
+                self.timeout,
+                self.max_concurrency,
+                http=self._client is None,
+            )
         return self._pool
 
     def _payload(self, prompt: str, n: int, seed: int | None, params: dict[str, Any]) -> bytes:
@@ -252,10 +274,12 @@ class OpenAIBackend:
             body["seed"] = seed
         return json.dumps(body, ensure_ascii=False).encode()
 
-    async def _post(self, pool: _Pool, payload: bytes) -> list[Completion]:
+    async def _post(
+        self, session: aiohttp.ClientSession, proxy: str | None, payload: bytes
+    ) -> list[Completion]:
         """One HTTP attempt; every failure becomes a :class:`BackendError`."""
         try:
-            async with pool.session.post(self._url, data=payload, proxy=pool.proxy) as response:
+            async with session.post(self._url, data=payload, proxy=proxy) as response:
                 raw = await response.read()
                 status, retry_after = response.status, response.headers.get("retry-after")
         except TimeoutError as exc:
@@ -266,6 +290,28 @@ class OpenAIBackend:
             raise BackendError(f"{self._url}: {type(exc).__name__}: {exc}", retryable=True) from exc
         if status >= 400:
             raise _status_error(self._url, status, raw, retry_after)
+        return _parse_response(raw, self.base_url)
+
+    async def _post_client(self, payload: bytes) -> list[Completion]:
+        """One attempt through the official client; every failure becomes a BackendError."""
+        import openai
+
+        try:
+            response = await self._client.chat.completions.with_raw_response.create(
+                **json.loads(payload)
+            )
+            raw = response.http_response.content
+        except openai.APITimeoutError as exc:  # a TimeoutError cause, as on the plain path
+            raise BackendError(
+                f"{self._url}: no reply within {self.timeout:g} s", retryable=True
+            ) from TimeoutError(str(exc))
+        except openai.APIStatusError as exc:
+            retry_after = exc.response.headers.get("retry-after")
+            raise _status_error(
+                self._url, exc.status_code, exc.response.content, retry_after
+            ) from exc
+        except openai.APIConnectionError as exc:
+            raise BackendError(f"{self._url}: {type(exc).__name__}: {exc}", retryable=True) from exc
         return _parse_response(raw, self.base_url)
 
     def _messages(self, prompt: str) -> list[dict[str, str]]:
@@ -289,16 +335,43 @@ class _Pool:
         headers: dict[str, str],
         timeout: float,
         max_concurrency: int,
+        *,
+        http: bool = True,
     ) -> None:
         self.loop = loop
         self.slots = asyncio.Semaphore(max_concurrency)
         self.proxy = _env_proxy(url)
-        self.session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=max_concurrency),
-            headers=headers,
-            timeout=aiohttp.ClientTimeout(total=timeout),
-            cookie_jar=aiohttp.DummyCookieJar(),
+        self.session = (
+            aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=max_concurrency),
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=timeout),
+                cookie_jar=aiohttp.DummyCookieJar(),
+            )
+            if http
+            else None
         )
+
+
+def _official_client(client: object, base_url: str, key: str, timeout: float) -> tuple[Any, bool]:
+    """The official client to send through (None for plain HTTP), and whether it is ours."""
+    if isinstance(client, str) and client == "aiohttp":
+        return None, False
+    try:
+        import openai
+    except ImportError as exc:  # pragma: no cover - openai is in the dev and serve extras
+        raise ImportError(
+            "OpenAIBackend(client='openai') needs the openai package: pip install openai"
+        ) from exc
+    if isinstance(client, str) and client == "openai":
+        owned = openai.AsyncOpenAI(base_url=base_url, api_key=key, max_retries=0, timeout=timeout)
+        return owned, True
+    if isinstance(client, openai.AsyncOpenAI):
+        return client.with_options(max_retries=0, timeout=timeout), False
+    raise ValueError(
+        "The 'client' parameter of OpenAIBackend must be 'aiohttp', 'openai' or an "
+        f"openai.AsyncOpenAI instance. Got {client!r} instead."
+    )
 
 
 def _env_proxy(url: str) -> str | None:
