@@ -10,7 +10,9 @@ import numpy as np
 import pandas as pd
 import typer
 from rich.console import Console
+from rich.progress import ProgressColumn, Task
 from rich.table import Table
+from rich.text import Text
 
 from computealloc import datasets
 from computealloc.samples import SampleLog, SampleLogError, read_samples
@@ -104,6 +106,15 @@ def inspect(log: LogArg, repeats: RepeatsOpt = "drop") -> None:
 
     sample_log = _open_log(log, repeats)
     _print_frame(summarize(sample_log), f"{sample_log.source}")
+
+
+class _RateColumn(ProgressColumn):
+    """Queries per second, one decimal."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        shown = "-" if speed is None else f"{speed:.1f}"
+        return Text(f"{shown} q/s", style="progress.data.speed")
 
 
 _CLIENT_HELP = "Transport to the server: aiohttp (plain HTTP, cheapest) or openai (the client)."
@@ -235,7 +246,7 @@ def collect_cmd(
         BarColumn(),
         MofNCompleteColumn(),
         TaskProgressColumn(),
-        TextColumn("[progress.data.speed]{task.speed} q/s"),
+        _RateColumn(),
         TimeRemainingColumn(),
     )
     with Progress(*columns, console=console) as bar:
