@@ -351,7 +351,7 @@ def _set_rule_state(rule: StoppingRule, state: dict[str, Any]) -> None:
     rule.group_edges_ = np.asarray(state["group_edges_"], dtype=np.float64)
     model = state["prior_model_"]
     rule.prior_model_ = None if model is None else lgb.Booster(model_str=model)
-    rule._cache = {}
+    rule._reset_caches()
 
 
 def _rule_params(rule: StoppingRule) -> dict[str, Any]:

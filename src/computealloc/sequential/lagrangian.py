@@ -9,6 +9,7 @@ sample is worth less than its price ``lam``.
 from __future__ import annotations
 
 from numbers import Real
+from typing import NamedTuple
 
 import lightgbm as lgb
 import numpy as np
@@ -61,19 +62,39 @@ def _state_statistics(traj: Trajectories, table: Int, n_tables: int) -> tuple[Fl
     return visits.reshape(shape), correct.reshape(shape), moves.reshape((*shape, _N_MOVES))
 
 
-def _decision_tables(visits: Float, correct: Float, moves: Float, lam: float) -> NDArray[np.int8]:
-    """Optimal stopping by backward induction: 1 stop, 0 continue, -1 state never visited.
+class _Dynamics(NamedTuple):
+    """The price-free part of the backward induction, per (table, t - 1, a, b).
 
-    ``V_T(s) = acc(s)``; ``V_t(s) = max(acc(s), sum_k P_k(s) V_{t+1}(s_k) - lam)`` with the
-    three successors ``s_k`` of ``s = (a, b)`` and the empirical move probabilities ``P_k``.
-    A decided vote (``a - b`` above the samples left) always stops: no sample can change it.
+    ``acc`` the expected correctness of stopping, ``prob`` the three move probabilities (last
+    axis), ``moved`` whether the state has observed moves, ``visited`` whether it was visited.
     """
-    n_tables, w, side, _ = visits.shape
+
+    acc: Float
+    prob: Float
+    moved: NDArray[np.bool_]
+    visited: NDArray[np.bool_]
+
+
+def _dynamics(visits: Float, correct: Float, moves: Float) -> _Dynamics:
+    """Per-state accuracy and move probabilities from the visit, correctness and move counts."""
     with np.errstate(invalid="ignore", divide="ignore"):
         acc = np.nan_to_num(correct / visits)
         total = moves.sum(axis=4)
         prob = np.nan_to_num(moves / total[..., None])
-    decision = np.where(visits > 0, 1, -1).astype(np.int8)
+    return _Dynamics(acc, prob, total > 0, visits > 0)
+
+
+def _induction(dynamics: _Dynamics, lam: float) -> NDArray[np.int8]:
+    """Optimal stopping at price ``lam`` by backward induction on ``dynamics``.
+
+    ``V_T(s) = acc(s)``; ``V_t(s) = max(acc(s), sum_k P_k(s) V_{t+1}(s_k) - lam)`` with the
+    three successors ``s_k`` of ``s = (a, b)`` and the empirical move probabilities ``P_k``.
+    A decided vote (``a - b`` above the samples left) always stops: no sample can change it.
+    Returns 1 stop, 0 continue, -1 state never visited.
+    """
+    acc, prob = dynamics.acc, dynamics.prob
+    n_tables, w, side, _ = acc.shape
+    decision = np.where(dynamics.visited, 1, -1).astype(np.int8)
     value = np.zeros((n_tables, side + 1, side + 1))
     value[:, :side, :side] = acc[:, w - 1]
     lead = np.arange(side)[:, None] - np.arange(side)[None, :]
@@ -86,11 +107,16 @@ def _decision_tables(visits: Float, correct: Float, moves: Float, lam: float) ->
             - lam
         )
         open_vote = lead <= w - (j + 1)
-        go_on = (total[:, j] > 0) & (q > acc[:, j]) & open_vote
+        go_on = dynamics.moved[:, j] & (q > acc[:, j]) & open_vote
         decision[:, j][go_on] = 0
         value = np.zeros_like(nxt)
         value[:, :side, :side] = np.where(go_on, q, acc[:, j])
     return decision
+
+
+def _decision_tables(visits: Float, correct: Float, moves: Float, lam: float) -> NDArray[np.int8]:
+    """Optimal stopping decisions from the counts at price ``lam`` (see :func:`_induction`)."""
+    return _induction(_dynamics(visits, correct, moves), lam)
 
 
 def _shrunk_correct(visits: Float, correct: Float, pseudo_visits: float) -> Float:
@@ -258,8 +284,13 @@ class LagrangianStopping(StoppingRule):
             )
         self.visits_, self.correct_, self.moves_ = visits, correct, moves
         self.horizon_ = traj.width
-        self._cache: dict[tuple[float, float], NDArray[np.int8]] = {}
+        self._reset_caches()
         return self
+
+    def _reset_caches(self) -> None:
+        """Forget the decision tables and dynamics computed so far (after fit, or a load)."""
+        self._cache: dict[tuple[float, float], NDArray[np.int8]] = {}
+        self._dynamics_cache: dict[float, _Dynamics] = {}
 
     def _fit_prior(self, pools: AnswerPools, X: ArrayLike | pd.DataFrame | None) -> Float:
         """Fit the prior regressor; return out-of-fold prior scores of the training queries."""
@@ -317,10 +348,16 @@ class LagrangianStopping(StoppingRule):
         if (price, k) not in self._cache:
             if len(self._cache) >= _TABLE_CACHE:
                 self._cache.clear()
-            visits = np.where(self.visits_ > 0, self.visits_ + k, 0.0)
-            correct = _shrunk_correct(self.visits_, self.correct_, k)
-            self._cache[price, k] = _decision_tables(visits, correct, self.moves_, price)
+            self._cache[price, k] = _induction(self._dynamics_at(k), price)
         return self._cache[price, k]
+
+    def _dynamics_at(self, pseudo_visits: float) -> _Dynamics:
+        """The price-free dynamics with each state's accuracy shrunk by ``pseudo_visits``."""
+        if pseudo_visits not in self._dynamics_cache:
+            visits = np.where(self.visits_ > 0, self.visits_ + pseudo_visits, 0.0)
+            correct = _shrunk_correct(self.visits_, self.correct_, pseudo_visits)
+            self._dynamics_cache[pseudo_visits] = _dynamics(visits, correct, self.moves_)
+        return self._dynamics_cache[pseudo_visits]
 
     def _pseudo_visits(self) -> float:
         """``smoothing`` in visits (a training query makes ``n_orders`` of them)."""
