@@ -20,8 +20,9 @@ from computealloc.evaluation import (
 )
 from computealloc.oracle import solve
 from computealloc.policies import Value
+from computealloc.routing import threshold_router
 from computealloc.samples import read_samples
-from computealloc.sequential import sequential_methods, threshold_router
+from computealloc.sequential import sequential_methods
 from computealloc.table import OutcomeTable
 from conftest import needs_data
 

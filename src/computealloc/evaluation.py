@@ -35,7 +35,7 @@ Methods (names in the ``method`` column)
     scores each query by the predicted accuracy gain of the strong model's cheapest action
     over the weak model's (the strong model is the more accurate one on train); the share of
     strong calls is the one whose routed mean cost on the calibration queries is the budget,
-    and :func:`computealloc.sequential.threshold_router` sends a test query to the strong
+    and :func:`computealloc.routing.threshold_router` sends a test query to the strong
     model when its score clears the calibration scores' quantile at that share (streaming;
     the realised test cost is reported as it falls). Needs a log, and actions, of exactly
     two models.
@@ -90,8 +90,9 @@ from computealloc.oracle import solve
 from computealloc.policies import Imitation, LengthHeuristic, Random, Uniform, Value
 from computealloc.policies._base import BasePolicy
 from computealloc.reuse import probe_table
+from computealloc.routing import threshold_router
 from computealloc.samples import SampleLog
-from computealloc.sequential import SEQUENTIAL_METHODS, sequential_methods, threshold_router
+from computealloc.sequential import SEQUENTIAL_METHODS, sequential_methods
 from computealloc.splits import QuerySplit, split_queries, split_samples
 from computealloc.table import Allocation, OutcomeTable
 
@@ -479,7 +480,7 @@ def _router_share(scores: Float, weak_cost: Float, strong_cost: Float, budget: f
     sum(strong_cost - weak_cost over those k)``; the share is the largest (fractional) ``k /
     n`` whose mean cost is within the budget, 0 when none is and 1 when all are. Queries tied
     on the score count their mean extra cost, which is what
-    :func:`~computealloc.sequential.threshold_router`'s random tie-break spends in expectation,
+    :func:`~computealloc.routing.threshold_router`'s random tie-break spends in expectation,
     so the expected routed cost on these queries is the budget exactly. With per-action
     constant costs ``c_w < c_s`` the share is ``clip((budget - c_w) / (c_s - c_w), 0, 1)``.
 

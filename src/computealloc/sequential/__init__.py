@@ -13,9 +13,9 @@ settled. This module holds
   learned from training queries, optionally per difficulty group of a learned prior;
 - an offline evaluator that replays each query's logged samples in many seeded random orders
   (:func:`replay`, :func:`evaluate_stopping`), a budget calibration that tunes any rule's knob
-  so that the mean number of samples equals a budget (:func:`calibrate_stopping`), and the
-  evaluation protocol entry point :func:`sequential_methods`;
-- a RouteLLM-style baseline for two-model logs: :func:`threshold_router`.
+  so that the mean number of samples equals a budget (:func:`calibrate_stopping`), the
+  evaluation protocol entry point :func:`sequential_methods`, and :func:`fit_stopping`, which
+  fits one rule for serving.
 
 Every rule answers ``should_stop(answers)`` for one live query (the runtime's per-sample
 call) and is evaluated offline on arrays of replayed trajectories by the same arithmetic.
@@ -48,7 +48,6 @@ from computealloc.sequential.protocol import (
     fit_stopping,
     sequential_methods,
 )
-from computealloc.sequential.router import threshold_router
 from computealloc.sequential.rules import (
     BetaRule,
     DirichletRule,
@@ -83,5 +82,4 @@ __all__ = [
     "replay",
     "sequential_methods",
     "stopping_curve",
-    "threshold_router",
 ]

@@ -1,4 +1,10 @@
-"""A RouteLLM-style routing baseline for two-model logs: :func:`threshold_router`."""
+"""Routing between a weak and a strong model by a score threshold (RouteLLM's router).
+
+RouteLLM (Ong et al. 2024) scores each query (a predicted win rate or accuracy gain of the
+strong model over the weak one) and calls the strong model when the score clears the quantile
+that gives the target share of strong-model calls; :func:`computealloc.evaluate` runs it as the
+``router/threshold`` baseline on two-model logs.
+"""
 
 from __future__ import annotations
 
