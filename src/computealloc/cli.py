@@ -117,7 +117,7 @@ class _RateColumn(ProgressColumn):
         return Text(f"{shown} q/s", style="progress.data.speed")
 
 
-_CLIENT_HELP = "Transport to the server: aiohttp (plain HTTP, cheapest) or openai (the client)."
+_CLIENT_HELP = "Transport upstream: aiohttp (plain HTTP, cheapest) or openai (the official client)."
 
 
 def _client(name: str) -> Literal["aiohttp", "openai"]:
@@ -418,7 +418,9 @@ def solve_cmd(
 
 @app.command("serve")
 def serve_cmd(
-    policy: Annotated[Path, typer.Option(help="Fitted policy file (from `computealloc fit`).")],
+    policy: Annotated[
+        Path, typer.Option(help="Policy or stopping-rule file (from `computealloc fit`).")
+    ],
     budget: Annotated[float, typer.Option(help="Mean cost per query to hold online.")],
     backend: Annotated[
         str, typer.Option(help="http(s)://HOST/v1 of an OpenAI-compatible server, or replay:LOG.")
