@@ -7,6 +7,8 @@ from numbers import Integral
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from computealloc.samples import SampleLog
+
 Float = NDArray[np.float64]
 
 
@@ -33,3 +35,10 @@ def _prior_array(prior: ArrayLike | None, n_rows: int) -> Float | None:
     if p.shape != (n_rows,):
         raise ValueError(f"`prior` must hold one score per query ({n_rows}). Got {p.shape[0]}.")
     return p
+
+
+def _check_log(log: object, where: str) -> None:
+    if not isinstance(log, SampleLog):
+        raise TypeError(
+            f"The 'log' parameter of {where} must be a SampleLog. Got {type(log).__name__} instead."
+        )

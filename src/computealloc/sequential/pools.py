@@ -20,7 +20,7 @@ from scipy.special import xlogy
 
 from computealloc.estimate import cluster_samples
 from computealloc.samples import SampleLog
-from computealloc.sequential._checks import _cap_of, _check_int
+from computealloc.sequential._checks import _cap_of, _check_int, _check_log
 
 __all__ = ["MAX_TOP_K", "AnswerPools", "Trajectories", "answer_pools", "replay"]
 
@@ -105,11 +105,7 @@ def answer_pools(
     -------
     AnswerPools
     """
-    if not isinstance(log, SampleLog):
-        raise TypeError(
-            f"The 'log' parameter of answer_pools must be a SampleLog. Got {type(log).__name__} "
-            "instead."
-        )
+    _check_log(log, "answer_pools")
     name = _model_of(log, model, "answer_pools")
     samples = log.samples
     if sample_mask is not None:

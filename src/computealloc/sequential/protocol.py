@@ -21,7 +21,7 @@ from computealloc.calibrate import check_budget
 from computealloc.estimate import majority_accuracy
 from computealloc.features import build_features
 from computealloc.samples import SampleLog
-from computealloc.sequential._checks import _cap_of
+from computealloc.sequential._checks import _cap_of, _check_log
 from computealloc.sequential.calibration import (
     CalibratedStopping,
     StoppingResult,
@@ -218,11 +218,7 @@ def sequential_methods(
             f"The 'protocol' parameter of sequential_methods must be one of "
             f"{', '.join(map(repr, _PROTOCOLS))}. Got {protocol!r} instead."
         )
-    if not isinstance(log, SampleLog):
-        raise TypeError(
-            f"The 'log' parameter of sequential_methods must be a SampleLog. Got "
-            f"{type(log).__name__} instead."
-        )
+    _check_log(log, "sequential_methods")
     wanted = _method_set(methods)
     name = _model_of(log, model, "sequential_methods")
     sets = _sets(log, protocol, seed, name, split, features)
@@ -475,11 +471,7 @@ def fit_stopping(
             f"The 'method' parameter of fit_stopping must be one of {', '.join(FIT_RULES)}. "
             f"Got {method!r} instead."
         )
-    if not isinstance(log, SampleLog):
-        raise TypeError(
-            f"The 'log' parameter of fit_stopping must be a SampleLog. Got "
-            f"{type(log).__name__} instead."
-        )
+    _check_log(log, "fit_stopping")
     sets = _sets(log, "in-sample", seed, _model_of(log, model, "fit_stopping"), split, None)
     largest = int(max(sets.train.n.max(), sets.cal.n.max(), sets.test.n.max()))
     cap = largest if max_samples is None else _cap_of(max_samples, "fit_stopping")
