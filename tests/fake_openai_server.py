@@ -104,18 +104,21 @@ def make_app(
 
     Notes
     -----
-    ``app.state.requests`` lists the ``n`` of every request received; ``app.state.faults``
-    counts the faults injected by kind.
+    ``app.state.requests`` lists the ``n`` of every request received, ``app.state.bodies``
+    their JSON bodies; ``app.state.faults`` counts the faults injected by kind.
     """
     app = FastAPI()
     app.state.requests = []
+    app.state.bodies = []
     app.state.faults = Counter()
     rng = random.Random(seed)
 
     @app.post("/v1/chat/completions")
     async def chat(raw: Request) -> Response:
-        request = ChatRequest.model_validate(await raw.json())
+        body = await raw.json()
+        request = ChatRequest.model_validate(body)
         app.state.requests.append(request.n)
+        app.state.bodies.append(body)
         fault = rng.choice(faults) if rng.random() < fault_rate else None
         if fault is not None:
             app.state.faults[fault] += 1

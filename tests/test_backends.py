@@ -4,6 +4,7 @@ loopback) and the replay of a sample log."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import importlib.util
 import random
 import socket
@@ -215,7 +216,7 @@ def test_a_configured_official_client_is_used_and_left_open():
 
         async def sample():  # type: ignore[no-untyped-def]
             async with OpenAIBackend("http://unused.invalid/v1", "m", client=mine) as backend:
-                got = await backend.sample("q", 2, seed=1)
+                got = await backend.sample("q", 2, params={"seed": 1})
             assert not mine.is_closed()  # the backend did not build it, so it leaves it open
             await mine.close()
             return got
@@ -235,7 +236,7 @@ def test_one_request_with_n_and_tokens_split_from_usage(client):
     app = make_app()
     with running(app) as url:
         backend = OpenAIBackend(url, "m", retry=FAST, client=client)
-        [got] = run(_sample_all(backend, ["q"], 5, seed=3))
+        [got] = run(_sample_all(backend, ["q"], 5, params={"seed": 3}))
     assert app.state.requests == [5]
     request = ChatRequest(model="m", messages=[{"role": "user", "content": "q"}], n=5, seed=3)
     expected = run(scripted(request, 5))
@@ -248,13 +249,51 @@ def test_one_request_with_n_and_tokens_split_from_usage(client):
 def test_single_requests_carry_consecutive_seeds_and_exact_tokens():
     app = make_app()
     with running(app) as url:
-        [got] = run(_sample_all(OpenAIBackend(url, "m", use_n=False, retry=FAST), ["q"], 3, seed=7))
+        [got] = run(
+            _sample_all(
+                OpenAIBackend(url, "m", use_n=False, retry=FAST), ["q"], 3, params={"seed": 7}
+            )
+        )
     assert app.state.requests == [1, 1, 1]
     expected = [
         run(scripted(ChatRequest(model="m", messages=[{"content": "q"}], seed=7 + j), 1))[0]
         for j in range(3)
     ]
-    assert got == expected
+    assert got == [dataclasses.replace(c, prompt_tokens=1) for c in expected]
+
+
+@pytest.mark.parametrize("client", TRANSPORTS)
+def test_the_whole_conversation_and_the_params_reach_the_server(client):
+    app = make_app()
+    conversation = [
+        {"role": "system", "content": "Answer in French."},
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Salut"},
+        {"role": "user", "content": "q"},
+    ]
+    params = {"temperature": 0.3, "max_tokens": 9, "seed": 4, "chat_template_kwargs": {"x": 1}}
+    with running(app) as url:
+        backend = OpenAIBackend(url, "m", retry=FAST, client=client, system_prompt="ignored")
+        [got] = run(_sample_all(backend, [conversation], 2, params=params))
+        [plain] = run(_sample_all(OpenAIBackend(url, "m", system_prompt="S"), ["q"], 1))
+    first, second = app.state.bodies
+    assert first == {**params, "model": "m", "messages": conversation, "n": 2}
+    assert second["messages"] == [
+        {"role": "system", "content": "S"},
+        {"role": "user", "content": "q"},
+    ]
+    assert "temperature" not in second and "seed" not in second  # the server's defaults
+    assert len(got) == 2 and {c.prompt_tokens for c in got + plain} == {1}
+
+
+def test_reserved_or_malformed_params_and_prompts_are_refused():
+    backend = OpenAIBackend("http://127.0.0.1:9/v1", "m")
+    with pytest.raises(ValueError, match=r"'params' parameter of OpenAIBackend.sample must not"):
+        run(backend.sample("p", 1, params={"n": 3}))
+    with pytest.raises(ValueError, match=r"'params' parameter .* must be a mapping"):
+        run(backend.sample("p", 1, params=[("seed", 1)]))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"A prompt must be a str or a non-empty sequence"):
+        run(backend.sample([{"content": "no role"}], 1))
 
 
 @pytest.mark.parametrize("client", TRANSPORTS)
@@ -263,7 +302,7 @@ def test_faults_are_retried_until_every_sample_arrives(client):
     prompts = [f"q{i}" for i in range(30)]
     with running(app) as base:
         backend = OpenAIBackend(base, "m", timeout=0.2, retry=FAST, client=client)
-        got = run(_sample_all(backend, prompts, 4, seed=1))
+        got = run(_sample_all(backend, prompts, 4, params={"seed": 1}))
     assert [len(g) for g in got] == [4] * 30
     faults = sum(app.state.faults.values())
     assert set(app.state.faults) == {"500", "429", "timeout", "malformed"}
@@ -297,7 +336,7 @@ def test_short_answer_to_n_is_topped_up_and_use_n_true_keeps_trying():
 
         async def twice():  # type: ignore[no-untyped-def]
             async with backend:
-                return [await backend.sample(p, 4, seed=0) for p in ("a", "b")]
+                return [await backend.sample(p, 4, params={"seed": 0}) for p in ("a", "b")]
 
         got = run(twice())
     assert app.state.requests == [4, 1, 1, 1] * 2
@@ -332,8 +371,8 @@ def test_a_backend_serves_from_one_event_loop_after_another():
     app = make_app()
     with running(app) as url:
         backend = OpenAIBackend(url, "m", use_n=False, retry=FAST)
-        first = run(backend.sample("q", 2, seed=0))
-        second = run(_sample_all(backend, ["q"], 2, seed=0))[0]
+        first = run(backend.sample("q", 2, params={"seed": 0}))
+        second = run(_sample_all(backend, ["q"], 2, params={"seed": 0}))[0]
     assert first == second and app.state.requests == [1, 1, 1, 1]
 
 
@@ -428,6 +467,22 @@ def test_replay_completion_fields_come_from_the_log():
     one = run(backend.sample(" One?\n", 3))
     assert sorted(c.text for c in one) == ["0", "1", "2"]
     assert {c.output_tokens for c in one} == {None} and {c.correct for c in one} == {None}
+
+
+def test_replay_matches_a_conversation_by_its_last_user_turn():
+    conversation = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "One?"},
+        {"role": "assistant", "content": "1"},
+        {
+            "role": "user",
+            "content": [{"type": "text", "text": "What is "}, {"type": "text", "text": "zero?"}],
+        },
+    ]
+    a, b = ReplayBackend(_log(), seed=2), ReplayBackend(_log(), seed=2)
+    by_text = run(a.sample("What is zero?", 3))
+    by_conversation = run(b.sample(conversation, 3, params={"temperature": 0.0}))
+    assert by_conversation == by_text
 
 
 def test_replay_selects_the_model_of_a_multi_model_log():

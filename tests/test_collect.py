@@ -49,7 +49,8 @@ class ScriptedBackend:
         self.prompts: list[str] = []
         self._rng = random.Random()
 
-    async def sample(self, prompt, n, *, temperature=1.0, max_tokens=None, seed=None):  # type: ignore[no-untyped-def]
+    async def sample(self, prompt, n, *, params=None):  # type: ignore[no-untyped-def]
+        seed = (params or {}).get("seed")
         self.prompts.append(prompt)
         await asyncio.sleep(self._rng.random() * 0.002)
         if prompt in self.fail:

@@ -241,7 +241,7 @@ class _Failing:
     def __init__(self, inner: ReplayBackend, fail_on: int) -> None:
         self.inner, self.fail_on, self.calls = inner, fail_on, 0
 
-    async def sample(self, prompt, n, *, temperature, max_tokens, seed):  # type: ignore[no-untyped-def]
+    async def sample(self, prompt, n, *, params=None):  # type: ignore[no-untyped-def]
         self.calls += 1
         if self.calls - 1 == self.fail_on:
             raise BackendError("boom", retryable=False, status_code=500)

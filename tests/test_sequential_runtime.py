@@ -33,7 +33,7 @@ class _Scripted:
         self.answers, self.fail_on = answers, fail_on
         self.position, self.calls = 0, []
 
-    async def sample(self, prompt, n, *, temperature=1.0, max_tokens=None, seed=None):
+    async def sample(self, prompt, n, *, params=None):
         if self.fail_on is not None and len(self.calls) == self.fail_on:
             raise RuntimeError("backend down")
         self.calls.append(n)

@@ -25,6 +25,7 @@ from computealloc.backends.base import (
     Completion,
     RetryPolicy,
     gather_or_cancel,
+    sampling_params,
 )
 from computealloc.grading import extract_answer, is_equivalent
 from computealloc.samples import SampleLog, SampleLogError
@@ -538,7 +539,8 @@ async def collect(
     max_tokens : int, optional
         Cap on output tokens per sample.
     seed : int, optional
-        Passed to every ``backend.sample`` call.
+        Sent with every ``backend.sample`` call (the backend draws distinct seeds from it for
+        the samples of one query).
     max_failures : int
         Queries that may fail for good (after the backend's retries) before collection stops.
         Failed queries are not written, so a rerun retries them.
@@ -580,6 +582,7 @@ async def collect(
         if isinstance(queries, (str, os.PathLike))
         else _check_queries(queries)
     )
+    params = sampling_params(temperature, max_tokens, seed)
     path = Path(out_path)
     started = time.monotonic()
     complete = _resume(path, n, backend.model)
@@ -601,9 +604,7 @@ async def collect(
 
     async def handle(query: Query, fd: int) -> None:
         try:
-            completions = await backend.sample(
-                query.prompt, n, temperature=temperature, max_tokens=max_tokens, seed=seed
-            )
+            completions = await backend.sample(query.prompt, n, params=params)
         except BackendError as exc:
             failed[query.query_id] = str(exc)
             report()

@@ -23,7 +23,13 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from computealloc.actions import Action, parse_actions
-from computealloc.backends.base import Backend, BackendError, Completion, gather_or_cancel
+from computealloc.backends.base import (
+    Backend,
+    BackendError,
+    Completion,
+    gather_or_cancel,
+    sampling_params,
+)
 from computealloc.budget import BudgetController
 from computealloc.calibrate import check_budget
 from computealloc.features import PROBE_FEATURES, PROMPT_FEATURES, probe_features, prompt_features
@@ -485,9 +491,8 @@ class Runtime(AnsweringRuntime):
     async def _draw(self, backend: Backend | None, prompt: str, n: int) -> list[Completion]:
         if backend is None or n <= 0:
             return []
-        return await backend.sample(
-            prompt, n, temperature=self.temperature, max_tokens=self.max_tokens, seed=None
-        )
+        params = sampling_params(self.temperature, self.max_tokens)
+        return await backend.sample(prompt, n, params=params)
 
     async def _decide(self, prompt: str, probes: list[Completion]) -> tuple[int, float, float]:
         """Action index, price and expected cost; batched with concurrent queries."""

@@ -24,7 +24,7 @@ import threading
 
 import numpy as np
 
-from computealloc.backends.base import Backend, Completion
+from computealloc.backends.base import Backend, Completion, sampling_params
 from computealloc.budget import BudgetController
 from computealloc.features import PROMPT_FEATURES, prompt_features
 from computealloc.runtime import (
@@ -213,9 +213,8 @@ class SequentialRuntime(AnsweringRuntime):
         keys: list[str | None] = []
         while len(drawn) < self.max_samples:
             n = min(self.batch_size, self.max_samples - len(drawn))
-            batch = await self.backend.sample(
-                prompt, n, temperature=self.temperature, max_tokens=self.max_tokens, seed=None
-            )
+            params = sampling_params(self.temperature, self.max_tokens)
+            batch = await self.backend.sample(prompt, n, params=params)
             drawn.extend(batch)
             stopped = False
             for completion in batch:

@@ -9,12 +9,18 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from computealloc.backends.base import (
+    RESERVED_PARAMS,
     Backend,
     BackendError,
     Completion,
+    Prompt,
     RetryPolicy,
+    check_params,
     gather_or_cancel,
+    last_user_text,
     retry_async,
+    sampling_params,
+    to_messages,
 )
 from computealloc.backends.replay import ReplayBackend, UnknownPromptError
 
@@ -22,16 +28,22 @@ if TYPE_CHECKING:
     from computealloc.backends.openai_compat import BackendStats, OpenAIBackend
 
 __all__ = [
+    "RESERVED_PARAMS",
     "Backend",
     "BackendError",
     "BackendStats",
     "Completion",
     "OpenAIBackend",
+    "Prompt",
     "ReplayBackend",
     "RetryPolicy",
     "UnknownPromptError",
+    "check_params",
     "gather_or_cancel",
+    "last_user_text",
     "retry_async",
+    "sampling_params",
+    "to_messages",
 ]
 
 _LAZY = {"OpenAIBackend", "BackendStats"}

@@ -1,8 +1,9 @@
 """The backend contract: :class:`Completion`, :class:`Backend`, errors, retries.
 
-A backend turns one prompt into ``n`` sampled completions. Everything above it (``collect``,
-the runtime, the proxy server) only sees this module's names, so an OpenAI-compatible server
-and a replayed sample log are interchangeable.
+A backend turns one prompt (a user message, or a whole conversation of chat messages) into
+``n`` sampled completions, with per-call request parameters. Everything above it
+(``collect``, the runtime, the proxy server) only sees this module's names, so an
+OpenAI-compatible server and a replayed sample log are interchangeable.
 """
 
 from __future__ import annotations
@@ -10,20 +11,32 @@ from __future__ import annotations
 import asyncio
 import math
 import random
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 __all__ = [
+    "RESERVED_PARAMS",
     "Backend",
     "BackendError",
     "Completion",
+    "Prompt",
     "RetryPolicy",
+    "check_params",
     "gather_or_cancel",
+    "last_user_text",
     "retry_async",
+    "sampling_params",
+    "to_messages",
 ]
 
 T = TypeVar("T")
+
+#: What a backend samples: one user message's text, or a conversation of chat messages
+#: (``{"role": ..., "content": ...}`` mappings, as in the OpenAI chat API).
+Prompt = str | Sequence[Mapping[str, Any]]
+#: Request fields a backend sets itself; per-call ``params`` may not hold them.
+RESERVED_PARAMS = frozenset({"model", "messages", "n", "stream", "stream_options"})
 
 
 @dataclass(frozen=True)
@@ -45,6 +58,9 @@ class Completion:
     from_log : bool
         True when ``answer`` and ``correct`` come from a logged sample (the replay backend), so
         consumers use them instead of extracting the answer from ``text`` again.
+    prompt_tokens : int or None
+        Prompt tokens of the request that produced this sample, as the server reported them
+        (samples of one request share the value); None when unknown.
     """
 
     text: str
@@ -53,6 +69,7 @@ class Completion:
     answer: str | None = None
     correct: bool | None = None
     from_log: bool = False
+    prompt_tokens: int | None = None
 
 
 class Backend(Protocol):
@@ -67,15 +84,16 @@ class Backend(Protocol):
     model: str
 
     async def sample(
-        self,
-        prompt: str,
-        n: int,
-        *,
-        temperature: float,
-        max_tokens: int | None,
-        seed: int | None,
+        self, prompt: Prompt, n: int, *, params: Mapping[str, Any] | None = None
     ) -> list[Completion]:
-        """Return exactly ``n`` completions of ``prompt``; raise :class:`BackendError`."""
+        """Return exactly ``n`` completions of ``prompt``; raise :class:`BackendError`.
+
+        ``prompt`` is a user message's text or the whole conversation (see :data:`Prompt`);
+        ``params`` are request fields merged into the request body (``temperature``,
+        ``max_tokens``, ``seed``, ``reasoning_effort``, ``chat_template_kwargs``, ...), none of
+        :data:`RESERVED_PARAMS`. A backend that cannot honour a field ignores it and says so
+        in its documentation.
+        """
         ...
 
     async def aclose(self) -> None:
@@ -239,3 +257,74 @@ async def gather_or_cancel(awaitables: Iterable[Awaitable[T]]) -> list[T]:
     if first is not None:
         raise first
     return [t.result() for t in tasks]
+
+
+def to_messages(prompt: Prompt) -> list[dict[str, Any]]:
+    """The chat messages of ``prompt``: a str becomes one user message.
+
+    Raises
+    ------
+    ValueError
+        When ``prompt`` is an empty conversation or holds a message without a str ``role``.
+    """
+    if isinstance(prompt, str):
+        return [{"role": "user", "content": prompt}]
+    messages = [dict(m) for m in prompt] if not isinstance(prompt, Mapping) else []
+    if not messages or not all(isinstance(m.get("role"), str) for m in messages):
+        raise ValueError(
+            "A prompt must be a str or a non-empty sequence of chat messages, each a mapping "
+            f"with a str 'role'. Got {prompt!r:.200} instead."
+        )
+    return messages
+
+
+def last_user_text(prompt: Prompt) -> str:
+    """The text of the last user message of ``prompt`` (``prompt`` itself when a str).
+
+    Content given as a list of parts contributes its ``text`` parts, joined; a conversation
+    without a user message gives ``""``.
+    """
+    if isinstance(prompt, str):
+        return prompt
+    for message in reversed(to_messages(prompt)):
+        if message["role"] == "user":
+            return _text(message.get("content"))
+    return ""
+
+
+def _text(content: object) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(
+            str(part.get("text") or "")
+            for part in content
+            if isinstance(part, Mapping) and part.get("type") == "text"
+        )
+    return ""
+
+
+def check_params(params: Mapping[str, Any] | None, where: str) -> dict[str, Any]:
+    """A copy of the per-call request ``params`` of ``where``; reserved fields are an error."""
+    if params is None:
+        return {}
+    if not isinstance(params, Mapping) or not all(isinstance(k, str) for k in params):
+        raise ValueError(
+            f"The 'params' parameter of {where} must be a mapping of str to JSON values or "
+            f"None. Got {params!r:.200} instead."
+        )
+    clash = sorted(RESERVED_PARAMS.intersection(params))
+    if clash:
+        raise ValueError(
+            f"The 'params' parameter of {where} must not set {clash}: the backend sets them. "
+            f"Got {dict(params)!r:.200}."
+        )
+    return dict(params)
+
+
+def sampling_params(
+    temperature: float | None = None, max_tokens: int | None = None, seed: int | None = None
+) -> dict[str, Any]:
+    """Request ``params`` holding the given sampling settings (those that are not None)."""
+    given = {"temperature": temperature, "max_tokens": max_tokens, "seed": seed}
+    return {k: v for k, v in given.items() if v is not None}

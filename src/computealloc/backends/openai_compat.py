@@ -14,10 +14,13 @@ the same requests through the official client. Either way, retries follow this p
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
 import json
 import os
 import random
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -28,9 +31,12 @@ import numpy as np
 from computealloc.backends.base import (
     BackendError,
     Completion,
+    Prompt,
     RetryPolicy,
+    check_params,
     gather_or_cancel,
     retry_async,
+    to_messages,
 )
 
 __all__ = ["BackendStats", "OpenAIBackend", "split_output_tokens"]
@@ -84,7 +90,7 @@ class OpenAIBackend:
     max_concurrency : int
         HTTP requests in flight at most, over all concurrent ``sample`` calls.
     system_prompt : str, optional
-        A system message sent before the prompt.
+        A system message sent before the prompt, unless the conversation has its own.
     client : {"aiohttp", "openai"} or openai.AsyncOpenAI
         The transport: plain HTTP over aiohttp (default, the cheapest), the official ``openai``
         async client built from ``base_url`` and ``api_key`` (closed by :meth:`aclose`), or a
@@ -104,9 +110,9 @@ class OpenAIBackend:
     so the split sums to the reported total); the mean per sample is exact, a single sample's
     count an estimate. ``use_n=False`` gives exact per-sample counts.
 
-    Single requests carry ``seed + j`` for the ``j``-th completion of the call when a ``seed``
-    is given, so that seeded servers do not return ``n`` copies of one sample.
-    ``max_tokens`` is sent as ``max_tokens``, the field vLLM, SGLang and llama.cpp read.
+    Single requests carry ``seed + j`` for the ``j``-th completion of the call when
+    ``params`` holds a ``seed``, so that seeded servers do not return ``n`` copies of one
+    sample. ``max_tokens`` is sent as given, the field vLLM, SGLang and llama.cpp read.
 
     The connection pool (``max_concurrency`` keep-alive connections) is opened on the first
     request, in the running event loop, and closed by :meth:`aclose`; a backend used from a new
@@ -160,28 +166,21 @@ class OpenAIBackend:
             await self._client.close()
 
     async def sample(
-        self,
-        prompt: str,
-        n: int,
-        *,
-        temperature: float = 1.0,
-        max_tokens: int | None = None,
-        seed: int | None = None,
+        self, prompt: Prompt, n: int, *, params: Mapping[str, Any] | None = None
     ) -> list[Completion]:
         """Sample ``n`` completions of ``prompt``.
 
         Parameters
         ----------
-        prompt : str
-            The user message.
+        prompt : str or sequence of chat messages
+            The user message, or the whole conversation (system message, earlier turns).
         n : int
             Completions wanted, ``>= 1``.
-        temperature : float
-            Sampling temperature.
-        max_tokens : int, optional
-            Cap on output tokens per completion.
-        seed : int, optional
-            Sampling seed, for servers that honour it.
+        params : mapping, optional
+            Request fields merged into every request body: ``temperature``, ``max_tokens``,
+            ``seed``, ``top_p``, ``reasoning_effort``, ``chat_template_kwargs``, ... (not
+            ``model``, ``messages``, ``n``, ``stream``). Fields left out take the server's
+            defaults.
 
         Returns
         -------
@@ -192,46 +191,52 @@ class OpenAIBackend:
         ------
         BackendError
             When a request fails for good (non-retryable, or out of attempts).
+        ValueError
+            When ``n``, ``prompt`` or ``params`` is malformed.
         """
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(
                 f"The 'n' parameter of OpenAIBackend.sample must be an int in [1, inf). "
                 f"Got {n!r} instead."
             )
-        params: dict[str, Any] = {"temperature": temperature, "max_tokens": max_tokens}
-        got = await self._sample_with_n(prompt, n, seed, params) if n > 1 and self._try_n else []
-        rest = await self._singles(prompt, range(len(got), n), seed, params)
+        body = check_params(params, "OpenAIBackend.sample")
+        messages = self._messages(prompt)
+        got = await self._sample_with_n(messages, n, body) if n > 1 and self._try_n else []
+        rest = await self._singles(messages, range(len(got), n), body)
         if n > 1 and len(got) < n and self._try_n:
             self.stats.n_fallbacks += 1
             self._try_n = self.use_n is True
         return got + rest
 
     async def _singles(
-        self, prompt: str, indices: range, seed: int | None, params: dict[str, Any]
+        self, messages: list[dict[str, Any]], indices: range, params: dict[str, Any]
     ) -> list[Completion]:
         """One single-completion request per index, in parallel (``seed + j`` for index j)."""
-        seeds = [None if seed is None else seed + j for j in indices]
-        if len(seeds) == 1:  # the common case: no tasks to spawn
-            return await self._request(prompt, 1, seeds[0], params)
-        batches = await gather_or_cancel(self._request(prompt, 1, s, params) for s in seeds)
+        seed = params.get("seed")
+        bodies = [
+            params if not isinstance(seed, int) else {**params, "seed": seed + j} for j in indices
+        ]
+        if len(bodies) == 1:  # the common case: no tasks to spawn
+            return await self._request(messages, 1, bodies[0])
+        batches = await gather_or_cancel(self._request(messages, 1, b) for b in bodies)
         return [c for batch in batches for c in batch]
 
     async def _sample_with_n(
-        self, prompt: str, n: int, seed: int | None, params: dict[str, Any]
+        self, messages: list[dict[str, Any]], n: int, params: dict[str, Any]
     ) -> list[Completion]:
         """One request with ``n``; empty when the server refuses ``n > 1``."""
         try:
-            return (await self._request(prompt, n, seed, params))[:n]
+            return (await self._request(messages, n, params))[:n]
         except BackendError as exc:
             if exc.status_code in _N_REJECTED:
                 return []
             raise
 
     async def _request(
-        self, prompt: str, n: int, seed: int | None, params: dict[str, Any]
+        self, messages: list[dict[str, Any]], n: int, params: dict[str, Any]
     ) -> list[Completion]:
         """One chat completion request, retried as ``self.retry`` says."""
-        payload = self._payload(prompt, n, seed, params)
+        payload = self._payload(messages, n, params)
 
         async def attempt() -> list[Completion]:
             pool = self._open_pool()
@@ -260,18 +265,10 @@ class OpenAIBackend:
             )
         return self._pool
 
-    def _payload(self, prompt: str, n: int, seed: int | None, params: dict[str, Any]) -> bytes:
-        body: dict[str, Any] = {
-            "model": self.model,
-            "messages": self._messages(prompt),
-            "temperature": params["temperature"],
-        }
+    def _payload(self, messages: list[dict[str, Any]], n: int, params: dict[str, Any]) -> bytes:
+        body: dict[str, Any] = {**params, "model": self.model, "messages": messages}
         if n > 1:
             body["n"] = n
-        if params["max_tokens"] is not None:
-            body["max_tokens"] = params["max_tokens"]
-        if seed is not None:
-            body["seed"] = seed
         return json.dumps(body, ensure_ascii=False).encode()
 
     async def _post(
@@ -298,7 +295,7 @@ class OpenAIBackend:
 
         try:
             response = await self._client.chat.completions.with_raw_response.create(
-                **json.loads(payload)
+                **_client_arguments(json.loads(payload))
             )
             raw = response.http_response.content
         except openai.APITimeoutError as exc:  # a TimeoutError cause, as on the plain path
@@ -314,11 +311,12 @@ class OpenAIBackend:
             raise BackendError(f"{self._url}: {type(exc).__name__}: {exc}", retryable=True) from exc
         return _parse_response(raw, self.base_url)
 
-    def _messages(self, prompt: str) -> list[dict[str, str]]:
-        user = {"role": "user", "content": prompt}
-        if self.system_prompt is None:
-            return [user]
-        return [{"role": "system", "content": self.system_prompt}, user]
+    def _messages(self, prompt: Prompt) -> list[dict[str, Any]]:
+        """The request's messages: ``system_prompt`` first unless the conversation has one."""
+        messages = to_messages(prompt)
+        if self.system_prompt is None or any(m["role"] == "system" for m in messages):
+            return messages
+        return [{"role": "system", "content": self.system_prompt}, *messages]
 
 
 class _Pool:
@@ -372,6 +370,22 @@ def _official_client(client: object, base_url: str, key: str, timeout: float) ->
         "The 'client' parameter of OpenAIBackend must be 'aiohttp', 'openai' or an "
         f"openai.AsyncOpenAI instance. Got {client!r} instead."
     )
+
+
+def _client_arguments(body: dict[str, Any]) -> dict[str, Any]:
+    """``body`` as arguments of the official client's ``create``: the fields it does not
+    know (``chat_template_kwargs``, ``top_k``, ...) go in ``extra_body``."""
+    known = _client_fields()
+    extra = {k: v for k, v in body.items() if k not in known}
+    return {k: v for k, v in body.items() if k in known} | ({"extra_body": extra} if extra else {})
+
+
+@functools.cache
+def _client_fields() -> frozenset[str]:
+    """The keyword arguments of the official client's ``chat.completions.create``."""
+    from openai.resources.chat import AsyncCompletions
+
+    return frozenset(inspect.signature(AsyncCompletions.create).parameters)
 
 
 def _env_proxy(url: str) -> str | None:
@@ -457,14 +471,20 @@ def _parse_response(raw: bytes, base_url: str) -> list[Completion]:
         texts.append(content or "")
         reason = choice.get("finish_reason") if isinstance(choice, dict) else None
         reasons.append(reason if isinstance(reason, str) else None)
-    usage = body.get("usage")
-    total = usage.get("completion_tokens") if isinstance(usage, dict) else None
-    counted = isinstance(total, int) and not isinstance(total, bool)
-    tokens = split_output_tokens(total if counted else None, texts)
+    usage = body.get("usage") if isinstance(body.get("usage"), dict) else {}
+    total, prompt_tokens = (_count(usage.get(f)) for f in ("completion_tokens", "prompt_tokens"))
+    tokens = split_output_tokens(total, texts)
     return [
-        Completion(text=t, output_tokens=k, finish_reason=r)
+        Completion(text=t, output_tokens=k, finish_reason=r, prompt_tokens=prompt_tokens)
         for t, k, r in zip(texts, tokens, reasons, strict=True)
     ]
+
+
+def _count(value: object) -> int | None:
+    """A token count of ``usage``, or None when it is not a non-negative int."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    return None
 
 
 def split_output_tokens(total: int | None, texts: list[str]) -> list[int | None]:

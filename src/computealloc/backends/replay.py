@@ -7,12 +7,20 @@ as with a live model, at no cost and reproducibly.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from computealloc.backends.base import BackendError, Completion
+from computealloc.backends.base import (
+    BackendError,
+    Completion,
+    Prompt,
+    check_params,
+    last_user_text,
+)
 from computealloc.samples import SampleLog
 
 __all__ = ["ReplayBackend", "UnknownPromptError"]
@@ -60,7 +68,8 @@ class ReplayBackend:
     order of a query does not depend on calls for other queries, so concurrent callers get
     reproducible samples per query.
 
-    ``temperature``, ``max_tokens`` and ``seed`` of :meth:`sample` are ignored. A completion's
+    A conversation is matched by the text of its last user message; the ``params`` of
+    :meth:`sample` (temperature, ``max_tokens``, seed, ...) are ignored. A completion's
     text is the logged ``response``, else the logged ``answer``, else ``""``; its
     ``output_tokens`` is the logged ``tokens``; its ``answer`` and ``correct`` are the logged
     ones (``from_log=True``).
@@ -107,15 +116,12 @@ class ReplayBackend:
             raise UnknownPromptError(prompt) from None
 
     async def sample(
-        self,
-        prompt: str,
-        n: int,
-        *,
-        temperature: float = 1.0,
-        max_tokens: int | None = None,
-        seed: int | None = None,
+        self, prompt: Prompt, n: int, *, params: Mapping[str, Any] | None = None
     ) -> list[Completion]:
         """Serve the next ``n`` logged samples of the query whose prompt is ``prompt``.
+
+        ``prompt`` is the query's text, or a conversation whose last user message is;
+        ``params`` is checked and ignored.
 
         Returns
         -------
@@ -132,7 +138,8 @@ class ReplayBackend:
                 f"The 'n' parameter of ReplayBackend.sample must be an int in [1, inf). "
                 f"Got {n!r} instead."
             )
-        query_id = self.lookup(prompt)
+        check_params(params, "ReplayBackend.sample")
+        query_id = self.lookup(last_user_text(prompt))
         start, count = self._slices[query_id]
         first = self._served.get(query_id, 0)
         self._served[query_id] = first + n
