@@ -348,7 +348,20 @@ def test_estimate_costs_in_tokens_and_usd() -> None:
     usd = estimate(log, specs, "usd", prices={"m1": 2.0, "org/m2": 10.0})
     np.testing.assert_allclose(usd.C, tokens.C * np.array([2.0, 2.0, 10.0]) / 1e6)
     assert usd.cost_unit == "usd"
-    assert usd.metadata["usd_per_million_tokens"] == {"m1": 2.0, "org/m2": 10.0}
+    assert usd.metadata["prices"] == {"m1": "2", "org/m2": "10"}
+    # per-sample prices multiply each model's cost; an IN/OUT usd price adds prompt tokens
+    weighted = estimate(log, specs, "samples", prices={"m1": 0, "org/m2": 1})
+    np.testing.assert_array_equal(weighted.C, [[0, 0, 1], [0, 0, 1]])
+    with_prompt = make_log(
+        query_id=["a", "b"], answer=["1"] * 2, correct=[True] * 2, tokens=[100.0, 300.0]
+    )
+    with_prompt.samples["prompt_tokens"] = [1000.0, 2000.0]
+    np.testing.assert_allclose(
+        estimate(with_prompt, "majority@1", "usd", prices={"m": "3/10"}).C.ravel(),
+        [(100 * 10 + 1000 * 3) / 1e6, (300 * 10 + 2000 * 3) / 1e6],
+    )
+    with pytest.raises(ValueError, match="a `prompt_tokens` column"):
+        estimate(log, "m1/majority@1", "usd", prices={"m1": "1/1"})
 
 
 def test_estimate_model_prefixed_columns() -> None:
@@ -465,7 +478,7 @@ def test_estimate_single_model_accepts_its_prefix() -> None:
         (
             {"cost": "flops"},
             ValueError,
-            r"The 'cost' parameter of estimate must be one of 'samples', 'tokens', 'usd'\. Got "
+            r"The 'cost' parameter of estimate must be one of samples, tokens, chars, usd\. Got "
             r"'flops' instead\.",
         ),
         (
@@ -476,26 +489,30 @@ def test_estimate_single_model_accepts_its_prefix() -> None:
         (
             {"cost": "usd"},
             ValueError,
-            r"The 'prices' parameter of estimate must be a dict \{model: USD per million output "
-            r"tokens\} when cost='usd'\. Got None instead\.",
+            r"The 'prices' parameter of estimate has no price for arm 'm' \(cost unit 'usd': USD "
+            r"per 1M output tokens, or IN/OUT USD per 1M prompt/output tokens\)\. Got prices "
+            r"for: none\.",
         ),
         (
             {"cost": "usd", "prices": {"x": 1.0}},
             ValueError,
-            r"The 'prices' parameter of estimate has no price for model 'm'\. Got prices "
-            r"for: 'x'\.",
+            r"The 'prices' parameter of estimate has no price for arm 'm' .*Got prices for: 'x'\.",
         ),
         (
             {"cost": "usd", "prices": {"m": -1.0}},
             ValueError,
-            r"The price of model 'm' in 'prices' must be a float in \[0, inf\)\. Got -1.0 "
-            r"instead\.",
+            r"The 'prices' parameter of estimate: the price of arm 'm' must be a number >= 0 "
+            r"\(USD per 1M output tokens.*\) with cost unit 'usd'\. Got -1.0 instead\.",
         ),
         (
-            {"prices": {"m": 1.0}},
+            {"prices": {"m": "1/2"}},
             ValueError,
-            r"The 'prices' parameter of estimate is only used with cost='usd'\. Got "
-            r"cost='samples'\.",
+            r"the price of arm 'm' .* with cost unit 'samples'\. Got '1/2' instead\.",
+        ),
+        (
+            {"prices": {"x": 1.0}},
+            ValueError,
+            r"has no price for arm 'm' \(cost unit 'samples': per sample\)",
         ),
     ],
 )

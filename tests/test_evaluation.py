@@ -430,7 +430,7 @@ def test_routing_metrics_of_random_and_perfect_routers():
         ({"probe_m": -1}, "The 'probe_m' parameter of evaluate must be"),
         ({"cost": "joules"}, "The 'cost' parameter of evaluate must be one of"),
         ({"budgets": [0.5]}, "The budget 0.5 of evaluate is infeasible"),
-        ({"prices": {"other": 1.0}}, "has no price for model 'm'"),
+        ({"prices": {"other": 1.0}}, "has no price for arm 'm'"),
     ],
 )
 def test_invalid_arguments(log, kwargs, message):

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Literal
 
@@ -28,6 +28,7 @@ from scipy.special import comb
 from computealloc.actions import Action, parse_actions
 from computealloc.samples import SampleLog
 from computealloc.table import OutcomeTable
+from computealloc.units import CostUnit, PriceLike, Pricing, pricing_of
 
 __all__ = [
     "MAX_POOL_SIZE",
@@ -45,7 +46,6 @@ MAX_POOL_SIZE = 1024
 """Most samples one (model, query) pool may hold: ``C(1024, 512)`` is the largest binomial
 that float64 holds, and every kernel works with binomial counts."""
 
-_COSTS = ("samples", "tokens", "usd")
 _ON_SHORT = ("raise", "drop")
 _PROTOCOLS = ("in-sample", "held-out")
 
@@ -430,8 +430,8 @@ class ClusteredSamples:
     """One model's samples as per-query arrays (rows follow the table's query ids).
 
     ``gold``, ``abstain``, ``n`` are (N,), ``others`` (N, M) wrong-cluster sizes; ``row`` (S,)
-    is each sample's query row, ``correct`` (S,) its resolved correctness, ``score`` and
-    ``tokens`` (S,) its columns.
+    is each sample's query row, ``correct`` (S,) its resolved correctness, ``score`` (S,) its
+    column and ``cost`` (S,) its cost (NaN when no costs were given).
     """
 
     model: str
@@ -442,7 +442,7 @@ class ClusteredSamples:
     row: Int
     correct: NDArray[np.bool_]
     score: Float
-    tokens: Float
+    cost: Float
 
 
 def _name(qids: NDArray[np.object_], row: int, model: str) -> str:
@@ -500,16 +500,24 @@ def _wrong_clusters(group: Int, row: Int, wrong: NDArray[np.bool_], n_rows: int)
 
 
 def cluster_samples(
-    samples: pd.DataFrame, model: str, qids: NDArray[np.object_]
+    samples: pd.DataFrame,
+    model: str,
+    qids: NDArray[np.object_],
+    costs: Float | None = None,
 ) -> ClusteredSamples:
     """Cluster one model's samples on the queries ``qids`` (answer clusters per query).
 
     Shared by the fixed-K estimators here and the stopping-rule replay in
     :mod:`computealloc.sequential`. Rows follow ``qids``; samples of other queries are ignored.
+    ``costs`` (n_samples,), aligned with ``samples``, is each sample's cost
+    (:meth:`~computealloc.units.Pricing.sample_costs`).
     """
-    frame = samples[(samples["model"] == model).to_numpy()]
+    mine = (samples["model"] == model).to_numpy()
+    frame = samples[mine]
     row = pd.Index(qids).get_indexer(pd.Index(frame["query_id"])).astype(np.int64)
-    frame, row = frame[row >= 0], row[row >= 0]
+    known = row >= 0
+    frame, row = frame[known], row[known]
+    cost = np.full(len(row), np.nan) if costs is None else costs[mine][known]
     n_rows = len(qids)
     correct, answered, group = _resolve_correct(frame, row, qids, model)
     abstain = ~answered & ~correct
@@ -522,7 +530,7 @@ def cluster_samples(
         row=row,
         correct=correct,
         score=frame["score"].to_numpy(dtype=np.float64, na_value=np.nan),
-        tokens=frame["tokens"].to_numpy(dtype=np.float64, na_value=np.nan),
+        cost=cost,
     )
 
 
@@ -591,43 +599,6 @@ def _check_choice(name: str, value: object, choices: tuple[str, ...], where: str
         raise ValueError(
             f"The {name!r} parameter of {where} must be one of {allowed}. Got {value!r} instead."
         )
-
-
-def _check_prices(
-    cost: str, prices: Mapping[str, float] | None, models: Iterable[str]
-) -> dict[str, float]:
-    """Validate ``prices`` (USD per million tokens) against ``cost`` and the models used."""
-    if cost != "usd":
-        if prices is not None:
-            raise ValueError(
-                f"The 'prices' parameter of estimate is only used with cost='usd'. Got "
-                f"cost={cost!r}."
-            )
-        return {}
-    if not isinstance(prices, Mapping):
-        raise ValueError(
-            "The 'prices' parameter of estimate must be a dict {model: USD per million output "
-            f"tokens}} when cost='usd'. Got {prices!r} instead."
-        )
-    clean: dict[str, float] = {}
-    for model in models:
-        if model not in prices:
-            raise ValueError(
-                f"The 'prices' parameter of estimate has no price for model {model!r}. Got "
-                f"prices for: {', '.join(map(repr, prices)) or 'none'}."
-            )
-        price = prices[model]
-        if (
-            isinstance(price, bool)
-            or not isinstance(price, (int, float))
-            or not (0 <= price < np.inf)
-        ):
-            raise ValueError(
-                f"The price of model {model!r} in 'prices' must be a float in [0, inf). Got "
-                f"{price!r} instead."
-            )
-        clean[model] = float(price)
-    return clean
 
 
 def _action_models(log: SampleLog, actions: tuple[Action, ...]) -> list[str]:
@@ -742,9 +713,9 @@ def default_actions(
 def estimate(
     log: SampleLog,
     actions: str | Iterable[str | Action] | None = None,
-    cost: Literal["samples", "tokens", "usd"] = "samples",
+    cost: CostUnit | Pricing = "samples",
     *,
-    prices: Mapping[str, float] | None = None,
+    prices: Mapping[str, PriceLike] | None = None,
     on_short: Literal["raise", "drop"] = "raise",
 ) -> OutcomeTable:
     """Exact expected accuracy and cost of each action on each query of a sample log.
@@ -762,13 +733,16 @@ def estimate(
     actions : str, iterable of str or Action, optional
         Action specs (``"majority@1,majority@4"``); default :func:`default_actions`.
         An action without a model prefix needs a log with a single model.
-    cost : {"samples", "tokens", "usd"}
-        Cost unit. ``"samples"``: ``K``. ``"tokens"``: expected output tokens of the ``K``
-        samples, ``K`` times the mean ``tokens`` of the query's pool (exact under sampling
-        without replacement). ``"usd"``: those tokens times the model's price.
-    prices : dict of str to float, optional
-        Only with ``cost="usd"``: USD per **million** output tokens for every model used,
-        e.g. ``{"gpt-4": 60.0}``.
+    cost : {"samples", "tokens", "chars", "usd"} or Pricing
+        Cost unit (:mod:`computealloc.units`). ``C[i, a]`` is ``K`` times the mean cost of one
+        sample of the query's pool (exact under sampling without replacement): ``K`` times the
+        arm's price in ``"samples"``, the expected output tokens (or characters) times the
+        price in ``"tokens"`` (``"chars"``), USD in ``"usd"``.
+    prices : dict of str to float or str, optional
+        Price per model (arm), in the unit's sense: per sample, per token or character, or
+        USD per 1M output tokens (``"IN/OUT"`` adds a prompt-token price); e.g.
+        ``{"gpt-4": 1, "mixtral": 0}`` makes the cost the number of GPT-4 calls. Default 1
+        per unit for every model (required with ``"usd"``).
     on_short : {"raise", "drop"}
         What to do with a query whose pool has fewer than ``K`` samples for some action:
         raise an error naming it, or leave it out of the table (listed in
@@ -808,31 +782,36 @@ def estimate(
     ([[0.6667, 1.0]], [[20.0, 60.0]])
     """
     log = _check_log(log, "estimate")
-    _check_choice("cost", cost, _COSTS, "estimate")
+    pricing = cost if isinstance(cost, Pricing) else pricing_of(cost, prices, "estimate")
     _check_choice("on_short", on_short, _ON_SHORT, "estimate")
     acts = default_actions(log) if actions is None else parse_actions(actions)
     models = _action_models(log, acts)
-    price = _check_prices(cost, prices, dict.fromkeys(models))
+    pricing.check_arms(dict.fromkeys(models), where="The 'prices' parameter of estimate")
     qids, sizes = _pool_sizes(log.samples, models)
     keep = _short_rows(qids, sizes, acts, models, on_short)
     kept = qids[keep]
     p = np.empty((len(kept), len(acts)))
     c = np.empty_like(p)
+    costs = None
+    if pricing.unit != "samples":
+        used = log.samples[log.samples["model"].isin(set(models)).to_numpy()]
+        costs = pricing.sample_costs(used, log.queries)
+        log = replace(log, samples=used)
     for model in dict.fromkeys(models):
-        pools = cluster_samples(log.samples, model, kept)
+        pools = cluster_samples(log.samples, model, kept, costs)
         mine = [(j, a) for j, (a, m) in enumerate(zip(acts, models, strict=True)) if m == model]
         _accuracy_columns(pools, mine, kept, p)
-        per_sample = np.ones(len(kept))
-        if cost != "samples":
-            bad = ~(np.isfinite(pools.tokens) & (pools.tokens >= 0))
-            _require(pools, bad, f"cost={cost!r}", "a finite, non-negative `tokens`", kept)
-            total = np.bincount(pools.row, weights=pools.tokens, minlength=len(kept))
-            per_sample = total / pools.n * (price[model] / 1e6 if cost == "usd" else 1.0)
+        per_sample = np.full(len(kept), pricing.price(model).rate)
+        if costs is not None:
+            bad = ~(np.isfinite(pools.cost) & (pools.cost >= 0))
+            need = "a finite, non-negative " + " and ".join(f"`{c}`" for c in pricing.columns)
+            _require(pools, bad, f"cost={pricing.unit!r}", need, kept)
+            per_sample = np.bincount(pools.row, weights=pools.cost, minlength=len(kept)) / pools.n
         for j, a in mine:
             c[:, j] = a.k * per_sample
     metadata = {
         "source": log.source,
         "dropped_queries": qids[~keep].tolist(),
-        **({"usd_per_million_tokens": price} if price else {}),
+        **({"prices": pricing.to_dict()["prices"]} if pricing.prices else {}),
     }
-    return OutcomeTable(p, c, [a.spec for a in acts], kept.tolist(), cost, metadata)
+    return OutcomeTable(p, c, [a.spec for a in acts], kept.tolist(), pricing.unit, metadata)

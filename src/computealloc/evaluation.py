@@ -75,7 +75,7 @@ when it never does within the budgets evaluated).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from numbers import Integral, Real
 from typing import Any, Literal
 
@@ -95,6 +95,7 @@ from computealloc.samples import SampleLog
 from computealloc.sequential import SEQUENTIAL_METHODS, sequential_methods
 from computealloc.splits import QuerySplit, split_queries, split_samples
 from computealloc.table import Allocation, OutcomeTable
+from computealloc.units import PriceLike, pricing_of
 
 __all__ = [
     "GAP_EPS",
@@ -161,8 +162,6 @@ METRICS: tuple[str, ...] = (
     "compute_saved_at_uniform_acc",
     "cost_error",
 )
-
-_COSTS = ("samples", "tokens", "usd", "chars")
 
 
 # --------------------------------------------------------------------------- result object
@@ -275,52 +274,17 @@ class _Tables:
     probe: tuple[OutcomeTable, OutcomeTable, pd.DataFrame] | None
 
 
-def _with_chars_as_tokens(log: SampleLog) -> SampleLog:
-    """The log with each sample's ``chars`` (a sample or a per-query column) as ``tokens``."""
-    if "chars" in log.samples.columns:
-        chars = log.samples["chars"]
-    elif "chars" in log.queries.columns:
-        chars = log.samples["query_id"].map(log.queries.set_index("query_id")["chars"])
-    else:
-        raise ValueError("cost='chars' needs a `chars` column in the sample log.")
-    values = pd.to_numeric(chars, errors="coerce").to_numpy(np.float64)
-    return replace(log, samples=log.samples.assign(tokens=values))
-
-
 def outcome_table(
     log: SampleLog,
     actions: tuple[Action, ...],
     cost: str,
-    prices: Mapping[str, float] | None,
+    prices: Mapping[str, PriceLike] | None,
 ) -> OutcomeTable:
-    """The outcome table of a (sub)log in a cost unit, each model's costs scaled by its price.
+    """The outcome table of a (sub)log in a cost unit and prices (:mod:`computealloc.units`).
 
-    ``cost`` is ``"samples"``, ``"tokens"``, ``"usd"`` (``prices`` in USD per 1M tokens, as
-    :func:`~computealloc.estimate.estimate`) or ``"chars"`` (characters of the samples as a
-    token proxy); with another unit, ``prices`` multiplies each model's cost (e.g. weak 0,
-    strong 1 makes the cost the share of strong-model calls). Queries with too few samples
-    for an action are dropped.
+    Queries with too few samples for an action are dropped.
     """
-    if cost == "usd":
-        return estimate(log, actions, "usd", prices=prices, on_short="drop")
-    source = _with_chars_as_tokens(log) if cost == "chars" else log
-    table = estimate(source, actions, "samples" if cost == "samples" else "tokens", on_short="drop")
-    if prices is None:
-        return replace(table, cost_unit=cost)
-    scale = np.array([_price(prices, a, log) for a in actions])
-    return OutcomeTable(
-        table.P, table.C * scale, table.actions, table.query_ids, cost, table.metadata
-    )
-
-
-def _price(prices: Mapping[str, float], action: Action, log: SampleLog) -> float:
-    model = action.model or log.models[0]
-    if model not in prices:
-        raise ValueError(
-            f"The 'prices' parameter of evaluate has no price for model {model!r}. Got prices "
-            f"for: {', '.join(map(repr, prices))}."
-        )
-    return float(prices[model])
+    return estimate(log, actions, pricing_of(cost, prices, "evaluate"), on_short="drop")
 
 
 def _common_rows(a: OutcomeTable, b: OutcomeTable) -> tuple[OutcomeTable, OutcomeTable]:
@@ -343,7 +307,7 @@ def _tables(
     seed: int,
     actions: tuple[Action, ...],
     cost: str,
-    prices: Mapping[str, float] | None,
+    prices: Mapping[str, PriceLike] | None,
     probe_m: int,
     prompt_X: pd.DataFrame,
     cache: dict[str, Any],
@@ -799,7 +763,9 @@ def _seed_list(seeds: int | Iterable[int]) -> list[int]:
     return list(dict.fromkeys(int(s) for s in values))
 
 
-def _check_args(log: object, probe_m: object, cost: object) -> None:
+def _check_args(
+    log: object, probe_m: object, cost: object, prices: Mapping[str, PriceLike] | None
+) -> None:
     if not isinstance(log, SampleLog):
         raise TypeError(
             f"The 'log' parameter of evaluate must be a SampleLog. Got {type(log).__name__} "
@@ -810,11 +776,7 @@ def _check_args(log: object, probe_m: object, cost: object) -> None:
             f"The 'probe_m' parameter of evaluate must be an int in [0, inf). Got {probe_m!r} "
             "instead."
         )
-    if cost not in _COSTS:
-        raise ValueError(
-            f"The 'cost' parameter of evaluate must be one of {', '.join(map(repr, _COSTS))}. "
-            f"Got {cost!r} instead."
-        )
+    pricing_of(cost, prices, "evaluate")
 
 
 def _check_budgets(table: OutcomeTable, budgets: list[float], protocol: str) -> None:
@@ -952,7 +914,7 @@ def evaluate(
     split: Sequence[float] = (0.6, 0.2, 0.2),
     probe_m: int = 2,
     cost: Literal["samples", "tokens", "usd", "chars"] = "samples",
-    prices: Mapping[str, float] | None = None,
+    prices: Mapping[str, PriceLike] | None = None,
     progress: ProgressCallback | None = None,
 ) -> EvaluationResult:
     """Evaluate allocation methods on held-out queries over seeds, budgets and protocols.
@@ -1018,7 +980,7 @@ def evaluate(
     >>> result = evaluate(datasets.load("mot_cascade:llama-2-13b/gsm/pot2"))  # doctest: +SKIP
     >>> result.summary().query("budget == 4 and protocol == 'held-out'")  # doctest: +SKIP
     """
-    _check_args(log, probe_m, cost)
+    _check_args(log, probe_m, cost, prices)
     budget_list = _budget_list(budgets)
     seed_list = _seed_list(seeds)
     protocol_list = _choice_list("protocols", protocols, PROTOCOLS)
@@ -1054,7 +1016,7 @@ def _evaluate(
     split: Sequence[float],
     probe_m: int,
     cost: str,
-    prices: Mapping[str, float] | None,
+    prices: Mapping[str, PriceLike] | None,
     progress: ProgressCallback | None,
 ) -> EvaluationResult:
     """The sweep of :func:`evaluate`, arguments validated."""
