@@ -319,7 +319,14 @@ def test_missing_token_counts_are_an_error_for_a_token_budget():
         ("pass", {}, ValueError, "majority@K actions only. Got the action 'pass@2'"),
         ("value", {"features": 3}, TypeError, "'features' parameter of Runtime must be callable"),
         ("unnamed", {}, ValueError, "fitted without feature names"),
-        ("usd", {}, ValueError, "must give USD per million output tokens .* Missing: m"),
+        ("usd-unpriced", {}, ValueError, r"'prices' parameter of Runtime has no price for arm 'm'"),
+        (
+            "usd",
+            {"prices": {"m": 2.0}},
+            ValueError,
+            r"'prices' parameter of Runtime \(usd \(m=2\)\) differs from the prices the policy "
+            r"was fitted with \(usd \(m=1\)\)",
+        ),
     ],
 )
 def test_runtime_validation(log, make, kwargs, error, match):
@@ -337,9 +344,32 @@ def test_runtime_validation(log, make, kwargs, error, match):
             X, estimate(log, "majority@1,majority@2", cost="usd", prices={"m": 1.0})
         ),
     }
+    policies["usd-unpriced"] = lambda: _unpriced(policies["usd"]())
     args = {"budget": 1.5, **kwargs}
     with pytest.raises(error, match=match):
         Runtime(policies[make](), ReplayBackend(log), **args)
+
+
+def _unpriced(policy):
+    """A usd policy saved before policy files recorded prices."""
+    policy.prices_ = {}
+    return policy
+
+
+def test_runtime_charges_the_policys_prices(log):
+    """A policy fitted with per-sample prices is charged by them live, no prices passed."""
+    two = pd.concat([log.to_frame(), log.to_frame().assign(model="big")], ignore_index=True)
+    two_log = SampleLog.from_frame(two)
+    table = estimate(two_log, "m/majority@1,big/majority@1", prices={"m": 0, "big": 1})
+    X = build_features(two_log).X.loc[list(table.query_ids)]
+    policy = Value(n_estimators=5, random_state=0).fit(X, table).calibrate(X, 0.5)
+    assert policy.prices_ == {"m": "0", "big": "1"}
+    backends = {m: ReplayBackend(two_log, m) for m in ("m", "big")}
+    runtime = Runtime(policy, backends, budget=0.5)
+    answers = runtime.run_stream(_prompts(two_log))
+    big = sum(a.model == "big" for a in answers)
+    assert runtime.ledger.cost == big == sum(a.cost for a in answers)
+    assert runtime.ledger.samples == len(answers)
 
 
 def test_runtime_rejects_unroutable_actions(log):

@@ -17,6 +17,7 @@ from rich.text import Text
 from computealloc import datasets
 from computealloc.samples import SampleLog, SampleLogError, read_samples
 from computealloc.table import OutcomeTable, atomic_write
+from computealloc.units import Pricing
 
 app = typer.Typer(
     help="Decide how much test-time compute an LLM should spend on each query under a budget.",
@@ -128,20 +129,31 @@ def _client(name: str) -> Literal["aiohttp", "openai"]:
     return cast(Literal["aiohttp", "openai"], name)
 
 
-def _parse_prices(prices: list[str]) -> dict[str, float] | None:
-    out: dict[str, float] = {}
-    for item in prices:
-        model, sep, value = item.rpartition("=")
-        try:
-            out[model] = float(value)
-        except ValueError:
-            model = ""
-        if not sep or not model:
-            console.print(
-                f"[red]error:[/red] --price must be MODEL=USD_PER_1M_TOKENS. Got {item!r}."
-            )
-            raise typer.Exit(2)
-    return out or None
+CostOpt = Annotated[
+    str,
+    typer.Option(
+        help="Cost unit: samples, tokens (output tokens), chars or usd; see --price.",
+        show_default=True,
+    ),
+]
+PriceOpt = Annotated[
+    list[str],
+    typer.Option(
+        help="ARM=PRICE (repeatable): the price of one unit of --cost for that arm (model): "
+        "per sample, per output token or per character (default 1 for every arm); with --cost "
+        "usd, USD per 1M output tokens, or IN/OUT USD per 1M prompt/output tokens. "
+        "E.g. --price gpt-4=1 --price mixtral=0 makes the cost the number of GPT-4 calls.",
+    ),
+]
+
+
+def _pricing(cost: str, price: list[str]) -> Pricing:
+    """The --cost and --price flags as one Pricing; a bad value exits with the flag named."""
+    try:
+        return Pricing.parse(cost, price)
+    except ValueError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
 
 
 @app.command("estimate")
@@ -152,11 +164,8 @@ def estimate_cmd(
         str | None,
         typer.Option(help="Comma-separated action specs; default majority@1,2,4,... up to n."),
     ] = None,
-    cost: Annotated[str, typer.Option(help="Cost unit: samples, tokens or usd.")] = "samples",
-    price: Annotated[
-        list[str],
-        typer.Option(help="MODEL=USD per 1M output tokens (repeatable; with --cost usd)."),
-    ] = [],  # noqa: B006
+    cost: CostOpt = "samples",
+    price: PriceOpt = [],  # noqa: B006
     on_short: Annotated[
         str, typer.Option(help="Queries with fewer than K samples: raise or drop.")
     ] = "raise",
@@ -169,6 +178,7 @@ def estimate_cmd(
     from computealloc.actions import parse_actions
     from computealloc.estimate import estimate
 
+    pricing = _pricing(cost, price)
     sample_log = _open_log(log)
     try:
         acts = parse_actions(actions) if actions else None
@@ -176,8 +186,7 @@ def estimate_cmd(
             table = estimate(
                 sample_log,
                 acts,
-                cost=cast(Literal["samples", "tokens", "usd"], cost),
-                prices=_parse_prices(price),
+                pricing,
                 on_short=cast(Literal["raise", "drop"], on_short),
             )
     except ValueError as exc:
@@ -508,7 +517,8 @@ def fit_cmd(
         str | None,
         typer.Option(help="Comma-separated action specs; default majority@1,2,4,... up to n."),
     ] = None,
-    cost: Annotated[str, typer.Option(help="samples, tokens, usd or chars.")] = "samples",
+    cost: CostOpt = "samples",
+    price: PriceOpt = [],  # noqa: B006
     probe_m: Annotated[int, typer.Option(help="Probe samples per query (reused in the vote).")] = 0,
     seed: Annotated[int, typer.Option(help="Seed of the split, probes and models.")] = 0,
     repeats: RepeatsOpt = "drop",
@@ -522,12 +532,13 @@ def fit_cmd(
     from computealloc.persist import save_policy
     from computealloc.sequential import FIT_RULES
 
+    pricing = _pricing(cost, price)
     sample_log = _open_log(log, repeats)
     if method in FIT_RULES:
-        if actions is not None or cost != "samples" or probe_m:
+        if actions is not None or cost != "samples" or price or probe_m:
             console.print(
                 f"[red]error:[/red] --method {method} is a sequential stopping rule: it spends "
-                "samples one at a time, so --actions, --cost and --probe-m do not apply."
+                "samples one at a time, so --actions, --cost, --price and --probe-m do not apply."
             )
             raise typer.Exit(2)
         _fit_stopping(sample_log, budget, method, out, seed)
@@ -539,7 +550,8 @@ def fit_cmd(
                 budget=budget,
                 method=cast(Literal["value", "imitation", "length", "uniform"], method),
                 actions=actions,
-                cost=cost,
+                cost=pricing.unit,
+                prices=pricing.prices,
                 probe_m=probe_m,
                 seed=seed,
             )
@@ -592,10 +604,8 @@ def evaluate_cmd(
         str | None, typer.Option(help="Comma-separated methods; default all.")
     ] = None,
     probe_m: Annotated[int, typer.Option(help="Probe samples for the +probe policies.")] = 2,
-    cost: Annotated[str, typer.Option(help="samples, tokens, usd or chars.")] = "samples",
-    price: Annotated[
-        list[str], typer.Option(help="MODEL=PRICE per unit of cost (repeatable).")
-    ] = [],  # noqa: B006
+    cost: CostOpt = "samples",
+    price: PriceOpt = [],  # noqa: B006
     sequential: Annotated[
         bool, typer.Option(help="Include the sequential stopping methods (AC, ESC, ...).")
     ] = True,
@@ -614,6 +624,7 @@ def evaluate_cmd(
     from computealloc.evaluation import evaluate as run_evaluation
     from computealloc.report import write_report
 
+    pricing = _pricing(cost, price)
     sample_log = _open_log(log, repeats)
     try:
         budget_list = [float(b) for b in budgets.split(",")]
@@ -634,8 +645,8 @@ def evaluate_cmd(
                 if methods
                 else (None if sequential else [m for m in METHODS if m not in SEQUENTIAL]),
                 probe_m=probe_m,
-                cost=cast(Literal["samples", "tokens", "usd", "chars"], cost),
-                prices=_parse_prices(price),
+                cost=pricing.unit,
+                prices=pricing.prices or None,
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
             )
         except ValueError as exc:

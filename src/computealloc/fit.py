@@ -11,8 +11,7 @@ import pandas as pd
 
 from computealloc.actions import Action, parse_actions
 from computealloc.calibrate import check_budget
-from computealloc.estimate import default_actions
-from computealloc.evaluation import outcome_table
+from computealloc.estimate import default_actions, estimate
 from computealloc.features import build_features, probe_mask
 from computealloc.policies import (
     BasePolicy,
@@ -26,6 +25,7 @@ from computealloc.reuse import probe_table
 from computealloc.samples import SampleLog
 from computealloc.splits import split_queries
 from computealloc.table import OutcomeTable
+from computealloc.units import PriceLike, pricing_of
 
 __all__ = ["FIT_METHODS", "FitResult", "fit_policy"]
 
@@ -83,11 +83,11 @@ def _table_and_features(
     log: SampleLog,
     actions: tuple[Action, ...],
     cost: str,
-    prices: Mapping[str, float] | None,
+    prices: Mapping[str, PriceLike] | None,
     probe_m: int,
     seed: int,
 ) -> tuple[OutcomeTable, pd.DataFrame]:
-    table = outcome_table(log, actions, cost, prices)
+    table = estimate(log, actions, pricing_of(cost, prices, "fit_policy"), on_short="drop")
     features = build_features(log, probe_m=probe_m, random_state=seed).X
     if probe_m:
         probe = probe_mask(log, probe_m, random_state=seed)
@@ -104,7 +104,7 @@ def fit_policy(
     method: Method = "value",
     actions: str | Sequence[str | Action] | None = None,
     cost: str = "samples",
-    prices: Mapping[str, float] | None = None,
+    prices: Mapping[str, PriceLike] | None = None,
     probe_m: int = 0,
     fractions: Sequence[float] = (0.6, 0.2, 0.2),
     seed: int = 0,
@@ -122,7 +122,8 @@ def fit_policy(
     actions : str or sequence, optional
         Action specs; default :func:`~computealloc.estimate.default_actions`.
     cost, prices
-        Cost unit and per-model prices (:func:`computealloc.evaluation.outcome_table`).
+        Cost unit and price per arm (:mod:`computealloc.units`); recorded in the policy
+        (``cost_unit_``, ``prices_``) so that the runtime charges live samples alike.
     probe_m : int
         Probe samples per query for difficulty features; they are reused in the vote and
         charged once (majority actions of a single-model log only).

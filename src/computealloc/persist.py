@@ -55,6 +55,7 @@ from computealloc.sequential import (
     WindowRule,
 )
 from computealloc.table import atomic_write
+from computealloc.units import Pricing
 
 __all__ = [
     "FORMAT",
@@ -193,6 +194,7 @@ def _fitted(policy: BasePolicy) -> dict[str, Any]:
         "actions_": list(policy.actions_),
         "costs_": np.asarray(policy.costs_, dtype=np.float64).tolist(),
         "cost_unit_": policy.cost_unit_,
+        "prices_": dict(getattr(policy, "prices_", {})),
         "n_features_in_": int(policy.n_features_in_),
     }
     if hasattr(policy, "feature_names_in_"):
@@ -247,7 +249,14 @@ def _restore(path: str | os.PathLike[str], payload: dict[str, Any]) -> BasePolic
         fitted = payload["fitted"]
         policy.actions_ = tuple(str(a) for a in fitted["actions_"])
         policy.costs_ = np.asarray(fitted["costs_"], dtype=np.float64)
-        policy.cost_unit_ = str(fitted["cost_unit_"])
+        pricing = Pricing.parse(
+            fitted["cost_unit_"],
+            fitted.get("prices_", {}),
+            where="prices_",
+            unit_where="cost_unit_",
+        )
+        policy.cost_unit_ = pricing.unit
+        policy.prices_ = pricing.to_dict()["prices"]
         policy.n_features_in_ = int(fitted["n_features_in_"])
         if "feature_names_in_" in fitted:
             policy.feature_names_in_ = np.asarray(fitted["feature_names_in_"], dtype=object)

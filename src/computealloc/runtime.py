@@ -36,6 +36,7 @@ from computealloc.features import PROBE_FEATURES, PROMPT_FEATURES, probe_feature
 from computealloc.grading import extract_answer, normalize
 from computealloc.policies import BasePolicy, Random, Uniform
 from computealloc.samples import SampleLog
+from computealloc.units import PriceLike, Pricing, pricing_of
 
 __all__ = [
     "AnsweringRuntime",
@@ -53,7 +54,6 @@ __all__ = [
 
 #: ``features(prompts, probes)`` -> one row per prompt with the policy's feature columns.
 FeatureFunction = Callable[[Sequence[str], Sequence[Sequence[Completion]]], pd.DataFrame]
-_COST_UNITS = ("samples", "tokens", "usd")
 
 
 @dataclass(frozen=True)
@@ -305,10 +305,11 @@ class Ledger:
 
 @dataclass(frozen=True)
 class _Plan:
-    """How to execute one action."""
+    """How to execute one action: ``k`` samples of ``arm`` from ``backend``."""
 
     spec: str
     k: int
+    arm: str
     backend: Backend
 
 
@@ -349,8 +350,11 @@ class Runtime(AnsweringRuntime):
         ``features(prompts, probes) -> DataFrame`` with the policy's feature columns, one row
         per prompt. By default :func:`~computealloc.features.prompt_features` plus, with
         ``probe_m``, :func:`~computealloc.features.probe_features` of the probes.
-    prices : mapping of str to float, optional
-        USD per million output tokens per model, for a policy whose cost unit is ``"usd"``.
+    prices : mapping of str to float or str, optional
+        Price per arm (:mod:`computealloc.units`). By default the prices the policy was fitted
+        with (``prices_``); given, they must equal those (a policy fitted without prices, e.g.
+        one saved before prices were recorded, takes them as given). A ``"usd"`` policy needs
+        a price for every arm.
     temperature : float
         Sampling temperature sent to the backends; use the one the training log had.
     max_tokens : int, optional
@@ -366,12 +370,15 @@ class Runtime(AnsweringRuntime):
         The policy's action specs.
     cost_unit : str
         Unit of the costs and the budget.
+    pricing : Pricing
+        The cost unit and the price of every arm.
 
     Notes
     -----
-    Realised cost: ``"samples"`` counts the samples the backends returned; ``"tokens"`` sums
-    their reported output tokens (a backend that does not report them is an error);
-    ``"usd"`` prices those tokens per model. A call that fails returns no samples, so it is
+    Realised cost: each sample a backend returned, charged by
+    :meth:`~computealloc.units.Pricing.completion_cost` with its arm's price (``"tokens"`` and
+    ``"usd"`` need the backend to report output tokens, else the query is an error;
+    ``"chars"`` counts the characters of the text). A call that fails returns no samples, so it is
     not charged even if the backend billed for it (retries inside a backend are invisible
     here). A query that fails after its probes were drawn is charged for the probes.
 
@@ -389,7 +396,7 @@ class Runtime(AnsweringRuntime):
         controller: BudgetController | None = None,
         probe_m: int | None = None,
         features: FeatureFunction | None = None,
-        prices: Mapping[str, float] | None = None,
+        prices: Mapping[str, PriceLike] | None = None,
         temperature: float = 0.7,
         max_tokens: int | None = None,
         random_state: int | None = 0,
@@ -403,9 +410,9 @@ class Runtime(AnsweringRuntime):
             getattr(policy, "probe_m_", 0) if probe_m is None else probe_m
         )
         parsed = parse_actions(self.actions)
-        self._plans = _plans(parsed, backends)
-        self._probe_backend = _probe_backend(self._plans, self.probe_m)
-        self._prices = _check_prices(self.cost_unit, prices, self._plans)
+        self._plans = _plans(parsed, backends, _single_arm(policy))
+        self._probe_plan = _probe_plan(self._plans, self.probe_m)
+        self.pricing = _pricing(policy, prices, self._plans)
         self._costs = np.asarray(policy.costs_, dtype=np.float64)
         self._features = _feature_function(policy, features, self.probe_m)
         _check_controller(controller, self.budget)
@@ -462,14 +469,15 @@ class Runtime(AnsweringRuntime):
         """
         check_prompt(prompt, "Runtime.answer")
         probes: list[Completion] = []
+        probe_backend = None if self._probe_plan is None else self._probe_plan.backend
         try:
-            probes = await self._draw(self._probe_backend, prompt, self.probe_m)
+            probes = await self._draw(probe_backend, prompt, self.probe_m)
             index, lam, expected = await self._decide(prompt, probes)
         except BaseException:
             self._account(probes, None, None, failed=True)
             raise
         plan = self._plans[index]
-        reused = probes if plan.backend is self._probe_backend else []
+        reused = probes if plan.backend is probe_backend else []
         try:
             extra = await self._draw(plan.backend, prompt, plan.k - len(reused))
         except BaseException:
@@ -581,15 +589,10 @@ class Runtime(AnsweringRuntime):
         accuracies = bool(getattr(type(self.policy), "_scores_are_accuracies", False))
         return 0.0 if accuracies else -math.inf
 
-    def _realised(self, drawn: list[Completion], model: str) -> tuple[float, bool]:
+    def _realised(self, drawn: list[Completion], arm: str) -> tuple[float, bool]:
         """Cost of the samples in the policy's unit, and whether every one was priced."""
-        if self.cost_unit == "samples":
-            return float(len(drawn)), True
-        tokens = [c.output_tokens for c in drawn]
-        total = float(sum(t for t in tokens if t is not None))
-        if self.cost_unit == "usd":
-            total *= self._prices[model] / 1e6
-        return total, all(t is not None for t in tokens)
+        costs = [self.pricing.completion_cost(c, arm) for c in drawn]
+        return float(sum(c for c in costs if c is not None)), None not in costs
 
     def _account(
         self, drawn: list[Completion], expected: float | None, plan: _Plan | None, *, failed: bool
@@ -599,22 +602,23 @@ class Runtime(AnsweringRuntime):
         ``expected`` is the cost reserved at the decision (None when the query failed before
         it); ``plan`` the action taken (None when the query failed).
         """
-        backend = (
-            plan.backend if plan is not None else (self._probe_backend or self._plans[0].backend)
-        )
-        cost, priced = self._realised(drawn, backend.model)
+        if plan is None:
+            plan = self._probe_plan or self._plans[0]
+            action = None
+        else:
+            action = plan.spec
+        cost, priced = self._realised(drawn, plan.arm)
         if expected is not None and self.controller is not None:
             self.controller.settle(expected, cost if drawn else None)
         elif drawn and self.controller is not None:
             self.controller.charge(cost)
         with self._lock:
-            self._ledger = self._ledger.add(
-                drawn, cost, None if plan is None else plan.spec, failed=failed
-            )
+            self._ledger = self._ledger.add(drawn, cost, action, failed=failed)
         if not priced and not failed:
             raise BackendError(
-                f"The policy's cost unit is {self.cost_unit!r}, but the backend of model "
-                f"{backend.model!r} did not report the output tokens of a sample.",
+                f"The policy's cost unit is {self.cost_unit!r}, but the backend of arm "
+                f"{plan.arm!r} did not report the output tokens of a sample"
+                + (" (or its prompt tokens)." if "prompt_tokens" in self.pricing.columns else "."),
                 retryable=False,
             )
         return cost
@@ -668,8 +672,22 @@ def _check_probe_m(probe_m: object) -> int:
     return probe_m
 
 
-def _plans(actions: tuple[Action, ...], backends: Backend | Mapping[str, Backend]) -> list[_Plan]:
-    """The backend of every action: by model prefix, or the only backend for unprefixed ones."""
+def _single_arm(policy: BasePolicy) -> str | None:
+    """The arm of a policy fitted on one priced model, which its unprefixed actions draw."""
+    prices = getattr(policy, "prices_", {})
+    return next(iter(prices)) if len(prices) == 1 else None
+
+
+def _plans(
+    actions: tuple[Action, ...],
+    backends: Backend | Mapping[str, Backend],
+    single_arm: str | None = None,
+) -> list[_Plan]:
+    """The backend of every action: by model prefix, or the only backend for unprefixed ones.
+
+    An action's arm is its model prefix; an unprefixed action's is ``single_arm`` (the
+    priced model of a one-model policy) or else its backend's model.
+    """
     mapping = dict(backends) if isinstance(backends, Mapping) else {backends.model: backends}
     if not mapping:
         raise ValueError("The 'backends' parameter of Runtime must hold at least one backend.")
@@ -693,11 +711,12 @@ def _plans(actions: tuple[Action, ...], backends: Backend | Mapping[str, Backend
                 f"Action {action.spec!r} routes to model {action.model!r}, but no backend serves "
                 f"it; backends were given for: {', '.join(mapping)}."
             )
-        plans.append(_Plan(action.spec, action.k, backend))
+        arm = action.model or single_arm or backend.model
+        plans.append(_Plan(action.spec, action.k, arm, backend))
     return plans
 
 
-def _probe_backend(plans: list[_Plan], probe_m: int) -> Backend | None:
+def _probe_plan(plans: list[_Plan], probe_m: int) -> _Plan | None:
     if not probe_m:
         return None
     backends = {id(p.backend): p.backend for p in plans}
@@ -706,27 +725,27 @@ def _probe_backend(plans: list[_Plan], probe_m: int) -> Backend | None:
             "Probe features need a policy whose actions all use one model (the probes are "
             f"reused in its vote). Got actions on {len(backends)} backends."
         )
-    return plans[0].backend
+    return plans[0]
 
 
-def _check_prices(
-    unit: str, prices: Mapping[str, float] | None, plans: list[_Plan]
-) -> dict[str, float]:
-    if unit not in _COST_UNITS:
-        raise ValueError(
-            f"The policy's cost unit must be one of {', '.join(_COST_UNITS)}. Got {unit!r}."
-        )
-    if unit != "usd":
-        return {}
-    models = sorted({p.backend.model for p in plans})
-    missing = [m for m in models if prices is None or m not in prices]
-    if missing:
-        raise ValueError(
-            "The 'prices' parameter of Runtime must give USD per million output tokens for "
-            f"every model of a cost_unit='usd' policy. Missing: {', '.join(missing)}."
-        )
-    assert prices is not None
-    return {m: float(prices[m]) for m in models}
+def _pricing(
+    policy: BasePolicy, prices: Mapping[str, PriceLike] | None, plans: list[_Plan]
+) -> Pricing:
+    """The policy's pricing, checked against ``prices`` and priced for every arm planned."""
+    fitted = Pricing.parse(policy.cost_unit_, getattr(policy, "prices_", {}), where="prices_")
+    if prices is not None:
+        given = pricing_of(fitted.unit, prices, "Runtime")
+        if fitted.prices and not given.same_as(fitted):
+            raise ValueError(
+                f"The 'prices' parameter of Runtime ({given.describe()}) differs from the prices "
+                f"the policy was fitted with ({fitted.describe()}); drop it to use the policy's, "
+                "or fit the policy again with the new prices."
+            )
+        fitted = given
+    fitted.check_arms(
+        dict.fromkeys(p.arm for p in plans), where="The 'prices' parameter of Runtime"
+    )
+    return fitted
 
 
 def _feature_function(

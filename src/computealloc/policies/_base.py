@@ -47,7 +47,9 @@ class BasePolicy(BaseEstimator, metaclass=ABCMeta):
     costs_ : ndarray of shape (n_actions,)
         Mean cost of each action over the training queries (the default cost vector).
     cost_unit_ : str
-        Unit of the costs and budgets.
+        Unit of the costs and budgets (:mod:`computealloc.units`).
+    prices_ : dict of str to str
+        Price per arm as ``--price`` writes it (empty: 1 per unit for every arm).
     n_features_in_ : int
         Number of features.
     feature_names_in_ : ndarray of str, shape (n_features_in_,)
@@ -87,6 +89,7 @@ class BasePolicy(BaseEstimator, metaclass=ABCMeta):
         self.actions_ = tuple(table.actions)
         self.costs_ = table.C.mean(axis=0)
         self.cost_unit_ = table.cost_unit
+        self.prices_ = {str(a): str(p) for a, p in table.metadata.get("prices", {}).items()}
         for name in ("lam_", "mix_", "budget_"):
             self.__dict__.pop(name, None)
         self._fit(x, table)
