@@ -324,8 +324,8 @@ def test_missing_token_counts_are_an_error_for_a_token_budget():
             "usd",
             {"prices": {"m": 2.0}},
             ValueError,
-            r"'prices' parameter of Runtime \(usd \(m=2\)\) differs from the prices the policy "
-            r"was fitted with \(usd \(m=1\)\)",
+            r"The prices given \(usd \(m=2\)\) differ from the prices the policy was fitted "
+            r"with \(usd \(m=1\)\)",
         ),
     ],
 )

@@ -421,5 +421,13 @@ def test_open_backends(tmp_path, log):
     assert isinstance(remote, OpenAIBackend) and remote.model == "served"
     with pytest.raises(ValueError, match="needs the model name it serves"):
         open_backends("http://127.0.0.1:1/v1")
-    with pytest.raises(ValueError, match="must be 'replay:LOG' or an http"):
+    with pytest.raises(ValueError, match="--backend must be 'replay:LOG', an http"):
         open_backends("ftp://x")
+    arms = open_backends(["gpt-4=http://127.0.0.1:1/v1", f"m=replay:{path}"])
+    assert isinstance(arms, dict) and list(arms) == ["gpt-4", "m"]
+    assert isinstance(arms["gpt-4"], OpenAIBackend) and arms["gpt-4"].model == "gpt-4"
+    assert isinstance(arms["m"], ReplayBackend) and arms["m"].model == "m"
+    with pytest.raises(ValueError, match="name each one's arm: --backend NAME=URL"):
+        open_backends(["gpt-4=http://127.0.0.1:1/v1", "http://127.0.0.1:2/v1"])
+    with pytest.raises(ValueError, match="--backend names arm 'a' more than once"):
+        open_backends(["a=http://127.0.0.1:1/v1", "a=http://127.0.0.1:2/v1"])

@@ -432,7 +432,12 @@ def serve_cmd(
     ],
     budget: Annotated[float, typer.Option(help="Mean cost per query to hold online.")],
     backend: Annotated[
-        str, typer.Option(help="http(s)://HOST/v1 of an OpenAI-compatible server, or replay:LOG.")
+        list[str],
+        typer.Option(
+            help="http(s)://HOST/v1 of an OpenAI-compatible server (with --model), replay:LOG, "
+            "or NAME=URL, repeated, one per arm (model) the policy routes to; the upstream "
+            "model is NAME."
+        ),
     ],
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
@@ -464,11 +469,18 @@ def serve_cmd(
         int, typer.Option(help="Worker processes (each holds the budget; metrics are summed).")
     ] = 1,
     client: Annotated[str, typer.Option(help=_CLIENT_HELP)] = "aiohttp",
+    price: Annotated[
+        list[str],
+        typer.Option(
+            help="ARM=PRICE (repeatable), in the policy's cost unit; default the prices saved "
+            "in the policy file, which these must equal."
+        ),
+    ] = [],  # noqa: B006
 ) -> None:
     """OpenAI-compatible proxy that spends compute per request by the policy, holding budget B.
 
-    Example: computealloc serve --policy policy.json --budget 4
-    --backend replay:mot_cascade:llama-2-13b/gsm/pot2
+    Example: computealloc serve --policy policy.json --budget 0.3
+    --backend gpt-4=http://127.0.0.1:8001/v1 --backend mixtral=http://127.0.0.1:8002/v1
     """
     from computealloc.persist import PolicyFileError
     from computealloc.server import serve
@@ -494,6 +506,7 @@ def serve_cmd(
             batch_size=batch_size,
             workers=workers,
             client=_client(client),
+            prices=price or None,
         )
     except (PolicyFileError, SampleLogError, FileNotFoundError, ValueError) as exc:
         console.print(f"[red]error:[/red] {exc}")

@@ -737,9 +737,9 @@ def _pricing(
         given = pricing_of(fitted.unit, prices, "Runtime")
         if fitted.prices and not given.same_as(fitted):
             raise ValueError(
-                f"The 'prices' parameter of Runtime ({given.describe()}) differs from the prices "
-                f"the policy was fitted with ({fitted.describe()}); drop it to use the policy's, "
-                "or fit the policy again with the new prices."
+                f"The prices given ({given.describe()}) differ from the prices the policy was "
+                f"fitted with ({fitted.describe()}); drop them to use the policy's, or fit the "
+                "policy again with the new prices."
             )
         fitted = given
     fitted.check_arms(

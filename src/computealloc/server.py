@@ -40,7 +40,15 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, MutableMapping
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterator,
+    Mapping,
+    MutableMapping,
+    Sequence,
+)
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Literal
@@ -59,6 +67,7 @@ from computealloc.backends import Backend, BackendError, ReplayBackend, UnknownP
 from computealloc.policies import BasePolicy
 from computealloc.runtime import Runtime, RuntimeAnswer
 from computealloc.sequential_runtime import SequentialRuntime
+from computealloc.units import Price, PriceLike, Pricing
 from computealloc.workers import WorkerState, gather, publish
 
 __all__ = ["API_KEY_ENV", "create_app", "open_backends", "serve", "worker_app"]
@@ -740,7 +749,7 @@ def _event_stream(
 
 
 def open_backends(
-    spec: str,
+    spec: str | Sequence[str],
     *,
     model: str | None = None,
     api_key: str | None = None,
@@ -749,19 +758,21 @@ def open_backends(
     seed: int = 0,
     client: Literal["aiohttp", "openai"] = "aiohttp",
 ) -> Backend | dict[str, Backend]:
-    """The backend(s) named by a ``--backend`` value.
+    """The backend(s) named by ``--backend`` values.
 
     Parameters
     ----------
-    spec : str
-        ``"replay:LOG"`` (``LOG`` a sample log file or a :mod:`computealloc.datasets` name,
-        e.g. ``"replay:mot_cascade:llama-2-13b/gsm/pot2"``) or an ``http(s)://`` URL of an
-        OpenAI-compatible server, including ``/v1``.
+    spec : str or sequence of str
+        One backend: ``"replay:LOG"`` (``LOG`` a sample log file or a
+        :mod:`computealloc.datasets` name, e.g. ``"replay:mot_cascade:llama-2-13b/gsm/pot2"``)
+        or an ``http(s)://`` URL of an OpenAI-compatible server, including ``/v1``. Several
+        arms: ``"NAME=URL"`` (or ``"NAME=replay:LOG"``) each, where ``NAME`` is the arm (model)
+        the policy's actions name, also sent upstream as the model.
     model : str, optional
-        The served model name (required with a URL); with a replayed log holding several
-        models, the one to replay (default: one backend per model, for routing).
+        The served model name of a single unnamed URL (required there); with a replayed log
+        holding several models, the one to replay (default: one backend per model, for routing).
     api_key : str, optional
-        Key for the upstream server.
+        Key for the upstream servers.
     timeout : float
         Seconds per upstream request.
     max_attempts : int
@@ -774,7 +785,53 @@ def open_backends(
     Returns
     -------
     Backend or dict of str to Backend
+        One backend, or one per arm name.
+
+    Raises
+    ------
+    ValueError
+        Naming ``--backend``: a value that is none of these forms, an arm given twice, or
+        named and unnamed values mixed.
     """
+    specs = [spec] if isinstance(spec, str) else list(spec)
+    named = [_arm_name(s) for s in specs]
+    if len(specs) == 1 and named[0] is None:
+        return _open_one(specs[0], model, api_key, timeout, max_attempts, seed, client)
+    if not specs or None in named:
+        raise ValueError(
+            "With several --backend values, name each one's arm: --backend NAME=URL (NAME the "
+            f"model the policy's actions route to). Got {specs!r}."
+        )
+    out: dict[str, Backend] = {}
+    for text, name in zip(specs, named, strict=True):
+        assert name is not None
+        if name in out:
+            raise ValueError(f"--backend names arm {name!r} more than once.")
+        backend = _open_one(
+            text[len(name) + 1 :], name, api_key, timeout, max_attempts, seed, client
+        )
+        assert not isinstance(backend, dict)  # a named replay serves that one model
+        out[name] = backend
+    return out
+
+
+def _arm_name(spec: str) -> str | None:
+    """The ``NAME`` of a ``NAME=URL`` backend value, None for a bare URL or replay."""
+    if spec.startswith(("http://", "https://", "replay:")):
+        return None
+    name, sep, _ = spec.partition("=")
+    return name if sep and name else None
+
+
+def _open_one(
+    spec: str,
+    model: str | None,
+    api_key: str | None,
+    timeout: float,
+    max_attempts: int,
+    seed: int,
+    client: Literal["aiohttp", "openai"],
+) -> Backend | dict[str, Backend]:
     from computealloc.backends import OpenAIBackend, RetryPolicy
 
     if spec.startswith("replay:"):
@@ -785,15 +842,16 @@ def open_backends(
     if spec.startswith(("http://", "https://")):
         if model is None:
             raise ValueError(
-                f"A backend URL needs the model name it serves (--model). Got {spec!r}."
+                f"A backend URL needs the model name it serves (--model, or --backend "
+                f"NAME=URL). Got {spec!r}."
             )
         retry = RetryPolicy(max_attempts=max_attempts)
         return OpenAIBackend(
             spec, model, api_key=api_key, timeout=timeout, retry=retry, client=client
         )
     raise ValueError(
-        f"The backend must be 'replay:LOG' or an http(s):// URL of an OpenAI-compatible server. "
-        f"Got {spec!r} instead."
+        "--backend must be 'replay:LOG', an http(s):// URL of an OpenAI-compatible server, or "
+        f"NAME=URL. Got {spec!r} instead."
     )
 
 
@@ -807,7 +865,7 @@ def _open_log(name: str) -> Any:
 def serve(
     policy_path: str | os.PathLike[str],
     budget: float,
-    backend: str,
+    backend: str | Sequence[str],
     *,
     host: str = "127.0.0.1",
     port: int = 8000,
@@ -822,7 +880,7 @@ def serve(
     request_timeout: float | None = 600.0,
     max_body_bytes: int = 1 << 20,
     served_model_name: str = "computealloc",
-    prices: Mapping[str, float] | None = None,
+    prices: Mapping[str, PriceLike] | Sequence[str] | None = None,
     batch_size: int = 1,
     workers: int = 1,
     client: Literal["aiohttp", "openai"] = "aiohttp",
@@ -838,8 +896,9 @@ def serve(
         :class:`~computealloc.sequential_runtime.SequentialRuntime`).
     budget : float
         Target mean cost per query, in the policy's cost unit (samples for a stopping rule).
-    backend : str
-        ``"replay:LOG"`` or an OpenAI-compatible URL (see :func:`open_backends`).
+    backend : str or sequence of str
+        ``"replay:LOG"``, an OpenAI-compatible URL, or one ``"NAME=URL"`` per arm the policy
+        routes to (see :func:`open_backends`).
     host, port : str, int
         Where to listen.
     model : str, optional
@@ -849,8 +908,12 @@ def serve(
         set (no key otherwise).
     backend_api_key : str, optional
         Key for the upstream server (default ``OPENAI_API_KEY``).
-    probe_m, temperature, max_tokens, prices
+    probe_m, temperature, max_tokens
         Passed to :class:`~computealloc.runtime.Runtime`.
+    prices : mapping or sequence of ``"ARM=PRICE"``, optional
+        Price per arm in the policy's cost unit (:mod:`computealloc.units`); default the
+        policy file's. Given, they must be the policy's (a policy saved without prices takes
+        them).
     batch_size : int
         Samples per upstream call of a stopping rule (see
         :class:`~computealloc.sequential_runtime.SequentialRuntime`).
@@ -884,7 +947,7 @@ def serve(
     settings: dict[str, Any] = {
         "policy_path": str(policy_path),
         "budget": budget,
-        "backend": backend,
+        "backend": backend if isinstance(backend, str) else list(backend),
         "model": model,
         "api_key": api_key if api_key is not None else os.environ.get(API_KEY_ENV) or None,
         "backend_api_key": backend_api_key,
@@ -896,7 +959,7 @@ def serve(
         "request_timeout": request_timeout,
         "max_body_bytes": max_body_bytes,
         "served_model_name": served_model_name,
-        "prices": None if prices is None else dict(prices),
+        "prices": None if prices is None else _raw_prices(prices),
         "batch_size": batch_size,
         "client": client,
     }
@@ -918,6 +981,15 @@ def serve(
         )
 
 
+def _raw_prices(
+    prices: Mapping[str, PriceLike] | Sequence[str],
+) -> dict[str, PriceLike] | list[str]:
+    """``prices`` as JSON for worker processes (parsed with the policy's unit later)."""
+    if isinstance(prices, Mapping):
+        return {str(k): v.spec if isinstance(v, Price) else v for k, v in prices.items()}
+    return [prices] if isinstance(prices, str) else list(prices)
+
+
 def worker_app() -> FastAPI:
     """The app of one worker process of :func:`serve` (uvicorn's factory; reads its settings
     from the environment)."""
@@ -927,7 +999,7 @@ def worker_app() -> FastAPI:
 def _build_app(
     policy_path: str,
     budget: float,
-    backend: str,
+    backend: str | list[str],
     *,
     model: str | None,
     api_key: str | None,
@@ -940,7 +1012,7 @@ def _build_app(
     request_timeout: float | None,
     max_body_bytes: int,
     served_model_name: str,
-    prices: Mapping[str, float] | None,
+    prices: dict[str, PriceLike] | list[str] | None,
     batch_size: int,
     client: Literal["aiohttp", "openai"],
     shared_dir: str | None = None,
@@ -959,12 +1031,13 @@ def _build_app(
     )
     runtime: ServedRuntime
     if isinstance(policy, BasePolicy):
+        given = None if prices is None else Pricing.parse(policy.cost_unit_, prices).prices
         runtime = Runtime(
             policy,
             backends,
             budget=budget,
             probe_m=probe_m,
-            prices=prices,
+            prices=given,
             temperature=temperature,
             max_tokens=max_tokens,
         )
