@@ -113,6 +113,11 @@ def make_app(
     app.state.faults = Counter()
     rng = random.Random(seed)
 
+    @app.get("/v1/fake/requests")
+    async def requests() -> dict[str, int]:
+        """What this server received: requests and samples asked for (``n`` summed)."""
+        return {"requests": len(app.state.requests), "samples": sum(app.state.requests)}
+
     @app.post("/v1/chat/completions")
     async def chat(raw: Request) -> Response:
         body = await raw.json()
@@ -195,3 +200,9 @@ def running(app: FastAPI) -> Iterator[str]:
         server.should_exit = True
         thread.join(timeout=5)
         sock.close()
+
+
+if __name__ == "__main__":  # a fake server as its own process: python fake_openai_server.py PORT
+    import sys
+
+    uvicorn.run(make_app(), host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")

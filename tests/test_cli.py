@@ -229,7 +229,8 @@ def test_fit_sequential_writes_a_servable_stopping_rule(tmp_path: Path) -> None:
     assert rule.budget == 2.0
     assert "stopping rule" in res.output and "samples per query" in res.output
     res = runner.invoke(app, [*args, "--cost", "tokens"])
-    assert res.exit_code == 2 and "--actions, --cost, --price and --probe-m do not apply" in res.output
+    assert res.exit_code == 2
+    assert "--actions, --cost, --price and --probe-m do not apply" in res.output
 
 
 def test_evaluate_writes_results_and_report(tmp_path: Path) -> None:
