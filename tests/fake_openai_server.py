@@ -26,7 +26,7 @@ from pydantic import BaseModel
 from computealloc.backends import Completion, ReplayBackend, UnknownPromptError
 
 FaultKind = Literal["500", "429", "timeout", "malformed"]
-NMode = Literal["native", "reject", "ignore"]
+NMode = Literal["native", "reject", "ignore", "undercount"]
 
 
 class ChatRequest(BaseModel):
@@ -51,16 +51,21 @@ async def scripted(request: ChatRequest, n: int) -> list[Completion]:
     """Deterministic answers: choice ``j`` depends only on (prompt, seed, n, j).
 
     The text is ``"w w ... The answer is \\boxed{A}."`` with ``A`` in ``{0, 1, 2, 3}`` and a
-    random number of filler words; ``output_tokens`` is the number of words.
+    random number of filler words; ``output_tokens`` is the number of words. With
+    ``max_tokens``, longer texts are cut to their first ``max_tokens`` words (finish reason
+    ``"length"``).
     """
     out = []
     for j in range(n):
         key = f"{request.prompt}|{request.seed}|{n}|{j}".encode()
         rng = random.Random(int.from_bytes(hashlib.sha256(key).digest()[:8], "little"))
-        text = (
-            " ".join(["w"] * rng.randint(1, 20)) + f" The answer is \\boxed{{{rng.randint(0, 3)}}}."
-        )
-        out.append(Completion(text=text, output_tokens=len(text.split()), finish_reason="stop"))
+        words = ["w"] * rng.randint(
+            1, 20
+        ) + f"The answer is \\boxed{{{rng.randint(0, 3)}}}.".split()
+        cap = request.max_tokens
+        reason = "length" if cap is not None and len(words) > cap else "stop"
+        words = words[:cap] if reason == "length" else words
+        out.append(Completion(text=" ".join(words), output_tokens=len(words), finish_reason=reason))
     return out
 
 
@@ -82,6 +87,7 @@ def make_app(
     latency_s: float = 0.0,
     n_mode: NMode = "native",
     seed: int = 0,
+    validation_status: Literal[422, 500] = 422,
 ) -> FastAPI:
     """The fake server.
 
@@ -98,7 +104,11 @@ def make_app(
         Delay before every answer, in seconds.
     n_mode : str
         ``"native"`` honours ``n``; ``"reject"`` answers HTTP 400 to ``n > 1``; ``"ignore"``
-        always returns one choice.
+        always returns one choice; ``"undercount"`` returns ``n`` choices with the usage of
+        the first one only (as llama.cpp's server does).
+    validation_status : int
+        Status of the reply to a ``temperature`` outside ``[0, 2]``: 422 (FastAPI's own), or
+        500 with the body of ``llama-cpp-python``'s server (which wraps the validation error).
     seed : int
         Seed of the fault draws.
 
@@ -136,12 +146,22 @@ def make_app(
         await asyncio.sleep(delay_s if fault == "timeout" else latency_s)
         if n_mode == "reject" and request.n > 1:
             return _error(400, "n > 1 is not supported")
+        if not 0 <= request.temperature <= 2:
+            return _invalid(request.temperature, validation_status)
         n = 1 if n_mode == "ignore" else request.n
         try:
             completions = await responder(request, n)
         except UnknownPromptError as exc:
             return _error(404, str(exc))
-        return JSONResponse(_body(request.model, completions))
+        body = _body(request.model, completions)
+        if n_mode == "undercount" and "usage" in body:
+            first = completions[0].output_tokens or 0
+            body["usage"] = {
+                "prompt_tokens": 1,
+                "completion_tokens": first,
+                "total_tokens": first + 1,
+            }
+        return JSONResponse(body)
 
     return app
 
@@ -152,6 +172,21 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
         status_code=status,
         headers=headers,
     )
+
+
+def _invalid(temperature: float, status: int) -> JSONResponse:
+    """A validation error of ``temperature``: FastAPI's 422, or llama-cpp-python's 500."""
+    error = {
+        "type": "less_than_equal",
+        "loc": ("body", "temperature"),
+        "msg": "Input should be less than or equal to 2",
+        "input": temperature,
+    }
+    if status == 500:
+        message = f"1 validation error:\n  {error!r}\n\n  Endpoint: POST /v1/chat/completions"
+        body = {"message": message, "type": "internal_server_error", "param": None, "code": None}
+        return JSONResponse({"error": body}, status_code=500)
+    return JSONResponse({"detail": [{**error, "loc": list(error["loc"])}]}, status_code=422)
 
 
 def _body(model: str, completions: list[Completion]) -> dict[str, Any]:

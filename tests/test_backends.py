@@ -329,6 +329,54 @@ def test_rejected_n_falls_back_to_single_requests_and_auto_remembers(client):
     assert [len(g) for g in got] == [4, 4] and backend2.stats.n_fallbacks == 1
 
 
+@pytest.mark.parametrize("use_n", [True, "auto"])
+def test_undercounted_usage_of_n_choices_falls_back_to_single_requests(use_n, caplog):
+    app = make_app(n_mode="undercount")
+    with running(app) as url, caplog.at_level("WARNING"):
+        backend = OpenAIBackend(url, "m", use_n=use_n, retry=FAST)
+
+        async def twice():  # type: ignore[no-untyped-def]
+            async with backend:
+                return [
+                    await backend.sample("q", 3, params={"seed": s, "max_tokens": 4})
+                    for s in (0, 10)
+                ]
+
+        got = run(twice())
+    assert app.state.requests == [3, 1, 1, 1, 1, 1, 1]
+    exact = [
+        run(
+            scripted(
+                ChatRequest(model="m", messages=[{"content": "q"}], seed=s + j, max_tokens=4), 1
+            )
+        )[0]
+        for s in (0, 10)
+        for j in range(3)
+    ]
+    assert {c.finish_reason for c in exact} == {"length"}
+    assert [c.output_tokens for g in got for c in g] == [c.output_tokens for c in exact]
+    assert backend.stats.undercounts == 1 and backend.stats.n_fallbacks == 1
+    [warning] = [r for r in caplog.records if "counts one choice" in r.getMessage()]
+    assert "3 choices" in warning.getMessage()
+
+
+def test_a_4xx_about_another_field_is_raised_not_taken_for_a_refused_n():
+    app = make_app()
+    with running(app) as url, pytest.raises(BackendError, match="HTTP 422") as info:
+        run(_sample_all(OpenAIBackend(url, "m", retry=FAST), ["q"], 4, params={"temperature": 9}))
+    assert app.state.requests == [4] and not info.value.retryable  # no single requests after it
+
+
+def test_a_500_that_is_a_validation_error_of_the_request_is_not_retried():
+    app = make_app(validation_status=500)
+    with running(app) as url:
+        backend = OpenAIBackend(url, "m", retry=FAST)
+        with pytest.raises(BackendError, match=r"HTTP 500: 1 validation error") as info:
+            run(_sample_all(backend, ["q"], 1, params={"temperature": 9}))
+    assert app.state.requests == [1] and not info.value.retryable
+    assert info.value.detail is not None and info.value.detail.startswith("1 validation error")
+
+
 def test_short_answer_to_n_is_topped_up_and_use_n_true_keeps_trying():
     app = make_app(n_mode="ignore")
     with running(app) as url:

@@ -115,6 +115,8 @@ class BackendError(RuntimeError):
         The HTTP status, when there was one.
     retry_after : float or None
         Seconds the server asked the client to wait (``Retry-After``), when it said.
+    detail : str or None
+        The server's own error message, when there was one.
     """
 
     def __init__(
@@ -124,11 +126,13 @@ class BackendError(RuntimeError):
         retryable: bool,
         status_code: int | None = None,
         retry_after: float | None = None,
+        detail: str | None = None,
     ) -> None:
         super().__init__(message)
         self.retryable = retryable
         self.status_code = status_code
         self.retry_after = retry_after
+        self.detail = detail
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,10 @@ import asyncio
 import functools
 import inspect
 import json
+import logging
 import os
 import random
+import re
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -41,9 +43,15 @@ from computealloc.backends.base import (
 
 __all__ = ["BackendStats", "OpenAIBackend", "split_output_tokens"]
 
-# Statuses with which servers refuse ``n > 1`` (e.g. "n must be 1"); the call then falls back.
-_N_REJECTED = frozenset({400, 422, 501})
+_log = logging.getLogger(__name__)
+# A server refuses ``n > 1`` with 501, or with 400/422 whose message names the field ``n``
+# ("Field 'n': Value must be between 1 <= value <= 4", "n must be 1"); the call then falls back.
+_N_REJECTED = frozenset({400, 422})
+_NAMES_N = re.compile(r"(?<![\w'\"-])['\"]?n['\"]?(?![\w'\"-])")
 _RETRYABLE_STATUS = frozenset({408, 409, 429})
+# A 500 whose message is a request validation error (llama-cpp-python's server wraps FastAPI's
+# RequestValidationError of the body in a 500): the request is at fault, a retry cannot cure it.
+_VALIDATION_500 = re.compile(r"'loc': [(\[]'body'")
 
 
 @dataclass
@@ -57,13 +65,17 @@ class BackendStats:
     retries : int
         Attempts that failed retryably and were retried.
     n_fallbacks : int
-        ``sample`` calls whose ``n > 1`` request was refused or came back short, so that single
-        requests made up the rest.
+        ``sample`` calls whose ``n > 1`` request was refused, came back short or reported too
+        few output tokens, so that single requests made up the rest.
+    undercounts : int
+        ``n > 1`` replies whose ``usage.completion_tokens`` cannot be the total over their
+        choices (see :class:`OpenAIBackend`, Notes); their samples were discarded.
     """
 
     requests: int = 0
     retries: int = 0
     n_fallbacks: int = 0
+    undercounts: int = 0
 
 
 class OpenAIBackend:
@@ -82,9 +94,11 @@ class OpenAIBackend:
         Seconds before one HTTP request counts as timed out (a retryable failure).
     use_n : bool or "auto"
         How ``sample(prompt, n)`` gets ``n`` completions. ``False``: ``n`` parallel single
-        requests. ``True``: one request with ``n``; when the server refuses it (HTTP 400, 422 or
-        501) or returns fewer choices, the missing ones come from parallel single requests.
-        ``"auto"``: like ``True`` until the first such fallback succeeds, then like ``False``.
+        requests. ``True``: one request with ``n``; when the server refuses ``n`` (HTTP 501, or
+        400 or 422 whose message names the field ``n``) or returns fewer choices, the missing
+        ones come from parallel single requests. ``"auto"``: like ``True`` until the first such
+        fallback succeeds, then like ``False``. Either way, a server whose usage undercounts
+        ``n`` choices is sampled with single requests from then on (see Notes).
     retry : RetryPolicy, optional
         Backoff for 408/409/429/5xx, timeouts, connection errors and malformed responses.
     max_concurrency : int
@@ -109,6 +123,17 @@ class OpenAIBackend:
     split in proportion to the characters of each choice's text (largest-remainder rounding,
     so the split sums to the reported total); the mean per sample is exact, a single sample's
     count an estimate. ``use_n=False`` gives exact per-sample counts.
+
+    Some servers (llama.cpp's ``llama-server``) report the tokens of one choice only. A reply
+    is taken as undercounted when its total is below the number of choices with text (each
+    needs a token) or below ``max_tokens`` times the choices that stopped on length; its
+    samples are then discarded, the call draws them with single requests, every later call
+    does too, and the switch is logged once (a warning of the ``computealloc.backends.
+    openai_compat`` logger).
+
+    A 4xx reply is not retried; nor is a 500 whose message is a validation error of the
+    request body (the 500 with which ``llama-cpp-python``'s server answers, e.g., a
+    temperature out of range).
 
     Single requests carry ``seed + j`` for the ``j``-th completion of the call when
     ``params`` holds a ``seed``, so that seeded servers do not return ``n`` copies of one
@@ -201,11 +226,12 @@ class OpenAIBackend:
             )
         body = check_params(params, "OpenAIBackend.sample")
         messages = self._messages(prompt)
-        got = await self._sample_with_n(messages, n, body) if n > 1 and self._try_n else []
+        try_n = n > 1 and self._try_n
+        got = await self._sample_with_n(messages, n, body) if try_n else []
         rest = await self._singles(messages, range(len(got), n), body)
-        if n > 1 and len(got) < n and self._try_n:
+        if try_n and len(got) < n:
             self.stats.n_fallbacks += 1
-            self._try_n = self.use_n is True
+            self._try_n = self._try_n and self.use_n is True
         return got + rest
 
     async def _singles(
@@ -226,11 +252,24 @@ class OpenAIBackend:
     ) -> list[Completion]:
         """One request with ``n``; empty when the server refuses ``n > 1``."""
         try:
-            return (await self._request(messages, n, params))[:n]
+            got = (await self._request(messages, n, params))[:n]
         except BackendError as exc:
-            if exc.status_code in _N_REJECTED:
+            if _refuses_n(exc):
                 return []
             raise
+        if _undercounted(got, params):
+            self.stats.undercounts += 1
+            if self._try_n:
+                self._try_n = False
+                _log.warning(
+                    "%s reported %s output tokens for %d choices, fewer than they hold (it "
+                    "counts one choice): sampling with single requests from now on.",
+                    self._url,
+                    sum(c.output_tokens or 0 for c in got),
+                    len(got),
+                )
+            return []
+        return got
 
     async def _request(
         self, messages: list[dict[str, Any]], n: int, params: dict[str, Any]
@@ -427,12 +466,35 @@ def _status_error(url: str, status: int, raw: bytes, retry_after: str | None) ->
         wait = float(retry_after) if retry_after is not None else None
     except ValueError:
         wait = None
+    message = _error_message(raw)
+    invalid = status == 500 and _VALIDATION_500.search(message) is not None
     return BackendError(
-        f"{url}: HTTP {status}: {_error_message(raw)}",
-        retryable=status in _RETRYABLE_STATUS or status >= 500,
+        f"{url}: HTTP {status}: {message}",
+        retryable=(status in _RETRYABLE_STATUS or status >= 500) and not invalid,
         status_code=status,
         retry_after=wait,
+        detail=message,
     )
+
+
+def _refuses_n(error: BackendError) -> bool:
+    """Whether ``error`` refuses the ``n`` of the request (not some other fault of it)."""
+    if error.status_code == 501:
+        return True
+    detail = error.detail or ""
+    return error.status_code in _N_REJECTED and _NAMES_N.search(detail) is not None
+
+
+def _undercounted(completions: list[Completion], params: Mapping[str, Any]) -> bool:
+    """Whether a reply's output tokens are too few for its choices (see OpenAIBackend, Notes)."""
+    tokens = [c.output_tokens for c in completions]
+    if len(completions) < 2 or any(t is None for t in tokens):
+        return False
+    total = sum(t for t in tokens if t is not None)
+    cap = params.get("max_completion_tokens", params.get("max_tokens"))
+    stopped = sum(c.finish_reason == "length" for c in completions)
+    floor = cap * stopped if isinstance(cap, int) and not isinstance(cap, bool) else 0
+    return total < max(sum(bool(c.text) for c in completions), floor)
 
 
 def _error_message(raw: bytes) -> str:
