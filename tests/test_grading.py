@@ -106,6 +106,22 @@ def test_extract_answer_phrase(text: str, expected: str) -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
+        ("The answer is N.'", "N"),
+        ("The answer is - 4", "-4"),
+        ('the answer is "7".', "7"),
+        ("The answer is + .5!", "+.5"),
+        ("The answer is (B).", "(B)"),
+        ("The answer is ...", None),
+    ],
+)
+def test_extract_answer_phrase_without_stray_characters(text: str, expected: str | None) -> None:
+    # Samples of a real model (gemma-3 270M on llama.cpp) ended answers like this.
+    assert extract_answer(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
         ('```json\n{\n  "reasoning": "9 * 2 = 18",\n  "answer": "18"\n}\n```', "18"),
         ('{"reasoning": "...", "answer": 18}', "18"),
         ('{"reasoning": "x", "answer": "\\\\frac{1}{2}"}', r"\frac{1}{2}"),

@@ -46,6 +46,8 @@ _HASHES_NUMBER_RE = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:/\d+)?")
 _PHRASE_RE = re.compile(r"(?:final answer|the answer)(?:\s+is|\s*:)+\s*", re.IGNORECASE)
 _DOLLAR_SPAN_RE = re.compile(r"\$+([^$]+)\$+")
 _SENTENCE_END_RE = re.compile(r"\.\s")
+_SPACED_SIGN_RE = re.compile(r"^([+-])\s+(?=[\d.])")
+_QUOTES = "\"'`\u2018\u2019\u201c\u201d"
 _JSON_UNESCAPE_RE = re.compile(r'\\(["\\/])')
 _JSON_ANSWER_RE = re.compile(
     r'"answer"\s*:\s*(?:"((?:[^"\\]|\\.)*)"|([^",}\s][^,}\s]*))', re.DOTALL
@@ -114,7 +116,8 @@ def _after_phrase(text: str) -> str | None:
     if math:
         return math.group(1).strip() or None
     sentence = _SENTENCE_END_RE.split(rest.split("\n", 1)[0], maxsplit=1)[0]
-    return sentence.strip().rstrip(".").strip() or None
+    answer = sentence.strip().rstrip(".,;:!?" + _QUOTES + " ").lstrip(_QUOTES + " ")
+    return _SPACED_SIGN_RE.sub(r"\1", answer) or None
 
 
 def _json_answer(text: str) -> str | None:
@@ -150,7 +153,8 @@ def extract_answer(text: str | None) -> str | None:
        escaped ``\{``, ``\}`` are handled);
     3. the number after the last GSM8K ``####`` marker, thousands commas removed;
     4. the text after the last "the answer is" / "final answer is" / "final answer:", up to the
-       end of the sentence, without ``$``, bold ``**`` markers or a trailing period.
+       end of the sentence, without ``$``, bold ``**`` markers, surrounding quotes, trailing
+       punctuation (``"N.'"`` gives ``N``) or a space after a sign (``"- 4"`` gives ``-4``).
 
     Parameters
     ----------
