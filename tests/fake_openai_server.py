@@ -212,14 +212,14 @@ def _body(model: str, completions: list[Completion]) -> dict[str, Any]:
 
 
 @contextmanager
-def running(app: FastAPI) -> Iterator[str]:
+def running(app: FastAPI, *, lifespan: Literal["on", "off"] = "off") -> Iterator[str]:
     """Serve ``app`` on a free loopback port in a daemon thread; yield ``http://.../v1``."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     config = uvicorn.Config(
-        app, log_level="warning", lifespan="off", timeout_graceful_shutdown=1, access_log=False
+        app, log_level="warning", lifespan=lifespan, timeout_graceful_shutdown=1, access_log=False
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)

@@ -22,12 +22,16 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-__all__ = ["BudgetController", "ControllerState"]
+__all__ = ["TOTALS", "BudgetController", "ControllerState"]
+
+#: The totals a controller's price is computed from, as named in :meth:`BudgetController.totals`.
+TOTALS = ("spent", "n", "reserved", "in_flight", "area")
 
 
 @dataclass(frozen=True)
@@ -127,6 +131,11 @@ class BudgetController:
     The controller is thread-safe: every method takes one lock, so concurrent requests of a
     server (threads or asyncio tasks) see consistent prices and totals.
 
+    Fleet. Replicas that share a budget (:mod:`computealloc.fleet`) each keep their own
+    totals here and add the rest of the fleet's, :meth:`set_others`: the price is then the
+    same function of the fleet's totals on every replica. Alone, the others are zero and the
+    controller is exactly the single-process one.
+
     Examples
     --------
     >>> ctl = BudgetController(2.0, lam0=0.1, scale=0.1)
@@ -167,13 +176,18 @@ class BudgetController:
         self._reserved = 0.0
         self._in_flight = 0
         self._area = 0.0
+        self._others = dict.fromkeys(TOTALS, 0.0)
+        self._listeners: list[Callable[[], None]] = []
 
     def _deficit(self) -> float:
-        """Overspend so far in queries' worth of budget, ``D / budget``."""
-        return (self._spent + self._reserved) / self.budget - (self._n + self._in_flight)
+        """Overspend so far in queries' worth of budget, ``D / budget`` (over the fleet)."""
+        o = self._others
+        cost = self._spent + self._reserved + o["spent"] + o["reserved"]
+        return cost / self.budget - (self._n + self._in_flight + o["n"] + o["in_flight"])
 
     def _raw_price(self) -> float:
-        return self.lam0 + self.scale * (self.gain * self._deficit() + self.integral * self._area)
+        area = self._area + self._others["area"]
+        return self.lam0 + self.scale * (self.gain * self._deficit() + self.integral * area)
 
     def _price(self) -> float:
         return float(min(max(self._raw_price(), self.lam_min), self.lam_max))
@@ -192,18 +206,39 @@ class BudgetController:
             return self._price()
 
     def state(self) -> ControllerState:
-        """A consistent snapshot of the price and the totals."""
+        """A consistent snapshot of the price and the totals (of the fleet, with others)."""
         with self._lock:
-            n = self._n
+            o = self._others
+            n, spent = self._n + int(o["n"]), self._spent + o["spent"]
             return ControllerState(
                 lam=self._price(),
-                spent=self._spent,
+                spent=spent,
                 n=n,
-                mean_cost=self._spent / n if n else math.nan,
-                in_flight=self._in_flight,
-                reserved=self._reserved,
+                mean_cost=spent / n if n else math.nan,
+                in_flight=self._in_flight + int(o["in_flight"]),
+                reserved=self._reserved + o["reserved"],
                 deficit=self._deficit() * self.budget,
             )
+
+    def totals(self) -> dict[str, float]:
+        """This controller's own totals, named by :data:`TOTALS` (the others excluded)."""
+        with self._lock:
+            own = (self._spent, self._n, self._reserved, self._in_flight, self._area)
+        return dict(zip(TOTALS, map(float, own), strict=True))
+
+    def set_others(self, others: Mapping[str, float]) -> None:
+        """Set the totals of the rest of the fleet (each of :data:`TOTALS`; missing ones 0)."""
+        values = {name: float(others.get(name, 0.0)) for name in TOTALS}
+        with self._lock:
+            self._others = values
+
+    def subscribe(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` after every change of the totals (outside the lock)."""
+        self._listeners.append(callback)
+
+    def _notify(self) -> None:
+        for callback in self._listeners:
+            callback()
 
     def decide(self, scores: ArrayLike, costs: ArrayLike) -> tuple[NDArray[np.int64], float]:
         """Choose ``argmax_a scores[i, a] - lam * costs[i, a]`` and reserve the chosen costs.
@@ -237,6 +272,7 @@ class BudgetController:
             actions = np.argmax(s - lam * c, axis=1).astype(np.int64, copy=False)
             chosen = c[actions] if c.ndim == 1 else c[np.arange(s.shape[0]), actions]
             self._open(float(chosen.sum()), s.shape[0])
+        self._notify()
         return actions, lam
 
     def reserve(self, expected: float) -> float:
@@ -260,6 +296,7 @@ class BudgetController:
         with self._lock:
             lam = self._price()
             self._open(expected, 1)
+        self._notify()
         return lam
 
     def _open(self, reserved: float, queries: int) -> None:
@@ -289,6 +326,7 @@ class BudgetController:
             if realised is not None:
                 self._spent += realised
                 self._n += 1
+        self._notify()
 
     def charge(self, realised: float) -> None:
         """Count a query that cost ``realised`` without a decision (it failed before one)."""
@@ -296,6 +334,7 @@ class BudgetController:
         with self._lock:
             self._spent += realised
             self._n += 1
+        self._notify()
 
 
 def _check_cost(value: float, method: str, name: str = "realised") -> None:

@@ -476,6 +476,20 @@ def serve_cmd(
             "in the policy file, which these must equal."
         ),
     ] = [],  # noqa: B006
+    spend_store: Annotated[
+        str | None,
+        typer.Option(
+            help="redis://HOST:PORT/DB: hold one budget with every replica on this store and "
+            "budget name (default: in this process)."
+        ),
+    ] = None,
+    budget_name: Annotated[
+        str, typer.Option(help="Name of the budget in the spend store.")
+    ] = "default",
+    keys: Annotated[
+        Path | None,
+        typer.Option(help="JSON keys file: API key -> budget, optional hard cap per period."),
+    ] = None,
 ) -> None:
     """OpenAI-compatible proxy that spends compute per request by the policy, holding budget B.
 
@@ -507,6 +521,9 @@ def serve_cmd(
             workers=workers,
             client=_client(client),
             prices=price or None,
+            spend_store=spend_store,
+            budget_name=budget_name,
+            keys_file=keys,
         )
     except (PolicyFileError, SampleLogError, FileNotFoundError, ValueError) as exc:
         console.print(f"[red]error:[/red] {exc}")

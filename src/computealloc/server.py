@@ -64,9 +64,11 @@ from starlette.exceptions import HTTPException
 from starlette.routing import Route
 
 from computealloc.backends import Backend, BackendError, ReplayBackend, UnknownPromptError
+from computealloc.fleet import AccountLink, CapExceeded, Fleet, KeyBudget, read_keys
 from computealloc.policies import BasePolicy
 from computealloc.runtime import Runtime, RuntimeAnswer
 from computealloc.sequential_runtime import SequentialRuntime
+from computealloc.spend_store import MemoryStore, SpendStore, open_store
 from computealloc.units import Price, PriceLike, Pricing
 from computealloc.workers import WorkerState, gather, publish
 
@@ -181,7 +183,11 @@ _ERROR_DOCS: dict[int | str, dict[str, Any]] = {
         (400, "A request the proxy cannot serve (n > 1, last message not from the user)."),
         (401, "Missing or wrong API key."),
         (404, "The replay backend does not know the prompt."),
-        (429, "The backend is rate limited, after the proxy's retries."),
+        (
+            429,
+            "The API key's hard cap is spent for the period (type 'insufficient_quota'), or "
+            "the backend is rate limited after the proxy's retries.",
+        ),
         (413, "Request body over the size limit."),
         (502, "The backend failed."),
         (504, "The backend or the request deadline timed out."),
@@ -273,10 +279,14 @@ class _RuntimeCollector(Collector):
     """Prometheus metrics read from the runtime's totals (of every worker) at scrape time."""
 
     def __init__(
-        self, runtime: ServedRuntime, totals: Callable[[], tuple[WorkerState, int]]
+        self,
+        runtime: ServedRuntime,
+        totals: Callable[[], tuple[WorkerState, int]],
+        fleet: Fleet | None = None,
     ) -> None:
         self.runtime = runtime
         self.totals = totals
+        self.fleet = fleet
 
     def collect(self) -> Iterator[Metric]:
         state, workers = self.totals()
@@ -314,10 +324,12 @@ class _RuntimeCollector(Collector):
                 f"Target mean cost per query, in {self.runtime.cost_unit}.",
                 self.runtime.budget,
             ),
-            ("workers", "Worker processes whose totals are reported.", workers),
+            ("workers", "Worker processes (replicas) whose totals are reported.", workers),
         )
         for name, text, value in gauges:
             yield GaugeMetricFamily(f"computealloc_{name}", text, value=value)
+        if self.fleet is not None:
+            yield from self.fleet.metrics()
 
 
 # --- the app --------------------------------------------------------------------------------------
@@ -331,6 +343,9 @@ def create_app(
     served_model_name: str = "computealloc",
     request_timeout: float | None = None,
     shared_dir: str | os.PathLike[str] | None = None,
+    store: SpendStore | None = None,
+    budget_name: str = "default",
+    keys: Sequence[tuple[KeyBudget, ServedRuntime]] = (),
 ) -> FastAPI:
     """The proxy as a FastAPI app.
 
@@ -350,6 +365,17 @@ def create_app(
     shared_dir : path-like, optional
         A folder shared by the worker processes of one server: the app publishes its totals
         there and reports the totals of all of them (:mod:`computealloc.workers`).
+    store : SpendStore, optional
+        A spend store shared by the replicas of a fleet (:mod:`computealloc.spend_store`):
+        replicas with the same store and ``budget_name`` hold one budget, and ``/metrics``
+        and ``/health`` report the fleet's totals and this replica's (:mod:`computealloc.fleet`).
+        Replaces ``shared_dir``.
+    budget_name : str
+        The budget's name in the store.
+    keys : sequence of (KeyBudget, runtime)
+        Per-key budgets: a request carrying a key is answered by its runtime, under its budget
+        and hard cap (429 ``insufficient_quota`` once the cap is spent); with keys, a request
+        without one needs ``api_key``. They live in ``store`` (in process by default).
 
     Returns
     -------
@@ -358,11 +384,18 @@ def create_app(
     _check_app_args(runtime, api_key, max_body_bytes, served_model_name, request_timeout)
     statuses: Counter[int] = Counter()
     folder = None if shared_dir is None else Path(shared_dir)
+    fleet = None
+    if store is not None or keys:
+        accounts = [(key, rt, _worst_cost(rt)) for key, rt in keys]
+        fleet = Fleet(store or MemoryStore(), budget_name, runtime, statuses, accounts)
+        folder = None
 
     def own() -> WorkerState:
         return WorkerState(runtime.ledger, dict(statuses), runtime.lam)
 
     def totals() -> tuple[WorkerState, int]:
+        if fleet is not None:
+            return fleet.totals()
         return (own(), 1) if folder is None else gather(folder, own())
 
     async def publishing(folder: Path) -> None:
@@ -373,11 +406,16 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         task = None if folder is None else asyncio.create_task(publishing(folder))
+        if fleet is not None:
+            await fleet.start()
         yield
         if task is not None and folder is not None:
             task.cancel()
             publish(folder, own())
-        await runtime.aclose()
+        if fleet is not None:
+            await fleet.stop()
+        for served in (runtime, *(rt for _, rt in keys)):
+            await served.aclose()
 
     app = FastAPI(
         title="computealloc proxy",
@@ -385,18 +423,18 @@ def create_app(
         lifespan=lifespan,
     )
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_RuntimeCollector(runtime, totals))
+    registry.register(_RuntimeCollector(runtime, totals, fleet))
     app.state.runtime = runtime
     app.state.registry = registry
     app.add_middleware(_Guard, max_body_bytes=max_body_bytes, statuses=statuses)
     _add_error_handler(app)
     key = None if api_key is None else f"Bearer {api_key}".encode()
-    chat = _ChatEndpoint(runtime, key, served_model_name, request_timeout)
+    chat = _ChatEndpoint(runtime, key, served_model_name, request_timeout, fleet)
     app.router.routes.append(Route(_CHAT_PATH, chat, methods=["POST"], name="chat_completions"))
     app.openapi = _openapi(app)  # type: ignore[method-assign]
 
     async def authorize(request: Request) -> None:
-        _check_key(key, request.headers.get("authorization", ""))
+        _account(fleet, key, request.headers.get("authorization", ""))
 
     @app.get("/v1/models", dependencies=[Depends(authorize)], responses=_ERROR_DOCS)
     async def models() -> dict[str, Any]:
@@ -411,22 +449,28 @@ def create_app(
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
-        """Liveness, the budget and where the spend stands (over every worker)."""
+        """Liveness, the budget and where the spend stands (over every worker or replica);
+        with a spend store also the store's state, this replica's totals and every key's."""
+        if fleet is not None:
+            await fleet.refresh()
         state, workers = totals()
         mean, lam = state.ledger.mean_cost, state.lam
         return {
-            "status": "ok",
+            "status": "ok" if fleet is None or fleet.up else "degraded",
             "budget": runtime.budget,
             "cost_unit": runtime.cost_unit,
             "lam": None if lam != lam else lam,
             "queries": state.ledger.queries,
             "mean_cost": None if mean != mean else mean,
             "workers": workers,
+            **({} if fleet is None else fleet.health()),
         }
 
     @app.get("/metrics")
     async def metrics() -> Response:
         """Prometheus metrics: requests, samples, tokens, cost, mean cost, lam, actions."""
+        if fleet is not None:
+            await fleet.refresh()
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     return app
@@ -486,6 +530,26 @@ def _check_app_args(
             )
 
 
+def _worst_cost(runtime: ServedRuntime) -> float:
+    """The most one query of ``runtime`` can be expected to cost (held against a cap)."""
+    if isinstance(runtime, SequentialRuntime):
+        return float(runtime.max_samples)
+    return float(max(runtime.policy.costs_))
+
+
+def _account(fleet: Fleet | None, expected: bytes | None, given: str) -> AccountLink | None:
+    """The key account of the ``Authorization`` header ``given``; None for the main budget
+    (when the header passes :func:`_check_key`, which a keyed fleet needs ``api_key`` for)."""
+    link = None if fleet is None else fleet.account(given)
+    if link is None and fleet is not None and fleet.keys and expected is None:
+        raise APIError(
+            401, "Unknown API key: send 'Authorization: Bearer <key>'.", "invalid_api_key"
+        )
+    if link is None:
+        _check_key(expected, given)
+    return link
+
+
 def _check_key(expected: bytes | None, given: str) -> None:
     """Raise 401 unless the ``Authorization`` header ``given`` carries the expected key."""
     if expected is not None and not hmac.compare_digest(given.encode(), expected):
@@ -536,22 +600,32 @@ class _ChatEndpoint:
     """
 
     def __init__(
-        self, runtime: ServedRuntime, key: bytes | None, model: str, timeout: float | None
+        self,
+        runtime: ServedRuntime,
+        key: bytes | None,
+        model: str,
+        timeout: float | None,
+        fleet: Fleet | None = None,
     ) -> None:
         self.runtime = runtime
         self.key = key
         self.model = model
         self.timeout = timeout
+        self.fleet = fleet
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
-        _check_key(self.key, request.headers.get("authorization", ""))
+        link = _account(self.fleet, self.key, request.headers.get("authorization", ""))
         try:
             body = ChatCompletionRequest.model_validate_json(await request.body())
         except ValidationError as exc:
             await _invalid_request(exc)(scope, receive, send)
             return
-        result = await _answer(self.runtime, _prompt(body), self.timeout)
+        prompt = _prompt(body)
+        if link is None:
+            result = await _answer(self.runtime, prompt, self.timeout)
+        else:
+            result = await _answer_within_cap(link, prompt, self.timeout)
         response = self._render(body, result)
         await response(scope, receive, send)
 
@@ -656,6 +730,20 @@ async def _answer(runtime: ServedRuntime, prompt: str, timeout: float | None) ->
                 exc.status_code, f"The backend refused the request: {exc}", "backend_refusal"
             ) from exc
         raise APIError(502, f"The backend failed: {exc}", "backend_error") from exc
+
+
+async def _answer_within_cap(
+    link: AccountLink, prompt: str, timeout: float | None
+) -> RuntimeAnswer:
+    """Answer with a key's runtime, holding the query's worst cost against the key's cap."""
+    try:
+        held = await link.admit()
+    except CapExceeded as exc:
+        raise APIError(429, str(exc), "insufficient_quota") from exc
+    try:
+        return await _answer(link.runtime, prompt, timeout)
+    finally:
+        link.release(held)
 
 
 def _timed_out(exc: BaseException) -> bool:
@@ -885,6 +973,9 @@ def serve(
     workers: int = 1,
     client: Literal["aiohttp", "openai"] = "aiohttp",
     access_log: bool = True,
+    spend_store: str | None = None,
+    budget_name: str = "default",
+    keys_file: str | os.PathLike[str] | None = None,
 ) -> None:
     """Load a policy, open the backend and serve the proxy with uvicorn (blocks).
 
@@ -927,9 +1018,18 @@ def serve(
         Worker processes (uvicorn's ``workers``). Each runs its own runtime and budget
         controller and holds the budget on the requests it answers, so all of them together
         hold it too; ``/metrics`` and ``/health`` report the totals of all workers
-        (:mod:`computealloc.workers`).
+        (:mod:`computealloc.workers`; through the spend store when one is given, each worker
+        a replica of the fleet).
     access_log : bool
         Log every request (uvicorn's access log).
+    spend_store : str, optional
+        ``redis://HOST:PORT/DB``: the budget lives on this Redis server, shared with every
+        replica started with the same store and ``budget_name`` (:mod:`computealloc.fleet`).
+        Default: in this process.
+    budget_name : str
+        The budget's name in the store.
+    keys_file : path-like, optional
+        Per-key budgets and hard caps (:func:`computealloc.fleet.read_keys`).
 
     Notes
     -----
@@ -962,6 +1062,9 @@ def serve(
         "prices": None if prices is None else _raw_prices(prices),
         "batch_size": batch_size,
         "client": client,
+        "spend_store": spend_store,
+        "budget_name": budget_name,
+        "keys_file": None if keys_file is None else str(keys_file),
     }
     app = _build_app(**settings)  # every setting is checked here, before any worker starts
     if workers == 1:
@@ -1015,12 +1118,17 @@ def _build_app(
     prices: dict[str, PriceLike] | list[str] | None,
     batch_size: int,
     client: Literal["aiohttp", "openai"],
+    spend_store: str | None = None,
+    budget_name: str = "default",
+    keys_file: str | None = None,
     shared_dir: str | None = None,
 ) -> FastAPI:
     """Load the policy, open the backend, build the runtime and the app (:func:`serve`)."""
     from computealloc.persist import load_file
 
     policy = load_file(policy_path)
+    keys = [] if keys_file is None else read_keys(keys_file)
+    store = None if spend_store is None else open_store(spend_store)
     backends = open_backends(
         backend,
         model=model,
@@ -1029,37 +1137,41 @@ def _build_app(
         max_attempts=max_attempts,
         client=client,
     )
-    runtime: ServedRuntime
-    if isinstance(policy, BasePolicy):
-        given = None if prices is None else Pricing.parse(policy.cost_unit_, prices).prices
-        runtime = Runtime(
-            policy,
-            backends,
-            budget=budget,
-            probe_m=probe_m,
-            prices=given,
-            temperature=temperature,
-            max_tokens=max_tokens,
-        )
-    elif not isinstance(backends, dict):
-        runtime = SequentialRuntime(
-            policy,
-            backends,
-            budget=budget,
-            batch_size=batch_size,
-            temperature=temperature,
-            max_tokens=max_tokens,
-        )
-    else:
+
+    def runtime_at(budget: float) -> ServedRuntime:
+        if isinstance(policy, BasePolicy):
+            given = None if prices is None else Pricing.parse(policy.cost_unit_, prices).prices
+            return Runtime(
+                policy,
+                backends,
+                budget=budget,
+                probe_m=probe_m,
+                prices=given,
+                temperature=temperature,
+                max_tokens=max_tokens,
+            )
+        if not isinstance(backends, dict):
+            return SequentialRuntime(
+                policy,
+                backends,
+                budget=budget,
+                batch_size=batch_size,
+                temperature=temperature,
+                max_tokens=max_tokens,
+            )
         raise ValueError(
             f"A stopping rule samples one model; the backend {backend!r} serves "
             f"{len(backends)} models. Pass --model to pick one."
         )
+
     return create_app(
-        runtime,
+        runtime_at(budget),
         api_key=api_key,
         max_body_bytes=max_body_bytes,
         served_model_name=served_model_name,
         request_timeout=request_timeout,
         shared_dir=shared_dir,
+        store=store,
+        budget_name=budget_name,
+        keys=[(key, runtime_at(key.budget)) for key in keys],
     )

@@ -22,7 +22,7 @@ from pathlib import Path
 from computealloc.runtime import Ledger
 from computealloc.table import atomic_write
 
-__all__ = ["WorkerState", "gather", "publish"]
+__all__ = ["WorkerState", "combine", "gather", "publish"]
 
 _PREFIX = "worker-"
 
@@ -101,6 +101,12 @@ def gather(folder: Path, own: WorkerState) -> tuple[WorkerState, int]:
         for path in sorted(folder.glob(f"{_PREFIX}*.json"))
         if path.name != mine
     ]
+    return combine(states), len(states)
+
+
+def combine(states: list[WorkerState]) -> WorkerState:
+    """The sum of several states; ``lam`` their queries-weighted mean price (their plain mean
+    before any query)."""
     actions: Counter[str] = Counter()
     statuses: Counter[int] = Counter()
     for state in states:
@@ -122,4 +128,4 @@ def gather(folder: Path, own: WorkerState) -> tuple[WorkerState, int]:
         lam = sum(w * s.lam for w, s in zip(weights, priced, strict=True)) / sum(weights)
     else:
         lam = sum(s.lam for s in priced) / len(priced)
-    return WorkerState(ledger, dict(statuses), lam), len(states)
+    return WorkerState(ledger, dict(statuses), lam)

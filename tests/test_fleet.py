@@ -1,0 +1,336 @@
+"""A fleet of proxy replicas on one spend store: shared budget and totals, per-key budgets and
+caps, Redis going away and coming back, a replica SIGKILLed with queries in flight.
+
+Replicas are real uvicorn servers (threads, and a separate process for the kill); the store is
+a real ``redis-server`` started per test (skipped when it is not installed) or the in-process
+store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("fastapi")
+httpx = pytest.importorskip("httpx")
+
+from computealloc.backends import ReplayBackend  # noqa: E402
+from computealloc.fleet import KeyBudget, KeysFileError, read_keys  # noqa: E402
+from computealloc.persist import save_policy  # noqa: E402
+from computealloc.runtime import Runtime  # noqa: E402
+from computealloc.server import create_app  # noqa: E402
+from computealloc.spend_store import RedisStore  # noqa: E402
+from fake_openai_server import make_app, replaying, running  # noqa: E402
+from redis_server import REDIS_SERVER, RedisServer, free_port  # noqa: E402
+from test_runtime import fit_value, synthetic_log  # noqa: E402
+
+BUDGET = 3.0
+MAIN = "main-key"
+
+
+@pytest.fixture(scope="module")
+def log():
+    return synthetic_log(60, 8)
+
+
+@pytest.fixture(scope="module")
+def policy(log):
+    return fit_value(log, BUDGET, actions="majority@1,majority@2,majority@4")
+
+
+@pytest.fixture
+def redis_server(tmp_path):
+    if REDIS_SERVER is None:
+        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    server = RedisServer(tmp_path / "redis", persist=False)
+    yield server
+    server.stop()
+
+
+def _replicas(stack: ExitStack, n: int, policy, log, **app_kwargs) -> list[tuple[str, Runtime]]:
+    """``n`` proxies (uvicorn threads, lifespan on) on their own runtimes; base URL, runtime."""
+    out = []
+    for seed in range(n):
+        runtime = Runtime(policy, ReplayBackend(log, seed=seed), budget=BUDGET)
+        kwargs = dict(app_kwargs)
+        if "store_url" in kwargs:
+            kwargs["store"] = RedisStore(kwargs.pop("store_url"))
+        app = create_app(runtime, api_key=MAIN, **kwargs)
+        url = stack.enter_context(running(app, lifespan="on")).removesuffix("/v1")
+        out.append((url, runtime))
+    return out
+
+
+def _ask(base: str, prompt: str, key: str = MAIN) -> httpx.Response:
+    body = {"model": "m", "messages": [{"role": "user", "content": prompt}]}
+    return httpx.post(
+        f"{base}/v1/chat/completions",
+        json=body,
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=30,
+    )
+
+
+def _metrics(base: str) -> dict[str, float]:
+    text = httpx.get(f"{base}/metrics").text
+    found = re.findall(r"^(computealloc_\S+) (\S+)$", text, flags=re.M)
+    return {name: float(value) for name, value in found}
+
+
+def test_replicas_on_one_redis_hold_one_budget_and_report_the_same_totals(
+    redis_server, policy, log
+):
+    prompts = list(log.queries["prompt"])
+    with ExitStack() as stack:
+        replicas = _replicas(
+            stack, 3, policy, log, store_url=redis_server.url, budget_name="fleet-a"
+        )
+        for i in range(90):  # uneven: the first replica gets half of the traffic
+            base = replicas[0 if i % 2 else 1 + i % 4 // 2][0]
+            assert _ask(base, prompts[i % len(prompts)]).status_code == 200
+        ledgers = [rt.ledger for _, rt in replicas]
+        seen = [_metrics(base) for base, _ in replicas]
+        seen = [_metrics(base) for base, _ in replicas]  # every replica synced the last settle
+        health = [httpx.get(f"{base}/health").json() for base, _ in replicas]
+        lams = [rt.lam for _, rt in replicas]
+    assert sum(ledger.queries for ledger in ledgers) == 90
+    for metrics, ledger in zip(seen, ledgers, strict=True):
+        assert metrics["computealloc_queries_total"] == 90
+        assert metrics["computealloc_cost_total"] == sum(x.cost for x in ledgers)
+        assert metrics["computealloc_samples_total"] == sum(x.samples for x in ledgers)
+        assert metrics['computealloc_requests_total{code="200"}'] == 90
+        assert metrics["computealloc_workers"] == 3
+        assert metrics["computealloc_replica_queries_total"] == ledger.queries
+        assert metrics["computealloc_store_up"] == 1
+    assert [h["replica"]["queries"] for h in health] == [x.queries for x in ledgers]
+    assert all(h["store"]["control"] == "fleet" and h["status"] == "ok" for h in health)
+    assert lams[0] == pytest.approx(lams[1], abs=1e-12) == pytest.approx(lams[2], abs=1e-12)
+
+
+def test_the_fleet_price_is_the_price_of_the_pooled_spend(redis_server, policy, log):
+    """A replica that only sees cheap traffic prices the fleet's overspend, not its own."""
+    prompts = list(log.queries["prompt"])
+    with ExitStack() as stack:
+        (base, runtime), (_, idle) = _replicas(
+            stack, 2, policy, log, store_url=redis_server.url, budget_name="fleet-b"
+        )
+        for prompt in prompts[:30]:
+            assert _ask(base, prompt).status_code == 200
+        httpx.get(f"{base}/metrics")
+        idle_lam = httpx.get(f"{base}/health").json()["lam"]
+        assert idle.controller is not None and runtime.controller is not None
+        for _ in range(40):  # the idle replica polls the store every 0.5 s
+            if idle.controller.state().n == 30:
+                break
+            time.sleep(0.05)
+        assert idle.controller.state().n == 30 and idle.ledger.queries == 0
+        assert idle.lam == pytest.approx(runtime.lam, abs=1e-12) == pytest.approx(idle_lam)
+
+
+def test_per_key_budgets_and_a_hard_cap_answered_429_without_partial_charge(policy, log):
+    keys = [
+        KeyBudget("team-a", "sk-a", 2.0, cap=20.0),
+        KeyBudget("team-b", "sk-b", 4.0),
+    ]
+    runtimes = {k.name: Runtime(policy, ReplayBackend(log), budget=k.budget) for k in keys}
+    main = Runtime(policy, ReplayBackend(log), budget=BUDGET)
+    app = create_app(main, api_key=MAIN, keys=[(k, runtimes[k.name]) for k in keys])
+    prompts = list(log.queries["prompt"])
+    statuses, refused = [], None
+    with running(app, lifespan="on") as url:
+        base = url.removesuffix("/v1")
+        for i in range(30):
+            reply = _ask(base, prompts[i], "sk-a")
+            statuses.append(reply.status_code)
+            if reply.status_code == 429 and refused is None:
+                refused = reply.json()
+                spent = runtimes["team-a"].ledger.cost
+                assert _ask(base, prompts[i + 1], "sk-a").status_code == 429
+                assert runtimes["team-a"].ledger.cost == spent  # refused: nothing charged
+        for i in range(10):
+            assert _ask(base, prompts[i], "sk-b").status_code == 200
+        assert _ask(base, prompts[0], MAIN).status_code == 200
+        assert _ask(base, prompts[0], "sk-unknown").status_code == 401
+        metrics = _metrics(base)
+        text = httpx.get(f"{base}/metrics").text
+        health = httpx.get(f"{base}/health").json()
+    assert 200 in statuses and 429 in statuses
+    assert statuses.index(429) == statuses.count(200)  # every request after the first 429 too
+    error = refused["error"]
+    assert error["type"] == "insufficient_quota" and error["code"] == 429
+    assert "team-a" in error["message"] and "cap of 20" in error["message"]
+    spent = runtimes["team-a"].ledger.cost
+    assert spent <= 20.0 and spent + max(policy.costs_) > 20.0  # the cap is spent, never passed
+    assert metrics['computealloc_key_cost_total{key="team-a"}'] == spent
+    assert metrics['computealloc_key_period_cost{key="team-a"}'] == spent
+    assert metrics['computealloc_key_refused_total{key="team-a"}'] == statuses.count(429) + 1
+    assert metrics['computealloc_key_queries_total{key="team-b"}'] == 10
+    assert metrics['computealloc_key_budget{key="team-b"}'] == 4.0
+    assert metrics["computealloc_queries_total"] == sum(
+        rt.ledger.queries for rt in (main, *runtimes.values())
+    )
+    assert health["keys"]["team-a"]["cap"] == 20.0 and health["keys"]["team-b"]["cap"] is None
+    assert "sk-a" not in json.dumps(health) and "sk-a" not in text
+
+
+def test_a_cap_holds_across_replicas(redis_server, policy, log):
+    key = KeyBudget("team-a", "sk-a", 2.0, cap=15.0)
+    prompts = list(log.queries["prompt"])
+    with ExitStack() as stack:
+        bases, runtimes = [], []
+        for seed in range(2):
+            runtime = Runtime(policy, ReplayBackend(log, seed=seed), budget=key.budget)
+            main = Runtime(policy, ReplayBackend(log), budget=BUDGET)
+            app = create_app(
+                main,
+                api_key=MAIN,
+                store=RedisStore(redis_server.url),
+                budget_name="capped",
+                keys=[(key, runtime)],
+            )
+            bases.append(stack.enter_context(running(app, lifespan="on")).removesuffix("/v1"))
+            runtimes.append(runtime)
+        codes = [_ask(bases[i % 2], prompts[i], "sk-a").status_code for i in range(30)]
+    spent = sum(rt.ledger.cost for rt in runtimes)
+    assert codes.count(429) > 0 and spent <= 15.0 and spent + max(policy.costs_) > 15.0
+
+
+def test_redis_down_then_back_answers_everything_and_loses_nothing(redis_server, policy, log):
+    """Redis wiped by a restart mid-run: local control meanwhile, then an exact fleet ledger."""
+    prompts = list(log.queries["prompt"])
+    with ExitStack() as stack:
+        replicas = _replicas(
+            stack, 2, policy, log, store_url=redis_server.url, budget_name="faults"
+        )
+        codes = [_ask(replicas[i % 2][0], prompts[i]).status_code for i in range(20)]
+        redis_server.stop()
+        codes += [_ask(replicas[i % 2][0], prompts[i]).status_code for i in range(20, 40)]
+        health = httpx.get(f"{replicas[0][0]}/health").json()
+        down = _metrics(replicas[1][0])
+        redis_server.start()  # empty: no persistence in this test
+        codes += [_ask(replicas[i % 2][0], prompts[i]).status_code for i in range(40, 50)]
+        time.sleep(0.6)  # one sync interval: every replica re-stated its totals
+        after = [_metrics(base) for base, _ in replicas]
+        ledgers = [rt.ledger for _, rt in replicas]
+        back = httpx.get(f"{replicas[0][0]}/health").json()
+    assert codes == [200] * 50
+    assert health["status"] == "degraded" and health["store"]["control"] == "local"
+    assert health["store"]["up"] is False and health["store"]["errors"] > 0
+    assert down["computealloc_store_up"] == 0
+    assert back["status"] == "ok" and back["store"]["up"] is True
+    for metrics in after:
+        assert metrics["computealloc_queries_total"] == 50
+        assert metrics["computealloc_cost_total"] == sum(x.cost for x in ledgers)
+        assert metrics["computealloc_samples_total"] == sum(x.samples for x in ledgers)
+        assert metrics["computealloc_store_up"] == 1
+
+
+def test_a_replica_sigkilled_in_flight_leaves_an_exact_ledger(redis_server, policy, log, tmp_path):
+    """Its reservations expire with its lease; what it answered stays counted, once."""
+    save_policy(policy, tmp_path / "policy.json")
+    slow = make_app(replaying(ReplayBackend(log)), latency_s=2.0)
+    prompts = list(log.queries["prompt"])
+    with ExitStack() as stack:
+        backend = stack.enter_context(running(slow))
+        (base, runtime), *_ = _replicas(
+            stack, 1, policy, log, store_url=redis_server.url, budget_name="kill"
+        )
+        port = free_port()
+        code = (
+            "from computealloc.server import serve; "
+            f"serve({str(tmp_path / 'policy.json')!r}, {BUDGET}, {backend!r}, model='m', "
+            f"port={port}, access_log=False, spend_store={redis_server.url!r}, "
+            "budget_name='kill', api_key='main-key')"
+        )
+        env = {**os.environ, "PYTHONPATH": str(Path("src").resolve())}
+        victim = subprocess.Popen([sys.executable, "-c", code], env=env)
+        stack.callback(victim.kill)
+        victim_base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{victim_base}/health").status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+            assert time.monotonic() < deadline, "the replica did not start"
+        answered = [_ask(victim_base, prompts[i]).json()["computealloc"] for i in range(2)]
+        for i in range(4):
+            assert _ask(base, prompts[i]).status_code == 200
+        in_flight = [
+            threading.Thread(target=lambda p=p: _try(victim_base, p)) for p in prompts[2:6]
+        ]
+        for thread in in_flight:
+            thread.start()
+        time.sleep(0.7)  # their reservations are in the store
+        before = _snapshot(redis_server.url, "kill")
+        victim.send_signal(signal.SIGKILL)
+        victim.wait()
+        time.sleep(5.5)  # the store's lease
+        after = _snapshot(redis_server.url, "kill")
+        metrics = _metrics(base)
+        for thread in in_flight:
+            thread.join()
+    assert before["r:in_flight"] == 4
+    assert after["r:in_flight"] == 0 and after["r:reserved"] == 0
+    victim_cost = sum(a["cost"] for a in answered)
+    assert metrics["computealloc_queries_total"] == 6
+    assert metrics["computealloc_cost_total"] == runtime.ledger.cost + victim_cost
+    assert after["c:spent"] == runtime.ledger.cost + victim_cost
+
+
+def _snapshot(url: str, account: str) -> dict[str, float]:
+    async def read() -> dict[str, float]:
+        store = RedisStore(url)
+        try:
+            return (await store.snapshot(account)).fleet
+        finally:
+            await store.aclose()
+
+    return asyncio.run(read())
+
+
+def _try(base: str, prompt: str) -> None:
+    with contextlib.suppress(httpx.TransportError):  # the replica is killed under it
+        _ask(base, prompt)
+
+
+def test_keys_file_errors_name_the_file_entry_and_field(tmp_path):
+    path = tmp_path / "keys.json"
+    path.write_text(json.dumps({"keys": [{"name": "a", "key": "k", "budget": 2, "cap": 5}]}))
+    assert read_keys(path) == [KeyBudget("a", "k", 2.0, 5.0, 86400.0)]
+    cases = [
+        ({"keys": []}, "non-empty 'keys' list"),
+        ({"keys": [{"name": "a b", "key": "k", "budget": 1}]}, r"keys\[0\]\.name"),
+        ({"keys": [{"name": "a", "budget": 1}]}, r"keys\[0\]\.key: expected"),
+        ({"keys": [{"name": "a", "key": "k", "budget": -1}]}, r"keys\[0\]\.budget.*Got -1"),
+        ({"keys": [{"name": "a", "key": "k", "budget": 1, "period": "year"}]}, r"\.period"),
+        (
+            {
+                "keys": [
+                    {"name": "a", "key": "k", "budget": 1},
+                    {"name": "a", "key": "j", "budget": 1},
+                ]
+            },
+            "share the name 'a'",
+        ),
+    ]
+    for data, match in cases:
+        path.write_text(json.dumps(data))
+        with pytest.raises(KeysFileError, match=match):
+            read_keys(path)
+    path.write_text("{not json")
+    with pytest.raises(KeysFileError, match="cannot read the keys file"):
+        read_keys(path)
