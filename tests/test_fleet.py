@@ -247,25 +247,9 @@ def test_a_replica_sigkilled_in_flight_leaves_an_exact_ledger(redis_server, poli
         (base, runtime), *_ = _replicas(
             stack, 1, policy, log, store_url=redis_server.url, budget_name="kill"
         )
-        port = free_port()
-        code = (
-            "from computealloc.server import serve; "
-            f"serve({str(tmp_path / 'policy.json')!r}, {BUDGET}, {backend!r}, model='m', "
-            f"port={port}, access_log=False, spend_store={redis_server.url!r}, "
-            "budget_name='kill', api_key='main-key')"
+        victim, victim_base = stack.enter_context(
+            _serve(tmp_path, backend, redis_server.url, "kill", model="m")
         )
-        env = {**os.environ, "PYTHONPATH": str(Path("src").resolve())}
-        victim = subprocess.Popen([sys.executable, "-c", code], env=env)
-        stack.callback(victim.kill)
-        victim_base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{victim_base}/health").status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
-            assert time.monotonic() < deadline, "the replica did not start"
         answered = [_ask(victim_base, prompts[i]).json()["computealloc"] for i in range(2)]
         for i in range(4):
             assert _ask(base, prompts[i]).status_code == 200
@@ -289,6 +273,51 @@ def test_a_replica_sigkilled_in_flight_leaves_an_exact_ledger(redis_server, poli
     assert metrics["computealloc_queries_total"] == 6
     assert metrics["computealloc_cost_total"] == runtime.ledger.cost + victim_cost
     assert after["c:spent"] == runtime.ledger.cost + victim_cost
+
+
+def test_workers_of_one_server_are_replicas_of_the_fleet(redis_server, policy, log, tmp_path):
+    save_policy(policy, tmp_path / "policy.json")
+    path = tmp_path / "samples.jsonl"
+    log.save(path)
+    prompts = list(log.queries["prompt"])
+    with _serve(tmp_path, f"replay:{path}", redis_server.url, "workers", workers=2) as (_, base):
+        for prompt in prompts[:24]:  # a new connection each: both workers answer
+            assert _ask(base, prompt).status_code == 200
+        time.sleep(0.6)
+        health = httpx.get(f"{base}/health").json()
+    assert health["workers"] == 2 and health["queries"] == 24
+    assert health["store"]["kind"] == "RedisStore" and health["store"]["up"] is True
+    assert _snapshot(redis_server.url, "workers")["l:queries"] == 24
+
+
+@contextlib.contextmanager
+def _serve(tmp_path, backend: str, store: str, name: str, **kwargs):
+    """:func:`serve` of ``tmp_path/policy.json`` in a child process; yield it and its URL."""
+    port = free_port()
+    options = "".join(f", {k}={v!r}" for k, v in kwargs.items())
+    code = (
+        "from computealloc.server import serve; "
+        f"serve({str(tmp_path / 'policy.json')!r}, {BUDGET}, {backend!r}, port={port}, "
+        f"access_log=False, spend_store={store!r}, budget_name={name!r}, "
+        f"api_key={MAIN!r}{options})"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path("src").resolve())}
+    process = subprocess.Popen([sys.executable, "-c", code], env=env)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{base}/health").status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+            assert process.poll() is None, "the proxy exited"
+            assert time.monotonic() < deadline, "the proxy did not start"
+        yield process, base
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
 
 
 def _snapshot(url: str, account: str) -> dict[str, float]:

@@ -397,6 +397,8 @@ class AccountLink:
                 await asyncio.wait_for(self._dirty.wait(), self.interval)
             self._dirty.clear()
             await self.sync()
+            if not self.up:  # retry an unavailable store once per interval, not per change
+                await asyncio.sleep(self.interval)
 
     async def start(self) -> None:
         """First sync (the controller starts from the fleet's totals), then keep in step."""
