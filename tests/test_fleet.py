@@ -26,7 +26,10 @@ import pytest
 pytest.importorskip("fastapi")
 httpx = pytest.importorskip("httpx")
 
+from typer.testing import CliRunner  # noqa: E402
+
 from computealloc.backends import ReplayBackend  # noqa: E402
+from computealloc.cli import app as cli  # noqa: E402
 from computealloc.fleet import KeyBudget, KeysFileError, read_keys  # noqa: E402
 from computealloc.persist import save_policy  # noqa: E402
 from computealloc.runtime import Runtime  # noqa: E402
@@ -363,3 +366,15 @@ def test_keys_file_errors_name_the_file_entry_and_field(tmp_path):
     path.write_text("{not json")
     with pytest.raises(KeysFileError, match="cannot read the keys file"):
         read_keys(path)
+
+
+def test_serve_names_a_bad_spend_store_or_keys_file(tmp_path, policy):
+    save_policy(policy, tmp_path / "policy.json")
+    (tmp_path / "keys.json").write_text('{"keys": [{"name": "a", "key": "k"}]}')
+    base = ["serve", "--policy", str(tmp_path / "policy.json"), "--budget", "3"]
+    base += ["--backend", "replay:unused"]
+    runner = CliRunner()
+    bad_store = runner.invoke(cli, [*base, "--spend-store", "http://x"])
+    assert bad_store.exit_code == 2 and "redis://HOST:PORT/DB" in bad_store.output
+    bad_keys = runner.invoke(cli, [*base, "--keys", str(tmp_path / "keys.json")])
+    assert bad_keys.exit_code == 2 and "keys[0].budget" in bad_keys.output
