@@ -1,6 +1,7 @@
 """A fleet of proxy replicas on one Redis spend store: budget, per-key budgets, ledger, faults.
 
-Processes on loopback: a real ``redis-server`` (append-only file, fsync always), the fake
+Processes on loopback: a real ``redis-server`` (append-only file, fsync every second: Redis's
+default for ``appendonly yes``), the fake
 OpenAI-compatible backend of ``benchmarks/bench_serve.py`` (10% injected faults: HTTP 500,
 timeouts, malformed JSON, retried by the proxies), three proxy replicas (separate processes,
 ``create_app`` with a :class:`~computealloc.spend_store.RedisStore`, one budget name, a keys
@@ -223,7 +224,7 @@ def _account_totals(metrics: dict[str, float]) -> dict[str, tuple[float, float]]
 
 
 def _fleet(stack: ExitStack, folder: Path, policy: Path, keys: Path, n: int) -> tuple:
-    redis = RedisServer(folder / "redis")
+    redis = RedisServer(folder / "redis", fsync="everysec")
     stack.callback(redis.stop)
     backend, _ = stack.enter_context(child("backend", "--fault-rate", str(FAULT_RATE)))
     args = ("--backend-url", f"{backend}/v1", "--policy", str(policy), "--keys", str(keys))
@@ -324,7 +325,7 @@ def store_latency(folder: Path, prompts: list[str], single: Path) -> dict[str, l
         json.dumps({"keys": [{"name": "capped", "key": "sk-capped", "budget": 1, "cap": 1e12}]})
     )
     with ExitStack() as stack:
-        redis = RedisServer(folder / "latency-redis")
+        redis = RedisServer(folder / "latency-redis", fsync="everysec")
         stack.callback(redis.stop)
         backend, _ = stack.enter_context(child("backend"))
         args = ("--backend-url", f"{backend}/v1", "--policy", str(single), "--keys", str(keys))
@@ -410,7 +411,9 @@ def report(steady_run: dict, fault_run: dict, latency: dict[str, list[float]]) -
         "file, replica 2 SIGKILLed at 2/3; clients resend a failed request to the next replica):",
         "",
         f"- client statuses {dict(frun.statuses)} ({frun.resent} requests resent after the "
-        "replica was killed)",
+        f"replica was killed); answers received {sum(len(c) for c in frun.costs.values())}, "
+        f"queries in the fleet's ledger {fm[0]['computealloc_queries_total']:.0f} (what the "
+        "killed replica answered after its last successful sync is not in it)",
         f"- while Redis was down, replica 0: store_up {down['computealloc_store_up']:.0f}, "
         f"store errors {down['computealloc_store_errors_total']:.0f}",
         f"- fleet queries after the run {fm[0]['computealloc_queries_total']:.0f} = survivors' own "
@@ -473,7 +476,9 @@ if __name__ == "__main__":
     parser.add_argument("--policy")
     parser.add_argument("--keys")
     parser.add_argument("--store")
+    parser.add_argument("--requests", type=int, default=N_REQUESTS, help="per load run")
     args = parser.parse_args()
+    N_REQUESTS = args.requests
     if args.role == "replica":
         run_replica(args.port, args.backend_url, args.policy, args.keys, args.store)
     else:

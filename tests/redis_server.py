@@ -1,8 +1,8 @@
 """A real ``redis-server`` on a free loopback port in a folder of its own (tests, benchmarks).
 
-The server persists to an append-only file in its folder (fsync on every write), so a restart
-on the same folder (:meth:`RedisServer.restart`) comes back with what was written, as a
-production Redis with ``appendonly yes`` does.
+The server persists to an append-only file in its folder (by default fsync on every write), so
+a restart on the same folder (:meth:`RedisServer.restart`) comes back with what was written, as
+a production Redis with ``appendonly yes`` does.
 """
 
 from __future__ import annotations
@@ -26,13 +26,14 @@ def free_port() -> int:
 class RedisServer:
     """A redis-server child process; ``url`` is its ``redis://`` URL (database 0)."""
 
-    def __init__(self, folder: Path, *, persist: bool = True) -> None:
+    def __init__(self, folder: Path, *, persist: bool = True, fsync: str = "always") -> None:
         if REDIS_SERVER is None:
             raise RuntimeError("redis-server is not installed")
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.persist = persist
+        self.fsync = fsync
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self._process: subprocess.Popen[bytes] | None = None
         self.start()
@@ -42,7 +43,7 @@ class RedisServer:
         args = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1"]
         args += ["--dir", str(self.folder), "--save", "", "--protected-mode", "no"]
         if self.persist:
-            args += ["--appendonly", "yes", "--appendfsync", "always"]
+            args += ["--appendonly", "yes", "--appendfsync", self.fsync]
         with (self.folder / "redis.log").open("ab") as log:
             self._process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 10

@@ -14,7 +14,9 @@ that view, and :attr:`AccountLink.up` turns False (``/health``, ``computealloc_s
 Every sync states the replica's totals rather than increments, so the first sync after the
 store returns reconciles everything spent meanwhile, and nothing is counted twice even when a
 reply was lost. A replica that dies stops renewing its lease: its reservations (queries in
-flight) leave the fleet's totals after the store's lease; what it had settled stays counted.
+flight) leave the fleet's totals after the store's lease; what it had settled and synced stays
+counted (a replica that dies while the store is unavailable loses what it spent since its last
+successful sync).
 """
 
 from __future__ import annotations
