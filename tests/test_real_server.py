@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -20,12 +21,17 @@ import numpy as np
 import pytest
 
 pytest.importorskip("aiohttp")
+pytest.importorskip("fastapi")
+httpx = pytest.importorskip("httpx")
 
-import llama_server
-from computealloc.backends import BackendError, OpenAIBackend, RetryPolicy
-from computealloc.collect import run_collect
-from computealloc.fit import fit_policy
-from computealloc.samples import read_samples
+import llama_server  # noqa: E402
+from computealloc.backends import BackendError, OpenAIBackend, RetryPolicy  # noqa: E402
+from computealloc.collect import run_collect  # noqa: E402
+from computealloc.fit import fit_policy  # noqa: E402
+from computealloc.runtime import Runtime  # noqa: E402
+from computealloc.samples import read_samples  # noqa: E402
+from computealloc.server import create_app  # noqa: E402
+from fake_openai_server import running  # noqa: E402
 
 pytestmark = pytest.mark.real_server
 
@@ -186,3 +192,122 @@ def test_n_above_the_slot_count_falls_back_to_single_requests(llama):
     assert backend.stats.n_fallbacks == 1
     assert backend.stats.requests == 1 + llama_server.SLOTS + 1
     assert all(c.prompt_tokens and c.prompt_tokens > 0 for c in got)
+
+
+# --- the proxy in front of the real server --------------------------------------------------
+
+
+class Recording:
+    """The real backend, with every completion it returned kept (to check usage against)."""
+
+    def __init__(self, inner: OpenAIBackend) -> None:
+        self.inner, self.model, self.drawn = inner, inner.model, []  # type: ignore[var-annotated]
+
+    async def sample(self, prompt, n, *, params=None):  # type: ignore[no-untyped-def]
+        got = await self.inner.sample(prompt, n, params=params)
+        self.drawn.extend(got)
+        return got
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+def _serve(url: str, policy, *, retry=None, timeout=60.0, max_tokens=MAX_TOKENS):  # type: ignore[no-untyped-def]
+    backend = OpenAIBackend(
+        url, llama_server.MODEL, timeout=timeout, retry=retry or RetryPolicy(max_attempts=3)
+    )
+    recording = Recording(backend)
+    runtime = Runtime(policy, recording, budget=2.0, temperature=1.0, max_tokens=max_tokens)  # type: ignore[arg-type]
+    return running(create_app(runtime)), runtime, recording
+
+
+@pytest.fixture(scope="module")
+def policy(reference_log):
+    log = read_samples(reference_log)
+    return fit_policy(log, budget=2.0, actions="majority@1,majority@2,majority@4").policy
+
+
+def _metrics(proxy: str) -> dict[str, float]:
+    text = httpx.get(proxy.removesuffix("/v1") + "/metrics").text
+    return {m[1]: float(m[2]) for m in re.finditer(r"^(computealloc_\w+) (\S+)$", text, re.M)}
+
+
+def test_serve_with_the_official_client_forwards_the_conversation_and_counts_usage(llama, policy):
+    openai = pytest.importorskip("openai")
+    question = {"role": "user", "content": "Once upon a time"}
+    system = {"role": "system", "content": "You tell long stories about a dragon named Bob."}
+    earlier = [{"role": "user", "content": "Hello there"}, {"role": "assistant", "content": "Hi!"}]
+    context, runtime, recording = _serve(llama, policy)
+    with context as proxy:
+        client = openai.OpenAI(base_url=proxy, api_key="k", max_retries=0)
+        plain = client.chat.completions.create(model="x", messages=[question], n=3)
+        with_system = client.chat.completions.create(model="x", messages=[system, question])
+        stream = client.chat.completions.create(
+            model="x",
+            messages=[system, *earlier, question],
+            stream=True,
+            stream_options={"include_usage": True},
+            temperature=0.0,
+        )
+        chunks = list(stream)
+        metrics = _metrics(proxy)
+    # the system prompt and the earlier turns reach the model: they add prompt tokens
+    usages = [plain.usage, with_system.usage, chunks[-1].usage]
+    assert 0 < usages[0].prompt_tokens < usages[1].prompt_tokens < usages[2].prompt_tokens
+    # usage counts every sample's tokens; a sample cut on length has exactly max_tokens
+    assert all(
+        c.output_tokens == MAX_TOKENS for c in recording.drawn if c.finish_reason == "length"
+    )
+    assert sum(u.completion_tokens for u in usages) == sum(c.output_tokens for c in recording.drawn)
+    assert metrics["computealloc_output_tokens_total"] == sum(u.completion_tokens for u in usages)
+    assert metrics["computealloc_prompt_tokens_total"] == sum(u.prompt_tokens for u in usages)
+    assert runtime.ledger.samples == len(recording.drawn)
+    # n = 3: distinct answers (or fewer, said so); the stream: text, finish, the extension
+    extension = plain.model_extra["computealloc"]
+    assert len(plain.choices) == 3 or extension["overrides"]["n"]["used"] == len(plain.choices)
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    streamed = next(
+        c.model_extra["computealloc"] for c in chunks if "computealloc" in c.model_extra
+    )
+    assert streamed["overrides"]["temperature"]["used"] == 1.0
+
+
+def test_serve_answers_a_context_overflow_with_the_servers_400_at_once(llama, policy):
+    openai = pytest.importorskip("openai")
+    context, _, recording = _serve(llama, policy)
+    with context as proxy:
+        client = openai.OpenAI(base_url=proxy, api_key="k", max_retries=0)
+        with pytest.raises(openai.BadRequestError, match="exceeds the available context size"):
+            client.chat.completions.create(
+                model="x", messages=[{"role": "user", "content": "word " * 1500}]
+            )
+    stats = recording.inner.stats
+    assert stats.requests == 1 and stats.retries == 0 and not recording.drawn
+
+
+def test_serve_answers_502_when_the_server_is_killed_and_504_on_a_timeout(
+    llama, llama_model, policy, tmp_path
+):
+    openai = pytest.importorskip("openai")
+    server = llama_server.LlamaServer(llama_model, tmp_path / "log")
+    fast = RetryPolicy(max_attempts=2, initial_delay=0.01, max_delay=0.05)
+    try:
+        context, _, _ = _serve(server.url, policy, retry=fast)
+        with context as proxy:
+            client = openai.OpenAI(base_url=proxy, api_key="k", max_retries=0)
+            ask = [{"role": "user", "content": "Hi"}]
+            assert client.chat.completions.create(model="x", messages=ask).choices
+            server.kill()
+            with pytest.raises(openai.APIStatusError, match="The backend failed") as info:
+                client.chat.completions.create(model="x", messages=ask)
+        assert info.value.status_code == 502
+    finally:
+        server.kill()
+    slow, _, _ = _serve(llama, policy, retry=fast, timeout=0.3, max_tokens=2000)
+    with slow as proxy:
+        client = openai.OpenAI(base_url=proxy, api_key="k", max_retries=0)
+        with pytest.raises(openai.APIStatusError, match="timed out") as info:
+            client.chat.completions.create(
+                model="x", messages=[{"role": "user", "content": "Once upon a time"}]
+            )
+    assert info.value.status_code == 504

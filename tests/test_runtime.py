@@ -15,7 +15,7 @@ from computealloc.budget import BudgetController
 from computealloc.estimate import estimate
 from computealloc.features import build_features, probe_mask
 from computealloc.policies import Imitation, LengthHeuristic, Random, Uniform, Value
-from computealloc.runtime import Runtime, live_features, majority_vote
+from computealloc.runtime import Runtime, RuntimeAnswer, live_features, majority_vote
 from computealloc.samples import SampleLog
 from conftest import needs_data
 
@@ -177,6 +177,47 @@ def test_replayed_answers_are_the_majority_of_distinct_logged_samples(log, value
         assert counts[ans.answer] == counts.max()
         gold = prompt.split(":")[0].removeprefix("Question ")
         assert ans.correct == (ans.answer == gold)
+
+
+def test_a_conversation_is_sent_whole_and_decided_on_its_last_user_turn(log, value):
+    prompts = _prompts(log)[:10]
+    plain = Runtime(value, ReplayBackend(log, seed=3), budget=3.0).run_stream(prompts)
+    runtime = Runtime(value, ReplayBackend(log, seed=3), budget=3.0)
+    conversations = [
+        [{"role": "system", "content": "Be brief."}, {"role": "user", "content": p}]
+        for p in prompts
+    ]
+    answers = [
+        asyncio.run(runtime.answer(c, params={"seed": 1}))  # type: ignore[arg-type]
+        for c in conversations
+    ]
+    assert [(a.action, a.answer, a.samples) for a in answers] == [
+        (a.action, a.answer, a.samples) for a in plain
+    ]
+    with pytest.raises(ValueError, match="conversation whose last user message has text"):
+        asyncio.run(runtime.answer([{"role": "user", "content": " "}]))
+    with pytest.raises(ValueError, match=r"'params' parameter of Runtime\.answer must not set"):
+        asyncio.run(runtime.answer(prompts[0], params={"n": 2}))
+
+
+def test_choices_are_the_distinct_answers_ranked_by_votes_the_returned_one_first():
+    texts = ["\\boxed{1}", "\\boxed{2}", "none", "\\boxed{2}", "\\boxed{3}", "\\boxed{1}"]
+    probe = Completion("\\boxed{9}")  # drawn but not a voter (k = 6 of 7 samples)
+    answer = RuntimeAnswer(
+        answer="1",
+        text=texts[5],
+        action="majority@6",
+        k=6,
+        model="m",
+        cost=7.0,
+        lam=0.0,
+        samples=(probe, *(Completion(t) for t in texts)),
+        index=5,  # the vote broke the 1-2 tie for 1 and returned its last sample
+    )
+    assert [c.text for c in answer.choices(2)] == [texts[5], texts[1]]
+    assert [c.text for c in answer.choices(10)] == [texts[5], texts[1], texts[4]]
+    abstained = RuntimeAnswer(None, "none", "majority@1", 1, "m", 1.0, 0.0, (Completion("none"),))
+    assert [c.text for c in abstained.choices(3)] == ["none"]
 
 
 def test_single_action_policy_needs_no_features_and_spends_one_sample(log):

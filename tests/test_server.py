@@ -27,6 +27,7 @@ pytest.importorskip("prometheus_client")
 httpx = pytest.importorskip("httpx")
 
 from computealloc.backends import OpenAIBackend, ReplayBackend, RetryPolicy  # noqa: E402
+from computealloc.grading import extract_answer, normalize  # noqa: E402
 from computealloc.persist import save_policy  # noqa: E402
 from computealloc.runtime import Runtime  # noqa: E402
 from computealloc.server import create_app, open_backends  # noqa: E402
@@ -117,6 +118,58 @@ def test_streaming_request_gets_the_answer_as_a_valid_stream(client, log):
     assert extension["cost"] == extension["k"]
 
 
+def test_the_conversation_and_the_clients_fields_reach_the_backend_or_are_reported(policy, log):
+    app = make_app(replaying(ReplayBackend(log)))
+    prompt = log.queries["prompt"].iloc[0]
+    conversation = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Hello"},
+        {"role": "assistant", "content": "Hi."},
+        {"role": "user", "content": prompt},
+    ]
+    with running(app) as url, running(create_app(_runtime(policy, url))) as proxy:
+        client = openai.OpenAI(base_url=proxy, api_key="k", max_retries=0)
+        reply = client.chat.completions.create(
+            model="any",
+            messages=conversation,  # type: ignore[arg-type]
+            temperature=0.1,
+            top_p=0.5,
+            max_tokens=50,
+            seed=3,
+            extra_body={"mirostat": 2},
+        )
+    extension = reply.model_extra["computealloc"]
+    assert sum(body.get("n", 1) for body in app.state.bodies) == extension["samples"]
+    for body in app.state.bodies:
+        assert body["messages"] == conversation
+        assert body["max_tokens"] == 50 and body["seed"] >= 3
+        assert body["temperature"] == 0.7 and "top_p" not in body and "mirostat" not in body
+    assert extension["overrides"]["temperature"] == {
+        "requested": 0.1,
+        "used": 0.7,
+        "reason": "the policy was fitted on samples drawn with the arm's own setting",
+    }
+    assert extension["overrides"]["top_p"]["used"] is None
+    assert extension["overrides"]["mirostat"]["reason"] == "the proxy does not forward this field"
+    assert set(extension["overrides"]) == {"temperature", "top_p", "mirostat"}
+    assert reply.usage.prompt_tokens == 1  # the fake server reports 1 per request
+    assert reply.usage.total_tokens == 1 + reply.usage.completion_tokens
+
+
+def test_n_above_one_returns_the_best_distinct_answers(client, log):
+    prompt = log.queries["prompt"].iloc[3]
+    reply = client.chat.completions.create(model="any", messages=_ask(prompt), n=3)
+    answers = [normalize(extract_answer(c.message.content) or "") for c in reply.choices]
+    extension = reply.model_extra["computealloc"]
+    assert 1 <= len(answers) <= 3 and len(set(answers)) == len(answers)
+    assert [c.index for c in reply.choices] == list(range(len(answers)))
+    assert normalize(extension["answer"]) == answers[0]
+    if len(answers) < 3:
+        assert extension["overrides"]["n"]["used"] == len(answers)
+    else:
+        assert "n" not in extension["overrides"]
+
+
 def test_models_health_and_metrics_agree_with_the_ledger(client, proxy, log):
     base = proxy[0].removesuffix("/v1")
     costs = []
@@ -137,6 +190,7 @@ def test_models_health_and_metrics_agree_with_the_ledger(client, proxy, log):
     assert metrics["computealloc_cost_total"] == ledger.cost == ledger.samples
     assert metrics["computealloc_samples_total"] == ledger.samples
     assert metrics["computealloc_output_tokens_total"] == ledger.output_tokens
+    assert metrics["computealloc_prompt_tokens_total"] == ledger.prompt_tokens >= len(costs)
     assert metrics["computealloc_lam"] == pytest.approx(proxy[1].lam)
     actions = sum(v for k, v in metrics.items() if k.startswith("computealloc_actions_total"))
     assert actions == ledger.queries
@@ -192,7 +246,7 @@ def test_an_unknown_prompt_is_404(client):
 @pytest.mark.parametrize(
     ("body", "status", "match"),
     [
-        ({"model": "m", "messages": [{"role": "user", "content": "hi"}], "n": 2}, 400, "n=1"),
+        ({"model": "m", "messages": [{"role": "user", "content": "hi"}], "n": 0}, 400, "n=0"),
         (
             {"model": "m", "messages": [{"role": "assistant", "content": "hi"}]},
             400,

@@ -64,7 +64,7 @@ _CONTROLLER_FIELDS = {
     "in_flight": "r:in_flight",
     "area": "c:area",
 }
-_LEDGER_FIELDS = ("queries", "failed", "samples", "output_tokens", "cost")
+_LEDGER_FIELDS = ("queries", "failed", "samples", "output_tokens", "prompt_tokens", "cost")
 _PERIODS = {"hour": 3600.0, "day": 86400.0, "week": 604800.0, "month": 2592000.0}
 
 
@@ -436,6 +436,7 @@ def state_of(fields: Mapping[str, float], lam: float) -> WorkerState:
         output_tokens=round(fields.get("l:output_tokens", 0.0)),
         cost=fields.get("l:cost", 0.0),
         actions={f[2:]: round(v) for f, v in fields.items() if f.startswith("a:")},
+        prompt_tokens=round(fields.get("l:prompt_tokens", 0.0)),
     )
     statuses = {int(f[2:]): round(v) for f, v in fields.items() if f.startswith("s:")}
     return WorkerState(ledger, statuses, lam)

@@ -14,6 +14,7 @@ import asyncio
 import math
 import threading
 from abc import ABC, abstractmethod
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,7 +28,10 @@ from computealloc.backends.base import (
     Backend,
     BackendError,
     Completion,
+    Prompt,
+    check_params,
     gather_or_cancel,
+    last_user_text,
     sampling_params,
 )
 from computealloc.budget import BudgetController
@@ -159,11 +163,13 @@ class RuntimeAnswer:
     lam : float
         Dual price the decision was taken at.
     samples : tuple of Completion
-        Every sample drawn for the query, probes first.
+        Every sample drawn for the query, probes first; the last ``k`` are those that voted.
     correct : bool or None
         Whether the answer is right, when the samples come from a graded log (replay).
     finish_reason : str or None
         Finish reason of the sample whose text is returned.
+    index : int
+        Position of the sample whose text is returned among the ``k`` that voted.
     """
 
     answer: str | None
@@ -176,6 +182,38 @@ class RuntimeAnswer:
     samples: tuple[Completion, ...]
     correct: bool | None = None
     finish_reason: str | None = None
+    index: int = 0
+
+    @property
+    def prompt_tokens(self) -> int | None:
+        """Prompt tokens of the query (of one request), as the backend reported them."""
+        return _prompt_tokens(self.samples)
+
+    def choices(self, n: int) -> list[Completion]:
+        """The samples of the ``n`` best distinct answers, the returned answer first.
+
+        Answer clusters (as the vote formed them) are ranked by their votes, ties by first
+        appearance; each gives its first sample. Fewer than ``n`` come back when the voters
+        hold fewer distinct answers; only the returned sample when none had an answer.
+        """
+        voters = self.samples[len(self.samples) - self.k :]
+        first: dict[str, int] = {}
+        votes: Counter[str] = Counter()
+        for j, completion in enumerate(voters):
+            key = answer_key(completion)
+            if key is not None:
+                first.setdefault(key, j)
+                votes[key] += 1
+        winner = answer_key(voters[self.index])
+        ranked = sorted(first, key=lambda a: (a != winner, -votes[a], first[a]))
+        picks = [self.index if a == winner else first[a] for a in ranked] or [self.index]
+        return [voters[j] for j in picks[:n]]
+
+
+def _prompt_tokens(samples: Sequence[Completion]) -> int | None:
+    """Prompt tokens of one request of a query, the largest any of its samples reported."""
+    counts = [c.prompt_tokens for c in samples if c.prompt_tokens is not None]
+    return max(counts) if counts else None
 
 
 def voted_answer(
@@ -203,24 +241,39 @@ def voted_answer(
         samples=tuple(drawn),
         correct=chosen.correct if vote.answer is not None else abstained,
         finish_reason=chosen.finish_reason,
+        index=vote.index,
     )
 
 
 def check_prompt(prompt: object, where: str) -> str:
-    """``prompt`` if it is a non-empty str, else a ValueError naming ``where``."""
-    if not isinstance(prompt, str) or not prompt.strip():
+    """The text the policy reads of ``prompt``: ``prompt`` itself when a str, else the text of
+    the last user message of the conversation; a ValueError naming ``where`` when it is empty
+    or ``prompt`` is neither."""
+    try:
+        text = last_user_text(prompt)  # type: ignore[arg-type]
+    except (ValueError, TypeError):
+        text = ""
+    if not isinstance(prompt, (str, list, tuple)) or not isinstance(text, str) or not text.strip():
         raise ValueError(
-            f"The 'prompt' parameter of {where} must be a non-empty str. Got {prompt!r} instead."
+            f"The 'prompt' parameter of {where} must be a non-empty str or a conversation "
+            f"whose last user message has text. Got {prompt!r:.200} instead."
         )
-    return prompt
+    return text
 
 
 class AnsweringRuntime(ABC):
     """What every runtime offers: answer one query, several at once, or a stream."""
 
     @abstractmethod
-    async def answer(self, prompt: str) -> RuntimeAnswer:
+    async def answer(
+        self, prompt: Prompt, *, params: Mapping[str, Any] | None = None
+    ) -> RuntimeAnswer:
         """Answer one query (see the subclasses)."""
+
+    @property
+    @abstractmethod
+    def request_params(self) -> dict[str, Any]:
+        """The request fields the runtime sets on every backend call (temperature, ...)."""
 
     async def answer_many(self, prompts: Sequence[str]) -> list[RuntimeAnswer]:
         """Answer several queries concurrently; order is kept."""
@@ -264,6 +317,9 @@ class Ledger:
         Samples received from the backends.
     output_tokens : int
         Their output tokens, where the backend reported them.
+    prompt_tokens : int
+        Prompt tokens of the charged queries, each query's prompt counted once (as in the
+        ``usage`` of the proxy's responses), where the backend reported them.
     cost : float
         Total cost in the policy's cost unit.
     actions : dict of str to int
@@ -276,6 +332,7 @@ class Ledger:
     output_tokens: int = 0
     cost: float = 0.0
     actions: dict[str, int] = field(default_factory=dict)
+    prompt_tokens: int = 0
 
     @property
     def mean_cost(self) -> float:
@@ -300,6 +357,7 @@ class Ledger:
             output_tokens=self.output_tokens + sum(c.output_tokens or 0 for c in drawn),
             cost=self.cost + cost,
             actions=actions,
+            prompt_tokens=self.prompt_tokens + (_prompt_tokens(drawn) or 0),
         )
 
 
@@ -448,13 +506,20 @@ class Runtime(AnsweringRuntime):
 
     # --- answering ------------------------------------------------------------------------
 
-    async def answer(self, prompt: str) -> RuntimeAnswer:
+    async def answer(
+        self, prompt: Prompt, *, params: Mapping[str, Any] | None = None
+    ) -> RuntimeAnswer:
         """Decide, sample, vote and charge one query.
 
         Parameters
         ----------
-        prompt : str
-            The query text (non-empty).
+        prompt : str or sequence of chat messages
+            The query text, or the whole conversation (sent whole to the backends; the
+            policy's features read the text of its last user message, which is what a sample
+            log's prompt holds).
+        params : mapping, optional
+            Request fields of this query, merged over :attr:`request_params` into every
+            backend call (``max_tokens``, ``seed``, ``stop``, ...).
 
         Returns
         -------
@@ -467,19 +532,20 @@ class Runtime(AnsweringRuntime):
             for a prompt a replay backend does not know). The controller and the ledger stay
             consistent: a failed query is charged for the samples it received, nothing more.
         """
-        check_prompt(prompt, "Runtime.answer")
+        text = check_prompt(prompt, "Runtime.answer")
+        request = {**self.request_params, **check_params(params, "Runtime.answer")}
         probes: list[Completion] = []
         probe_backend = None if self._probe_plan is None else self._probe_plan.backend
         try:
-            probes = await self._draw(probe_backend, prompt, self.probe_m)
-            index, lam, expected = await self._decide(prompt, probes)
+            probes = await self._draw(probe_backend, prompt, self.probe_m, request)
+            index, lam, expected = await self._decide(text, probes)
         except BaseException:
             self._account(probes, None, None, failed=True)
             raise
         plan = self._plans[index]
         reused = probes if plan.backend is probe_backend else []
         try:
-            extra = await self._draw(plan.backend, prompt, plan.k - len(reused))
+            extra = await self._draw(plan.backend, prompt, plan.k - len(reused), request)
         except BaseException:
             self._account(probes, expected, None, failed=True)
             raise
@@ -494,12 +560,18 @@ class Runtime(AnsweringRuntime):
             rng=self._rng,
         )
 
+    @property
+    def request_params(self) -> dict[str, Any]:
+        """``temperature`` and ``max_tokens`` (when set), sent with every backend call."""
+        return sampling_params(self.temperature, self.max_tokens)
+
     # --- internals ------------------------------------------------------------------------
 
-    async def _draw(self, backend: Backend | None, prompt: str, n: int) -> list[Completion]:
+    async def _draw(
+        self, backend: Backend | None, prompt: Prompt, n: int, params: dict[str, Any]
+    ) -> list[Completion]:
         if backend is None or n <= 0:
             return []
-        params = sampling_params(self.temperature, self.max_tokens)
         return await backend.sample(prompt, n, params=params)
 
     async def _decide(self, prompt: str, probes: list[Completion]) -> tuple[int, float, float]:

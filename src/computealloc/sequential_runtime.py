@@ -21,10 +21,18 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
-from computealloc.backends.base import Backend, Completion, sampling_params
+from computealloc.backends.base import (
+    Backend,
+    Completion,
+    Prompt,
+    check_params,
+    sampling_params,
+)
 from computealloc.budget import BudgetController
 from computealloc.features import PROMPT_FEATURES, prompt_features
 from computealloc.runtime import (
@@ -164,13 +172,19 @@ class SequentialRuntime(AnsweringRuntime):
 
     # --- answering ------------------------------------------------------------------------
 
-    async def answer(self, prompt: str) -> RuntimeAnswer:
+    async def answer(
+        self, prompt: Prompt, *, params: Mapping[str, Any] | None = None
+    ) -> RuntimeAnswer:
         """Sample one query until the rule stops it, vote, charge the samples.
 
         Parameters
         ----------
-        prompt : str
-            The query text (non-empty).
+        prompt : str or sequence of chat messages
+            The query text, or the whole conversation (sent whole to the backend; a feature
+            prior reads the text of its last user message).
+        params : mapping, optional
+            Request fields of this query, merged over :attr:`request_params` into every
+            backend call.
 
         Returns
         -------
@@ -183,12 +197,13 @@ class SequentialRuntime(AnsweringRuntime):
         BackendError
             When a backend call fails for good; the samples drawn before are charged.
         """
-        check_prompt(prompt, "SequentialRuntime.answer")
-        prior = self._prior(prompt)
+        text = check_prompt(prompt, "SequentialRuntime.answer")
+        request = {**self.request_params, **check_params(params, "SequentialRuntime.answer")}
+        prior = self._prior(text)
         rule, lam = self._setting()
         drawn: list[Completion] = []
         try:
-            await self._sample_until_stop(rule, prompt, prior, drawn)
+            await self._sample_until_stop(rule, prompt, request, prior, drawn)
         except BaseException:
             self._account(drawn, None)
             raise
@@ -204,16 +219,25 @@ class SequentialRuntime(AnsweringRuntime):
             rng=self._rng,
         )
 
+    @property
+    def request_params(self) -> dict[str, Any]:
+        """``temperature`` and ``max_tokens`` (when set), sent with every backend call."""
+        return sampling_params(self.temperature, self.max_tokens)
+
     # --- internals ------------------------------------------------------------------------
 
     async def _sample_until_stop(
-        self, rule: StoppingRule, prompt: str, prior: float | None, drawn: list[Completion]
+        self,
+        rule: StoppingRule,
+        prompt: Prompt,
+        params: dict[str, Any],
+        prior: float | None,
+        drawn: list[Completion],
     ) -> None:
         """Append samples to ``drawn`` until ``rule`` stops or the cap is reached."""
         keys: list[str | None] = []
         while len(drawn) < self.max_samples:
             n = min(self.batch_size, self.max_samples - len(drawn))
-            params = sampling_params(self.temperature, self.max_tokens)
             batch = await self.backend.sample(prompt, n, params=params)
             drawn.extend(batch)
             stopped = False

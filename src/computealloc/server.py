@@ -10,24 +10,38 @@ regular chat completion, so the official ``openai`` client works against it unch
 response says what was done in an extension field and in headers::
 
     "computealloc": {"action": "majority@4", "k": 4, "model": "...", "cost": 4.0,
-                     "lam": 0.0123, "samples": 4, "answer": "18", "cost_unit": "samples"}
+                     "lam": 0.0123, "samples": 4, "answer": "18", "cost_unit": "samples",
+                     "overrides": {"temperature": {"requested": 0.2, "used": 0.7,
+                                                   "reason": "..."}}}
     X-Computealloc-Action: majority@4
     X-Computealloc-Cost: 4.0
 
 The message content is the full response text of the first sample of the winning answer
-cluster (of the first sample when no sample had an answer). Requests with ``stream: true``
-get the finished answer as a valid ``chat.completion.chunk`` event stream ending with
-``data: [DONE]``. The prompt is the text of the last message, which must be a user message;
-earlier messages and sampling parameters (``temperature``, ``max_tokens``, ...) are accepted
-and ignored: the runtime samples with its own settings.
+cluster (of the first sample when no sample had an answer); a request with ``n > 1`` gets the
+``n`` best distinct answers of the samples drawn (:meth:`RuntimeAnswer.choices
+<computealloc.runtime.RuntimeAnswer.choices>`), fewer when the samples hold fewer. Requests
+with ``stream: true`` get the finished answer as a valid ``chat.completion.chunk`` event stream
+ending with ``data: [DONE]``.
+
+The whole conversation (system message, earlier turns) goes to the backend; the policy's
+features read the last message, which must be a user message (a sample log's prompt is one
+user message). Of the client's request fields, ``seed``, ``stop`` and ``max_tokens`` /
+``max_completion_tokens`` (within the runtime's own cap) are passed on; the sampling fields
+that make the arm the policy was fitted on (``temperature``, ``top_p``, ``reasoning_effort``,
+``chat_template_kwargs``, ...) keep the runtime's values; other fields are not forwarded.
+``computealloc.overrides`` names each field the proxy did not honour as sent, with
+``requested``, ``used`` and ``reason`` (and ``n`` when fewer distinct answers came back).
+``usage`` counts the output tokens of every sample drawn and the prompt tokens of the query
+(of one request), as the backend reported them.
 
 Other routes: ``GET /v1/models``, ``GET /health`` and ``GET /metrics`` (Prometheus text, from
 a registry of the app's own). Errors are OpenAI-style ``{"error": {"message", "type",
 "code"}}`` bodies: 401 (missing or wrong API key), 413 (body over the size limit), 422
 (malformed request, with the validation ``detail``), 400 (a request the proxy cannot serve,
-such as ``n > 1``), 404 (a replay backend does not know the prompt), the backend's own 400,
-404, 413, 422 or 429 passed on, 502 (the backend failed, including after all its retries) and
-504 (the backend, or the request deadline, timed out).
+such as a last message that is not the user's), 404 (a replay backend does not know the
+prompt), the backend's own 400 (a context overflow, say), 404, 413, 422 or 429 passed on,
+502 (the backend failed, including after all its retries) and 504 (the backend, or the
+request deadline, timed out).
 """
 
 from __future__ import annotations
@@ -63,7 +77,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException
 from starlette.routing import Route
 
-from computealloc.backends import Backend, BackendError, ReplayBackend, UnknownPromptError
+from computealloc.backends import (
+    Backend,
+    BackendError,
+    Completion,
+    ReplayBackend,
+    UnknownPromptError,
+)
 from computealloc.fleet import AccountLink, CapExceeded, Fleet, KeyBudget, read_keys
 from computealloc.policies import BasePolicy
 from computealloc.runtime import Runtime, RuntimeAnswer
@@ -82,6 +102,25 @@ _JSON = "application/json"
 #: Backend statuses that describe the request, not the backend, and are passed on as they are
 #: (401 and 403 upstream mean the proxy's own credentials are wrong: 502).
 _PASSED_ON = frozenset({400, 404, 413, 422, 429})
+#: Client request fields passed on to the backend as sent.
+_PASSED_FIELDS = ("seed", "stop")
+#: Caps on output tokens: passed on within the runtime's own cap.
+_CAP_FIELDS = frozenset({"max_tokens", "max_completion_tokens"})
+#: Fields that make the arm a policy was fitted on: the runtime's values stand.
+_ARM_FIELDS = frozenset(
+    {
+        "temperature",
+        "top_p",
+        "top_k",
+        "min_p",
+        "presence_penalty",
+        "frequency_penalty",
+        "repetition_penalty",
+        "logit_bias",
+        "reasoning_effort",
+        "chat_template_kwargs",
+    }
+)
 #: Seconds between two publications of a worker's totals (``shared_dir``).
 _PUBLISH_S = 0.25
 #: Environment variable carrying :func:`serve`'s settings to its worker processes.
@@ -180,7 +219,11 @@ def _dumps(body: object) -> bytes:
 _ERROR_DOCS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse, "description": text}
     for code, text in (
-        (400, "A request the proxy cannot serve (n > 1, last message not from the user)."),
+        (
+            400,
+            "A request the proxy cannot serve (last message not from the user), or the "
+            "backend's 400.",
+        ),
         (401, "Missing or wrong API key."),
         (404, "The replay backend does not know the prompt."),
         (
@@ -306,6 +349,11 @@ class _RuntimeCollector(Collector):
             ("failed_queries", "Queries that failed.", ledger.failed),
             ("samples", "Samples drawn from the backends.", ledger.samples),
             ("output_tokens", "Output tokens of the samples drawn.", ledger.output_tokens),
+            (
+                "prompt_tokens",
+                "Prompt tokens of the charged queries (one request's each, as in usage).",
+                ledger.prompt_tokens,
+            ),
             ("cost", f"Cost spent, in {self.runtime.cost_unit}.", ledger.cost),
         )
         for name, text, value in totals:
@@ -621,24 +669,35 @@ class _ChatEndpoint:
         except ValidationError as exc:
             await _invalid_request(exc)(scope, receive, send)
             return
-        prompt = _prompt(body)
+        conversation = _conversation(body)
+        params, overrides = _request_params(body, self.runtime.request_params)
         if link is None:
-            result = await _answer(self.runtime, prompt, self.timeout)
+            result = await _answer(self.runtime, conversation, params, self.timeout)
         else:
-            result = await _answer_within_cap(link, prompt, self.timeout)
-        response = self._render(body, result)
+            result = await _answer_within_cap(link, conversation, params, self.timeout)
+        response = self._render(body, result, overrides)
         await response(scope, receive, send)
 
-    def _render(self, body: ChatCompletionRequest, result: RuntimeAnswer) -> Response:
+    def _render(
+        self, body: ChatCompletionRequest, result: RuntimeAnswer, overrides: dict[str, Any]
+    ) -> Response:
         created = int(time.time())
         ident = f"chatcmpl-{uuid.uuid4().hex}"
         headers = _headers(result)
-        extension = _extension(result, self.runtime.cost_unit)
+        n = body.n or 1
+        choices = result.choices(n)
+        if len(choices) != n:
+            overrides["n"] = {
+                "requested": n,
+                "used": len(choices),
+                "reason": f"the {result.k} samples drawn hold {len(choices)} distinct answers",
+            }
+        extension = {**_extension(result, self.runtime.cost_unit), "overrides": overrides}
         if body.stream:
             usage = bool(body.stream_options and body.stream_options.include_usage)
-            stream = _event_stream(result, ident, created, self.model, extension, usage)
+            stream = _event_stream(result, choices, ident, created, self.model, extension, usage)
             return Response(stream, media_type="text/event-stream", headers=headers)
-        completion = _completion(result, ident, created, self.model, extension)
+        completion = _completion(result, choices, ident, created, self.model, extension)
         return Response(_dumps(completion), media_type=_JSON, headers=headers)
 
 
@@ -691,10 +750,10 @@ _CHAT_OPERATION: dict[str, Any] = {
 }
 
 
-def _prompt(body: ChatCompletionRequest) -> str:
-    """The text of the last message, which must be a non-empty user message."""
-    if body.n is not None and body.n != 1:
-        raise APIError(400, f"Only n=1 is supported. Got n={body.n}.", "invalid_request_error")
+def _conversation(body: ChatCompletionRequest) -> list[dict[str, Any]]:
+    """The messages of the request, whose last must be a user message with text."""
+    if body.n is not None and body.n < 1:
+        raise APIError(400, f"n must be at least 1. Got n={body.n}.", "invalid_request_error")
     last = body.messages[-1]
     if last.role != "user":
         raise APIError(
@@ -702,22 +761,63 @@ def _prompt(body: ChatCompletionRequest) -> str:
             f"The last message must have role 'user'. Got {last.role!r}.",
             "invalid_request_error",
         )
+    if any(
+        isinstance(m.content, list) and any(p.type != "text" for p in m.content)
+        for m in body.messages
+    ):
+        raise APIError(400, "Only text content is supported.", "invalid_request_error")
     content = last.content
     if isinstance(content, list):
-        if any(part.type != "text" for part in content):
-            raise APIError(400, "Only text content is supported.", "invalid_request_error")
         content = "".join(part.text or "" for part in content)
     if not content or not content.strip():
         raise APIError(400, "The last user message has no text.", "invalid_request_error")
-    return content
+    return [m.model_dump(exclude_none=True) for m in body.messages]
 
 
-async def _answer(runtime: ServedRuntime, prompt: str, timeout: float | None) -> RuntimeAnswer:
+def _request_params(
+    body: ChatCompletionRequest, own: Mapping[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The client's request fields the proxy passes on, and what it overrode and why.
+
+    ``own`` are the fields the runtime sets on every call (its arm's temperature, its
+    ``max_tokens`` cap). Passed on: ``seed``, ``stop`` and a ``max_tokens`` (or
+    ``max_completion_tokens``) within the runtime's cap. The fields of :data:`_ARM_FIELDS`
+    keep the runtime's values (the policy was fitted on samples drawn with them); any other
+    field is not forwarded.
+    """
+    requested = dict(body.model_extra or {})
+    params = {k: requested.pop(k) for k in _PASSED_FIELDS if k in requested}
+    overrides: dict[str, Any] = {}
+    for name in sorted(_CAP_FIELDS.intersection(requested)):
+        asked, cap = requested.pop(name), own.get("max_tokens")
+        if cap is None or (isinstance(asked, int) and asked <= cap):
+            params["max_tokens" if cap is not None else name] = asked
+        else:
+            overrides[name] = _override(asked, cap, f"the arm caps output tokens at {cap}")
+    for name, asked in sorted(requested.items()):
+        if name in _ARM_FIELDS:
+            reason = "the policy was fitted on samples drawn with the arm's own setting"
+            overrides[name] = _override(asked, own.get(name), reason)
+        else:
+            overrides[name] = _override(asked, None, "the proxy does not forward this field")
+    return params, overrides
+
+
+def _override(requested: Any, used: Any, reason: str) -> dict[str, Any]:
+    return {"requested": requested, "used": used, "reason": reason}
+
+
+async def _answer(
+    runtime: ServedRuntime,
+    conversation: list[dict[str, Any]],
+    params: dict[str, Any],
+    timeout: float | None,
+) -> RuntimeAnswer:
     """Run the runtime and turn its failures into HTTP errors."""
     try:
         if timeout is None:
-            return await runtime.answer(prompt)
-        return await asyncio.wait_for(runtime.answer(prompt), timeout)
+            return await runtime.answer(conversation, params=params)
+        return await asyncio.wait_for(runtime.answer(conversation, params=params), timeout)
     except UnknownPromptError as exc:
         raise APIError(404, str(exc), "not_found_error") from exc
     except TimeoutError as exc:
@@ -733,7 +833,10 @@ async def _answer(runtime: ServedRuntime, prompt: str, timeout: float | None) ->
 
 
 async def _answer_within_cap(
-    link: AccountLink, prompt: str, timeout: float | None
+    link: AccountLink,
+    conversation: list[dict[str, Any]],
+    params: dict[str, Any],
+    timeout: float | None,
 ) -> RuntimeAnswer:
     """Answer with a key's runtime, holding the query's worst cost against the key's cap."""
     try:
@@ -741,7 +844,7 @@ async def _answer_within_cap(
     except CapExceeded as exc:
         raise APIError(429, str(exc), "insufficient_quota") from exc
     try:
-        return await _answer(link.runtime, prompt, timeout)
+        return await _answer(link.runtime, conversation, params, timeout)
     finally:
         link.release(held)
 
@@ -778,17 +881,24 @@ def _headers(result: RuntimeAnswer) -> dict[str, str]:
 
 
 def _usage(result: RuntimeAnswer) -> dict[str, int]:
+    """Output tokens of every sample drawn; prompt tokens of the query (one request's)."""
     tokens = sum(c.output_tokens or 0 for c in result.samples)
-    return {"prompt_tokens": 0, "completion_tokens": tokens, "total_tokens": tokens}
+    prompt = result.prompt_tokens or 0
+    return {"prompt_tokens": prompt, "completion_tokens": tokens, "total_tokens": prompt + tokens}
 
 
-def _finish(result: RuntimeAnswer) -> str:
-    reason = result.finish_reason
+def _finish(choice: Completion) -> str:
+    reason = choice.finish_reason
     return reason if reason in _FINISH_REASONS else "stop"
 
 
 def _completion(
-    result: RuntimeAnswer, ident: str, created: int, model: str, extension: dict[str, Any]
+    result: RuntimeAnswer,
+    choices: list[Completion],
+    ident: str,
+    created: int,
+    model: str,
+    extension: dict[str, Any],
 ) -> dict[str, Any]:
     return {
         "id": ident,
@@ -797,11 +907,12 @@ def _completion(
         "model": model,
         "choices": [
             {
-                "index": 0,
-                "message": {"role": "assistant", "content": result.text},
+                "index": i,
+                "message": {"role": "assistant", "content": choice.text},
                 "logprobs": None,
-                "finish_reason": _finish(result),
+                "finish_reason": _finish(choice),
             }
+            for i, choice in enumerate(choices)
         ],
         "usage": _usage(result),
         "computealloc": extension,
@@ -810,6 +921,7 @@ def _completion(
 
 def _event_stream(
     result: RuntimeAnswer,
+    choices: list[Completion],
     ident: str,
     created: int,
     model: str,
@@ -818,12 +930,24 @@ def _event_stream(
 ) -> bytes:
     """The finished answer as server-sent ``chat.completion.chunk`` events."""
     head = {"id": ident, "object": "chat.completion.chunk", "created": created, "model": model}
-    content = {"role": "assistant", "content": result.text}
     chunks: list[dict[str, Any]] = [
-        {**head, "choices": [{"index": 0, "delta": content, "finish_reason": None}]},
         {
             **head,
-            "choices": [{"index": 0, "delta": {}, "finish_reason": _finish(result)}],
+            "choices": [
+                {
+                    "index": i,
+                    "delta": {"role": "assistant", "content": c.text},
+                    "finish_reason": None,
+                }
+                for i, c in enumerate(choices)
+            ],
+        },
+        {
+            **head,
+            "choices": [
+                {"index": i, "delta": {}, "finish_reason": _finish(c)}
+                for i, c in enumerate(choices)
+            ],
             "computealloc": extension,
         },
     ]

@@ -54,6 +54,7 @@ class WorkerState:
                 "failed": ledger.failed,
                 "samples": ledger.samples,
                 "output_tokens": ledger.output_tokens,
+                "prompt_tokens": ledger.prompt_tokens,
                 "cost": ledger.cost,
                 "actions": ledger.actions,
                 "statuses": {str(code): n for code, n in self.statuses.items()},
@@ -72,6 +73,7 @@ class WorkerState:
             output_tokens=int(data["output_tokens"]),
             cost=float(data["cost"]),
             actions={str(a): int(n) for a, n in data["actions"].items()},
+            prompt_tokens=int(data["prompt_tokens"]),
         )
         statuses = {int(code): int(n) for code, n in data["statuses"].items()}
         lam = math.nan if data["lam"] is None else float(data["lam"])
@@ -119,6 +121,7 @@ def combine(states: list[WorkerState]) -> WorkerState:
         output_tokens=sum(s.ledger.output_tokens for s in states),
         cost=sum(s.ledger.cost for s in states),
         actions=dict(actions),
+        prompt_tokens=sum(s.ledger.prompt_tokens for s in states),
     )
     priced = [s for s in states if math.isfinite(s.lam)]
     weights = [s.ledger.queries for s in priced]
