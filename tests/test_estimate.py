@@ -625,3 +625,80 @@ def test_real_llama_gsm_pot2(shared_data: Path) -> None:
 def test_kernels_reject_non_positive_k(call: Callable[[], object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         call()
+
+
+# --------------------------------------------------------------------------- verifier tasks
+
+
+def brute_vote(answers: list[str | None], right: set[str], k: int) -> Fraction:
+    """Plurality over distinct answer strings of every k-subset, ties split; None abstains."""
+    total = Fraction(0)
+    subsets = list(itertools.combinations(answers, k))
+    for draw in subsets:
+        votes = [a for a in draw if a is not None]
+        if not votes:
+            continue
+        counts = {a: votes.count(a) for a in set(votes)}
+        top = [a for a, v in counts.items() if v == max(counts.values())]
+        total += Fraction(sum(a in right for a in top), len(top))
+    return total / len(subsets)
+
+
+def verifier_log(seed: int) -> tuple[SampleLog, list[list[str | None]], list[set[str]]]:
+    """Game-of-24-like pools: several distinct correct expressions per query, no gold."""
+    rng = np.random.default_rng(seed)
+    pools, rights, rows = [], [], []
+    for q in range(6):
+        n = int(rng.integers(3, 9))
+        names = [f"e{q}_{j}" for j in range(int(rng.integers(2, 6)))]
+        right = set(rng.choice(names, size=int(rng.integers(1, len(names) + 1)), replace=False))
+        pool = [None if rng.random() < 0.15 else str(rng.choice(names)) for _ in range(n)]
+        pools.append(pool)
+        rights.append(right)
+        rows += [(f"q{q}", a, a in right) for a in pool]
+    frame = pd.DataFrame(rows, columns=["query_id", "answer", "correct"])
+    log = make_log(query_id=frame.query_id, answer=frame.answer, correct=frame.correct)
+    log.samples["answer"] = pd.Series(
+        [a for pool in pools for a in pool], dtype="str", index=log.samples.index
+    )
+    return log, pools, rights
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_several_correct_answers_vote_apart_like_brute_force(seed: int) -> None:
+    log, pools, rights = verifier_log(seed)
+    k_max = min(len(p) for p in pools)
+    table = estimate(log, ",".join(f"majority@{k}" for k in range(1, k_max + 1)))
+    for i, (pool, right) in enumerate(zip(pools, rights, strict=True)):
+        want = [float(brute_vote(pool, right, k)) for k in range(1, k_max + 1)]
+        np.testing.assert_allclose(table.P[i], want, rtol=0, atol=1e-12)
+
+
+def test_two_correct_expressions_are_not_one_answer() -> None:
+    # {A, A, B, C}: A wrong, B and C correct. Merging B and C (the old rule) makes the vote
+    # of all four a tie 2-2 (0.5); a true vote over distinct answers is won by A.
+    log = make_log(
+        query_id=["q"] * 4,
+        answer=["A", "A", "(4+8)*(6-4)", "4*(8-6+4)"],
+        correct=[False, False, True, True],
+    )
+    assert estimate(log, "majority@4").P[0, 0] == 0.0
+
+
+def test_answers_equal_to_the_gold_vote_together() -> None:
+    log = make_log(
+        query_id=["q"] * 3, answer=["4.0", "3.999999999999999", "5"], correct=[True, True, False]
+    )
+    log.queries["gold"] = pd.Series(["4"], dtype="str")
+    assert estimate(log, "majority@3").P[0, 0] == 1.0
+
+
+def test_replay_and_estimate_agree_on_several_correct_answers() -> None:
+    from computealloc.sequential import answer_pools, replay
+
+    log, pools, _ = verifier_log(5)
+    n = min(len(p) for p in pools)
+    table = estimate(log, f"majority@{n}")
+    traj = replay(answer_pools(log), n_orders=4000, random_state=0, max_samples=n)
+    got = traj.correct[:, :, n - 1].mean(axis=1)
+    np.testing.assert_allclose(got, table.P[:, 0], atol=0.04)

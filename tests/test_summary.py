@@ -293,3 +293,15 @@ def test_zeroeval_math_l5_matches_readme(shared_data, summaries):
     _assert_zeroeval_rows(readme, table)
     for _, want in readme.iterrows():
         _assert_printed(table.loc[want["model"], "mean_chars"], want["mean_chars"], 1, "chars")
+
+
+def test_vote_acc_is_the_estimators_majority_at_n_with_several_correct_answers():
+    from computealloc.estimate import estimate
+
+    # q0: {A, A, B, C}, B and C correct (two valid expressions): A wins the vote of all four.
+    # q1: {B, C, C, D}: C correct wins. The estimator and inspect must agree (0.5).
+    rows = [("q0", i, a, a in "BC") for i, a in enumerate("AABC")]
+    rows += [("q1", i, a, a == "C") for i, a in enumerate("BCCD")]
+    log = _log(rows)
+    assert _row(log)["vote_acc"] == pytest.approx(0.5)
+    assert _row(log)["vote_acc"] == pytest.approx(estimate(log, "majority@4").P.mean())

@@ -26,6 +26,7 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.special import comb
 
 from computealloc.actions import Action, parse_actions
+from computealloc.grading import answer_keys
 from computealloc.samples import SampleLog
 from computealloc.table import OutcomeTable
 from computealloc.units import CostUnit, PriceLike, Pricing, pricing_of
@@ -165,7 +166,12 @@ def _majority_numerators(
 
 
 def majority_accuracy(
-    gold: ArrayLike, others: ArrayLike, abstain: ArrayLike, ks: ArrayLike
+    gold: ArrayLike,
+    others: ArrayLike,
+    abstain: ArrayLike,
+    ks: ArrayLike,
+    *,
+    others_correct: ArrayLike | None = None,
 ) -> Float:
     """Exact expected accuracy of plurality voting over ``K`` samples drawn without replacement.
 
@@ -185,11 +191,15 @@ def majority_accuracy(
         Number of samples without an answer.
     ks : int or array-like of int, shape (n_ks,)
         Numbers of samples drawn, each >= 1.
+    others_correct : array-like of bool, shape (n_queries, n_clusters), optional
+        Which ``others`` clusters are correct answers too (several distinct answers can be
+        correct, e.g. any valid expression in Game of 24); none by default.
 
     Returns
     -------
     ndarray of shape (n_queries, n_ks)
-        Probability that the vote is correct; NaN where ``K`` exceeds the query's ``n``.
+        Probability that the vote is correct (that its winner is a correct answer); NaN
+        where ``K`` exceeds the query's ``n``.
 
     See Also
     --------
@@ -209,10 +219,24 @@ def majority_accuracy(
     array([[0.66666667, 0.66666667, 1.        ]])
     """
     g = np.asarray(gold, dtype=np.int64).reshape(-1)
-    oth = -np.sort(-np.asarray(others, dtype=np.int64).reshape(g.shape[0], -1), axis=1)
+    raw = np.asarray(others, dtype=np.int64).reshape(g.shape[0], -1)
     rest = np.asarray(abstain, dtype=np.int64).reshape(-1)
     k = np.atleast_1d(np.asarray(ks, dtype=np.int64))
     _check_k(k, "ks", "majority_accuracy")
+    several = np.zeros(raw.shape, dtype=bool)
+    if others_correct is not None:
+        several = np.asarray(others_correct, dtype=bool).reshape(raw.shape) & (raw > 0)
+    multi = several.any(axis=1)
+    if multi.any():
+        out = np.empty((g.shape[0], k.size))
+        single = ~multi
+        if single.any():
+            out[single] = majority_accuracy(g[single], raw[single], rest[single], k)
+        pool = np.column_stack([g[multi], raw[multi]])
+        ok = np.column_stack([np.ones(int(multi.sum()), dtype=bool), several[multi]])
+        out[multi] = conditional_majority(pool, np.zeros_like(pool), ok, rest[multi], k)
+        return out
+    oth = -np.sort(-raw, axis=1)
     n = g + oth.sum(axis=1) + rest
     k_max = int(k.max())
     table = _binomials(max(int(n.max(initial=0)), k_max))
@@ -429,9 +453,14 @@ def best_of_accuracy(scores: ArrayLike, correct: ArrayLike, k: int) -> Float:
 class ClusteredSamples:
     """One model's samples as per-query arrays (rows follow the table's query ids).
 
-    ``gold``, ``abstain``, ``n`` are (N,), ``others`` (N, M) wrong-cluster sizes; ``row`` (S,)
-    is each sample's query row, ``correct`` (S,) its resolved correctness, ``score`` (S,) its
-    column and ``cost`` (S,) its cost (NaN when no costs were given).
+    ``gold``, ``abstain``, ``n`` are (N,): ``gold`` is the size of the query's main correct
+    cluster (the answer equal to the gold, else the largest correct one); ``others`` (N, M)
+    the sizes of the query's other answer clusters, largest first, and ``others_correct``
+    (N, M) which of them are correct (several answers can be correct, as in Game of 24).
+    ``row`` (S,) is each sample's query row, ``slot`` (S,) its cluster (0: the main correct
+    cluster, ``1 + j``: ``others[:, j]``, -1: abstains), ``correct`` (S,) its resolved
+    correctness, ``score`` (S,) its column and ``cost`` (S,) its cost (NaN when no costs
+    were given).
     """
 
     model: str
@@ -443,6 +472,8 @@ class ClusteredSamples:
     correct: NDArray[np.bool_]
     score: Float
     cost: Float
+    others_correct: NDArray[np.bool_]
+    slot: Int
 
 
 def _name(qids: NDArray[np.object_], row: int, model: str) -> str:
@@ -451,12 +482,13 @@ def _name(qids: NDArray[np.object_], row: int, model: str) -> str:
 
 def _resolve_correct(
     frame: pd.DataFrame, row: Int, qids: NDArray[np.object_], model: str
-) -> tuple[NDArray[np.bool_], NDArray[np.bool_], Int]:
-    """Correctness per sample, and each answered sample's (query, answer) group.
+) -> NDArray[np.bool_]:
+    """Correctness per sample.
 
-    An answer is correct when any sample giving it (in the same query) is labelled correct;
-    samples labelled correct are correct even without an answer (label-only sources). An
-    answer labelled both correct and wrong, or an answer with no label at all, is an error.
+    An answer string is correct when any sample giving it (in the same query) is labelled
+    correct; samples labelled correct are correct even without an answer (label-only
+    sources). An answer string labelled both correct and wrong, or one with no label at all,
+    is an error.
     """
     answered = frame["answer"].notna().to_numpy()
     label = frame["correct"].astype("boolean")
@@ -482,21 +514,84 @@ def _resolve_correct(
             f"{_name(qids, row[i], model)} has {count} answered samples whose correctness is "
             "unknown (`correct` is NA); grade them (give `gold`) or leave the query out."
         )
-    return is_true | (answered & true_any), answered, group
+    return is_true | (answered & true_any)
 
 
-def _wrong_clusters(group: Int, row: Int, wrong: NDArray[np.bool_], n_rows: int) -> Int:
-    """Sizes of the wrong answer clusters per row, largest first, zero-padded: (N, M)."""
-    gid, size = np.unique(group[wrong], return_counts=True)
-    first = np.zeros(int(group.max(initial=-1)) + 1, dtype=np.int64)
-    first[group] = row
-    g_row = first[gid]
-    order = np.lexsort((-size, g_row))
-    g_row, size = g_row[order], size[order]
-    slot = np.arange(len(g_row)) - np.searchsorted(g_row, g_row, side="left")
-    out = np.zeros((n_rows, int(slot.max(initial=-1)) + 1), dtype=np.int64)
-    out[g_row, slot] = size
-    return out
+_NO_GOLD = "\x00no gold"  # the key of label-only correct samples of a query without a gold
+
+
+def _vote_groups(
+    frame: pd.DataFrame, row: Int, golds: NDArray[np.object_] | None, correct: NDArray[np.bool_]
+) -> Int:
+    """Answer cluster of each voting sample (first-appearance order), -1 for abstaining ones.
+
+    Clusters are the answers of :func:`computealloc.grading.answer_keys`, split where the
+    labels disagree (a source stricter than the grader's normal form); a sample labelled
+    correct without an answer gives the gold answer.
+    """
+    gold_of = np.full(len(row), None, dtype=object) if golds is None else golds[row]
+    answered = frame["answer"].notna().to_numpy()
+    given = np.where(answered, frame["answer"].to_numpy(dtype=object), gold_of)
+    keys = answer_keys(given, gold_of)
+    keys[~answered & correct & pd.isna(gold_of)] = _NO_GOLD
+    key_codes = pd.factorize(keys)[0].astype(np.int64)
+    combined = (row * (int(key_codes.max(initial=0)) + 2) + key_codes + 1) * 2 + correct
+    group = pd.factorize(combined)[0].astype(np.int64)
+    return np.where(answered | correct, group, -1)
+
+
+def _cluster_frame(
+    frame: pd.DataFrame,
+    row: Int,
+    n_rows: int,
+    qids: NDArray[np.object_],
+    model: str,
+    golds: NDArray[np.object_] | None,
+    cost: Float | None = None,
+) -> ClusteredSamples:
+    """Cluster the samples of ``frame`` (query rows ``row``) per query: see ``cluster_samples``."""
+    correct = _resolve_correct(frame, row, qids, model)
+    group = _vote_groups(frame, row, golds, correct)
+    votes = group >= 0
+    n_group = int(group.max(initial=-1)) + 1
+    size = np.bincount(group[votes], minlength=n_group)
+    g_row = np.zeros(n_group, dtype=np.int64)
+    g_ok = np.zeros(n_group, dtype=bool)
+    g_row[group[votes]], g_ok[group[votes]] = row[votes], correct[votes]
+    gid = np.arange(n_group)
+    # the main correct cluster of each row: its largest, ties to the first seen
+    by_size = np.lexsort((gid, -size, ~g_ok, g_row))
+    first = np.r_[True, g_row[by_size][1:] != g_row[by_size][:-1]]
+    main = np.zeros(n_group, dtype=bool)
+    main[by_size[first & g_ok[by_size]]] = True
+    rest = np.flatnonzero(~main)
+    rest = rest[np.lexsort((rest, -size[rest], g_row[rest]))]
+    rank = np.arange(rest.size) - np.searchsorted(g_row[rest], g_row[rest], side="left")
+    width = int(rank.max(initial=-1)) + 1
+    others = np.zeros((n_rows, width), dtype=np.int64)
+    others_correct = np.zeros((n_rows, width), dtype=bool)
+    others[g_row[rest], rank], others_correct[g_row[rest], rank] = size[rest], g_ok[rest]
+    slot_of = np.zeros(max(n_group, 1), dtype=np.int64)
+    slot_of[rest] = rank + 1
+    return ClusteredSamples(
+        model=model,
+        n=np.bincount(row, minlength=n_rows),
+        gold=np.bincount(g_row[main], weights=size[main], minlength=n_rows).astype(np.int64),
+        others=others,
+        abstain=np.bincount(row[~votes], minlength=n_rows),
+        row=row,
+        correct=correct,
+        score=frame["score"].to_numpy(dtype=np.float64, na_value=np.nan),
+        cost=np.full(len(row), np.nan) if cost is None else cost,
+        others_correct=others_correct,
+        slot=np.where(votes, slot_of[np.maximum(group, 0)], -1),
+    )
+
+
+def query_golds(log: SampleLog, qids: Iterable[object]) -> NDArray[np.object_]:
+    """The gold answer of each query of ``qids`` (None where unknown), for ``cluster_samples``."""
+    gold = log.queries.set_index("query_id")["gold"].reindex(list(qids))
+    return np.asarray(gold.astype(object).where(gold.notna(), None), dtype=object)
 
 
 def cluster_samples(
@@ -504,34 +599,25 @@ def cluster_samples(
     model: str,
     qids: NDArray[np.object_],
     costs: Float | None = None,
+    golds: ArrayLike | None = None,
 ) -> ClusteredSamples:
     """Cluster one model's samples on the queries ``qids`` (answer clusters per query).
 
-    Shared by the fixed-K estimators here and the stopping-rule replay in
-    :mod:`computealloc.sequential`. Rows follow ``qids``; samples of other queries are ignored.
-    ``costs`` (n_samples,), aligned with ``samples``, is each sample's cost
-    (:meth:`~computealloc.units.Pricing.sample_costs`).
+    Shared by the fixed-K estimators here, the probe-reuse estimator of
+    :mod:`computealloc.reuse` and the stopping-rule replay in :mod:`computealloc.sequential`.
+    Rows follow ``qids``; samples of other queries are ignored. ``costs`` (n_samples,),
+    aligned with ``samples``, is each sample's cost
+    (:meth:`~computealloc.units.Pricing.sample_costs`); ``golds`` (aligned with ``qids``,
+    None where unknown) lets answers equal to the gold vote as one answer.
     """
     mine = (samples["model"] == model).to_numpy()
     frame = samples[mine]
     row = pd.Index(qids).get_indexer(pd.Index(frame["query_id"])).astype(np.int64)
     known = row >= 0
     frame, row = frame[known], row[known]
-    cost = np.full(len(row), np.nan) if costs is None else costs[mine][known]
-    n_rows = len(qids)
-    correct, answered, group = _resolve_correct(frame, row, qids, model)
-    abstain = ~answered & ~correct
-    return ClusteredSamples(
-        model=model,
-        n=np.bincount(row, minlength=n_rows),
-        gold=np.bincount(row[correct], minlength=n_rows),
-        others=_wrong_clusters(group, row, answered & ~correct, n_rows),
-        abstain=np.bincount(row[abstain], minlength=n_rows),
-        row=row,
-        correct=correct,
-        score=frame["score"].to_numpy(dtype=np.float64, na_value=np.nan),
-        cost=cost,
-    )
+    cost = None if costs is None else costs[mine][known]
+    gold = None if golds is None else np.asarray(golds, dtype=object).reshape(-1)
+    return _cluster_frame(frame, row, len(qids), qids, model, gold, cost)
 
 
 def _padded(pools: ClusteredSamples, values: Float) -> tuple[Float, NDArray[np.bool_]]:
@@ -570,7 +656,9 @@ def _accuracy_columns(
     maj = [(j, a.k) for j, a in actions if a.kind == "majority"]
     if maj:
         ks = np.array([k for _, k in maj])
-        out[:, [j for j, _ in maj]] = majority_accuracy(pools.gold, pools.others, pools.abstain, ks)
+        out[:, [j for j, _ in maj]] = majority_accuracy(
+            pools.gold, pools.others, pools.abstain, ks, others_correct=pools.others_correct
+        )
     best = [(j, a.k) for j, a in actions if a.kind == "best_of"]
     if best:
         _require(pools, ~np.isfinite(pools.score), "best_of@K", "a finite `score`", qids)
@@ -579,7 +667,8 @@ def _accuracy_columns(
             out[:, j] = best_of_accuracy(scores, ok, k)
     for j, a in actions:
         if a.kind == "pass":
-            out[:, j] = pass_at_k(pools.n, pools.gold, a.k)
+            n_correct = pools.gold + (pools.others * pools.others_correct).sum(axis=1)
+            out[:, j] = pass_at_k(pools.n, n_correct, a.k)
 
 
 # --------------------------------------------------------------------------- validation
@@ -756,14 +845,19 @@ def estimate(
 
     Notes
     -----
-    Answer clusters are formed per (model, query) by exact string equality of ``answer``.
-    Every sample labelled correct joins one correct cluster (different strings that are
-    graded equal to the gold answer are one answer), and so does a sample whose answer string
-    is labelled correct elsewhere in the pool. A sample labelled correct without an answer
-    (label-only sources) is in the correct cluster; a sample without an answer and not labelled
-    correct abstains: it does not vote, and a draw where every sample abstains is wrong. With
-    these rules ``majority@1`` equals the mean of the correctness labels. Normalise answers
-    upstream (:mod:`computealloc.grading`) if equivalent wrong answers should vote together.
+    Answer clusters are formed per (model, query) by answer equivalence, never by the
+    correctness label: two samples vote together when their answers have the same
+    :func:`computealloc.grading.answer_keys` key (the :func:`~computealloc.grading.normalize`
+    form, or the gold's form for an answer the grader finds equal to the gold without
+    math-verify), as the live vote of :mod:`computealloc.runtime` counts them. Different
+    correct answers (any valid expression in Game of 24) are different clusters, each correct;
+    the vote is correct when a correct cluster wins. Where the labels are stricter than the
+    normal form (``5/1/2021`` labelled wrong, ``05/01/2021`` right) the cluster splits by label.
+    An answer string is correct when any sample giving it is labelled correct. A sample
+    labelled correct without an answer (label-only sources) gives the gold answer; a sample
+    without an answer and not labelled correct abstains: it does not vote, and a draw where
+    every sample abstains is wrong. With these rules ``majority@1`` equals the mean of the
+    correctness labels.
 
     The estimates are in-sample: they describe the pool, not fresh samples; the held-out
     protocol calls this on half of each pool.
@@ -792,13 +886,14 @@ def estimate(
     kept = qids[keep]
     p = np.empty((len(kept), len(acts)))
     c = np.empty_like(p)
+    golds = query_golds(log, kept)
     costs = None
     if pricing.unit != "samples":
         used = log.samples[log.samples["model"].isin(set(models)).to_numpy()]
         costs = pricing.sample_costs(used, log.queries)
         log = replace(log, samples=used)
     for model in dict.fromkeys(models):
-        pools = cluster_samples(log.samples, model, kept, costs)
+        pools = cluster_samples(log.samples, model, kept, costs, golds)
         mine = [(j, a) for j, (a, m) in enumerate(zip(acts, models, strict=True)) if m == model]
         _accuracy_columns(pools, mine, kept, p)
         per_sample = np.full(len(kept), pricing.price(model).rate)

@@ -84,7 +84,7 @@ import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 
 from computealloc.actions import Action, parse_actions
-from computealloc.estimate import default_actions, estimate
+from computealloc.estimate import default_actions, estimate, query_golds
 from computealloc.features import build_features, probe_mask
 from computealloc.oracle import solve
 from computealloc.policies import Imitation, LengthHeuristic, Random, Uniform, Value
@@ -333,7 +333,13 @@ def _tables(
     feats = build_features(log, probe_m=probe_m, eligible=eligible, random_state=seed)
     probe = probe_mask(log, probe_m, eligible=eligible, random_state=seed)
     pdec, prep = (
-        probe_table(log.samples, table, probe=probe, pool=pool & ~probe)
+        probe_table(
+            log.samples,
+            table,
+            probe=probe,
+            pool=pool & ~probe,
+            golds=query_golds(log, table.query_ids),
+        )
         for table, pool in ((dec, half_a), (rep, half_b))
     )
     return _Tables(dec, rep, X, (pdec, prep, feats.X.loc[list(dec.query_ids)]))

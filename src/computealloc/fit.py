@@ -11,7 +11,7 @@ import pandas as pd
 
 from computealloc.actions import Action, parse_actions
 from computealloc.calibrate import check_budget
-from computealloc.estimate import default_actions, estimate
+from computealloc.estimate import default_actions, estimate, query_golds
 from computealloc.features import build_features, probe_mask
 from computealloc.policies import (
     BasePolicy,
@@ -91,7 +91,8 @@ def _table_and_features(
     features = build_features(log, probe_m=probe_m, random_state=seed).X
     if probe_m:
         probe = probe_mask(log, probe_m, random_state=seed)
-        table = probe_table(log.samples, table, probe=probe, pool=~probe)
+        golds = query_golds(log, table.query_ids)
+        table = probe_table(log.samples, table, probe=probe, pool=~probe, golds=golds)
         keep = np.isfinite(table.P).all(axis=1)
         table = table.subset(keep)
     return table, features.loc[list(table.query_ids)]

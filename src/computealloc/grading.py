@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 
-__all__ = ["extract_answer", "grade", "is_equivalent", "normalize"]
+__all__ = ["answer_keys", "extract_answer", "grade", "is_equivalent", "normalize"]
 
 _REL_TOL = 1e-4
 _VERIFY_TIMEOUT_S = 5
@@ -364,9 +364,8 @@ def _math_verify(answer: str, gold: str) -> bool:
         return False
 
 
-@functools.lru_cache(maxsize=_CACHE_SIZE)
-def _equivalent(answer: str, gold: str) -> bool:
-    """Equivalence of two prepared answers (cached): fast path, then math-verify."""
+def _plain_verdict(answer: str, gold: str) -> bool | None:
+    """The verdict on two prepared answers without math-verify; None where it cannot decide."""
     if not answer or not gold:
         return False
     if _SPACE_RE.sub("", answer) == _SPACE_RE.sub("", gold):
@@ -375,10 +374,17 @@ def _equivalent(answer: str, gold: str) -> bool:
         return False
     answer_value, gold_value = _to_number(answer), _to_number(gold)
     if answer_value is None or gold_value is None:
-        return _math_verify(answer, gold)
+        return None
     if _INTEGER_RE.match(answer) and _INTEGER_RE.match(gold):
         return False
     return abs(answer_value - gold_value) <= _REL_TOL * max(1.0, abs(gold_value))
+
+
+@functools.lru_cache(maxsize=_CACHE_SIZE)
+def _equivalent(answer: str, gold: str) -> bool:
+    """Equivalence of two prepared answers (cached): fast path, then math-verify."""
+    verdict = _plain_verdict(answer, gold)
+    return _math_verify(answer, gold) if verdict is None else verdict
 
 
 def is_equivalent(answer: str | None, gold: str | None) -> bool:
@@ -504,3 +510,76 @@ def grade(answers: ArrayLike, golds: ArrayLike) -> NDArray[np.bool_]:
     correct = np.zeros(len(answer_array), dtype=np.bool_)
     correct[has_answer] = verdicts[inverse]
     return correct
+
+
+def _number_key(prepared: str) -> str | None:
+    """A non-integer number rounded at the grader's tolerance (``3.99999`` -> ``4``); else None."""
+    value = None if _INTEGER_RE.match(prepared) else _to_number(prepared)
+    if value is None or not np.isfinite(value):
+        return None
+    quantum = 10.0 ** np.ceil(np.log10(_REL_TOL * max(1.0, abs(value))))
+    return _canonical_number(f"{round(value / quantum) * quantum:.12g}")
+
+
+def _answer_key(answer: str, gold: str | None) -> str:
+    """The cluster key of one answer: the gold's form when plainly equal to it, else its own."""
+    prepared = _prepare(answer)
+    if gold is not None and _plain_verdict(prepared, _prepare(gold)):
+        return normalize(gold)
+    return _number_key(prepared) or _SPACE_RE.sub(_space, prepared)
+
+
+def answer_keys(answers: ArrayLike, golds: ArrayLike) -> NDArray[np.object_]:
+    r"""The answer each sample gives, as a key: equal keys are one answer in a vote.
+
+    The key is the answer's :func:`normalize` form, except that an answer the grader finds
+    equal to its query's gold without math-verify (equal normalised strings, or numbers within
+    the relative tolerance of :func:`is_equivalent`) takes the gold's form, and that other
+    non-integer numbers (decimals, fractions) are rounded at that tolerance (``4.0`` and
+    ``3.999999999999`` are one answer, as are ``0.75`` and ``3/4``). Two different
+    correct answers therefore stay two answers unless both equal the gold (Game of 24: every
+    valid expression is its own answer); math-verify is not asked, because it calls any
+    expression equal to its value (``(4+8)*(6-4)`` equals ``24``).
+
+    Parameters
+    ----------
+    answers : array-like of shape (n_rows,)
+        Extracted answers; None, NaN or ``pd.NA`` give a None key.
+    golds : array-like of shape (n_rows,)
+        Each row's gold answer; None, NaN or ``pd.NA`` where unknown.
+
+    Returns
+    -------
+    keys : ndarray of shape (n_rows,), dtype object
+        A str per answered row, None elsewhere.
+
+    Examples
+    --------
+    >>> answer_keys(["3.999999999999", "4", "(2+2)", "5/1/2021"], ["4", "4", "4", None]).tolist()
+    ['4', '4', '(2+2)', '05/01/2021']
+    """
+    answer_array = np.asarray(answers, dtype=object).reshape(-1)
+    gold_array = np.asarray(golds, dtype=object).reshape(-1)
+    if answer_array.shape != gold_array.shape:
+        raise ValueError(
+            f"`answers` and `golds` must have the same length. "
+            f"Got {len(answer_array)} and {len(gold_array)}."
+        )
+    answer_codes, answer_uniques = pd.factorize(answer_array)
+    gold_codes, gold_uniques = pd.factorize(gold_array)
+    n_golds = len(gold_uniques) + 1
+    has_answer = answer_codes >= 0
+    pair_codes = answer_codes[has_answer].astype(np.int64) * n_golds + gold_codes[has_answer] + 1
+    unique_pairs, inverse = np.unique(pair_codes, return_inverse=True)
+    golds_text = [None, *(_as_text(g) for g in gold_uniques)]
+    keys = np.array(
+        [
+            _answer_key(_as_text(answer_uniques[c // n_golds]), golds_text[c % n_golds])
+            for c in unique_pairs.tolist()
+        ]
+        + [None],
+        dtype=object,
+    )[:-1]
+    out = np.full(len(answer_array), None, dtype=object)
+    out[has_answer] = keys[inverse]
+    return out

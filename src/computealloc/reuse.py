@@ -16,33 +16,10 @@ import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 
 from computealloc.actions import parse_action
-from computealloc.estimate import conditional_majority
+from computealloc.estimate import _cluster_frame, conditional_majority
 from computealloc.table import OutcomeTable
 
 __all__ = ["probe_table", "reuse_accuracy"]
-
-
-def _answer_slots(frame: pd.DataFrame, row: NDArray[np.int64]) -> tuple[NDArray[np.int64], int]:
-    """Cluster slot of each sample (0: correct, 1..: wrong answers, -1: abstains) and width.
-
-    The rules are :func:`computealloc.estimate.estimate`'s: a sample is correct when it is
-    labelled correct or its answer string is labelled correct elsewhere in the query; wrong
-    answers cluster by exact string; a wrong sample without an answer abstains.
-    """
-    answered = frame["answer"].notna().to_numpy()
-    label = frame["correct"].astype("boolean").fillna(False).to_numpy(dtype=bool)
-    key = pd.MultiIndex.from_arrays([row, frame["answer"].astype(object).to_numpy()])
-    group = np.asarray(pd.factorize(key)[0], dtype=np.int64)
-    labelled = np.bincount(group, weights=label & answered, minlength=group.max(initial=0) + 1)
-    correct = label | (answered & (labelled[group] > 0))
-    wrong = answered & ~correct
-    slot = np.where(correct, 0, -1).astype(np.int64)
-    base = int(group.max(initial=0)) + 1
-    keys, inverse = np.unique(row[wrong] * base + group[wrong], return_inverse=True)
-    key_row = keys // base
-    rank = np.arange(keys.size) - np.searchsorted(key_row, key_row, side="left") + 1
-    slot[wrong] = rank[inverse]
-    return slot, int(slot.max(initial=0)) + 1
 
 
 def reuse_accuracy(
@@ -52,6 +29,7 @@ def reuse_accuracy(
     *,
     probe: ArrayLike,
     pool: ArrayLike,
+    golds: ArrayLike | None = None,
 ) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
     """Exact accuracy of majority@k when the ``probe`` samples are reused in the vote.
 
@@ -69,6 +47,9 @@ def reuse_accuracy(
         Vote sizes ``k >= 1``.
     probe, pool : array-like of bool, shape (n_samples,)
         Disjoint masks of the probe samples and of the samples later draws come from.
+    golds : array-like of shape (n_queries,), optional
+        Gold answers of the queries (None where unknown); answer clusters are
+        :func:`computealloc.estimate.cluster_samples`'s.
 
     Returns
     -------
@@ -85,8 +66,12 @@ def reuse_accuracy(
     row = pd.Index(list(query_ids)).get_indexer(frame["query_id"]).astype(np.int64)
     keep = row >= 0
     frame, row, is_probe = frame[keep], row[keep], probe_m[used][keep]
-    slot, width = _answer_slots(frame, row)
     n_q = len(query_ids)
+    qids = np.asarray(list(query_ids), dtype=object)
+    model = str(frame["model"].iloc[0]) if len(frame) else "default"
+    gold = None if golds is None else np.asarray(golds, dtype=object).reshape(-1)
+    clusters = _cluster_frame(frame, row, n_q, qids, model, gold)
+    slot, width = clusters.slot, clusters.others.shape[1] + 1
     counts = np.zeros((2, n_q, width), dtype=np.int64)
     votes = slot >= 0
     np.add.at(counts, (is_probe[votes].astype(np.int64), row[votes], slot[votes]), 1)
@@ -95,15 +80,19 @@ def reuse_accuracy(
     k = np.atleast_1d(np.asarray(ks, dtype=np.int64))
     need = np.maximum(k[None, :] - m[:, None], 0)  # (N, K) draws per query and action
     draws = np.unique(need)
-    correct = np.zeros((n_q, width), dtype=bool)
-    correct[:, 0] = True
+    correct = np.column_stack([np.ones(n_q, dtype=bool), clusters.others_correct])
     table = conditional_majority(counts[0], counts[1], correct, free, draws)
     accuracy = np.take_along_axis(table, np.searchsorted(draws, need), axis=1)
     return accuracy, np.maximum(k[None, :], m[:, None])
 
 
 def probe_table(
-    samples: pd.DataFrame, table: OutcomeTable, *, probe: ArrayLike, pool: ArrayLike
+    samples: pd.DataFrame,
+    table: OutcomeTable,
+    *,
+    probe: ArrayLike,
+    pool: ArrayLike,
+    golds: ArrayLike | None = None,
 ) -> OutcomeTable:
     """``table`` re-read for a policy that looks at ``probe`` samples and reuses them in the vote.
 
@@ -117,8 +106,11 @@ def probe_table(
     table : OutcomeTable
         Majority@k columns for the queries of interest (``table.actions`` parse to majority).
     probe, pool : array-like of bool, shape (n_samples,)
-        As in :func:`reuse_accuracy`.
+    golds : array-like of shape (n_queries,), optional
+        As in :func:`reuse_accuracy` (rows follow ``table.query_ids``).
     """
     ks = np.array([parse_action(a).k for a in table.actions], dtype=np.float64)
-    p, votes = reuse_accuracy(samples, table.query_ids, ks.astype(np.int64), probe=probe, pool=pool)
+    p, votes = reuse_accuracy(
+        samples, table.query_ids, ks.astype(np.int64), probe=probe, pool=pool, golds=golds
+    )
     return OutcomeTable(p, table.C * votes / ks, table.actions, table.query_ids, table.cost_unit)

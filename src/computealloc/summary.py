@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from computealloc.estimate import cluster_samples, majority_accuracy, query_golds
 from computealloc.samples import SampleLog
 
 __all__ = ["summarize"]
@@ -73,6 +74,29 @@ def _per_query(samples: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     return q
 
 
+def _vote_accuracy(log: SampleLog, samples: pd.DataFrame) -> pd.Series:
+    """Per query code: the exact majority@n of :func:`computealloc.estimate.estimate`.
+
+    The vote of all ``n`` samples of the query, over the estimator's answer clusters
+    (answer equivalence), ties split uniformly at random.
+    """
+    n_queries = int(samples[_QUERY].to_numpy().max(initial=-1)) + 1
+    out = pd.Series(np.nan, index=pd.RangeIndex(n_queries))
+    for model, part in samples.groupby("model", sort=False):
+        codes = part.groupby("query_id", sort=True)[_QUERY].first()
+        qids = codes.index.to_numpy(dtype=object)
+        try:
+            pools = cluster_samples(part, str(model), qids, golds=query_golds(log, qids))
+        except ValueError:  # unlabelled answers: the vote's correctness is unknown
+            continue
+        ks = np.unique(pools.n)
+        acc = majority_accuracy(
+            pools.gold, pools.others, pools.abstain, ks, others_correct=pools.others_correct
+        )
+        out[codes.to_numpy()] = acc[np.arange(len(qids)), np.searchsorted(ks, pools.n)]
+    return out
+
+
 def summarize(log: SampleLog) -> pd.DataFrame:
     """Per-model figures of a sample log.
 
@@ -98,6 +122,9 @@ def summarize(log: SampleLog) -> pd.DataFrame:
           single sample, whose own label then counts (majority of one). NaN where the log
           records no answers and queries have several samples (not estimable). This is the
           data READMEs' figure; the estimators split ties uniformly at random instead;
+        - ``vote_acc``: the exact majority@n of :func:`computealloc.estimate.estimate` (the
+          vote of all of a query's samples over answer clusters by equivalence, ties split
+          uniformly), averaged over queries; NaN where ``majority_acc`` is;
         - ``all_agree``: share of queries whose samples all have the same non-null answer (a
           sample without an answer breaks agreement); NaN where no answers are recorded;
         - ``no_answer``: share of samples without an answer (NaN where none are recorded);
@@ -120,12 +147,15 @@ def summarize(log: SampleLog) -> pd.DataFrame:
         )
     samples, keys = _grouped_samples(log)
     per_query = _per_query(samples, keys)
+    vote = _vote_accuracy(log, samples).reindex(per_query.index)
+    per_query["vote"] = vote.where(per_query["majority"].notna() | (per_query["n"] == 1))
     by_query = per_query.groupby(keys, sort=True, dropna=False)
     table = by_query.agg(
         questions=("n", "size"),
         samples_per_q=("n", "mean"),
         single_acc=("acc", "mean"),
         majority_acc=("majority", "mean"),
+        vote_acc=("vote", "mean"),
         all_agree=("agree", "mean"),
     )
     answered = by_query["answered"].sum() > 0

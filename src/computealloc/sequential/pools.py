@@ -18,7 +18,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.special import xlogy
 
-from computealloc.estimate import cluster_samples
+from computealloc.estimate import cluster_samples, query_golds
 from computealloc.samples import SampleLog
 from computealloc.sequential._checks import _cap_of, _check_int, _check_log
 
@@ -57,12 +57,24 @@ class AnswerPools:
         Samples without an answer.
     query_ids : tuple of str
         The queries, in row order.
+    others_correct : ndarray of shape (n_queries, n_clusters), bool, optional
+        Which ``others`` clusters are correct answers too (several distinct answers can be
+        correct, as in Game of 24); none by default.
     """
 
     gold: Int
     others: Int
     abstain: Int
     query_ids: tuple[str, ...]
+    others_correct: NDArray[np.bool_] | None = None
+
+    @property
+    def correct_clusters(self) -> NDArray[np.bool_]:
+        """Which clusters are correct, shape (n_queries, 1 + n_clusters): gold, then others."""
+        extra = np.zeros(self.others.shape, dtype=bool)
+        if self.others_correct is not None:
+            extra = np.asarray(self.others_correct, dtype=bool).reshape(self.others.shape)
+        return np.column_stack([np.ones(self.n_queries, dtype=bool), extra])
 
     @property
     def n(self) -> Int:
@@ -76,8 +88,13 @@ class AnswerPools:
     def subset(self, rows: ArrayLike) -> AnswerPools:
         """The pools of the queries at positions ``rows``."""
         r = np.asarray(rows, dtype=np.int64)
+        extra = None if self.others_correct is None else self.others_correct[r]
         return AnswerPools(
-            self.gold[r], self.others[r], self.abstain[r], tuple(self.query_ids[i] for i in r)
+            self.gold[r],
+            self.others[r],
+            self.abstain[r],
+            tuple(self.query_ids[i] for i in r),
+            extra,
         )
 
 
@@ -114,8 +131,14 @@ def answer_pools(
         mine = samples["model"] == name
         query_ids = sorted(samples.loc[mine, "query_id"].unique().tolist())
     qids = np.asarray(list(query_ids), dtype=object)
-    pools = cluster_samples(samples, name, qids)
-    return AnswerPools(pools.gold, pools.others, pools.abstain, tuple(str(q) for q in qids))
+    pools = cluster_samples(samples, name, qids, golds=query_golds(log, qids))
+    return AnswerPools(
+        pools.gold,
+        pools.others,
+        pools.abstain,
+        tuple(str(q) for q in qids),
+        pools.others_correct,
+    )
 
 
 def _model_of(log: SampleLog, model: str | None, where: str) -> str:
@@ -205,10 +228,20 @@ def _orders(pools: AnswerPools, n_orders: int, width: int, seed: int) -> NDArray
     return np.take_along_axis(full, order, axis=2)
 
 
-def _count_summaries(labels: NDArray[np.int16], top_k: int) -> dict[str, NDArray[Any]]:
-    """Vote summaries after every prefix of ``labels`` (N, R, T), built in memory-bounded chunks."""
+def _count_summaries(
+    labels: NDArray[np.int16], top_k: int, correct: NDArray[np.bool_] | None = None
+) -> dict[str, NDArray[Any]]:
+    """Vote summaries after every prefix of ``labels`` (N, R, T), built in memory-bounded chunks.
+
+    ``correct`` (N, >= n_clusters) says which cluster labels are correct answers; label 0
+    alone by default.
+    """
     n, r, w = labels.shape
     n_clusters = max(int(labels.max(initial=0)) + 1, 1)
+    ok = np.zeros((n, n_clusters), dtype=bool)
+    ok[:, 0] = True
+    if correct is not None:
+        ok = correct[:, :n_clusters]
     k = max(min(top_k, MAX_TOP_K, n_clusters), 2)
     out: dict[str, NDArray[Any]] = {
         "top": np.zeros((n, r, w, k), dtype=np.int16),
@@ -227,19 +260,29 @@ def _count_summaries(labels: NDArray[np.int16], top_k: int) -> dict[str, NDArray
         out["distinct"][lo : lo + step] = (counts > 0).sum(axis=3)
         out["answered"][lo : lo + step] = counts.sum(axis=3)
         out["count_log_count"][lo : lo + step] = xlogy(counts, counts).sum(axis=3)
-        out["correct"][lo : lo + step] = _plurality_correct(counts, ranked[..., 0])
+        out["correct"][lo : lo + step] = _plurality_correct(
+            counts, ranked[..., 0], ok[lo : lo + step]
+        )
     return out
 
 
-def _plurality_correct(counts: NDArray[np.int16], top: NDArray[np.int16]) -> Float:
-    """Probability that the plurality (ties uniform) is the correct cluster 0."""
-    tied = (counts == top[..., None]).sum(axis=3)
-    wins = (counts[..., 0] == top) & (top > 0)
-    return np.where(wins, 1.0 / np.maximum(tied, 1), 0.0)
+def _plurality_correct(
+    counts: NDArray[np.int16], top: NDArray[np.int16], correct: NDArray[np.bool_]
+) -> Float:
+    """Probability that the plurality (ties uniform) is a correct cluster (``correct`` (N, M))."""
+    at_top = counts == top[..., None]
+    tied = at_top.sum(axis=3)
+    wins = (at_top & correct[:, None, None, :]).sum(axis=3)
+    return np.where(top > 0, wins / np.maximum(tied, 1), 0.0)
 
 
-def _trajectories(labels: NDArray[np.int16], cap: Int, top_k: int = MAX_TOP_K) -> Trajectories:
-    s = _count_summaries(labels, top_k)
+def _trajectories(
+    labels: NDArray[np.int16],
+    cap: Int,
+    top_k: int = MAX_TOP_K,
+    correct: NDArray[np.bool_] | None = None,
+) -> Trajectories:
+    s = _count_summaries(labels, top_k, correct)
     return Trajectories(
         labels,
         s["top"],
@@ -281,7 +324,8 @@ def replay(
     _check_pools(pools, "replay")
     cap = pools.n if max_samples is None else np.minimum(pools.n, _cap_of(max_samples, "replay"))
     width = max(int(cap.max(initial=1)), 1)
-    return _trajectories(_orders(pools, n_orders, width, random_state), cap)
+    labels = _orders(pools, n_orders, width, random_state)
+    return _trajectories(labels, cap, correct=pools.correct_clusters)
 
 
 @lru_cache(maxsize=2)

@@ -97,7 +97,9 @@ def _uniform_majority(pools: AnswerPools, budget: float) -> tuple[float, float]:
     k_max = int(pools.n.min())
     b = min(budget, float(k_max))
     lo, hi = int(np.floor(b)), int(np.ceil(b))
-    acc = majority_accuracy(pools.gold, pools.others, pools.abstain, [lo, hi]).mean(axis=0)
+    acc = majority_accuracy(
+        pools.gold, pools.others, pools.abstain, [lo, hi], others_correct=pools.others_correct
+    ).mean(axis=0)
     w = b - lo
     return float((1 - w) * acc[0] + w * acc[1]), b
 
