@@ -259,6 +259,10 @@ def test_evaluate_writes_results_and_report(tmp_path: Path) -> None:
     assert {"method", "protocol", "seed", "budget", "accuracy", "mean_cost"} <= set(results)
     assert set(results["method"]) >= {"uniform", "oracle"}
     assert "data:image/png;base64" in (out / "report.html").read_text()
+    # the terminal shows the verdict, one line per budget, and where the full report is
+    assert "verdict (in-sample protocol)" in res.output
+    assert "B = 2: uniform — none of 0 methods beats it" in res.output
+    assert f"full report -> {out / 'report.html'}" in res.output.replace("\n", "")
 
 
 def test_evaluate_bad_budgets_exit_2(tmp_path: Path) -> None:

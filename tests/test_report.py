@@ -8,11 +8,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from computealloc.comparison import compare, verdict, verdict_lines
 from computealloc.evaluation import ROUTER, evaluate
 from computealloc.report import (
     accuracy_table,
+    headline_methods,
     markdown_table,
     metric_table,
+    plot_compute_by_difficulty,
     published_table,
     write_report,
 )
@@ -75,6 +78,8 @@ def test_every_file_is_written(written):
         "report.html",
         "accuracy_vs_cost_in_sample.png",
         "accuracy_vs_cost_held_out.png",
+        "all_methods_in_sample.png",
+        "all_methods_held_out.png",
         "compute_by_difficulty_in_sample.png",
         "compute_by_difficulty_held_out.png",
     }
@@ -104,9 +109,9 @@ def test_results_csv_round_trips(written, result):
 def test_html_is_self_contained(written):
     out, _ = written
     page = (out / "report.html").read_text()
-    assert page.count("data:image/png;base64,") == 4
+    assert page.count("data:image/png;base64,") == 6
     sources = re.findall(r'src="([^"]*)"', page)
-    assert len(sources) == 4 and all(s.startswith("data:image/png;base64,") for s in sources)
+    assert len(sources) == 6 and all(s.startswith("data:image/png;base64,") for s in sources)
     assert "<table" in page
 
 
@@ -115,7 +120,10 @@ def test_markdown_links_the_plots_and_tabulates_every_method(written, result):
     text = (out / "report.md").read_text()
     assert "![accuracy_vs_cost_held_out.png](accuracy_vs_cost_held_out.png)" in text
     for method in result.config["methods"]:
-        assert f"| {method} |" in text
+        label = f"{method} (hindsight bound)" if method.startswith("oracle") else method
+        assert f"| {label} |" in text
+    assert text.index("## Verdict") < text.index("## Details")  # the verdict comes first
+    assert text.count("| oracle_in_sample (hindsight bound) |") == 1 + 3  # held-out only
 
 
 def test_accuracy_table_cells_match_the_summary(result):
@@ -123,15 +131,16 @@ def test_accuracy_table_cells_match_the_summary(result):
     table = accuracy_table(summary, "held-out")
     assert list(table.columns) == ["method", "B=1", "B=2", "B=4"]
     row = summary.query("protocol == 'held-out' and budget == 4 and method == 'oracle'").iloc[0]
-    cell = table.set_index("method").loc["oracle", "B=4"]
+    cell = table.set_index("method").loc["oracle (hindsight bound)", "B=4"]
     assert cell.startswith(f"{row['accuracy']:.3f} ± {row['accuracy_se']:.3f}")
     assert cell.endswith(f"({row['mean_cost']:.2f})")
 
 
 def test_metric_table_has_one_row_per_method(result):
-    table = metric_table(result.summary(), "in-sample", 2.0)
+    table = metric_table(compare(result), "in-sample", 2.0)
     assert table["method"].tolist()[0] == "uniform"
-    assert len(table) == len(result.config["methods"]) - len(PUBLISHED)
+    # in-sample, oracle_in_sample is the oracle: one row, not two
+    assert len(table) == len(result.config["methods"]) - len(PUBLISHED) - 1
     assert "sequential" in table["method"].tolist()
     assert "gap closed" in table.columns
 
@@ -146,6 +155,34 @@ def test_published_settings_have_their_own_table(written, result):
     assert cell["accuracy"].startswith(f"{row['accuracy']:.3f}")
     assert "esc@5" not in accuracy_table(summary, "held-out")["method"].tolist()
     assert "Published stopping settings" in (written[0] / "report.md").read_text()
+
+
+def test_headline_chart_shows_the_frontier_in_at_most_8_series(result):
+    comparison = compare(result)
+    for protocol in ("in-sample", "held-out"):
+        shown = headline_methods(comparison, protocol)
+        assert len(shown) <= 8 and shown[0] == "uniform" and shown[-1] == "oracle"
+        assert len(set(shown)) == len(shown)
+        winners = {v.method for v in verdict(comparison, protocol)} - {"uniform"}
+        assert winners <= set(shown)
+
+
+def test_report_opens_with_the_verdict(written, result):
+    out, _ = written
+    page = (out / "report.html").read_text()
+    assert page.index("Verdict (held-out protocol)") < page.index("<img")
+    assert page.index('<ul class="verdict">') < page.index("<details>")
+    for line in verdict_lines(result):
+        assert line.split(" — ")[0] in page
+
+
+def test_difficulty_plot_skips_empty_bins(result):
+    q = result.queries
+    part = q[(q["protocol"] == "held-out") & (q["budget"] == 2)].copy()
+    part["difficulty"] = np.where(part["difficulty"] < 0.5, 0.05, 0.95)  # bins 2-4 empty
+    png = plot_compute_by_difficulty(part, "held-out", 2.0)
+    assert png.startswith(PNG_MAGIC)
+    assert plot_compute_by_difficulty(part.iloc[:0], "held-out", 2.0).startswith(PNG_MAGIC)
 
 
 def test_markdown_table_format():
@@ -195,7 +232,7 @@ def test_a_routing_report_shows_the_threshold_router(tmp_path):
         "uniform",
         "value",
         ROUTER,
-        "oracle",
+        "oracle (hindsight bound)",
     ]
     assert f"| in-sample | {ROUTER} |" in text  # the routing (APGR) table
     assert (tmp_path / "compute_by_difficulty_in_sample.png").read_bytes().startswith(PNG_MAGIC)

@@ -650,6 +650,7 @@ def evaluate_cmd(
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
+    from computealloc.comparison import primary_protocol, verdict_lines
     from computealloc.evaluation import METHODS, PROTOCOLS, SEQUENTIAL
     from computealloc.evaluation import evaluate as run_evaluation
     from computealloc.report import write_report
@@ -683,9 +684,8 @@ def evaluate_cmd(
             console.print(f"[red]error:[/red] {exc}")
             raise typer.Exit(2) from exc
     paths = write_report(result, out)
-    columns_shown = ["protocol", "budget", "method", "accuracy", "accuracy_se", "mean_cost"]
-    shown = result.summary()[[*columns_shown, "gap_closed"]]
-    _print_frame(
-        shown, f"{sample_log.source}: mean over {seeds} seeds (all metrics in summary.csv)"
-    )
-    console.print(f"report -> {paths.get('report.html', out)}")
+    protocol_shown = primary_protocol(result)
+    console.print(f"[bold]{sample_log.source}[/bold]: verdict ({protocol_shown} protocol)")
+    for line in verdict_lines(result):
+        console.print(f"  {line}", highlight=False)
+    console.print(f"full report -> {paths.get('report.html', out)}")

@@ -69,7 +69,9 @@ accuracy minus accuracy) and
 table, the bound of Zhai et al.); ``compute_saved_at_uniform_acc`` = ``1 - c / B`` with ``c``
 the cost at which the method's accuracy-vs-cost curve, interpolated linearly over the budgets
 evaluated, first reaches uniform's accuracy at ``B`` (conservative for concave curves; NaN
-when it never does within the budgets evaluated).
+when it never does within the budgets evaluated). These per-seed metrics compare at the
+nominal budget; :mod:`computealloc.comparison` (what the report shows) compares at equal
+realised cost, with intervals, and reports ``gap_closed`` only where the gap is resolved.
 """
 
 from __future__ import annotations
@@ -105,6 +107,7 @@ __all__ = [
     "SEQUENTIAL",
     "SEQUENTIAL_ORDERS",
     "EvaluationResult",
+    "cost_to_reach",
     "evaluate",
     "routing_metrics",
 ]
@@ -632,11 +635,16 @@ def _relative_metrics(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _cost_to_reach(cost: Float, accuracy: Float, target: Float) -> Float:
+def cost_to_reach(cost: Float, accuracy: Float, target: Float) -> Float:
     """Cost at which a piecewise-linear accuracy-vs-cost curve first reaches each target.
 
     ``cost`` is sorted increasingly; accuracy is replaced by its running maximum. A target at
     or below the first point costs the first point's cost; one above the curve gives NaN.
+
+    Examples
+    --------
+    >>> cost_to_reach(np.array([1.0, 2.0]), np.array([0.5, 0.7]), np.array([0.6, 0.8]))
+    array([1.5, nan])
     """
     env = np.maximum.accumulate(accuracy)
     j = np.searchsorted(env, target, side="left")
@@ -656,7 +664,7 @@ def _compute_saved(frame: pd.DataFrame) -> pd.Series:
     saved = pd.Series(np.nan, index=frame.index)
     for _, group in frame.groupby(["protocol", "seed", "method"], sort=False):
         curve = group.sort_values("mean_cost")
-        needed = _cost_to_reach(
+        needed = cost_to_reach(
             curve["mean_cost"].to_numpy(np.float64),
             curve["accuracy"].to_numpy(np.float64),
             group["uniform_accuracy"].to_numpy(np.float64),
@@ -701,7 +709,7 @@ def routing_metrics(
     order = np.argsort(x, kind="stable")
     x, pgr = x[order], (y[order] - weak) / (strong - weak)
     apgr = float(np.sum((pgr[1:] + pgr[:-1]) / 2.0 * np.diff(x)))
-    cpt = float(_cost_to_reach(x, pgr, np.array([0.5]))[0])
+    cpt = float(cost_to_reach(x, pgr, np.array([0.5]))[0])
     return apgr, cpt
 
 

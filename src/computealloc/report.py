@@ -4,13 +4,16 @@
 
 - ``results.csv``: the long results (one row per source x protocol x seed x budget x method);
 - ``summary.csv``: mean and standard error over seeds per protocol x budget x method;
-- ``accuracy_vs_cost_<protocol>.png``: accuracy against realised mean cost for every method,
-  one point per budget (the sequential stopping rules included; the published settings,
-  which have no budget, as single square markers), oracle and uniform drawn bold;
+- ``accuracy_vs_cost_<protocol>.png``: the headline chart, accuracy against realised mean cost
+  for at most 8 methods (uniform, the verdict's methods, the best learned policy and stopping
+  rule, the published peers, the oracle bound), each with ± s.e. bars;
+- ``all_methods_<protocol>.png``: small multiples, every method against uniform;
 - ``compute_by_difficulty_<protocol>.png``: mean compute per test query by difficulty
-  (single-sample accuracy of the query) at one budget, per method;
+  (single-sample accuracy of the query) at one budget, for the headline methods;
 - ``report.md`` (links the PNG files) and ``report.html`` (self-contained: the plots are
-  embedded as base64 PNG).
+  embedded as base64 PNG). Both open with the verdict
+  (:func:`computealloc.comparison.verdict_lines`) and the headline chart; the tables follow,
+  folded, every comparison at equal realised cost and every overspend flagged.
 
 Every file is written atomically (:func:`computealloc.table.atomic_write`); plots use
 matplotlib's Agg backend and never open a window.
@@ -29,6 +32,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from computealloc.comparison import (
+    OVERSPEND,
+    PEERS,
+    compare,
+    kind_of,
+    primary_protocol,
+    unit_label,
+    verdict,
+    verdict_lines,
+)
 from computealloc.evaluation import METHODS, ROUTER, EvaluationResult
 from computealloc.table import atomic_write
 
@@ -39,9 +52,11 @@ if TYPE_CHECKING:
 __all__ = [
     "DIFFICULTY_BINS",
     "accuracy_table",
+    "headline_methods",
     "markdown_table",
     "metric_table",
     "plot_accuracy_vs_cost",
+    "plot_all_methods",
     "plot_compute_by_difficulty",
     "published_table",
     "write_report",
@@ -63,18 +78,6 @@ _DIFFICULTY_METHODS = (
     "oracle",
     "oracle+probe",
 )
-
-#: Metric columns of :func:`metric_table` and their headers.
-_METRIC_HEADERS: dict[str, str] = {
-    "accuracy": "accuracy",
-    "mean_cost": "mean cost",
-    "rel_gain_vs_uniform": "gain vs uniform",
-    "gap_closed": "gap closed",
-    "imitation_accuracy": "imitation acc.",
-    "regret": "regret",
-    "regret_bound": "regret bound",
-    "compute_saved_at_uniform_acc": "compute saved",
-}
 
 
 def _fmt(mean: float, se: float | None = None, digits: int = 3) -> str:
@@ -108,18 +111,36 @@ def accuracy_table(summary: pd.DataFrame, protocol: str) -> pd.DataFrame:
     Returns
     -------
     DataFrame of str
-        One row per method (``method`` column), one column per budget ``B=<budget>``.
+        One row per method (``method`` column, oracles labelled as hindsight bounds), one
+        column per budget ``B=<budget>``; a realised cost more than 2% over the budget is
+        flagged ``⚠ +x%``.
     """
     part = summary[(summary["protocol"] == protocol) & summary["budget"].notna()]
+    if protocol == "in-sample":
+        part = part[part["method"] != "oracle_in_sample"]  # the same as oracle in-sample
     cells = [
-        _fmt(a, s) + f" ({c:.2f})"
-        for a, s, c in zip(part["accuracy"], part["accuracy_se"], part["mean_cost"], strict=True)
+        _fmt(a, s) + f" ({c:.2f}{_overspend(c, b)})"
+        for a, s, c, b in zip(
+            part["accuracy"], part["accuracy_se"], part["mean_cost"], part["budget"], strict=True
+        )
     ]
     frame = part.assign(cell=cells).pivot(index="method", columns="budget", values="cell")
     order = [m for m in METHODS if m in frame.index]
     frame = frame.loc[order].fillna("–")
     frame.columns = [f"B={b:g}" for b in frame.columns]
-    return frame.reset_index()
+    frame.index = [_label(m) for m in frame.index]
+    return frame.rename_axis("method").reset_index()
+
+
+def _overspend(cost: float, budget: float) -> str:
+    """`` ⚠ +5%`` when ``cost`` exceeds ``budget`` by more than :data:`OVERSPEND`."""
+    over = cost / budget - 1.0 if budget > 0 else np.inf
+    return f" ⚠ +{over:.1%}" if over > OVERSPEND else ""
+
+
+def _label(method: str) -> str:
+    """The method's name, oracles marked as hindsight bounds."""
+    return f"{method} (hindsight bound)" if kind_of(method) == "bound" else method
 
 
 def published_table(summary: pd.DataFrame, protocol: str) -> pd.DataFrame:
@@ -153,82 +174,158 @@ def published_table(summary: pd.DataFrame, protocol: str) -> pd.DataFrame:
     )
 
 
-def metric_table(summary: pd.DataFrame, protocol: str, budget: float) -> pd.DataFrame:
-    """Every metric (mean ± se over seeds) per method at one protocol and budget."""
-    part = summary[(summary["protocol"] == protocol) & (summary["budget"] == budget)]
-    out = {"method": part["method"].to_list()}
-    for col, header in _METRIC_HEADERS.items():
-        out[header] = [_fmt(m, s) for m, s in zip(part[col], part[f"{col}_se"], strict=True)]
-    return pd.DataFrame(out)
+def metric_table(comparison: pd.DataFrame, protocol: str, budget: float) -> pd.DataFrame:
+    """Each method against uniform at equal realised cost, at one protocol and budget.
+
+    Parameters
+    ----------
+    comparison : DataFrame
+        :func:`computealloc.comparison.compare` output.
+    protocol : str
+    budget : float
+
+    Returns
+    -------
+    DataFrame of str
+        One row per method: accuracy ± s.e., realised cost (flagged when over the budget by
+        more than 2%), the gain over uniform at that cost with its 95% interval, what uniform
+        spends to reach the method's accuracy, and the share of the oracle gap closed ("–"
+        with the reason where the gap does not exceed its standard error).
+    """
+    part = comparison[(comparison["protocol"] == protocol) & (comparison["budget"] == budget)]
+    rows = []
+    for r in part.to_dict("records"):
+        gain = "–"
+        if r["method"] != "uniform":
+            gain = _gain(r["gain"], r["ci_low"], r["ci_high"], r["resolved"])
+        if not r["matched"]:
+            gain += " (beyond uniform's costs)"
+        rows.append(
+            {
+                "method": _label(r["method"]),
+                "accuracy": _fmt(r["accuracy"], r["accuracy_se"]),
+                "realised cost": f"{r['mean_cost']:.3g}{_overspend(r['mean_cost'], budget)}",
+                "vs uniform at equal cost (95% CI)": gain,
+                "uniform's cost for this accuracy": _fmt(r["uniform_cost"], None, 3),
+                "gap closed": _fmt(r["gap_closed"], None, 2),
+            }
+        )
+    return pd.DataFrame(rows)
 
 
-def _new_axes() -> tuple[Figure, Axes]:
+def _gain(gain: float, low: float, high: float, resolved: bool) -> str:
+    if not np.isfinite(gain):
+        return "–"
+    if not np.isfinite(low):
+        return f"{gain:+.3f} (no error estimate)"
+    return f"{gain:+.3f} [{low:+.3f}, {high:+.3f}]" + ("" if resolved else " n.s.")
+
+
+def _figure(n_rows: int = 1, n_cols: int = 1, size: tuple[float, float] = (8.0, 4.6)) -> Any:
     """A figure and its axes on matplotlib's Agg backend (imported lazily, no window)."""
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7.5, 5.0))
-    return fig, ax
+    return plt.subplots(n_rows, n_cols, figsize=size, squeeze=False)
 
 
-def _png(fig: Figure, ax: Axes, title: str, **legend: Any) -> bytes:
-    """Title, grid and legend on ``ax``, then the figure as PNG bytes; the figure is closed."""
+def _to_png(fig: Figure) -> bytes:
+    """The figure as PNG bytes; the figure is closed."""
     from matplotlib import pyplot as plt
 
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2, **legend)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
     return buf.getvalue()
 
 
-_COLORS: dict[str, str] = {
-    "uniform": "black",
-    "random": "tab:gray",
-    "length": "tab:orange",
-    "imitation": "tab:green",
-    "value": "tab:blue",
-    "imitation+probe": "tab:purple",
-    "value+probe": "tab:cyan",
-    "oracle": "tab:red",
-    "oracle+probe": "tab:pink",
-    "oracle_in_sample": "tab:red",
-    "adaptive-consistency": "tab:brown",
-    "dirichlet": "peru",
-    "entropy": "goldenrod",
-    "majority-share": "yellowgreen",
-    "esc": "navy",
-    "sequential": "darkviolet",
-    "router": "magenta",
-}
+#: Colour and marker of the headline series, in order (Okabe-Ito, colour-blind safe).
+_PALETTE: tuple[tuple[str, str], ...] = (
+    ("#000000", "o"),  # uniform
+    ("#0072B2", "s"),
+    ("#D55E00", "D"),
+    ("#009E73", "^"),
+    ("#CC79A7", "v"),
+    ("#E69F00", "P"),
+    ("#56B4E9", "X"),
+    ("#999999", "*"),  # the oracle bound
+)
 
 
-def _style(method: str) -> dict[str, Any]:
-    """Colour by policy; dash-dot batch, dotted sequential variants, bold references.
+def _styles(methods: Sequence[str]) -> dict[str, tuple[str, str]]:
+    """Colour and marker per method, in order; the oracle bound always grey."""
+    others = [m for m in methods if m != "oracle"][: len(_PALETTE) - 1]
+    styles = dict(zip(others, _PALETTE, strict=False))
+    if "oracle" in methods:
+        styles["oracle"] = _PALETTE[-1]
+    return {m: styles[m] for m in methods if m in styles}
 
-    The published stopping settings (``@`` in the name) are drawn as square markers.
+
+def headline_methods(comparison: pd.DataFrame, protocol: str) -> list[str]:
+    """The frontier the headline chart shows (at most 8 series).
+
+    Uniform; the methods of the verdict; the learned policy and the stopping rule with the
+    largest mean gain over uniform at equal cost; the published peers evaluated
+    (Adaptive-Consistency, ESC, RouteLLM's threshold router); the oracle bound. Peers are
+    dropped first when that makes more than 8.
     """
-    name, _, setting = method.partition("@")
-    base, _, mode = name.partition("/")
-    style: dict[str, Any] = {"color": _COLORS.get(base, "tab:olive"), "linewidth": 1.4}
-    if mode == "batch":
-        style["linestyle"] = "-."
-    elif mode:
-        style["linestyle"] = ":"
-    if setting:
-        style.update(linestyle="none", marker="s", markersize=6)
-    if base in ("uniform", "oracle", "oracle+probe", "oracle_in_sample"):
-        style.update(linewidth=2.5, zorder=5)
-        style["linestyle"] = {"uniform": "--", "oracle_in_sample": ":"}.get(base, "-")
-    return style
+    part = comparison[(comparison["protocol"] == protocol) & comparison["budget"].notna()]
+    mean_gain = part.groupby("method", sort=False)["gain"].mean()
+    present = set(part["method"])
+    winners = [v.method for v in verdict(comparison, protocol) if v.method != "uniform"]
+    best = []
+    for kind in ("learned", "rule"):
+        mine = [m for m in mean_gain.index if kind_of(m) == kind and np.isfinite(mean_gain[m])]
+        if mine:
+            best.append(max(mine, key=lambda m: mean_gain[m]))
+    oracle = ["oracle"] if "oracle" in present else []
+    chosen = list(dict.fromkeys(["uniform", *winners, *best]))
+    peers = [m for m in PEERS if m in present and m not in chosen]
+    return [*chosen, *peers][: 8 - len(oracle)] + oracle
 
 
-def plot_accuracy_vs_cost(summary: pd.DataFrame, protocol: str, *, title: str = "") -> bytes:
-    """PNG of accuracy against realised mean cost, one line per method over the budgets.
+def _x_axis(ax: Axes, budgets: Sequence[float], unit: str) -> None:
+    """A log2 axis (ticks as plain numbers) for sample counts that span 4x or more, else linear."""
+    from matplotlib.ticker import FixedLocator, ScalarFormatter
+
+    low, high = min(budgets), max(budgets)
+    if low >= 1 and high / low >= 4:
+        ax.set_xscale("log", base=2)
+        ax.xaxis.set_major_locator(FixedLocator(sorted(set(budgets))))
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_locator(FixedLocator([]))
+    ax.set_xlabel(f"realised mean cost ({unit})")
+
+
+def _series(ax: Axes, line: pd.DataFrame, label: str, color: str, marker: str, **kw: Any) -> None:
+    """One method's accuracy-vs-cost curve with ± s.e. bars in both directions."""
+    line = line.sort_values("mean_cost")
+    ax.errorbar(
+        line["mean_cost"],
+        line["accuracy"],
+        yerr=line["accuracy_se"].fillna(0.0),
+        xerr=line["mean_cost_se"].fillna(0.0) if "mean_cost_se" in line else None,
+        color=color,
+        marker=marker,
+        markersize=6,
+        capsize=3,
+        linewidth=1.6,
+        label=label,
+        **kw,
+    )
+
+
+def plot_accuracy_vs_cost(
+    summary: pd.DataFrame,
+    protocol: str,
+    *,
+    methods: Sequence[str] | None = None,
+    unit: str = "cost/query",
+    title: str = "",
+) -> bytes:
+    """PNG of the headline chart: accuracy against realised mean cost, a few methods.
 
     Parameters
     ----------
@@ -236,6 +333,10 @@ def plot_accuracy_vs_cost(summary: pd.DataFrame, protocol: str, *, title: str = 
         :meth:`EvaluationResult.summary` output.
     protocol : str
         The protocol to draw.
+    methods : sequence of str, optional
+        The series, at most 8 (:func:`headline_methods`); uniform and the oracle by default.
+    unit : str
+        The cost unit, for the x axis label.
     title : str
         Figure title.
 
@@ -244,23 +345,81 @@ def plot_accuracy_vs_cost(summary: pd.DataFrame, protocol: str, *, title: str = 
     bytes
         The PNG file.
     """
-    part = summary[summary["protocol"] == protocol]
-    fig, ax = _new_axes()
-    for method in [m for m in METHODS if m in set(part["method"])]:
-        line = part[part["method"] == method].sort_values("mean_cost")
-        se = line["accuracy_se"].fillna(0.0) if method in ("uniform", "oracle") else None
-        style = {"marker": "o", "markersize": 3.5, **_style(method)}
-        ax.errorbar(line["mean_cost"], line["accuracy"], yerr=se, capsize=2, label=method, **style)
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("realised mean cost per test query")
-    ax.set_ylabel("test accuracy (mean over seeds; bars: ± s.e.)")
-    return _png(fig, ax, title or f"Accuracy vs compute ({protocol})", loc="lower right")
+    part = summary[(summary["protocol"] == protocol) & summary["budget"].notna()]
+    shown = [m for m in (methods or ("uniform", "oracle")) if m in set(part["method"])][:8]
+    fig, axes = _figure()
+    ax = axes[0, 0]
+    for method, (color, marker) in _styles(shown).items():
+        dashed = {"linestyle": "--"} if kind_of(method) == "bound" else {}
+        _series(ax, part[part["method"] == method], _label(method), color, marker, **dashed)
+    _x_axis(ax, list(part["budget"].unique()), unit)
+    ax.set_ylabel("test accuracy (bars: ± s.e. over seeds)")
+    ax.grid(alpha=0.3)
+    ax.set_title(title or f"Accuracy vs compute ({protocol})")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9, frameon=False)
+    return _to_png(fig)
+
+
+def plot_all_methods(
+    summary: pd.DataFrame, protocol: str, *, unit: str = "cost/query", title: str = ""
+) -> bytes:
+    """PNG of small multiples: every budgeted method against uniform, one panel each.
+
+    Parameters
+    ----------
+    summary : DataFrame
+        :meth:`EvaluationResult.summary` output.
+    protocol : str
+        The protocol to draw.
+    unit : str
+        The cost unit, for the x axis labels.
+    title : str
+        Figure title.
+
+    Returns
+    -------
+    bytes
+        The PNG file.
+    """
+    part = summary[(summary["protocol"] == protocol) & summary["budget"].notna()]
+    present = set(part["method"])
+    others = [m for m in METHODS if m in present and m != "uniform"]
+    n_cols = min(4, max(len(others), 1))
+    n_rows = max(-(-len(others) // n_cols), 1)
+    fig, axes = _figure(n_rows, n_cols, (3.0 * n_cols, 2.4 * n_rows + 0.6))
+    uniform = part[part["method"] == "uniform"]
+    budgets = list(part["budget"].unique())
+    for ax, method in zip(axes.flat, others, strict=False):
+        _series(ax, uniform, "uniform", "#999999", "o", linestyle="--")
+        _series(ax, part[part["method"] == method], method, "#0072B2", "s")
+        ax.set_title(_label(method), fontsize=9)
+        _x_axis(ax, budgets, unit)
+        ax.xaxis.label.set_size(8)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(others) :]:
+        ax.set_visible(False)
+    axes[0, 0].set_ylabel("test accuracy", fontsize=8)
+    fig.suptitle(
+        title or f"Every method (blue) against uniform (grey, dashed), {protocol}; ± s.e.",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    return _to_png(fig)
 
 
 def plot_compute_by_difficulty(
-    queries: pd.DataFrame, protocol: str, budget: float, *, title: str = ""
+    queries: pd.DataFrame,
+    protocol: str,
+    budget: float,
+    *,
+    methods: Sequence[str] | None = None,
+    unit: str = "cost/query",
+    title: str = "",
 ) -> bytes:
     """PNG of the mean compute per test query by difficulty bin, per method, at one budget.
+
+    Bins without a test query are left out (their share is shown under each tick).
 
     Parameters
     ----------
@@ -270,6 +429,11 @@ def plot_compute_by_difficulty(
         The protocol to draw.
     budget : float
         The budget to draw.
+    methods : sequence of str, optional
+        The methods, at most 8, coloured as in the headline chart (those without per-query
+        records are left out); those of :data:`_DIFFICULTY_METHODS` by default.
+    unit : str
+        The cost unit, for the y axis label.
     title : str
         Figure title.
 
@@ -278,29 +442,39 @@ def plot_compute_by_difficulty(
     bytes
         The PNG file.
     """
+    wanted = list(methods or _DIFFICULTY_METHODS)
     part = queries[(queries["protocol"] == protocol) & (queries["budget"] == budget)]
-    part = part[part["method"].isin(_DIFFICULTY_METHODS)]
+    part = part[part["method"].isin(wanted) & part["difficulty"].notna()]
     edges = np.asarray(DIFFICULTY_BINS)
     bins = np.clip(
         np.searchsorted(edges, part["difficulty"].to_numpy(), side="right") - 1, 0, edges.size - 2
     )
     mean = part.assign(bin=bins).groupby(["method", "bin"])["cost"].mean().unstack("bin")
-    share = np.bincount(bins, minlength=edges.size - 1) / max(bins.size, 1)
-    fig, ax = _new_axes()
-    centers = (edges[:-1] + edges[1:]) / 2
-    for method in [m for m in _DIFFICULTY_METHODS if m in mean.index]:
-        values = mean.loc[method].reindex(range(edges.size - 1)).to_numpy()
-        ax.plot(centers, values, marker="o", label=method, **_style(method))
+    one = part["method"].iloc[0] if len(part) else None
+    count = np.bincount(bins[(part["method"] == one).to_numpy()], minlength=edges.size - 1)
+    filled = np.flatnonzero(count)
+    fig, axes = _figure()
+    ax = axes[0, 0]
+    styles = _styles([m for m in wanted if m in mean.index])
+    drawn = list(styles)
+    for method in drawn:
+        color, marker = styles[method]
+        values = mean.loc[method].reindex(filled).to_numpy()
+        ax.plot(filled, values, marker=marker, color=color, label=_label(method))
+    share = count / max(int(count.sum()), 1)
     ax.set_xticks(
-        centers,
-        [
-            f"{a:.1f}–{b:.1f}\n({s:.0%})"
-            for a, b, s in zip(edges[:-1], edges[1:], share, strict=True)
-        ],
+        filled,
+        [f"{edges[b]:.1f}–{edges[b + 1]:.1f}\n({share[b]:.0%})" for b in filled],
     )
+    if not drawn:
+        ax.text(0.5, 0.5, "no per-query records", ha="center", transform=ax.transAxes)
     ax.set_xlabel("difficulty: 1 − single-sample accuracy (share of test queries)")
-    ax.set_ylabel("mean compute per query")
-    return _png(fig, ax, title or f"Where the compute goes ({protocol}, B={budget:g})")
+    ax.set_ylabel(f"mean compute per query ({unit})")
+    ax.grid(alpha=0.3)
+    ax.set_title(title or f"Where the compute goes ({protocol}, B={budget:g})")
+    if drawn:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9, frameon=False)
+    return _to_png(fig)
 
 
 def _focus_budget(budgets: Sequence[float]) -> float:
@@ -309,26 +483,68 @@ def _focus_budget(budgets: Sequence[float]) -> float:
     return 4.0 if 4.0 in values else values[len(values) // 2]
 
 
-def _sections(result: EvaluationResult, summary: pd.DataFrame) -> list[tuple[str, object]]:
+_BOUND_NOTE = {
+    "in-sample": "The oracle is a hindsight bound: it picks each query's action knowing that "
+    "query's outcomes, so no deployable method can beat it.",
+    "held-out": "The oracle is a hindsight bound decided on one half of each query's samples "
+    "and scored on the other: under held-out samples it is not an upper bound (it can fall "
+    "below uniform), and oracle_in_sample is what an in-sample evaluation would claim.",
+}
+
+
+def _verdict_blocks(result: EvaluationResult, comparison: pd.DataFrame) -> list[tuple[str, object]]:
+    protocol = primary_protocol(result)
+    lines = verdict_lines(result, comparison)
+    n_seeds = len(result.config.get("seeds", []))
+    return [
+        ("h2", f"Verdict ({protocol} protocol)"),
+        ("verdict", lines),
+        (
+            "p",
+            "Per budget, the deployable method (not an oracle, spending at most 2% over the "
+            "budget) with the largest accuracy gain over uniform at equal realised cost, with "
+            f"a 95% interval over {n_seeds} seeds and the test queries; not resolved where the "
+            "interval covers zero. The best of several methods is picked on the same test "
+            "queries, which flatters it a little. " + _BOUND_NOTE[protocol],
+        ),
+    ]
+
+
+def _sections(
+    result: EvaluationResult, summary: pd.DataFrame, comparison: pd.DataFrame
+) -> list[tuple[str, object]]:
     """The report as (kind, payload) blocks shared by the Markdown and HTML writers."""
     cfg = result.config
     blocks: list[tuple[str, object]] = [
         ("h1", f"Evaluation of {cfg.get('source', 'a sample log')}"),
+        *_verdict_blocks(result, comparison),
+        ("img", f"accuracy_vs_cost_{_slug(primary_protocol(result))}.png"),
+        ("h2", "Details"),
         ("p", _settings(cfg)),
     ]
     for protocol in cfg["protocols"]:
-        blocks.append(("h2", f"Protocol: {protocol}"))
-        blocks.append(("p", "Test accuracy ± s.e. over seeds (realised mean cost) per budget."))
+        blocks.append(("fold", f"Protocol: {protocol}, all methods"))
+        blocks.append(("p", _BOUND_NOTE[protocol]))
+        blocks.append(
+            (
+                "p",
+                "Test accuracy ± s.e. over seeds (realised mean cost; ⚠ more than 2% over the "
+                "budget) per budget.",
+            )
+        )
         blocks.append(("table", accuracy_table(summary, protocol)))
         published = published_table(summary, protocol)
         if len(published):
             blocks.append(("p", "Published stopping settings (not budgeted), mean ± s.e."))
             blocks.append(("table", published))
-        blocks.append(("img", f"accuracy_vs_cost_{_slug(protocol)}.png"))
+        if protocol != primary_protocol(result):
+            blocks.append(("img", f"accuracy_vs_cost_{_slug(protocol)}.png"))
+        blocks.append(("img", f"all_methods_{_slug(protocol)}.png"))
         for budget in cfg["budgets"]:
-            blocks.append(("h3", f"Metrics at B={budget:g} ({protocol})"))
-            blocks.append(("table", metric_table(summary, protocol, budget)))
+            blocks.append(("h3", f"At B={budget:g} ({protocol}), against uniform at equal cost"))
+            blocks.append(("table", metric_table(comparison, protocol, budget)))
         blocks.append(("img", f"compute_by_difficulty_{_slug(protocol)}.png"))
+        blocks.append(("endfold", ""))
     if len(result.routing):
         blocks.append(("h2", "Routing metrics (RouteLLM)"))
         blocks.append(("table", _routing_table(result.routing)))
@@ -376,6 +592,12 @@ def _markdown(blocks: list[tuple[str, object]]) -> str:
             out.append(markdown_table(payload))  # type: ignore[arg-type]
         elif kind == "img":
             out.append(f"![{payload}]({payload})")
+        elif kind == "fold":
+            out.append(f"<details><summary>{html.escape(str(payload))}</summary>")
+        elif kind == "endfold":
+            out.append("</details>")
+        elif kind == "verdict":
+            out.append("\n".join(f"- **{_md_head(str(item))}" for item in payload))  # type: ignore[attr-defined]
         else:
             out.append("\n".join(f"- {item}" for item in payload))  # type: ignore[attr-defined]
     return "\n\n".join(out) + "\n"
@@ -388,6 +610,10 @@ def _html(blocks: list[tuple[str, object]], images: dict[str, bytes]) -> str:
             out.append(f"<{kind}>{html.escape(str(payload))}</{kind}>")
         elif kind == "p":
             out.append(f"<p>{html.escape(str(payload))}</p>")
+        elif kind == "fold":
+            out.append(f"<details><summary>{html.escape(str(payload))}</summary>")
+        elif kind == "endfold":
+            out.append("</details>")
         elif kind == "table":
             out.append(payload.to_html(index=False, border=0, classes="t"))  # type: ignore[attr-defined]
         elif kind == "img":
@@ -395,6 +621,9 @@ def _html(blocks: list[tuple[str, object]], images: dict[str, bytes]) -> str:
             out.append(
                 f'<img alt="{html.escape(str(payload))}" src="data:image/png;base64,{data}">'
             )
+        elif kind == "verdict":
+            items = "".join(f"<li>{_bold_head(str(i))}</li>" for i in payload)  # type: ignore[attr-defined]
+            out.append(f'<ul class="verdict">{items}</ul>')
         else:
             items = "".join(f"<li>{html.escape(str(i))}</li>" for i in payload)  # type: ignore[attr-defined]
             out.append(f"<ul>{items}</ul>")
@@ -403,12 +632,29 @@ def _html(blocks: list[tuple[str, object]], images: dict[str, bytes]) -> str:
         "table.t{border-collapse:collapse;font-size:13px;margin:1em 0;}"
         "table.t td,table.t th{border:1px solid #ccc;padding:3px 8px;text-align:right;}"
         "img{max-width:100%;}"
+        "ul.verdict{background:#f4f7fb;border-left:4px solid #2b6cb0;"
+        "padding:0.6em 1em 0.6em 2em;font-size:15px;line-height:1.5;}"
+        "details{margin:1em 0;}summary{cursor:pointer;font-weight:bold;font-size:17px;}"
     )
     title = html.escape(str(blocks[0][1]))
     return (
         f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{title}</title>"
         f"<style>{style}</style></head><body>\n" + "\n".join(out) + "\n</body></html>\n"
     )
+
+
+def _md_head(line: str) -> str:
+    """A verdict line in Markdown after its opening ``**``: the decision closed in bold."""
+    head, dash, rest = line.partition(" — ")
+    return f"{head}** — {rest}" if dash else f"{line}**"
+
+
+def _bold_head(line: str) -> str:
+    """A verdict line in HTML, the decision (up to the dash) in bold."""
+    head, dash, rest = line.partition(" — ")
+    if not dash:
+        return html.escape(line)
+    return f"<b>{html.escape(head)}</b> — {html.escape(rest)}"
 
 
 def write_report(result: EvaluationResult, out_dir: str | os.PathLike[str]) -> dict[str, Path]:
@@ -435,16 +681,22 @@ def write_report(result: EvaluationResult, out_dir: str | os.PathLike[str]) -> d
         )
     out = Path(out_dir)
     summary = result.summary()
+    comparison = compare(result)
+    unit = unit_label(result.config)
     images: dict[str, bytes] = {}
     focus = _focus_budget(result.config["budgets"])
+    source = result.config.get("source", "")
     for protocol in result.config["protocols"]:
-        images[f"accuracy_vs_cost_{_slug(protocol)}.png"] = plot_accuracy_vs_cost(
-            summary, protocol, title=f"{result.config.get('source', '')} — {protocol}"
+        slug = _slug(protocol)
+        headline = headline_methods(comparison, protocol)
+        images[f"accuracy_vs_cost_{slug}.png"] = plot_accuracy_vs_cost(
+            summary, protocol, methods=headline, unit=unit, title=f"{source} — {protocol}"
         )
-        images[f"compute_by_difficulty_{_slug(protocol)}.png"] = plot_compute_by_difficulty(
-            result.queries, protocol, focus
+        images[f"all_methods_{slug}.png"] = plot_all_methods(summary, protocol, unit=unit)
+        images[f"compute_by_difficulty_{slug}.png"] = plot_compute_by_difficulty(
+            result.queries, protocol, focus, methods=headline, unit=unit
         )
-    blocks = _sections(result, summary)
+    blocks = _sections(result, summary, comparison)
     texts = {
         "results.csv": result.results.to_csv(index=False),
         "summary.csv": summary.to_csv(index=False),
