@@ -690,7 +690,7 @@ class _ChatEndpoint:
             overrides["n"] = {
                 "requested": n,
                 "used": len(choices),
-                "reason": f"the {result.k} samples drawn hold {len(choices)} distinct answers",
+                "reason": f"{len(choices)} distinct answer(s) among the {result.k} that voted",
             }
         extension = {**_extension(result, self.runtime.cost_unit), "overrides": overrides}
         if body.stream:
