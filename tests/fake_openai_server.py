@@ -124,9 +124,14 @@ def make_app(
     rng = random.Random(seed)
 
     @app.get("/v1/fake/requests")
-    async def requests() -> dict[str, int]:
-        """What this server received: requests and samples asked for (``n`` summed)."""
-        return {"requests": len(app.state.requests), "samples": sum(app.state.requests)}
+    async def requests() -> dict[str, Any]:
+        """What this server received: requests, samples asked for (``n`` summed), and the
+        request bodies without their messages."""
+        return {
+            "requests": len(app.state.requests),
+            "samples": sum(app.state.requests),
+            "bodies": [{k: v for k, v in b.items() if k != "messages"} for b in app.state.bodies],
+        }
 
     @app.post("/v1/chat/completions")
     async def chat(raw: Request) -> Response:

@@ -62,12 +62,31 @@ def _fake(port: int) -> list[str]:
     return [sys.executable, str(FAKE), str(port)]
 
 
-def test_fit_and_serve_the_readme_routing_example_on_two_live_servers(tmp_path):
-    policy = tmp_path / "p.json"
+@pytest.fixture(scope="module")
+def policy(tmp_path_factory) -> Path:
+    """The README example's routing policy, fitted by the CLI with per-sample prices."""
+    path = tmp_path_factory.mktemp("policy") / "p.json"
     prices = ["--price", f"{STRONG}=1", "--price", f"{WEAK}=0"]
     fit = [*CLI, "fit", "example", "--budget", str(BUDGET)]
-    done = subprocess.run([*fit, *prices, "-o", str(policy)], env=ENV, capture_output=True)
+    done = subprocess.run([*fit, *prices, "-o", str(path)], env=ENV, capture_output=True)
     assert done.returncode == 0, done.stderr.decode() + done.stdout.decode()
+    return path
+
+
+def _ask(proxy: str, prompts: list[str]) -> list[str]:
+    """Ask every prompt with the official client; the arm (model) that answered each."""
+    client = openai.OpenAI(base_url=f"{proxy}/v1", api_key="none", max_retries=0)
+    models = []
+    for prompt in prompts:
+        reply = client.chat.completions.create(
+            model="computealloc", messages=[{"role": "user", "content": prompt}]
+        )
+        assert reply.choices[0].message.content
+        models.append(reply.model_extra["computealloc"]["model"])
+    return models
+
+
+def test_fit_and_serve_the_readme_routing_example_on_two_live_servers(policy):
     ports = {STRONG: _free_port(), WEAK: _free_port(), "proxy": _free_port()}
     urls = {arm: f"http://127.0.0.1:{ports[arm]}" for arm in (STRONG, WEAK)}
     serve = [
@@ -82,14 +101,7 @@ def test_fit_and_serve_the_readme_routing_example_on_two_live_servers(tmp_path):
         _process(_fake(ports[WEAK]), f"{urls[WEAK]}/v1/fake/requests"),
         _process(serve, f"{proxy}/health"),
     ):
-        client = openai.OpenAI(base_url=f"{proxy}/v1", api_key="none", max_retries=0)
-        models = []
-        for prompt in prompts:
-            reply = client.chat.completions.create(
-                model="computealloc", messages=[{"role": "user", "content": prompt}]
-            )
-            assert reply.choices[0].message.content
-            models.append(reply.model_extra["computealloc"]["model"])
+        models = _ask(proxy, prompts)
         received = {arm: httpx.get(f"{urls[arm]}/v1/fake/requests").json() for arm in urls}
         metrics = httpx.get(f"{proxy}/metrics").text
     strong = models.count(STRONG)
@@ -98,3 +110,70 @@ def test_fit_and_serve_the_readme_routing_example_on_two_live_servers(tmp_path):
     mean_cost = float(metrics.split("\ncomputealloc_mean_cost ")[1].split()[0])
     assert mean_cost == pytest.approx(strong / len(prompts))
     assert abs(mean_cost - BUDGET) <= 0.02 * BUDGET, (strong, mean_cost)
+
+
+def test_serve_a_config_file_of_arms_with_their_own_parameters_and_keys(policy, tmp_path):
+    """``serve --config``: per-arm upstream model, request parameters, key from the environment
+    and price; a flag overrides the file."""
+    ports = {"strong": _free_port(), "weak": _free_port(), "proxy": _free_port()}
+    urls = {arm: f"http://127.0.0.1:{ports[arm]}" for arm in ("strong", "weak")}
+    config = tmp_path / "serve.toml"
+    config.write_text(
+        f"""
+policy = "{policy}"
+budget = 5.0  # overridden by --budget below
+port = {ports["proxy"]}
+
+[[arms]]
+name = "{STRONG}"
+url = "{urls["strong"]}/v1"
+model = "upstream-gpt"
+api_key_env = "STRONG_KEY"
+params = {{ reasoning_effort = "low", max_tokens = 64 }}
+price = 1
+
+[[arms]]
+name = "{WEAK}"
+url = "{urls["weak"]}/v1"
+price = 0
+""",
+        encoding="utf-8",
+    )
+    serve = [*CLI, "serve", "--config", str(config), "--budget", str(BUDGET)]
+    proxy = f"http://127.0.0.1:{ports['proxy']}"
+    prompts = datasets.load("example").queries["prompt"].iloc[:60].tolist()
+    ENV["STRONG_KEY"] = "sk-strong"
+    try:
+        with (
+            _process(_fake(ports["strong"]), f"{urls['strong']}/v1/fake/requests"),
+            _process(_fake(ports["weak"]), f"{urls['weak']}/v1/fake/requests"),
+            _process(serve, f"{proxy}/health"),
+        ):
+            models = _ask(proxy, prompts)
+            received = {arm: httpx.get(f"{urls[arm]}/v1/fake/requests").json() for arm in urls}
+            budget = httpx.get(f"{proxy}/metrics").text.split("\ncomputealloc_budget ")[1]
+    finally:
+        del ENV["STRONG_KEY"]
+    assert float(budget.split()[0]) == BUDGET
+    assert received["strong"]["requests"] == models.count(STRONG) > 0
+    strong = received["strong"]["bodies"]
+    assert {b["model"] for b in strong} == {"upstream-gpt"}
+    assert all(b["reasoning_effort"] == "low" and b["max_tokens"] == 64 for b in strong)
+    weak = received["weak"]["bodies"]
+    assert {b["model"] for b in weak} == {WEAK}
+    assert not any("reasoning_effort" in b for b in weak)
+
+
+def test_serve_config_errors_name_the_file_and_the_key(tmp_path):
+    config = tmp_path / "bad.yaml"
+    config.write_text(
+        "policy: p.json\nbudget: -1\nport: 99999\narms:\n"
+        "  - {name: a, url: 'ftp://x', params: {n: 3}}\n",
+        encoding="utf-8",
+    )
+    done = subprocess.run([*CLI, "serve", "--config", str(config)], env=ENV, capture_output=True)
+    out = done.stdout.decode()
+    assert done.returncode == 2 and "Traceback" not in out
+    assert f"Invalid serve settings ({config})" in " ".join(out.split())
+    for expected in ("budget (--budget)", "port (--port)", "arms.0.url", "arms.0.params"):
+        assert expected in out

@@ -483,5 +483,5 @@ def test_open_backends(tmp_path, log):
     assert isinstance(arms["m"], ReplayBackend) and arms["m"].model == "m"
     with pytest.raises(ValueError, match="name each one's arm: --backend NAME=URL"):
         open_backends(["gpt-4=http://127.0.0.1:1/v1", "http://127.0.0.1:2/v1"])
-    with pytest.raises(ValueError, match="--backend names arm 'a' more than once"):
+    with pytest.raises(ValueError, match="Arm 'a' is given more than once"):
         open_backends(["a=http://127.0.0.1:1/v1", "a=http://127.0.0.1:2/v1"])

@@ -425,22 +425,50 @@ def solve_cmd(
         console.print(f"per-query actions -> {out}")
 
 
+def _given(ctx: typer.Context, name: str) -> bool:
+    """Whether option ``name`` came from the command line or the environment."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT")
+
+
+def _serve_default(name: str) -> str:
+    """The default of a serve setting, for --help (one source: ServeConfig)."""
+    from computealloc.serve_config import ServeConfig
+
+    default = ServeConfig.model_fields[name].default
+    return f" [default: {default}]"
+
+
 @app.command("serve")
 def serve_cmd(
+    ctx: typer.Context,
     policy: Annotated[
-        Path, typer.Option(help="Policy or stopping-rule file (from `computealloc fit`).")
-    ],
-    budget: Annotated[float, typer.Option(help="Mean cost per query to hold online.")],
+        Path | None, typer.Option(help="Policy or stopping-rule file (from `computealloc fit`).")
+    ] = None,
+    budget: Annotated[
+        float | None, typer.Option(help="Mean cost per query to hold online.")
+    ] = None,
     backend: Annotated[
         list[str],
         typer.Option(
             help="http(s)://HOST/v1 of an OpenAI-compatible server (with --model), replay:LOG, "
             "or NAME=URL, repeated, one per arm (model) the policy routes to; the upstream "
-            "model is NAME."
+            "model is NAME. For per-arm keys, request parameters and prices, use --config."
         ),
-    ],
-    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    ] = [],  # noqa: B006
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            help="A TOML or YAML file of serve settings and `arms` (url, model, api_key_env, "
+            "params, price); flags given here override it. See docs/serving.md."
+        ),
+    ] = None,
+    host: Annotated[
+        str | None, typer.Option(help="Interface to listen on." + _serve_default("host"))
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(help="Port to listen on." + _serve_default("port"))
+    ] = None,
     model: Annotated[str | None, typer.Option(help="Upstream model (with a URL).")] = None,
     api_key: Annotated[
         str | None, typer.Option(envvar="COMPUTEALLOC_API_KEY", help="Key clients must send.")
@@ -451,24 +479,47 @@ def serve_cmd(
     probe_m: Annotated[
         int | None, typer.Option(help="Probe samples per query; default: the policy file's.")
     ] = None,
-    temperature: Annotated[float, typer.Option(help="Sampling temperature upstream.")] = 0.7,
+    temperature: Annotated[
+        float | None,
+        typer.Option(help="Sampling temperature upstream." + _serve_default("temperature")),
+    ] = None,
     max_tokens: Annotated[int | None, typer.Option(help="Max output tokens per sample.")] = None,
-    timeout: Annotated[float, typer.Option(help="Seconds per upstream request.")] = 60.0,
-    max_attempts: Annotated[int, typer.Option(help="Attempts per upstream request.")] = 6,
+    timeout: Annotated[
+        float | None,
+        typer.Option(help="Seconds per upstream request." + _serve_default("timeout")),
+    ] = None,
+    max_attempts: Annotated[
+        int | None,
+        typer.Option(help="Attempts per upstream request." + _serve_default("max_attempts")),
+    ] = None,
     request_timeout: Annotated[
-        float, typer.Option(help="Deadline per client request (s).")
-    ] = 600.0,
-    max_body_bytes: Annotated[int, typer.Option(help="Largest request body accepted.")] = 1 << 20,
+        float | None,
+        typer.Option(help="Deadline per client request (s)." + _serve_default("request_timeout")),
+    ] = None,
+    max_body_bytes: Annotated[
+        int | None,
+        typer.Option(help="Largest request body accepted." + _serve_default("max_body_bytes")),
+    ] = None,
     served_model_name: Annotated[
-        str, typer.Option(help="Model name clients see.")
-    ] = "computealloc",
+        str | None,
+        typer.Option(help="Model name clients see." + _serve_default("served_model_name")),
+    ] = None,
     batch_size: Annotated[
-        int, typer.Option(help="Samples per upstream call of a stopping rule.")
-    ] = 1,
+        int | None,
+        typer.Option(
+            help="Samples per upstream call of a stopping rule." + _serve_default("batch_size")
+        ),
+    ] = None,
     workers: Annotated[
-        int, typer.Option(help="Worker processes (each holds the budget; metrics are summed).")
-    ] = 1,
-    client: Annotated[str, typer.Option(help=_CLIENT_HELP)] = "aiohttp",
+        int | None,
+        typer.Option(
+            help="Worker processes (each holds the budget; metrics are summed)."
+            + _serve_default("workers")
+        ),
+    ] = None,
+    client: Annotated[
+        str | None, typer.Option(help=_CLIENT_HELP + _serve_default("client"))
+    ] = None,
     price: Annotated[
         list[str],
         typer.Option(
@@ -484,8 +535,9 @@ def serve_cmd(
         ),
     ] = None,
     budget_name: Annotated[
-        str, typer.Option(help="Name of the budget in the spend store.")
-    ] = "default",
+        str | None,
+        typer.Option(help="Name of the budget in the spend store." + _serve_default("budget_name")),
+    ] = None,
     keys: Annotated[
         Path | None,
         typer.Option(help="JSON keys file: API key -> budget, optional hard cap per period."),
@@ -497,34 +549,20 @@ def serve_cmd(
     --backend gpt-4=http://127.0.0.1:8001/v1 --backend mixtral=http://127.0.0.1:8002/v1
     """
     from computealloc.persist import PolicyFileError
+    from computealloc.serve_config import load_serve_config
     from computealloc.server import serve
+    from computealloc.units import split_prices
 
+    flags = {  # the flags given (command line or environment) override the config file
+        name: value for name, value in ctx.params.items() if name != "config" and _given(ctx, name)
+    }
     try:
-        serve(
-            policy,
-            budget,
-            backend,
-            host=host,
-            port=port,
-            model=model,
-            api_key=api_key,
-            backend_api_key=backend_api_key,
-            probe_m=probe_m,
-            temperature=temperature,
-            max_tokens=max_tokens,
-            timeout=timeout,
-            max_attempts=max_attempts,
-            request_timeout=request_timeout,
-            max_body_bytes=max_body_bytes,
-            served_model_name=served_model_name,
-            batch_size=batch_size,
-            workers=workers,
-            client=_client(client),
-            prices=price or None,
-            spend_store=spend_store,
-            budget_name=budget_name,
-            keys_file=keys,
-        )
+        if "price" in flags:
+            flags["prices"] = dict(split_prices(flags.pop("price")))
+        if "keys" in flags:
+            flags["keys_file"] = flags.pop("keys")
+        settings = load_serve_config(config, flags)
+        serve(**settings.serve_kwargs())
     except (PolicyFileError, SampleLogError, FileNotFoundError, ValueError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc

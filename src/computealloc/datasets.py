@@ -54,6 +54,7 @@ __all__ = [
     "data_root",
     "is_available",
     "load",
+    "open_log",
     "runs",
     "sources",
 ]
@@ -467,6 +468,12 @@ def load(
     if ":" in name:
         frame = frame[frame[source.runs_by].isin(chosen).to_numpy()]
     return SampleLog.from_frame(frame.reset_index(drop=True), source=name, grade=False)
+
+
+def open_log(name: str, *, repeats: Literal["drop", "keep"] = "drop") -> SampleLog:
+    """A sample log file (:func:`~computealloc.samples.read_samples`) when ``name`` is an
+    existing path, else the public source ``name`` (:func:`load`)."""
+    return read_samples(name) if Path(name).exists() else load(name, repeats=repeats)
 
 
 # ---------------------------------------------------------------------------------------------

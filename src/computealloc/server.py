@@ -77,6 +77,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException
 from starlette.routing import Route
 
+from computealloc import datasets
+from computealloc.arms import Arm, open_arms, parse_arm
 from computealloc.backends import (
     Backend,
     BackendError,
@@ -961,7 +963,7 @@ def _event_stream(
 
 
 def open_backends(
-    spec: str | Sequence[str],
+    spec: str | Sequence[str | Arm],
     *,
     model: str | None = None,
     api_key: str | None = None,
@@ -970,21 +972,22 @@ def open_backends(
     seed: int = 0,
     client: Literal["aiohttp", "openai"] = "aiohttp",
 ) -> Backend | dict[str, Backend]:
-    """The backend(s) named by ``--backend`` values.
+    """The backend(s) named by ``--backend`` values or arms.
 
     Parameters
     ----------
-    spec : str or sequence of str
+    spec : str or sequence of str or Arm
         One backend: ``"replay:LOG"`` (``LOG`` a sample log file or a
         :mod:`computealloc.datasets` name, e.g. ``"replay:mot_cascade:llama-2-13b/gsm/pot2"``)
         or an ``http(s)://`` URL of an OpenAI-compatible server, including ``/v1``. Several
         arms: ``"NAME=URL"`` (or ``"NAME=replay:LOG"``) each, where ``NAME`` is the arm (model)
-        the policy's actions name, also sent upstream as the model.
+        the policy's actions name, also sent upstream as the model; or
+        :class:`~computealloc.arms.Arm` objects (a serve config file's ``arms``).
     model : str, optional
         The served model name of a single unnamed URL (required there); with a replayed log
         holding several models, the one to replay (default: one backend per model, for routing).
     api_key : str, optional
-        Key for the upstream servers.
+        Key for the upstream servers (arms may name their own).
     timeout : float
         Seconds per upstream request.
     max_attempts : int
@@ -997,7 +1000,7 @@ def open_backends(
     Returns
     -------
     Backend or dict of str to Backend
-        One backend, or one per arm name.
+        One backend, or one per arm name (:func:`~computealloc.arms.open_arms`).
 
     Raises
     ------
@@ -1006,33 +1009,22 @@ def open_backends(
         named and unnamed values mixed.
     """
     specs = [spec] if isinstance(spec, str) else list(spec)
-    named = [_arm_name(s) for s in specs]
-    if len(specs) == 1 and named[0] is None:
+    if len(specs) == 1 and isinstance(specs[0], str) and _unnamed(specs[0]):
         return _open_one(specs[0], model, api_key, timeout, max_attempts, seed, client)
-    if not specs or None in named:
+    if not specs or any(isinstance(s, str) and _unnamed(s) for s in specs):
         raise ValueError(
             "With several --backend values, name each one's arm: --backend NAME=URL (NAME the "
             f"model the policy's actions route to). Got {specs!r}."
         )
-    out: dict[str, Backend] = {}
-    for text, name in zip(specs, named, strict=True):
-        assert name is not None
-        if name in out:
-            raise ValueError(f"--backend names arm {name!r} more than once.")
-        backend = _open_one(
-            text[len(name) + 1 :], name, api_key, timeout, max_attempts, seed, client
-        )
-        assert not isinstance(backend, dict)  # a named replay serves that one model
-        out[name] = backend
-    return out
+    arms = [parse_arm(s) if isinstance(s, str) else s for s in specs]
+    return open_arms(
+        arms, api_key=api_key, timeout=timeout, max_attempts=max_attempts, seed=seed, client=client
+    )
 
 
-def _arm_name(spec: str) -> str | None:
-    """The ``NAME`` of a ``NAME=URL`` backend value, None for a bare URL or replay."""
-    if spec.startswith(("http://", "https://", "replay:")):
-        return None
-    name, sep, _ = spec.partition("=")
-    return name if sep and name else None
+def _unnamed(spec: str) -> bool:
+    """Whether a ``--backend`` value is a bare URL, a replay, or a mistake (not NAME=...)."""
+    return spec.startswith(("http://", "https://", "replay:")) or "=" not in spec
 
 
 def _open_one(
@@ -1047,7 +1039,7 @@ def _open_one(
     from computealloc.backends import OpenAIBackend, RetryPolicy
 
     if spec.startswith("replay:"):
-        log = _open_log(spec.removeprefix("replay:"))
+        log = datasets.open_log(spec.removeprefix("replay:"))
         if model is not None or len(log.models) == 1:
             return ReplayBackend(log, model, seed=seed)
         return {m: ReplayBackend(log, m, seed=seed) for m in log.models}
@@ -1067,17 +1059,10 @@ def _open_one(
     )
 
 
-def _open_log(name: str) -> Any:
-    from computealloc import datasets
-    from computealloc.samples import read_samples
-
-    return read_samples(name) if Path(name).exists() else datasets.load(name)
-
-
 def serve(
     policy_path: str | os.PathLike[str],
     budget: float,
-    backend: str | Sequence[str],
+    backend: str | Sequence[str | Arm],
     *,
     host: str = "127.0.0.1",
     port: int = 8000,
@@ -1111,9 +1096,10 @@ def serve(
         :class:`~computealloc.sequential_runtime.SequentialRuntime`).
     budget : float
         Target mean cost per query, in the policy's cost unit (samples for a stopping rule).
-    backend : str or sequence of str
-        ``"replay:LOG"``, an OpenAI-compatible URL, or one ``"NAME=URL"`` per arm the policy
-        routes to (see :func:`open_backends`).
+    backend : str or sequence of str or Arm
+        ``"replay:LOG"``, an OpenAI-compatible URL, or one ``"NAME=URL"`` or
+        :class:`~computealloc.arms.Arm` per arm the policy routes to (see
+        :func:`open_backends`).
     host, port : str, int
         Where to listen.
     model : str, optional
@@ -1171,7 +1157,9 @@ def serve(
     settings: dict[str, Any] = {
         "policy_path": str(policy_path),
         "budget": budget,
-        "backend": backend if isinstance(backend, str) else list(backend),
+        "backend": backend
+        if isinstance(backend, str)
+        else [b.model_dump() if isinstance(b, Arm) else b for b in backend],
         "model": model,
         "api_key": api_key if api_key is not None else os.environ.get(API_KEY_ENV) or None,
         "backend_api_key": backend_api_key,
@@ -1208,6 +1196,11 @@ def serve(
         )
 
 
+def _arm(value: str | dict[str, Any]) -> str | Arm:
+    """A ``--backend`` value, or an arm sent to a worker as a dict."""
+    return value if isinstance(value, str) else Arm.model_validate(value)
+
+
 def _raw_prices(
     prices: Mapping[str, PriceLike] | Sequence[str],
 ) -> dict[str, PriceLike] | list[str]:
@@ -1226,7 +1219,7 @@ def worker_app() -> FastAPI:
 def _build_app(
     policy_path: str,
     budget: float,
-    backend: str | list[str],
+    backend: str | list[str | dict[str, Any]],
     *,
     model: str | None,
     api_key: str | None,
@@ -1253,8 +1246,9 @@ def _build_app(
     policy = load_file(policy_path)
     keys = [] if keys_file is None else read_keys(keys_file)
     store = None if spend_store is None else open_store(spend_store)
+    arms = backend if isinstance(backend, str) else [_arm(b) for b in backend]
     backends = open_backends(
-        backend,
+        arms,
         model=model,
         api_key=backend_api_key,
         timeout=timeout,

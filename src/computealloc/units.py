@@ -33,7 +33,16 @@ from numpy.typing import NDArray
 if TYPE_CHECKING:
     from computealloc.backends.base import Completion
 
-__all__ = ["COST_UNITS", "CostUnit", "Price", "PriceLike", "Pricing", "parse_price", "pricing_of"]
+__all__ = [
+    "COST_UNITS",
+    "CostUnit",
+    "Price",
+    "PriceLike",
+    "Pricing",
+    "parse_price",
+    "pricing_of",
+    "split_prices",
+]
 
 COST_UNITS: tuple[str, ...] = ("samples", "tokens", "chars", "usd")
 CostUnit = Literal["samples", "tokens", "chars", "usd"]
@@ -154,7 +163,7 @@ class Pricing:
                 f"{unit_where} must be one of {', '.join(COST_UNITS)}. Got {unit!r} instead."
             )
         text = cast(str, unit)
-        items = _price_items(prices, where)
+        items = split_prices(prices, where)
         clean: dict[str, Price] = {}
         for arm, value in items:
             if arm in clean:
@@ -248,9 +257,16 @@ class Pricing:
 Float = NDArray[np.float64]
 
 
-def _price_items(
-    prices: Mapping[str, object] | Sequence[str] | None, where: str
+def split_prices(
+    prices: Mapping[str, object] | Sequence[str] | None, where: str = "--price"
 ) -> list[tuple[str, object]]:
+    """``(arm, value)`` pairs of ``{arm: value}`` or ``["ARM=VALUE", ...]`` (values unparsed).
+
+    Raises
+    ------
+    ValueError
+        Naming ``where``, for an item that is not ``ARM=VALUE``.
+    """
     if prices is None:
         return []
     if isinstance(prices, Mapping):
