@@ -10,6 +10,7 @@ end within 2% of the budget.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -107,6 +108,18 @@ def test_fit_and_serve_the_readme_routing_example_on_two_live_servers(policy):
     strong = models.count(STRONG)
     assert received[STRONG]["samples"] == strong > 0
     assert received[WEAK]["samples"] == len(prompts) - strong > 0
+    per_arm = {
+        (name, arm): float(value)
+        for name, arm, value in re.findall(
+            r'^computealloc_arm_(samples|cost)_total\{arm="([^"]+)"\} (\S+)$', metrics, re.M
+        )
+    }
+    assert per_arm == {
+        ("samples", STRONG): strong,
+        ("cost", STRONG): strong,
+        ("samples", WEAK): len(prompts) - strong,
+        ("cost", WEAK): 0.0,
+    }
     mean_cost = float(metrics.split("\ncomputealloc_mean_cost ")[1].split()[0])
     assert mean_cost == pytest.approx(strong / len(prompts))
     assert abs(mean_cost - BUDGET) <= 0.02 * BUDGET, (strong, mean_cost)

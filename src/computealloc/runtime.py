@@ -324,6 +324,8 @@ class Ledger:
         Total cost in the policy's cost unit.
     actions : dict of str to int
         Answered queries per action spec.
+    arm_samples, arm_cost : dict of str to int, dict of str to float
+        Samples received and cost spent per arm (the model or named mode that drew them).
     """
 
     queries: int = 0
@@ -333,6 +335,8 @@ class Ledger:
     cost: float = 0.0
     actions: dict[str, int] = field(default_factory=dict)
     prompt_tokens: int = 0
+    arm_samples: dict[str, int] = field(default_factory=dict)
+    arm_cost: dict[str, float] = field(default_factory=dict)
 
     @property
     def mean_cost(self) -> float:
@@ -340,9 +344,15 @@ class Ledger:
         return self.cost / self.queries if self.queries else math.nan
 
     def add(
-        self, drawn: Sequence[Completion], cost: float, action: str | None, *, failed: bool
+        self,
+        drawn: Sequence[Completion],
+        cost: float,
+        action: str | None,
+        *,
+        failed: bool,
+        arm: str,
     ) -> Ledger:
-        """The totals after one more query that drew ``drawn`` at ``cost``.
+        """The totals after one more query that drew ``drawn`` from ``arm`` at ``cost``.
 
         ``action`` is the spec of the answered query (None when it failed); a query that drew
         no sample is counted as failed only.
@@ -350,6 +360,10 @@ class Ledger:
         actions = dict(self.actions)
         if action is not None:
             actions[action] = actions.get(action, 0) + 1
+        arm_samples, arm_cost = dict(self.arm_samples), dict(self.arm_cost)
+        if drawn:
+            arm_samples[arm] = arm_samples.get(arm, 0) + len(drawn)
+            arm_cost[arm] = arm_cost.get(arm, 0.0) + cost
         return Ledger(
             queries=self.queries + (1 if drawn else 0),
             failed=self.failed + int(failed),
@@ -358,6 +372,8 @@ class Ledger:
             cost=self.cost + cost,
             actions=actions,
             prompt_tokens=self.prompt_tokens + (_prompt_tokens(drawn) or 0),
+            arm_samples=arm_samples,
+            arm_cost=arm_cost,
         )
 
 
@@ -685,7 +701,7 @@ class Runtime(AnsweringRuntime):
         elif drawn and self.controller is not None:
             self.controller.charge(cost)
         with self._lock:
-            self._ledger = self._ledger.add(drawn, cost, action, failed=failed)
+            self._ledger = self._ledger.add(drawn, cost, action, failed=failed, arm=plan.arm)
         if not priced and not failed:
             raise BackendError(
                 f"The policy's cost unit is {self.cost_unit!r}, but the backend of arm "

@@ -270,7 +270,9 @@ class SequentialRuntime(AnsweringRuntime):
         if self.controller is not None:
             self.controller.settle(self.budget, cost if drawn else None)
         with self._lock:
-            self._ledger = self._ledger.add(drawn, cost, spec, failed=spec is None)
+            self._ledger = self._ledger.add(
+                drawn, cost, spec, failed=spec is None, arm=self.backend.model
+            )
 
     # --- construction ---------------------------------------------------------------------
 

@@ -366,6 +366,19 @@ class _RuntimeCollector(Collector):
         for action in self.runtime.actions:
             actions.add_metric([action], ledger.actions.get(action, 0))
         yield actions
+        arm_samples = CounterMetricFamily(
+            "computealloc_arm_samples", "Samples drawn per arm.", labels=["arm"]
+        )
+        arm_cost = CounterMetricFamily(
+            "computealloc_arm_cost",
+            f"Cost spent per arm, in {self.runtime.cost_unit}.",
+            labels=["arm"],
+        )
+        for arm in sorted(ledger.arm_samples):
+            arm_samples.add_metric([arm], ledger.arm_samples[arm])
+            arm_cost.add_metric([arm], ledger.arm_cost[arm])
+        yield arm_samples
+        yield arm_cost
         gauges = (
             ("mean_cost", "Running mean cost per charged query.", ledger.mean_cost),
             ("lam", "Current dual price of cost (queries-weighted over workers).", state.lam),

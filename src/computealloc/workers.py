@@ -57,6 +57,8 @@ class WorkerState:
                 "prompt_tokens": ledger.prompt_tokens,
                 "cost": ledger.cost,
                 "actions": ledger.actions,
+                "arm_samples": ledger.arm_samples,
+                "arm_cost": ledger.arm_cost,
                 "statuses": {str(code): n for code, n in self.statuses.items()},
                 "lam": self.lam if math.isfinite(self.lam) else None,
             }
@@ -74,6 +76,8 @@ class WorkerState:
             cost=float(data["cost"]),
             actions={str(a): int(n) for a, n in data["actions"].items()},
             prompt_tokens=int(data["prompt_tokens"]),
+            arm_samples={str(a): int(n) for a, n in data["arm_samples"].items()},
+            arm_cost={str(a): float(c) for a, c in data["arm_cost"].items()},
         )
         statuses = {int(code): int(n) for code, n in data["statuses"].items()}
         lam = math.nan if data["lam"] is None else float(data["lam"])
@@ -111,9 +115,13 @@ def combine(states: list[WorkerState]) -> WorkerState:
     before any query)."""
     actions: Counter[str] = Counter()
     statuses: Counter[int] = Counter()
+    arm_samples: Counter[str] = Counter()
+    arm_cost: Counter[str] = Counter()
     for state in states:
         actions.update(state.ledger.actions)
         statuses.update(state.statuses)
+        arm_samples.update(state.ledger.arm_samples)
+        arm_cost.update(state.ledger.arm_cost)
     ledger = Ledger(
         queries=sum(s.ledger.queries for s in states),
         failed=sum(s.ledger.failed for s in states),
@@ -122,6 +130,8 @@ def combine(states: list[WorkerState]) -> WorkerState:
         cost=sum(s.ledger.cost for s in states),
         actions=dict(actions),
         prompt_tokens=sum(s.ledger.prompt_tokens for s in states),
+        arm_samples=dict(arm_samples),
+        arm_cost={arm: float(cost) for arm, cost in arm_cost.items()},
     )
     priced = [s for s in states if math.isfinite(s.lam)]
     weights = [s.ledger.queries for s in priced]
