@@ -257,6 +257,8 @@ class AccountLink:
         for name in _LEDGER_FIELDS:
             out[f"l:{name}"] = float(getattr(ledger, name))
         out.update({f"a:{a}": float(n) for a, n in ledger.actions.items()})
+        out.update({f"as:{a}": float(n) for a, n in ledger.arm_samples.items()})
+        out.update({f"ac:{a}": float(c) for a, c in ledger.arm_cost.items()})
         if self.statuses is not None:
             out.update({f"s:{code}": float(n) for code, n in self.statuses.items()})
         out["l:refused"] = float(self.refused)
@@ -437,6 +439,8 @@ def state_of(fields: Mapping[str, float], lam: float) -> WorkerState:
         cost=fields.get("l:cost", 0.0),
         actions={f[2:]: round(v) for f, v in fields.items() if f.startswith("a:")},
         prompt_tokens=round(fields.get("l:prompt_tokens", 0.0)),
+        arm_samples={f[3:]: round(v) for f, v in fields.items() if f.startswith("as:")},
+        arm_cost={f[3:]: v for f, v in fields.items() if f.startswith("ac:")},
     )
     statuses = {int(f[2:]): round(v) for f, v in fields.items() if f.startswith("s:")}
     return WorkerState(ledger, statuses, lam)
