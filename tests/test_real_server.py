@@ -212,12 +212,12 @@ class Recording:
         await self.inner.aclose()
 
 
-def _serve(url: str, policy, *, retry=None, timeout=60.0, max_tokens=MAX_TOKENS):  # type: ignore[no-untyped-def]
+def _serve(url: str, policy, *, retry=None, timeout=60.0, max_tokens=MAX_TOKENS, temperature=1.0):  # type: ignore[no-untyped-def]
     backend = OpenAIBackend(
         url, llama_server.MODEL, timeout=timeout, retry=retry or RetryPolicy(max_attempts=3)
     )
     recording = Recording(backend)
-    runtime = Runtime(policy, recording, budget=2.0, temperature=1.0, max_tokens=max_tokens)  # type: ignore[arg-type]
+    runtime = Runtime(policy, recording, budget=2.0, temperature=temperature, max_tokens=max_tokens)  # type: ignore[arg-type]
     return running(create_app(runtime)), runtime, recording
 
 
@@ -270,6 +270,18 @@ def test_serve_with_the_official_client_forwards_the_conversation_and_counts_usa
         c.model_extra["computealloc"] for c in chunks if "computealloc" in c.model_extra
     )
     assert streamed["overrides"]["temperature"]["used"] == 1.0
+
+
+def test_serve_gives_an_answer_that_follows_the_system_message(llama, policy):
+    openai = pytest.importorskip("openai")
+    context, _, _ = _serve(llama, policy, temperature=0.0)
+    question = {"role": "user", "content": "What is the secret word?"}
+    with context as proxy:
+        client = openai.OpenAI(base_url=proxy, api_key="k", max_retries=0)
+        for word in ("MANGO", "PIANO"):
+            system = {"role": "system", "content": f"The secret word is {word}."}
+            reply = client.chat.completions.create(model="x", messages=[system, question])
+            assert word in (reply.choices[0].message.content or "")
 
 
 def test_serve_answers_a_context_overflow_with_the_servers_400_at_once(llama, policy):
