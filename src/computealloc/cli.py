@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Annotated, Literal, cast
@@ -327,7 +328,15 @@ def _parse_shares(text: str | None) -> dict[str, float] | None:
 def ibpo_cmd(
     log: LogArg,
     group_col: Annotated[str, typer.Option(help="Column naming each response's group.")],
-    out: Annotated[Path, typer.Option("-o", "--out", help="SFT dataset to write (JSONL).")],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "-o",
+            "--out",
+            help="SFT dataset to write (JSONL); with --train a directory for sft.jsonl, the "
+            "fine-tuned model (model/) and train.json.",
+        ),
+    ],
     max_share: Annotated[
         str | None, typer.Option(help="Share caps per group, e.g. long=0.5[,other=0.2].")
     ] = None,
@@ -341,11 +350,31 @@ def ibpo_cmd(
     keep_rejected: Annotated[
         bool, typer.Option(help="Also write rejected responses with weight 0.")
     ] = False,
+    train: Annotated[
+        Path | None,
+        typer.Option(
+            help="Fine-tune this model (a .gguf file or a save_pretrained directory) on the "
+            "selected targets; needs computealloc[train]."
+        ),
+    ] = None,
+    steps: Annotated[int, typer.Option(help="Optimizer steps (with --train).")] = 20,
+    learning_rate: Annotated[
+        float, typer.Option(help="AdamW learning rate (with --train).")
+    ] = 5e-5,
+    train_batch: Annotated[int, typer.Option(help="Records per step (with --train).")] = 4,
+    check: Annotated[
+        Path | None,
+        typer.Option(help="Held-out prompt/completion JSONL: its loss before and after training."),
+    ] = None,
 ) -> None:
-    """IBPO target selection: a weighted SFT dataset (prompt/completion) under share caps.
+    """IBPO target selection: a weighted SFT dataset (prompt/completion) under share caps;
+    with --train, also fine-tune a model on it (weighted loss, CPU) and save it.
 
     Example: computealloc ibpo samples.jsonl --group-col mode --max-share long=0.5
     --batch-size 64 -o sft.jsonl
+
+    Example: computealloc ibpo samples.jsonl --group-col mode --max-share long=0.5
+    --train gemma-3-270m-q4_k_m.gguf --steps 20 -o run/
     """
     from rich.progress import Progress
 
@@ -353,13 +382,14 @@ def ibpo_cmd(
 
     sample_log = _open_log(log)
     shares = _parse_shares(max_share)
+    data_path = out / "sft.jsonl" if train is not None else out
     with Progress(console=console) as bar:
         task = bar.add_task("selecting", total=None)
         try:
             summary = export_sft(
                 sample_log,
                 group_col=group_col,
-                out_path=out,
+                out_path=data_path,
                 max_share=shares,
                 budget=budget,
                 cost_col=cost_col,
@@ -369,14 +399,56 @@ def ibpo_cmd(
                 keep_rejected=keep_rejected,
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
             )
-        except (KeyError, ValueError) as exc:
+        except (KeyError, ValueError, OSError) as exc:
             console.print(f"[red]error:[/red] {exc}")
             raise typer.Exit(2) from exc
     _print_frame(summary.to_frame(), f"{summary.n_selected} targets of {summary.n_prompts} prompts")
     console.print(
-        f"selected reward {_fmt(summary.selected_reward)}; written {summary.n_written} -> {out}"
+        f"selected reward {_fmt(summary.selected_reward)}; written {summary.n_written} -> "
+        f"{data_path}"
         + (f"; mean cost {_fmt(summary.mean_cost)}" if summary.mean_cost is not None else "")
     )
+    if train is not None:
+        _ibpo_train(data_path, train, out, steps, learning_rate, train_batch, seed, check)
+
+
+def _ibpo_train(
+    data: Path,
+    model: Path,
+    out: Path,
+    steps: int,
+    learning_rate: float,
+    batch: int,
+    seed: int,
+    check: Path | None,
+) -> None:
+    from computealloc.ibpo_train import train_sft
+
+    try:
+        with console.status(f"training {model} for {steps} steps ..."):
+            result = train_sft(
+                data,
+                model,
+                out / "model",
+                steps=steps,
+                batch_size=batch,
+                learning_rate=learning_rate,
+                seed=seed,
+                check=check,
+            )
+    except (ImportError, ValueError, OSError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    atomic_write(out / "train.json", lambda fh: fh.write(json.dumps(result.to_json(), indent=1)))
+    console.print(
+        f"trained {result.steps} steps on {result.n_records} records ({result.n_dropped} of "
+        f"weight 0 dropped) in {result.seconds:.0f} s; loss {_fmt(result.losses[0])} -> "
+        f"{_fmt(result.losses[-1])}; saved -> {out / 'model'}"
+    )
+    if result.check_before is not None:
+        console.print(
+            f"check loss {_fmt(result.check_before)} -> {_fmt(result.check_after)} (nats/token)"
+        )
 
 
 @app.command("solve")
