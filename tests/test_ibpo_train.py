@@ -260,7 +260,7 @@ def test_cli_selects_trains_and_saves_the_real_model(gemma_dir, tmp_path):
     check.write_text(
         "".join(
             json.dumps({"prompt": r.prompt, "completion": r.completion}) + "\n"
-            for r in check_records(12, 7)
+            for r in check_records(8, 7)
         )
     )
     out = tmp_path / "run"
@@ -279,7 +279,7 @@ def test_cli_selects_trains_and_saves_the_real_model(gemma_dir, tmp_path):
             "--train",
             str(gemma_dir),
             "--steps",
-            "6",
+            "4",
             "--check",
             str(check),
             "-o",
@@ -291,7 +291,7 @@ def test_cli_selects_trains_and_saves_the_real_model(gemma_dir, tmp_path):
     assert {r.weight for r in exported} == {0.0, 1.0}
     report = json.loads((out / "train.json").read_text())
     assert report["n_dropped"] == sum(r.weight == 0 for r in exported)
-    assert report["steps"] == len(report["losses"]) == 6
+    assert report["steps"] == len(report["losses"]) == 4
     assert report["check_after"] < 0.7 * report["check_before"]
     model, tokenizer = load_model(out / "model")
     reloaded = completion_loss(model, tokenizer, read_sft_records(check))
