@@ -23,6 +23,7 @@ pytest.importorskip("uvicorn")
 
 from computealloc.backends import (
     BackendError,
+    Completion,
     OpenAIBackend,
     ReplayBackend,
     RetryPolicy,
@@ -30,7 +31,12 @@ from computealloc.backends import (
     gather_or_cancel,
     retry_async,
 )
-from computealloc.backends.openai_compat import _env_proxy, split_output_tokens
+from computealloc.backends.openai_compat import (
+    _env_proxy,
+    _refuses_n,
+    _undercounted,
+    split_output_tokens,
+)
 from computealloc.samples import read_samples
 from fake_openai_server import ChatRequest, make_app, replaying, running, scripted
 
@@ -360,6 +366,42 @@ def test_undercounted_usage_of_n_choices_falls_back_to_single_requests(use_n, ca
     assert backend.stats.undercounts == 1 and backend.stats.n_fallbacks == 1
     [warning] = [r for r in caplog.records if "counts one choice" in r.getMessage()]
     assert "3 choices" in warning.getMessage()
+
+
+@pytest.mark.parametrize(
+    ("status", "detail", "refused"),
+    [
+        (400, "Field 'n': Value must be between 1 <= value <= 4, but got 5", True),  # llama.cpp
+        (400, "n must be 1 when using greedy sampling.", True),
+        (422, 'the "n" parameter is not supported', True),
+        (501, "Not Implemented", True),
+        (400, "request (1509 tokens) exceeds the available context size (1024 tokens)", False),
+        (400, "Field 'max_tokens': type must be number, but is string", False),
+        (422, "Input should be less than or equal to 2 (n_ctx too small)", False),
+        (500, "n must be 1", False),
+    ],
+)
+def test_only_a_refusal_that_names_n_counts_as_n_refused(status, detail, refused):
+    error = BackendError(
+        f"u: HTTP {status}: {detail}", retryable=False, status_code=status, detail=detail
+    )
+    assert _refuses_n(error) is refused
+
+
+def test_an_undercount_needs_usage_below_what_the_choices_hold():
+    def reply(tokens, reasons, texts=("a", "b")):  # type: ignore[no-untyped-def]
+        return [
+            Completion(t, output_tokens=k, finish_reason=r)
+            for t, k, r in zip(texts, tokens, reasons, strict=True)
+        ]
+
+    assert _undercounted(reply([8, 8], ["length", "length"]), {"max_tokens": 16})
+    assert _undercounted(reply([1, 0], ["stop", "stop"]), {})  # two texts need two tokens
+    assert not _undercounted(reply([16, 3], ["length", "stop"]), {"max_tokens": 16})
+    assert not _undercounted(reply([8, 8], ["length", "length"]), {})  # no cap known
+    assert not _undercounted(reply([0, 0], ["stop", "stop"], ("", "")), {})
+    assert not _undercounted(reply([None, None], ["length", "length"]), {"max_tokens": 16})
+    assert not _undercounted(reply([3], ["length"], ("a",)), {"max_tokens": 16})  # one choice
 
 
 def test_a_4xx_about_another_field_is_raised_not_taken_for_a_refused_n():
