@@ -67,6 +67,25 @@ def test_fleet_totals_are_the_sum_of_the_replicas_contributions(make_store):
     run(go())
 
 
+def test_a_partial_sync_needs_the_version_the_store_holds(make_store):
+    """Only changed fields are sent after a sync the store still holds; a store that lost or
+    rolled it back answers known=False, and nothing changes."""
+
+    async def go():
+        store = make_store()
+        await store.sync("acct", "A", {"c:spent": 1.0, "c:n": 1.0}, version=1)
+        moved = await store.sync("acct", "A", {"c:spent": 2.0}, version=2, after=1)
+        assert moved.applied and moved.fleet == {"c:spent": 2.0, "c:n": 1.0}
+        stale = await store.sync("acct", "A", {"c:spent": 3.0}, version=3, after=1)
+        assert not stale.known and not stale.applied
+        assert (await store.snapshot("acct")).fleet == moved.fleet
+        fresh = await store.sync("acct", "B", {"c:spent": 5.0}, version=9, after=8)
+        assert not fresh.known  # a replica the store never saw
+        await store.aclose()
+
+    run(go())
+
+
 def test_concurrent_syncs_of_many_replicas_never_lose_an_update(make_store):
     """No read-modify-write race: 8 replicas x 50 interleaved syncs sum exactly."""
 

@@ -236,6 +236,7 @@ class AccountLink:
         self.replicas = 1
         self.latencies: deque[float] = deque(maxlen=10_000)
         self._pushed: dict[str, float] = {}
+        self._version = 0  # of the last sync the store applied (0: none yet)
         self._fleet: dict[str, float] = {}
         self._holds = 0.0
         self._period: tuple[int, float] | None = None  # (index, ledger cost at its start)
@@ -325,7 +326,7 @@ class AccountLink:
                 fields[cap.held] += hold
             start = time.perf_counter()
             try:
-                result = await self.store.sync(self.account, self.replica, fields, cap=cap)
+                result = await self._send(fields, cap)
             except StoreUnavailable:
                 self.up = False
                 self.errors += 1
@@ -334,9 +335,23 @@ class AccountLink:
             self.up = True
             if result.applied:
                 self._pushed = fields
+                self._version += 1
                 self._holds += hold
             self._receive(result)
             return result.applied
+
+    async def _send(self, fields: dict[str, float], cap: Cap | None) -> SyncResult:
+        """Sync the fields that changed since the last sync; all of them if the store lost it."""
+        version = self._version + 1
+        if self._version:
+            pushed = self._pushed
+            changed = {k: v for k, v in fields.items() if pushed.get(k) != v}
+            result = await self.store.sync(
+                self.account, self.replica, changed, cap=cap, version=version, after=self._version
+            )
+            if result.known:
+                return result
+        return await self.store.sync(self.account, self.replica, fields, cap=cap, version=version)
 
     def _cap(self) -> Cap:
         assert self.key is not None and self.key.cap is not None

@@ -14,6 +14,10 @@ and the fleet's totals (their sum), and offers one atomic step:
     idempotent: resending after a lost reply, or re-seeding an empty store after a restart,
     never counts anything twice.
 
+A sync may send only the fields that changed since the replica's previous sync (``after``:
+the store then checks that it still holds that sync; when it does not, after a restart that
+lost or rolled back data, the sync is not applied and the replica sends everything again).
+
 With a ``cap``, the sync is admitted only if the fleet's spend plus holds stays within the cap
 afterwards (the hard cap of an API key); otherwise nothing changes. Fields whose names start
 with ``r:`` are *reservations*: each sync renews the replica's lease, and when a lease lapses
@@ -26,6 +30,7 @@ what it spent stays counted.
 
 from __future__ import annotations
 
+import json
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
@@ -78,11 +83,15 @@ class SyncResult:
         The fleet's totals after the sync (before it, when refused).
     replicas : int
         Replicas holding a lease on the account.
+    known : bool
+        False when a partial sync was not applied because the store no longer holds the
+        replica's previous sync (resend every field).
     """
 
     applied: bool
     fleet: dict[str, float]
     replicas: int
+    known: bool = True
 
 
 class SpendStore(ABC):
@@ -98,6 +107,8 @@ class SpendStore(ABC):
         fields: Mapping[str, float],
         *,
         cap: Cap | None = None,
+        version: int | None = None,
+        after: int | None = None,
     ) -> SyncResult:
         """Replace ``replica``'s contribution to ``account`` by ``fields``, atomically.
 
@@ -111,6 +122,11 @@ class SpendStore(ABC):
             Its whole contribution; a field it held before and omits now keeps its value.
         cap : Cap, optional
             Apply only if the fleet stays within the cap.
+        version : int, optional
+            A version number of the contribution to record with it.
+        after : int, optional
+            Apply only if the store holds this version of the replica's contribution
+            (``fields`` may then omit what did not change since); else return ``known=False``.
 
         Returns
         -------
@@ -164,6 +180,7 @@ class MemoryStore(SpendStore):
         self._fleet: dict[str, dict[str, float]] = {}
         self._replicas: dict[str, dict[str, dict[str, float]]] = {}
         self._leases: dict[str, dict[str, float]] = {}
+        self._versions: dict[tuple[str, str], int] = {}
 
     async def sync(
         self,
@@ -172,11 +189,17 @@ class MemoryStore(SpendStore):
         fields: Mapping[str, float],
         *,
         cap: Cap | None = None,
+        version: int | None = None,
+        after: int | None = None,
     ) -> SyncResult:
         self._expire(account)
+        if after is not None and self._versions.get((account, replica)) != after:
+            return SyncResult(False, {}, 0, known=False)
         fleet = self._fleet.setdefault(account, {})
         mine = self._replicas.setdefault(account, {}).setdefault(replica, {})
         applied = _sync_fields(fleet, mine, fields, cap)
+        if applied and version is not None:
+            self._versions[account, replica] = version
         self._leases.setdefault(account, {})[replica] = time.monotonic() + self.lease_s
         return SyncResult(applied, dict(fleet), len(self._leases[account]))
 
@@ -202,8 +225,10 @@ class MemoryStore(SpendStore):
 # --- Redis ------------------------------------------------------------------------------------
 
 #: KEYS: fleet hash, replicas zset (lease deadlines, ms), replica-hash prefix.
-#: ARGV: replica, lease ms, cap limit ('' for none), cap spent field, cap held field, then
-#: field/value pairs. Returns {applied, replicas, fleet field/value pairs...}.
+#: ARGV: replica, lease ms, cap limit ('' for none), cap spent field, cap held field, version
+#: the store must hold ('' for any), version to record ('' for none), then field/value pairs.
+#: Returns {applied, replicas, JSON of the fleet's field/value pairs}, or {-1, 0} for an
+#: unknown version.
 _EXPIRE = """
 local function expire(fleet, leases, prefix, now)
   local dead = redis.call('ZRANGEBYSCORE', leases, '-inf', now)
@@ -233,10 +258,12 @@ local rid, lease = ARGV[1], tonumber(ARGV[2])
 local now = now_ms()
 expire(fleet, leases, prefix, now)
 local key = prefix .. rid
-local names, deltas = {}, {}
-for i = 6, #ARGV, 2 do
+if ARGV[6] ~= '' and redis.call('HGET', key, '_v') ~= ARGV[6] then return {-1, 0} end
+local names, values, deltas = {}, {}, {}
+for i = 8, #ARGV, 2 do
   local old = tonumber(redis.call('HGET', key, ARGV[i]) or '0')
   table.insert(names, ARGV[i])
+  table.insert(values, ARGV[i + 1])
   table.insert(deltas, tonumber(ARGV[i + 1]) - old)
 end
 local applied = 1
@@ -253,14 +280,12 @@ end
 if applied == 1 then
   for j, name in ipairs(names) do
     if deltas[j] ~= 0 then redis.call('HINCRBYFLOAT', fleet, name, deltas[j]) end
-    redis.call('HSET', key, name, ARGV[5 + 2 * j])
+    redis.call('HSET', key, name, values[j])
   end
+  if ARGV[7] ~= '' then redis.call('HSET', key, '_v', ARGV[7]) end
 end
 redis.call('ZADD', leases, now + lease, rid)
-local out = {applied, redis.call('ZCARD', leases)}
-local all = redis.call('HGETALL', fleet)
-for i = 1, #all do table.insert(out, all[i]) end
-return out
+return {applied, redis.call('ZCARD', leases), cjson.encode(redis.call('HGETALL', fleet))}
 """
 )
 
@@ -268,10 +293,7 @@ _SNAPSHOT = (
     _EXPIRE
     + """
 expire(KEYS[1], KEYS[2], KEYS[3], now_ms())
-local out = {1, redis.call('ZCARD', KEYS[2])}
-local all = redis.call('HGETALL', KEYS[1])
-for i = 1, #all do table.insert(out, all[i]) end
-return out
+return {1, redis.call('ZCARD', KEYS[2]), cjson.encode(redis.call('HGETALL', KEYS[1]))}
 """
 )
 
@@ -321,9 +343,12 @@ class RedisStore(SpendStore):
         fields: Mapping[str, float],
         *,
         cap: Cap | None = None,
+        version: int | None = None,
+        after: int | None = None,
     ) -> SyncResult:
         args: list[str | float] = [replica, int(self.lease_s * 1000)]
         args += ["", "", ""] if cap is None else [repr(cap.limit), cap.spent, cap.held]
+        args += ["" if after is None else str(after), "" if version is None else str(version)]
         for name, value in fields.items():
             args += [name, repr(float(value))]
         return _result(await self._call(self._sync, self._keys(account), args))
@@ -345,7 +370,9 @@ class RedisStore(SpendStore):
 
 
 def _result(reply: list[Any]) -> SyncResult:
-    pairs = reply[2:]
+    if int(reply[0]) == -1:
+        return SyncResult(False, {}, 0, known=False)
+    pairs = json.loads(reply[2])  # one bulk string: parsed in C, not item by item
     fleet = {str(pairs[i]): float(pairs[i + 1]) for i in range(0, len(pairs), 2)}
     return SyncResult(bool(int(reply[0])), fleet, int(reply[1]))
 
