@@ -65,6 +65,8 @@ _CONTROLLER_FIELDS = {
     "area": "c:area",
 }
 _LEDGER_FIELDS = ("queries", "failed", "samples", "output_tokens", "prompt_tokens", "cost")
+#: Seconds a change waits before it is synced (requests finishing meanwhile share the sync).
+_COALESCE_S = 0.002
 _PERIODS = {"hour": 3600.0, "day": 86400.0, "week": 604800.0, "month": 2592000.0}
 
 
@@ -412,10 +414,16 @@ class AccountLink:
 
     async def _run(self) -> None:
         while True:
-            with contextlib.suppress(TimeoutError):
+            try:
                 await asyncio.wait_for(self._dirty.wait(), self.interval)
+            except TimeoutError:  # renew the lease, poll the fleet
+                changed = True
+            else:  # let the request that changed the totals finish first, gather more changes
+                await asyncio.sleep(_COALESCE_S)
+                changed = self.fields() != self._pushed  # else a cap check already synced it
             self._dirty.clear()
-            await self.sync()
+            if changed:
+                await self.sync()
             if not self.up:  # retry an unavailable store once per interval, not per change
                 await asyncio.sleep(self.interval)
 
