@@ -3,8 +3,8 @@
 Each served budget account (the server's own budget, and one per API key of a keys file) is
 an :class:`AccountLink`: it publishes the replica's contribution (controller totals, ledger,
 request statuses, cap-period spend and holds) to a :class:`~computealloc.spend_store.
-SpendStore` after every change (coalesced: at most one sync in flight per account, the next
-one carrying everything that changed meanwhile) and at least every ``interval`` seconds,
+SpendStore` 2 ms after every change (coalesced: at most one sync in flight per account, the
+next one carrying everything that changed meanwhile) and at least every ``interval`` seconds,
 and hands the fleet's totals back to the budget controller, whose price is then computed
 from the fleet's deficit on every replica.
 
