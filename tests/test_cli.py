@@ -270,3 +270,16 @@ def test_evaluate_bad_budgets_exit_2(tmp_path: Path) -> None:
         app, ["evaluate", str(_log(tmp_path)), "--budgets", "two", "--out", str(tmp_path / "x")]
     )
     assert res.exit_code == 2
+
+
+def test_evaluate_warns_before_a_long_run_and_names_the_flags(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import computealloc.evaluation as evaluation
+
+    monkeypatch.setattr(evaluation, "_STEP_S", 100.0)  # as if each step took 100 s
+    args = ["evaluate", str(_log(tmp_path)), "--budgets", "2", "--seeds", "1"]
+    res = runner.invoke(app, [*args, "--protocol", "in-sample", "--out", str(tmp_path / "ev")])
+    assert res.exit_code == 0, res.output
+    assert "warning: this evaluation will take about 1.7 min" in res.output
+    assert "--seeds 1" in res.output and "fewer --budgets" in res.output

@@ -515,3 +515,18 @@ def test_real_data_uniform_matches_the_estimated_table(shared_data):
     assert by.loc["uniform", "accuracy"] == pytest.approx(table.P[rows, 0].mean())
     assert by.loc["value+probe/batch", "mean_cost"] == pytest.approx(4.0)
     assert by.loc["oracle", "accuracy"] >= by.loc["uniform", "accuracy"]
+
+
+def test_footprint_grows_with_the_samples_replayed() -> None:
+    from computealloc.evaluation import footprint
+
+    def log_of(n_samples: int):
+        rows = [(f"q{q}", i, str(i % 3), i % 3 == 0) for q in range(20) for i in range(n_samples)]
+        frame = pd.DataFrame(rows, columns=["query_id", "sample_idx", "answer", "correct"])
+        return read_samples(frame.assign(prompt="p"))
+
+    small, big = footprint(log_of(10)), footprint(log_of(40))
+    assert big.sequential_seconds > 10 * small.sequential_seconds > 0
+    assert big.peak_bytes > small.peak_bytes and big.steps == small.steps == 2 * 3 * 4
+    plain = footprint(log_of(40), methods=[m for m in ("uniform", "oracle") if m not in SEQUENTIAL])
+    assert plain.sequential_seconds == 0 and plain.seconds == plain.steps * 1.0

@@ -119,6 +119,27 @@ class _RateColumn(ProgressColumn):
         return Text(f"{shown} q/s", style="progress.data.speed")
 
 
+class _EtaColumn(ProgressColumn):
+    """Time left: measured once a step is done, before that the up-front estimate."""
+
+    def render(self, task: Task) -> Text:
+        elapsed = task.elapsed or 0.0
+        if task.total is None:
+            return Text("")
+        if task.completed:
+            left = elapsed / task.completed * (task.total - task.completed)
+        else:
+            left = max(float(task.fields.get("estimate", 0.0)) - elapsed, 0.0)
+        minutes, seconds = divmod(round(left), 60)
+        return Text(f"ETA ~{minutes}:{seconds:02d}", style="progress.remaining")
+
+
+def _size(seconds: float, peak_bytes: float) -> str:
+    """ "about 2.4 min and 1.3 GB" for a warning."""
+    time = f"{seconds / 60:.1f} min" if seconds >= 90 else f"{seconds:.0f} s"
+    return f"about {time} and {peak_bytes / 1e9:.1f} GB"
+
+
 _CLIENT_HELP = "Transport upstream: aiohttp (plain HTTP, cheapest) or openai (the official client)."
 
 
@@ -758,10 +779,16 @@ def evaluate_cmd(
     Example: computealloc evaluate mot_cascade:llama-2-13b/gsm/pot2 --budgets 1,2,4
     --seeds 3 --out runs/gsm
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
 
     from computealloc.comparison import primary_protocol, verdict_lines
-    from computealloc.evaluation import METHODS, PROTOCOLS, SEQUENTIAL
+    from computealloc.evaluation import METHODS, PROTOCOLS, SEQUENTIAL, footprint
     from computealloc.evaluation import evaluate as run_evaluation
     from computealloc.report import write_report
 
@@ -772,19 +799,51 @@ def evaluate_cmd(
     except ValueError as exc:
         console.print(f"[red]error:[/red] --budgets must be comma-separated numbers: {budgets!r}")
         raise typer.Exit(2) from exc
-    columns = (BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    protocols = PROTOCOLS if protocol == "both" else (protocol,)
+    method_list = (
+        methods.split(",")
+        if methods
+        else (None if sequential else [m for m in METHODS if m not in SEQUENTIAL])
+    )
+    try:
+        plan = footprint(
+            sample_log, budgets=budget_list, seeds=seeds, protocols=protocols, methods=method_list
+        )
+    except ValueError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    if plan.seconds > 60 or plan.peak_bytes > 1e9:
+        smaller = ["--seeds 1", "fewer --budgets", "--protocol held-out"]
+        if plan.sequential_seconds > plan.seconds / 2:
+            smaller.insert(0, "--no-sequential (the stopping rules take most of it)")
+        console.print(
+            "[yellow]warning:[/yellow] this evaluation will take "
+            f"{_size(plan.seconds, plan.peak_bytes)} ({plan.steps} steps). Smaller: "
+            f"{', '.join(smaller)}.",
+            highlight=False,
+        )
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("steps"),
+        TimeElapsedColumn(),
+        _EtaColumn(),
+    )
+    label = (
+        f"evaluate {sample_log.source} ({len(protocols)} protocols x {plan.steps // len(protocols)}"
+        " seed-budgets)"
+    )
     with Progress(*columns, console=console) as bar:
-        task = bar.add_task("evaluate", total=None)
+        task = bar.add_task(label, total=plan.steps, estimate=plan.seconds)
         try:
             result = run_evaluation(
                 sample_log,
                 actions=actions,
                 budgets=budget_list,
                 seeds=seeds,
-                protocols=PROTOCOLS if protocol == "both" else (protocol,),
-                methods=methods.split(",")
-                if methods
-                else (None if sequential else [m for m in METHODS if m not in SEQUENTIAL]),
+                protocols=protocols,
+                methods=method_list,
                 probe_m=probe_m,
                 cost=pricing.unit,
                 prices=pricing.prices or None,

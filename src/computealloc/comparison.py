@@ -134,7 +134,8 @@ def _combine(diffs: list[float], query_vars: list[float]) -> tuple[float, float]
     se_seeds = float(d.std(ddof=1) / np.sqrt(d.size)) if d.size > 1 else np.nan
     v = np.asarray(query_vars)
     se_queries = float(np.sqrt(v.sum()) / v.size) if v.size == d.size else np.nan
-    return mean, float(np.nanmax([se_seeds, se_queries])) if d.size else np.nan
+    known = [x for x in (se_seeds, se_queries) if np.isfinite(x)]
+    return mean, max(known) if known else np.nan
 
 
 def _paired(result: EvaluationResult, curves: dict[tuple[str, int], _Uniform]) -> pd.DataFrame:
