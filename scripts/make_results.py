@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from computealloc import datasets
+from computealloc.comparison import primary_protocol, verdict_lines
 from computealloc.estimate import default_actions, estimate
 from computealloc.evaluation import METHODS, ROUTER, SEQUENTIAL, EvaluationResult, evaluate
 from computealloc.oracle import solve
@@ -497,6 +498,13 @@ def source_section(
             "actions whose mean costs bracket the budget, whatever their accuracy.",
             "",
         ]
+    lines += [
+        f"Verdict ({primary_protocol(result)}; best deployable method against uniform at equal "
+        "realised cost, 95% CI over seeds and queries):",
+        "",
+        *(f"- {line}" for line in verdict_lines(result)),
+        "",
+    ]
     summary = result.summary()
     for protocol in cfg["protocols"]:
         lines += [
@@ -749,6 +757,16 @@ are defined in `computealloc.evaluation` (module docstring); in short:
   policy is calibrated on the calibration queries and decides each test query on its own
   (realised cost = what it spends); `/batch` allocates the test batch with the budget solved
   on its predicted scores (cost = budget exactly).
+- Oracles are hindsight bounds (they see the outcomes of the queries they allocate); under
+  held-out the honest oracle decides on half A and is scored on half B, so it is not an
+  upper bound and can fall below uniform.
+- Each source opens with a verdict per budget (`computealloc.comparison`): the deployable
+  method with the largest gain over uniform *at its realised cost* (uniform's curve read
+  there), with a 95% interval over seeds and test queries, "not resolved" where it covers 0;
+  methods more than 2% over the budget are not eligible and are flagged ⚠ in the tables.
+- Answers vote together when the grader finds them the same answer (normalised strings,
+  numbers at its tolerance, equality with the gold), never because both are labelled
+  correct; several distinct correct answers of one query are separate votes.
 - Budgets are in samples per query unless the source says otherwise.
 """
 

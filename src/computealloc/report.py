@@ -555,12 +555,13 @@ def _sections(
 
 
 def _routing_table(routing: pd.DataFrame) -> pd.DataFrame:
-    grouped = routing.groupby(["protocol", "method"], sort=False)[["apgr", "cpt50"]]
+    duplicate = (routing["protocol"] == "in-sample") & (routing["method"] == "oracle_in_sample")
+    grouped = routing[~duplicate].groupby(["protocol", "method"], sort=False)[["apgr", "cpt50"]]
     mean, se = grouped.mean(), grouped.std(ddof=1) / grouped.count().clip(lower=1) ** 0.5
     return pd.DataFrame(
         {
             "protocol": [p for p, _ in mean.index],
-            "method": [m for _, m in mean.index],
+            "method": [_label(m) for _, m in mean.index],
             "APGR": [_fmt(m, s) for m, s in zip(mean["apgr"], se["apgr"], strict=True)],
             "CPT(50%)": [_fmt(m, s) for m, s in zip(mean["cpt50"], se["cpt50"], strict=True)],
         }
