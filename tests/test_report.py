@@ -74,6 +74,7 @@ def test_every_file_is_written(written):
     expected = {
         "results.csv",
         "summary.csv",
+        "comparison.csv",
         "report.md",
         "report.html",
         "accuracy_vs_cost_in_sample.png",

@@ -774,7 +774,8 @@ def evaluate_cmd(
 ) -> None:
     """Evaluate every method against uniform and the oracle on held-out queries and samples.
 
-    Writes DIR/results.csv, summary.csv, report.md, report.html and PNG plots.
+    Prints a verdict per budget; writes DIR/results.csv, summary.csv, comparison.csv,
+    report.md, report.html and PNG plots.
 
     Example: computealloc evaluate mot_cascade:llama-2-13b/gsm/pot2 --budgets 1,2,4
     --seeds 3 --out runs/gsm

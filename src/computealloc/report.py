@@ -4,6 +4,8 @@
 
 - ``results.csv``: the long results (one row per source x protocol x seed x budget x method);
 - ``summary.csv``: mean and standard error over seeds per protocol x budget x method;
+- ``comparison.csv``: every method against uniform at equal realised cost, with intervals
+  (:func:`computealloc.comparison.compare`);
 - ``accuracy_vs_cost_<protocol>.png``: the headline chart, accuracy against realised mean cost
   for at most 8 methods (uniform, the verdict's methods, the best learned policy and stopping
   rule, the published peers, the oracle bound), each with ± s.e. bars;
@@ -680,8 +682,8 @@ def write_report(result: EvaluationResult, out_dir: str | os.PathLike[str]) -> d
     Returns
     -------
     dict of str to Path
-        The files written, by name: ``results.csv``, ``summary.csv``, ``report.md``,
-        ``report.html`` and the PNG plots.
+        The files written, by name: ``results.csv``, ``summary.csv``, ``comparison.csv``,
+        ``report.md``, ``report.html`` and the PNG plots.
     """
     if not isinstance(result, EvaluationResult):
         raise TypeError(
@@ -709,6 +711,7 @@ def write_report(result: EvaluationResult, out_dir: str | os.PathLike[str]) -> d
     texts = {
         "results.csv": result.results.to_csv(index=False),
         "summary.csv": summary.to_csv(index=False),
+        "comparison.csv": comparison.to_csv(index=False),
         "report.md": _markdown(blocks),
         "report.html": _html(blocks, images),
     }
