@@ -141,3 +141,15 @@ def test_kinds():
         "learned",
         "rule",
     ]
+
+
+def test_without_uniform_there_is_no_verdict_and_no_crash(tmp_path):
+    from computealloc.report import write_report
+
+    result = _result({"value": UNIFORM, "oracle": ORACLE}, {})
+    assert compare(result)["gain"].isna().all()
+    assert verdict_lines(result) == [
+        "No verdict: uniform was not among the methods evaluated (add it)."
+    ]
+    write_report(result, tmp_path)
+    assert "No verdict" in (tmp_path / "report.md").read_text()

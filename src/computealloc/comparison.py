@@ -147,7 +147,10 @@ def _paired(result: EvaluationResult, curves: dict[tuple[str, int], _Uniform]) -
         protocol, budget, method = cast(tuple[str, float, str], group)
         diffs, qvars, matched = [], [], True
         for seed, cost, acc in part[["seed", "mean_cost", "accuracy"]].itertuples(index=False):
-            uni = curves[(str(protocol), int(seed))]
+            uni = curves.get((str(protocol), int(seed)))
+            if uni is None:  # uniform not among the methods kept: nothing to compare with
+                diffs.append(np.nan)
+                continue
             tol = OVERSPEND * cost
             matched &= bool(cost <= uni.cost[-1] + tol)  # below: uniform gets more
             diffs.append(acc - uni.at(cost))
@@ -201,6 +204,8 @@ def _compute_at_equal_accuracy(frame: pd.DataFrame, summary: pd.DataFrame) -> tu
         uni = summary[(summary["protocol"] == protocol) & (summary["method"] == "uniform")]
         uni = uni.sort_values("mean_cost")
         rows = (frame["protocol"] == protocol).to_numpy()
+        if uni.empty:
+            continue
         need[rows] = cost_to_reach(
             uni["mean_cost"].to_numpy(np.float64),
             uni["accuracy"].to_numpy(np.float64),
@@ -310,6 +315,8 @@ def verdict(comparison: pd.DataFrame, protocol: str) -> list[Verdict]:
     part = comparison[(comparison["protocol"] == protocol) & comparison["budget"].notna()]
     out = []
     for budget, rows in part.groupby("budget", sort=True):
+        if not (rows["method"] == "uniform").any():
+            continue
         uni = rows[rows["method"] == "uniform"].iloc[0]
         pool = rows[
             ~rows["kind"].isin(["bound", "published"])
@@ -392,4 +399,5 @@ def verdict_lines(result: EvaluationResult, comparison: pd.DataFrame | None = No
     """
     comp = compare(result) if comparison is None else comparison
     unit = unit_label(result.config)
-    return [_line(v, unit) for v in verdict(comp, primary_protocol(result))]
+    lines = [_line(v, unit) for v in verdict(comp, primary_protocol(result))]
+    return lines or ["No verdict: uniform was not among the methods evaluated (add it)."]
