@@ -153,3 +153,10 @@ def test_without_uniform_there_is_no_verdict_and_no_crash(tmp_path):
     ]
     write_report(result, tmp_path)
     assert "No verdict" in (tmp_path / "report.md").read_text()
+
+
+def test_budgets_that_buy_the_same_action_compare_without_nan():
+    # uniform spends 1.0 at both budgets (the largest action costs 1): a flat curve end
+    result = _result({"uniform": UNIFORM, "value": UNIFORM, "oracle": ORACLE}, {"uniform": [1, 1]})
+    comp = compare(result)
+    assert comp.loc[comp["method"] == "value", "gain"].notna().all()

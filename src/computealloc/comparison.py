@@ -90,7 +90,8 @@ class _Uniform:
             return 0, 0, 0.0
         hi = int(np.clip(np.searchsorted(self.cost, c), 1, self.cost.size - 1))
         lo = hi - 1
-        w = float(np.clip((c - self.cost[lo]) / (self.cost[hi] - self.cost[lo]), 0.0, 1.0))
+        span = self.cost[hi] - self.cost[lo]  # 0 where two budgets buy the same (largest) action
+        w = float(np.clip((c - self.cost[lo]) / span, 0.0, 1.0)) if span > 0 else 1.0
         return lo, hi, w
 
     def at(self, c: float) -> float:
