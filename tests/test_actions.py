@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from computealloc.actions import ACTION_KINDS, Action, parse_action, parse_actions
+from computealloc.actions import Action, parse_action, parse_actions
+from computealloc.kinds import kind_names
 
 
 @pytest.mark.parametrize(
@@ -25,7 +26,7 @@ def test_parse_action(spec: str, expected: Action) -> None:
     assert parse_action(spec) == expected
 
 
-@pytest.mark.parametrize("kind", ACTION_KINDS)
+@pytest.mark.parametrize("kind", kind_names())
 @pytest.mark.parametrize("model", [None, "m", "org/name-v1"])
 def test_spec_round_trip(kind: str, model: str | None) -> None:
     action = Action(kind, 3, model)
@@ -43,10 +44,10 @@ def test_parse_action_passes_actions_through() -> None:
     [
         (
             "foo@3",
-            r"Unknown action kind 'foo' in spec 'foo@3'; expected one of majority, best_of, pass\.",
+            r"Unknown action kind 'foo' in spec 'foo@3'; expected one of best_of, majority, pass\.",
         ),
         ("m/vote@3", r"Unknown action kind 'vote' in spec 'm/vote@3'"),
-        ("majority", r"Action spec 'majority' must look like 'majority@K', 'best_of@K' or"),
+        ("majority", r"Action spec 'majority' must look like KIND@K \(e.g. 'majority@4'\)"),
         ("majority@x", r"The K of action spec 'majority@x' must be a positive integer\. Got 'x'"),
         ("majority@0", r"The K of action spec 'majority@0' must be a positive integer\. Got '0'"),
         ("majority@-2", r"must be a positive integer\. Got '-2' instead\."),
@@ -69,7 +70,7 @@ def test_parse_action_type_error() -> None:
     [
         (
             ("vote", 2),
-            r"The 'kind' parameter of Action must be one of majority, best_of, pass\. "
+            r"The 'kind' parameter of Action must be one of best_of, majority, pass\. "
             r"Got 'vote' instead\.",
         ),
         (("majority", 0), r"The 'k' parameter of Action must be an int in \[1, inf\)\. Got 0"),

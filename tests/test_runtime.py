@@ -357,7 +357,12 @@ def test_missing_token_counts_are_an_error_for_a_token_budget():
             r"'controller' parameter of Runtime must be a BudgetController for the budget 1.5",
         ),
         ("probe", {}, ValueError, "reads probe features .* pass probe_m"),
-        ("pass", {}, ValueError, "majority@K actions only. Got the action 'pass@2'"),
+        (
+            "pass",
+            {},
+            ValueError,
+            "cannot execute the action 'pass@2' live: it needs the gold answer",
+        ),
         ("value", {"features": 3}, TypeError, "'features' parameter of Runtime must be callable"),
         ("unnamed", {}, ValueError, "fitted without feature names"),
         ("usd-unpriced", {}, ValueError, r"'prices' parameter of Runtime has no price for arm 'm'"),

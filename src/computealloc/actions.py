@@ -1,6 +1,7 @@
 """Action specs: what a query may be given, as stable strings.
 
-An action is ``KIND@K``, optionally prefixed by the model that draws the samples:
+An action is ``KIND@K``, optionally prefixed by the model (arm) that draws the samples; the
+kinds come from the registry of :mod:`computealloc.kinds`:
 ``majority@4``, ``best_of@8``, ``pass@2``, ``gpt-4/majority@4``. Model names may contain
 ``'/'`` (``mistralai/Mixtral-8x7B-Instruct-v0.1/majority@1``): the spec is split at its last
 ``'/'``.
@@ -16,10 +17,11 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-__all__ = ["ACTION_KINDS", "Action", "parse_action", "parse_actions"]
+from computealloc.kinds import kind_names
 
-ACTION_KINDS: tuple[str, ...] = ("majority", "best_of", "pass")
-_SPEC_FORM = "'majority@K', 'best_of@K' or 'pass@K', optionally prefixed by 'MODEL/'"
+__all__ = ["Action", "parse_action", "parse_actions"]
+
+_SPEC_FORM = "KIND@K (e.g. 'majority@4'), optionally prefixed by 'MODEL/'"
 
 
 @dataclass(frozen=True)
@@ -46,9 +48,9 @@ class Action:
     model: str | None = None
 
     def __post_init__(self) -> None:
-        if self.kind not in ACTION_KINDS:
+        if self.kind not in kind_names():
             raise ValueError(
-                f"The 'kind' parameter of Action must be one of {', '.join(ACTION_KINDS)}. "
+                f"The 'kind' parameter of Action must be one of {', '.join(kind_names())}. "
                 f"Got {self.kind!r} instead."
             )
         if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:
@@ -106,10 +108,10 @@ def parse_action(spec: str | Action) -> Action:
     kind, at, k_text = body.partition("@")
     if not at:
         raise ValueError(f"Action spec {spec!r} must look like {_SPEC_FORM}.")
-    if kind not in ACTION_KINDS:
+    if kind not in kind_names():
         raise ValueError(
             f"Unknown action kind {kind!r} in spec {spec!r}; "
-            f"expected one of {', '.join(ACTION_KINDS)}."
+            f"expected one of {', '.join(kind_names())}."
         )
     if re.fullmatch(r"[0-9]+", k_text) is None or int(k_text) < 1:
         raise ValueError(

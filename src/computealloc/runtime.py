@@ -37,10 +37,11 @@ from computealloc.backends.base import (
 from computealloc.budget import BudgetController
 from computealloc.calibrate import check_budget
 from computealloc.features import PROBE_FEATURES, PROMPT_FEATURES, probe_features, prompt_features
-from computealloc.grading import extract_answer, normalize
+from computealloc.kinds import Combine, get_kind, kind_names
 from computealloc.policies import BasePolicy, Random, Uniform
 from computealloc.samples import SampleLog
 from computealloc.units import PriceLike, Pricing, pricing_of
+from computealloc.voting import Vote, answer_key, answer_of, majority_vote
 
 __all__ = [
     "AnsweringRuntime",
@@ -58,87 +59,6 @@ __all__ = [
 
 #: ``features(prompts, probes)`` -> one row per prompt with the policy's feature columns.
 FeatureFunction = Callable[[Sequence[str], Sequence[Sequence[Completion]]], pd.DataFrame]
-
-
-@dataclass(frozen=True)
-class Vote:
-    """Outcome of a plurality vote.
-
-    Attributes
-    ----------
-    answer : str or None
-        The winning answer as extracted (not normalised); None when every sample abstained.
-    index : int
-        Position of the winning cluster's first sample (0 when every sample abstained).
-    count : int
-        Votes of the winning cluster.
-    """
-
-    answer: str | None
-    index: int
-    count: int
-
-
-def _answer_of(completion: Completion) -> str | None:
-    """The logged answer of a replayed sample, else the answer extracted from its text."""
-    if completion.from_log:
-        return completion.answer
-    return extract_answer(completion.text)
-
-
-def answer_key(completion: Completion) -> str | None:
-    """The normalised answer a sample votes for; None when it has no answer.
-
-    Two samples vote for the same answer exactly when their keys are equal (the clustering
-    of :func:`majority_vote`).
-    """
-    answer = _answer_of(completion)
-    return None if answer is None else normalize(answer)
-
-
-def majority_vote(
-    completions: Sequence[Completion], *, rng: np.random.Generator | None = None
-) -> Vote:
-    """Plurality vote over the answers of some samples.
-
-    Answers are clustered by :func:`computealloc.grading.normalize`; a sample without an answer
-    abstains. Ties between the largest clusters go to a uniformly random one with ``rng`` (the
-    rule the estimators assume), else to the cluster seen first.
-
-    Parameters
-    ----------
-    completions : sequence of Completion
-        The samples; a replayed sample votes with its logged answer, any other with
-        :func:`computealloc.grading.extract_answer` of its text.
-    rng : numpy.random.Generator, optional
-        Source of the tie-breaking draw.
-
-    Returns
-    -------
-    Vote
-
-    Examples
-    --------
-    >>> votes = [Completion("so \\\\boxed{4}"), Completion("#### 4.0"), Completion("= 5")]
-    >>> majority_vote(votes)
-    Vote(answer='4', index=0, count=2)
-    """
-    if len(completions) == 1:  # the common single-sample case, without normalising
-        answer = _answer_of(completions[0])
-        return Vote(answer, 0, 1) if answer is not None else Vote(None, 0, 0)
-    clusters: dict[str, list[int]] = {}
-    answers: list[str | None] = []
-    for j, completion in enumerate(completions):
-        answer = _answer_of(completion)
-        answers.append(answer)
-        if answer is not None:
-            clusters.setdefault(normalize(answer), []).append(j)
-    if not clusters:
-        return Vote(None, 0, 0)
-    top = max(len(members) for members in clusters.values())
-    tied = [members for members in clusters.values() if len(members) == top]
-    winner = tied[int(rng.integers(len(tied)))] if rng is not None and len(tied) > 1 else tied[0]
-    return Vote(answers[winner[0]], winner[0], top)
 
 
 @dataclass(frozen=True)
@@ -225,9 +145,11 @@ def voted_answer(
     cost: float,
     lam: float,
     rng: np.random.Generator | None,
+    combine: Combine | None = None,
 ) -> RuntimeAnswer:
-    """The answer of a query: the plurality vote over ``voted`` (``drawn``: all it charged)."""
-    vote = majority_vote(voted, rng=rng)
+    """The answer of a query: ``combine`` (by default the plurality vote) over ``voted``
+    (``drawn``: all it charged)."""
+    vote = majority_vote(voted, rng=rng) if combine is None else combine(voted, rng)
     chosen = voted[vote.index]
     abstained = False if chosen.from_log else None
     return RuntimeAnswer(
@@ -379,12 +301,13 @@ class Ledger:
 
 @dataclass(frozen=True)
 class _Plan:
-    """How to execute one action: ``k`` samples of ``arm`` from ``backend``."""
+    """How to execute one action: draw ``k`` samples of ``arm`` from ``backend``, combine."""
 
     spec: str
     k: int
     arm: str
     backend: Backend
+    combine: Combine
 
 
 @dataclass
@@ -574,6 +497,7 @@ class Runtime(AnsweringRuntime):
             cost=cost,
             lam=lam,
             rng=self._rng,
+            combine=plan.combine,
         )
 
     @property
@@ -781,10 +705,12 @@ def _plans(
         raise ValueError("The 'backends' parameter of Runtime must hold at least one backend.")
     plans = []
     for action in actions:
-        if action.kind != "majority":
+        kind = get_kind(action.kind)
+        if kind.combine is None:
+            live = [k for k in kind_names() if get_kind(k).combine is not None]
             raise ValueError(
-                f"The runtime executes majority@K actions only. Got the action {action.spec!r}, "
-                "which needs a verifier score or the gold answer."
+                f"The runtime cannot execute the action {action.spec!r} live: "
+                f"{kind.live_reason}. Kinds that run live: {', '.join(live)}."
             )
         if action.model is None and len(mapping) != 1:
             raise ValueError(
@@ -800,7 +726,7 @@ def _plans(
                 f"it; backends were given for: {', '.join(mapping)}."
             )
         arm = action.model or single_arm or backend.model
-        plans.append(_Plan(action.spec, action.k, arm, backend))
+        plans.append(_Plan(action.spec, kind.draws(action.k), arm, backend, kind.combine))
     return plans
 
 
@@ -909,7 +835,7 @@ def _probe_frame(probes: Sequence[Sequence[Completion]], probe_m: int) -> pd.Dat
             "query_id": f"q{i}",
             "sample_idx": j,
             "model": "live",
-            "answer": _answer_of(c),
+            "answer": answer_of(c),
             "tokens": math.nan if c.output_tokens is None else float(c.output_tokens),
             "response": c.text,
             "score": math.nan,
