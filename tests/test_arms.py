@@ -100,3 +100,40 @@ def test_open_arms(tmp_path, monkeypatch):
         open_arms([keyed])
     monkeypatch.setenv("COMPUTEALLOC_TEST_KEY", "sk-1")
     assert isinstance(open_arms([keyed])["k"], OpenAIBackend)
+
+
+def test_collect_draws_n_samples_from_every_arm_into_one_resumable_log(tmp_path):
+    """``collect --backend NAME=URL --config FILE``: rows labelled with their arm, each arm's
+    parameters sent upstream, a rerun resumes everything."""
+    from typer.testing import CliRunner
+
+    from computealloc.cli import app
+    from computealloc.samples import read_samples
+    from fake_openai_server import make_app, running
+
+    queries = tmp_path / "q.jsonl"
+    queries.write_text(
+        "".join(f'{{"query_id": "q{i}", "prompt": "p{i}", "gold": "2"}}\n' for i in range(6)),
+        encoding="utf-8",
+    )
+    out = tmp_path / "log.jsonl"
+    big, small = make_app(), make_app()
+    with running(big) as big_url, running(small) as small_url:
+        config = tmp_path / "arms.yaml"
+        config.write_text(
+            f"arms:\n  - name: think\n    url: {small_url}\n    model: qwen3\n"
+            "    params: {chat_template_kwargs: {enable_thinking: true}}\n",
+            encoding="utf-8",
+        )
+        args = ["collect", str(queries), "-o", str(out), "-n", "3", "--config", str(config)]
+        first = CliRunner().invoke(app, [*args, "--backend", f"big={big_url}"])
+        assert first.exit_code == 0, first.output
+        again = CliRunner().invoke(app, [*args, "--backend", f"big={big_url}"])
+        assert again.exit_code == 0 and "0 queries collected, 6 resumed" in again.output
+    log = read_samples(out)
+    counts = log.samples.groupby(["model", "query_id"]).size()
+    assert set(counts.index.get_level_values(0)) == {"big", "think"} and set(counts) == {3}
+    assert {b["model"] for b in small.state.bodies} == {"qwen3"}
+    assert all(b["chat_template_kwargs"] == {"enable_thinking": True} for b in small.state.bodies)
+    assert {b["model"] for b in big.state.bodies} == {"big"}
+    assert not any("chat_template_kwargs" in b for b in big.state.bodies)

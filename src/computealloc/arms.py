@@ -156,6 +156,7 @@ def open_arms(
     max_attempts: int = 6,
     seed: int = 0,
     client: Literal["aiohttp", "openai"] = "aiohttp",
+    use_n: bool | Literal["auto"] = "auto",
 ) -> dict[str, Backend]:
     """One backend per arm, by arm name.
 
@@ -167,6 +168,9 @@ def open_arms(
         Upstream key of arms without ``api_key_env``.
     timeout, max_attempts, seed, client
         As :func:`computealloc.server.open_backends`.
+    use_n : bool or "auto"
+        Whether URL arms ask for several samples in one request
+        (:class:`~computealloc.backends.OpenAIBackend`).
 
     Raises
     ------
@@ -192,6 +196,7 @@ def open_arms(
                 timeout=timeout,
                 retry=RetryPolicy(max_attempts=max_attempts),
                 client=client,
+                use_n=use_n,
             )
         plain = not arm.params and backend.model == arm.name
         out[arm.name] = backend if plain else ArmBackend(backend, arm.params, arm.name)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Annotated, Literal, cast
+from typing import Annotated, Any, Literal, cast
 
 import numpy as np
 import pandas as pd
 import typer
 from rich.console import Console
-from rich.progress import ProgressColumn, Task
+from rich.markup import escape
+from rich.progress import ProgressColumn, Task, TaskID
 from rich.table import Table
 from rich.text import Text
 
@@ -251,8 +252,23 @@ def collect_cmd(
     max_failures: Annotated[
         int, typer.Option(help="Queries allowed to fail (rerun retries them).")
     ] = 0,
+    backend: Annotated[
+        list[str],
+        typer.Option(
+            help="NAME=URL (repeatable): one arm per model or mode; n samples per query are "
+            "drawn from each, rows labelled with the arm's name (instead of --base-url)."
+        ),
+    ] = [],  # noqa: B006
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            help="A TOML/YAML file whose `arms` (url, model, api_key_env, params) to sample, "
+            "as for `serve --config`."
+        ),
+    ] = None,
 ) -> None:
-    """Sample n responses per query from an endpoint into a crash-safe, resumable log.
+    """Sample n responses per query from an endpoint (or from each arm) into a crash-safe,
+    resumable log.
 
     Example: computealloc collect queries.jsonl --base-url http://localhost:8000/v1
     --model Qwen/Qwen2.5-7B-Instruct -n 16 -o samples.jsonl
@@ -280,6 +296,28 @@ def collect_cmd(
         _RateColumn(),
         TimeRemainingColumn(),
     )
+    if backend or config is not None:
+        _collect_arms(
+            queries,
+            out,
+            backend,
+            config,
+            n,
+            columns,
+            **{
+                "api_key": api_key,
+                "concurrency": concurrency,
+                "temperature": temperature,
+                "max_tokens": max_tokens,
+                "seed": seed,
+                "timeout": timeout,
+                "max_attempts": max_attempts,
+                "use_n": modes[use_n],
+                "client": _client(client),
+                "max_failures": max_failures,
+            },
+        )
+        return
     with Progress(*columns, console=console) as bar:
         task = bar.add_task("collecting", total=None)
         started: list[bool] = []
@@ -327,6 +365,58 @@ def collect_cmd(
         console.print(
             f"[red]{len(result.failed)} queries failed[/red]: {', '.join(list(result.failed)[:10])}"
         )
+        raise typer.Exit(1)
+
+
+def _collect_arms(
+    queries: Path,
+    out: Path,
+    backend: list[str],
+    config: Path | None,
+    n: int,
+    columns: tuple[ProgressColumn, ...],
+    **options: Any,
+) -> None:
+    """``computealloc collect`` from arms (--backend NAME=URL, --config)."""
+    from rich.progress import Progress
+
+    from computealloc.arms import parse_arm
+    from computealloc.collect import CollectError, CollectProgress, run_collect_arms
+    from computealloc.serve_config import load_arms
+
+    try:
+        arms = [parse_arm(b) for b in backend] + ([] if config is None else load_arms(config))
+    except ValueError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    with Progress(*columns, console=console) as bar:
+        tasks: dict[str, TaskID] = {}
+
+        def on_progress(arm: str, p: CollectProgress) -> None:
+            if arm not in tasks:  # resumed queries must not inflate the rate
+                tasks[arm] = bar.add_task(arm, total=p.total, completed=p.completed)
+            text = f"{arm}: {p.samples} samples, {p.failed} failed"
+            bar.update(tasks[arm], completed=p.completed, description=text)
+
+        try:
+            results = run_collect_arms(queries, out, arms, n=n, progress=on_progress, **options)
+        except (SampleLogError, ValueError) as exc:
+            console.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(2) from exc
+        except CollectError as exc:
+            console.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(1) from exc
+    failed = 0
+    for arm, result in results.items():
+        console.print(
+            f"{escape(arm)}: {result.n_collected} queries collected, {result.n_resumed} "
+            f"resumed; accuracy {_fmt(result.accuracy)}, output tokens {result.output_tokens}, "
+            f"{result.elapsed_s:.1f} s"
+        )
+        failed += len(result.failed)
+    console.print(f"-> {out}")
+    if failed:
+        console.print(f"[red]{failed} queries failed[/red] (a rerun retries them)")
         raise typer.Exit(1)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import functools
 import json
 import os
 import time
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from computealloc.arms import Arm, open_arms
 from computealloc.backends.base import (
     Backend,
     BackendError,
@@ -40,6 +42,7 @@ __all__ = [
     "collect",
     "read_queries",
     "run_collect",
+    "run_collect_arms",
 ]
 
 # Columns collect writes for every sample; a query file may not use them as metadata.
@@ -749,5 +752,79 @@ def run_collect(
                 max_failures=max_failures,
                 progress=progress,
             )
+
+    return asyncio.run(main())
+
+
+def run_collect_arms(
+    queries: str | os.PathLike[str],
+    out_path: str | os.PathLike[str],
+    arms: Sequence[Arm],
+    *,
+    n: int,
+    api_key: str | None = None,
+    concurrency: int = 8,
+    temperature: float = 0.7,
+    max_tokens: int | None = None,
+    seed: int | None = None,
+    timeout: float = 60.0,
+    max_attempts: int = 6,
+    use_n: bool | Literal["auto"] = "auto",
+    client: Literal["aiohttp", "openai"] = "aiohttp",
+    max_failures: int = 0,
+    progress: Callable[[str, CollectProgress], None] | None = None,
+) -> dict[str, CollectResult]:
+    """Draw ``n`` samples per query from every arm into one log, arm after arm.
+
+    Each row's ``model`` is its arm's name (:class:`~computealloc.arms.Arm`), so the log is an
+    ordinary multi-arm log; the arm's request parameters go with each of its requests. Resumable
+    per arm like :func:`collect`: a rerun completes what a crash left, arm by arm.
+
+    Parameters
+    ----------
+    queries, out_path, n, concurrency, temperature, max_tokens, seed, max_failures
+        As in :func:`collect`.
+    arms : sequence of Arm
+        Distinct names.
+    api_key, timeout, max_attempts, use_n, client
+        As in :func:`~computealloc.arms.open_arms`.
+    progress : callable, optional
+        ``progress(arm, CollectProgress)``.
+
+    Returns
+    -------
+    dict of str to CollectResult
+        Per arm, in the given order.
+    """
+
+    async def main() -> dict[str, CollectResult]:
+        backends = open_arms(
+            arms,
+            api_key=api_key,
+            timeout=timeout,
+            max_attempts=max_attempts,
+            seed=seed or 0,
+            client=client,
+            use_n=use_n,
+        )
+        results: dict[str, CollectResult] = {}
+        for name, backend in backends.items():
+            report = None if progress is None else functools.partial(progress, name)
+            try:
+                results[name] = await collect(
+                    queries,
+                    backend,
+                    n=n,
+                    out_path=out_path,
+                    concurrency=concurrency,
+                    temperature=temperature,
+                    max_tokens=max_tokens,
+                    seed=seed,
+                    max_failures=max_failures,
+                    progress=report,
+                )
+            finally:
+                await backend.aclose()
+        return results
 
     return asyncio.run(main())

@@ -35,7 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from computealloc.arms import Arm
 
-__all__ = ["ServeConfig", "ServeConfigError", "load_serve_config"]
+__all__ = ["ServeConfig", "ServeConfigError", "load_arms", "load_serve_config"]
 
 #: CLI flag of each setting, for error messages.
 _FLAGS = {"backend": "--backend", "arms": "arms (config file)", "keys_file": "--keys"}
@@ -124,6 +124,26 @@ def load_serve_config(
     except ValidationError as exc:
         lines = [_line(err) for err in exc.errors()]
         raise ServeConfigError(f"Invalid serve settings ({where}):\n" + "\n".join(lines)) from exc
+
+
+class _Arms(BaseModel):
+    arms: list[Arm] = Field(min_length=1)
+
+
+def load_arms(path: str | os.PathLike[str]) -> list[Arm]:
+    """The ``arms`` of a TOML/YAML config file (other keys are serve's and ignored here).
+
+    Raises
+    ------
+    ServeConfigError
+        Naming the file and each bad key.
+    """
+    values = _read(Path(path))
+    try:
+        return _Arms.model_validate({"arms": values.get("arms", [])}).arms
+    except ValidationError as exc:
+        lines = [_line(err) for err in exc.errors()]
+        raise ServeConfigError(f"Invalid arms ({path}):\n" + "\n".join(lines)) from exc
 
 
 def _read(path: Path) -> dict[str, Any]:
