@@ -189,7 +189,7 @@ def test_solve_infeasible_budget_exits_2(tmp_path: Path) -> None:
     OutcomeTable([[0.5, 0.6]], [[1.0, 2.0]]).save(tmp_path / "t.parquet")
     res = runner.invoke(app, ["solve", str(tmp_path / "t.parquet"), "--budget", "0.5"])
     assert res.exit_code == 2
-    assert "below the minimum mean cost" in res.output
+    assert "The budget 0.5 of solve is infeasible" in res.output
 
 
 def test_fit_writes_a_loadable_policy(tmp_path: Path) -> None:

@@ -429,7 +429,7 @@ def test_routing_metrics_of_random_and_perfect_routers():
         ({"methods": ["oracle", "magic"]}, "The 'methods' parameter of evaluate must be"),
         ({"probe_m": -1}, "The 'probe_m' parameter of evaluate must be"),
         ({"cost": "joules"}, "The 'cost' parameter of evaluate must be one of"),
-        ({"budgets": [0.5]}, "The budget 0.5 of evaluate is infeasible"),
+        ({"budgets": [0.5]}, r"The budget 0.5 of evaluate \(protocol 'in-sample'\) is infeasible"),
         ({"prices": {"other": 1.0}}, "has no price for arm 'm'"),
     ],
 )

@@ -25,35 +25,19 @@ from dataclasses import replace
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from computealloc.checks import check_budget
 from computealloc.oracle import solve
 from computealloc.table import Allocation, OutcomeTable
 
 __all__ = [
     "apply_lambda",
     "calibrate_lambda",
-    "check_budget",
     "lagrangian_bracket",
     "solve_scores",
 ]
 
 #: Relative tolerance under which two Lagrangian values count as tied.
 TIE_RTOL = 1e-9
-
-
-def check_budget(budget: object, where: str) -> float:
-    """Validate a budget (a finite real number > 0) for the function or method ``where``."""
-    value = (
-        float(budget)
-        if isinstance(budget, (int, float, np.integer, np.floating))
-        and not isinstance(budget, bool)
-        else float("nan")
-    )
-    if not np.isfinite(value) or value <= 0:
-        raise ValueError(
-            f"The 'budget' parameter of {where} must be a float in (0, inf). Got {budget!r} "
-            "instead."
-        )
-    return value
 
 
 def _scores_costs_iv(

@@ -17,6 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from computealloc import datasets
+from computealloc.checks import check_budget
 from computealloc.samples import SampleLog, SampleLogError, read_samples
 from computealloc.table import OutcomeTable, atomic_write
 from computealloc.units import Pricing
@@ -168,6 +169,14 @@ PriceOpt = Annotated[
         "E.g. --price gpt-4=1 --price mixtral=0 makes the cost the number of GPT-4 calls.",
     ),
 ]
+
+
+def _budget_flag(value: float) -> float:
+    """--budget checked at the command line, so that the error names the flag."""
+    try:
+        return check_budget(value, "--budget")
+    except ValueError as exc:
+        raise typer.BadParameter(f"must be a number in (0, inf). Got {value!r}.") from exc
 
 
 def _pricing(cost: str, price: list[str]) -> Pricing:
@@ -565,7 +574,10 @@ def _ibpo_train(
 @app.command("solve")
 def solve_cmd(
     table_path: Annotated[Path, typer.Argument(help="OutcomeTable written by `estimate`.")],
-    budget: Annotated[float, typer.Option("--budget", "-b", help="Mean cost per query.")],
+    budget: Annotated[
+        float,
+        typer.Option("--budget", "-b", help="Mean cost per query.", callback=_budget_flag),
+    ],
     method: Annotated[str, typer.Option(help="exact, bisection or highs.")] = "exact",
     certify: Annotated[
         bool, typer.Option(help="Also solve the integer program (MILP) and report the gap.")
@@ -754,7 +766,9 @@ def serve_cmd(
 @app.command("fit")
 def fit_cmd(
     log: LogArg,
-    budget: Annotated[float, typer.Option(help="Mean cost per query to calibrate to.")],
+    budget: Annotated[
+        float, typer.Option(help="Mean cost per query to calibrate to.", callback=_budget_flag)
+    ],
     out: Annotated[Path, typer.Option("-o", "--out", help="Policy file to write (JSON).")],
     method: Annotated[
         str,
@@ -886,9 +900,12 @@ def evaluate_cmd(
     pricing = _pricing(cost, price)
     sample_log = _open_log(log, repeats)
     try:
-        budget_list = [float(b) for b in budgets.split(",")]
+        budget_list = [check_budget(float(b), "--budgets") for b in budgets.split(",")]
     except ValueError as exc:
-        console.print(f"[red]error:[/red] --budgets must be comma-separated numbers: {budgets!r}")
+        console.print(
+            f"[red]error:[/red] --budgets must be comma-separated numbers in (0, inf). "
+            f"Got {escape(repr(budgets))}."
+        )
         raise typer.Exit(2) from exc
     protocols = PROTOCOLS if protocol == "both" else (protocol,)
     method_list = (

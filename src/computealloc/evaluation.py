@@ -86,6 +86,7 @@ import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 
 from computealloc.actions import Action, parse_actions
+from computealloc.checks import FEASIBLE_RTOL, check_feasible
 from computealloc.estimate import default_actions, estimate, query_golds
 from computealloc.features import build_features, probe_mask
 from computealloc.oracle import solve
@@ -367,7 +368,7 @@ def _oracle_decision(table: OutcomeTable, budget: float) -> _Decision:
 
 
 def _feasible(table: OutcomeTable, budget: float) -> bool:
-    return bool(table.C.mean(axis=0).min() <= budget * (1 + 1e-12))
+    return bool(table.C.mean(axis=0).min() * (1 - FEASIBLE_RTOL) <= budget)
 
 
 def _learned(
@@ -798,11 +799,7 @@ def _check_args(
 def _check_budgets(table: OutcomeTable, budgets: list[float], protocol: str) -> None:
     """Every budget must afford the cheapest action on average (uniform's floor)."""
     cheapest = float(table.C.mean(axis=0).min())
-    if budgets[0] < cheapest * (1 - 1e-12):
-        raise ValueError(
-            f"The budget {budgets[0]:g} of evaluate is infeasible under protocol {protocol!r}: "
-            f"the cheapest action costs {cheapest:g} per query on average."
-        )
+    check_feasible(budgets[0], cheapest, f"evaluate (protocol {protocol!r})")
 
 
 def _protocol_actions(

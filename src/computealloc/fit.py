@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from computealloc.actions import Action, parse_actions
-from computealloc.calibrate import check_budget
+from computealloc.checks import check_budget
 from computealloc.estimate import default_actions, estimate, query_golds
 from computealloc.features import build_features, probe_mask
 from computealloc.policies import (

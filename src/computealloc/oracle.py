@@ -36,6 +36,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import optimize, sparse
 
+from computealloc.checks import check_budget, check_feasible
 from computealloc.table import Allocation, OutcomeTable
 
 __all__ = ["Certificate", "certify", "solve"]
@@ -45,7 +46,6 @@ _SELECT_SMALL = 1 << 14  # below this many increments the cut slope is found by 
 _SELECT_SAMPLE = 1 << 12  # increments sampled to place the selection pivots
 _BLOCK = 1 << 14  # queries per block in column sweeps (a block's arrays stay in cache)
 _X_TOL = 1e-9  # an LP variable below this is read as zero
-_FEASIBLE_RTOL = 1e-12  # a budget this far (relatively) under the minimum cost is the minimum
 
 _Mix = tuple[int, int, int]  # (query, action_low, action_high) before the weight is known
 
@@ -165,7 +165,7 @@ def solve(
     'slack'
     """
     _check_table(table, "solve")
-    value = _check_budget(budget, "solve")
+    value = check_budget(budget, "solve")
     if method not in _METHODS:
         raise ValueError(
             "The 'method' parameter of solve must be one of {'bisection', 'exact', 'highs'}. "
@@ -174,7 +174,7 @@ def solve(
     rel_tol = _check_in_range(tol, "tol", "solve", 0.0, 1.0)
     cols = _by_cost(table.P, table.C)
     floor, best, best_cost = _extremes(cols.ps, cols.cs)
-    _check_feasible(floor, value)
+    check_feasible(value, floor, "solve", "allocation")
     if best_cost <= value:
         return _package(table, value, cols.actions(best), None, 0.0, "slack")
     spend = max(value, floor)  # within rounding of the minimum: the minimum
@@ -223,8 +223,9 @@ def certify(table: OutcomeTable, budget: float, *, time_limit: float = 60.0) -> 
     ('optimal', [0, 0], 0.133333)
     """
     _check_table(table, "certify")
-    value = _check_budget(budget, "certify")
+    value = check_budget(budget, "certify")
     limit = _check_in_range(time_limit, "time_limit", "certify", 0.0, math.inf, closed=True)
+    check_feasible(value, float(table.C.min(axis=1).mean()), "certify", "allocation")
     lp = solve(table, value)
     gap_bound = 0.0
     if lp.mix is not None:
@@ -269,20 +270,6 @@ def _check_in_range(
             f"The '{name}' parameter of {caller} must be {expected}. Got {number!r} instead."
         )
     return number
-
-
-def _check_budget(budget: object, caller: str) -> float:
-    return _check_in_range(budget, "budget", caller, 0.0, math.inf)
-
-
-def _check_feasible(floor: float, budget: float) -> None:
-    """Infeasible below the cheapest actions' mean cost (a 1e-12 relative slack absorbs the
-    rounding of callers that compute that mean another way)."""
-    if budget < floor * (1.0 - _FEASIBLE_RTOL):
-        raise ValueError(
-            f"Budget {budget!r} is below the minimum mean cost {floor!r} of the cheapest "
-            "actions; the problem is infeasible."
-        )
 
 
 # --------------------------------------------------------------------------- shared pieces

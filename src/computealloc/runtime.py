@@ -35,7 +35,7 @@ from computealloc.backends.base import (
     sampling_params,
 )
 from computealloc.budget import BudgetController
-from computealloc.calibrate import check_budget
+from computealloc.checks import check_budget, check_feasible
 from computealloc.features import PROBE_FEATURES, PROMPT_FEATURES, probe_features, prompt_features
 from computealloc.kinds import Combine, get_kind, kind_names
 from computealloc.policies import BasePolicy, Random, Uniform
@@ -656,11 +656,9 @@ def _check_policy(policy: object) -> None:
 def _check_budget(budget: object, costs: NDArray[np.float64], policy: BasePolicy) -> float:
     value = check_budget(budget, "Runtime")
     cheapest = int(np.argmin(costs))
-    if value < costs[cheapest]:
-        raise ValueError(
-            f"The budget {value:g} of Runtime is infeasible: the cheapest action "
-            f"{policy.actions_[cheapest]!r} costs {costs[cheapest]:g} per query on average."
-        )
+    check_feasible(
+        value, float(costs[cheapest]), "Runtime", f"action {policy.actions_[cheapest]!r}"
+    )
     return value
 
 

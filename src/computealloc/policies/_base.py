@@ -23,7 +23,8 @@ from numpy.typing import ArrayLike, NDArray
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
 
-from computealloc.calibrate import apply_lambda, calibrate_lambda, check_budget, solve_scores
+from computealloc.calibrate import apply_lambda, calibrate_lambda, solve_scores
+from computealloc.checks import check_budget
 from computealloc.table import Allocation, OutcomeTable
 
 __all__ = ["BasePolicy", "BoostedPolicy", "check_budget", "check_rows", "mixed_mean", "row_ids"]

@@ -20,6 +20,7 @@ from numpy.typing import ArrayLike
 from scipy.optimize import brentq
 from scipy.special import softmax
 
+from computealloc.checks import check_feasible
 from computealloc.policies._base import (
     BasePolicy,
     Float,
@@ -37,12 +38,8 @@ __all__ = ["LengthHeuristic", "Random", "Uniform", "budget_bracket", "budget_mat
 def _check_feasible(costs: Float, budget: float, actions: tuple[str, ...], where: str) -> None:
     """The budget must cover the cheapest action; unnamed actions are called ``a0, a1, ...``."""
     cheapest = int(np.argmin(costs))
-    if budget < costs[cheapest]:
-        name = actions[cheapest] if actions else f"a{cheapest}"
-        raise ValueError(
-            f"The budget {budget:g} of {where} is infeasible: the cheapest action "
-            f"{name!r} costs {costs[cheapest]:g} per query on average."
-        )
+    name = actions[cheapest] if actions else f"a{cheapest}"
+    check_feasible(budget, float(costs[cheapest]), where, f"action {name!r}")
 
 
 def budget_bracket(

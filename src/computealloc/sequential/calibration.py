@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 
-from computealloc.calibrate import check_budget
+from computealloc.checks import check_budget
 from computealloc.sequential._checks import _prior_array
 from computealloc.sequential.pools import AnswerPools, Trajectories, _replay_cached
 from computealloc.sequential.rules import StoppingRule

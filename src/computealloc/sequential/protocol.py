@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from computealloc.calibrate import check_budget
+from computealloc.checks import check_budget
 from computealloc.estimate import majority_accuracy
 from computealloc.features import build_features
 from computealloc.samples import SampleLog
