@@ -38,6 +38,7 @@ class ChatRequest(BaseModel):
     temperature: float = 1.0
     max_tokens: int | None = None
     seed: int | None = None
+    continue_final_message: bool = False
 
     @property
     def prompt(self) -> str:

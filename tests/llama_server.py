@@ -94,13 +94,20 @@ class LlamaServer:
         The GGUF file.
     log : Path
         Where the server's output goes.
+    template : Path, optional
+        A Jinja chat template file (``--jinja --chat-template-file``); by default the built-in
+        ``gemma`` template without Jinja, which closes a final assistant message.
     """
 
-    def __init__(self, model: Path, log: Path) -> None:
+    def __init__(self, model: Path, log: Path, template: Path | None = None) -> None:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}/v1"
-        args = [str(binary()), "-m", str(model), "-a", MODEL, "--no-jinja"]
-        args += ["--chat-template", "gemma", "-c", str(CONTEXT), "-np", str(SLOTS)]
+        args = [str(binary()), "-m", str(model), "-a", MODEL]
+        if template is None:
+            args += ["--no-jinja", "--chat-template", "gemma"]
+        else:
+            args += ["--jinja", "--chat-template-file", str(template)]
+        args += ["-c", str(CONTEXT), "-np", str(SLOTS)]
         args += ["-t", str(threads()), "--host", "127.0.0.1", "--port", str(self.port)]
         self.log = log
         with log.open("wb") as out:

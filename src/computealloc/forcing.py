@@ -1,0 +1,360 @@
+"""Budget forcing and checkpoint early exit against a live server.
+
+A reasoning model thinks, then answers. *Budget forcing* caps the thinking at ``T`` tokens and
+then forces an answer by appending a suffix (``"</think>\\n\\nFinal answer:"``) to the partial
+thought; *checkpoint early exit* probes the forced answer at several points of the thought and
+stops once it has settled (the same answer at ``W`` checkpoints in a row). Both need a server
+that continues a partial assistant message (:data:`CONTINUATIONS`):
+
+* vLLM and SGLang: the chat request fields ``continue_final_message: true`` and
+  ``add_generation_prompt: false``; serve without a reasoning parser so that the thought comes
+  back in ``content``.
+* llama.cpp's ``llama-server``: started with ``--jinja`` and a chat template that leaves a final
+  assistant message open, it continues a conversation that ends with an assistant message
+  (its reply repeats that message, which is removed here).
+
+The thought runs in segments: one request up to the first checkpoint, then one continuation per
+further checkpoint (the server's prefix cache keeps the re-sent thought from being decoded
+again), a probe at each checkpoint where the rule needs one (the thought plus the suffix,
+``answer_tokens`` at most) and the forced answer at the last checkpoint (the cap). A thought
+that ends on its own before the cap (finish reason ``"stop"``) is the answer as it stands.
+Every output token (thinking, probes, answer) is counted in the :class:`Thought`; prompt
+tokens are summed over the requests as the server reports them.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from computealloc.backends.base import (
+    Backend,
+    BackendError,
+    Completion,
+    Prompt,
+    check_params,
+    to_messages,
+)
+from computealloc.grading import extract_answer, normalize
+
+__all__ = [
+    "CONTINUATIONS",
+    "DEFAULT_SUFFIX",
+    "Continuation",
+    "Segment",
+    "ThinkingPlan",
+    "Thought",
+    "think",
+]
+
+#: What is appended to a partial thought to force the answer.
+DEFAULT_SUFFIX = "\n</think>\n\nFinal answer:"
+
+
+@dataclass(frozen=True)
+class Continuation:
+    """How a server continues a partial assistant message.
+
+    Attributes
+    ----------
+    name : str
+        The server family.
+    params : mapping
+        Request fields that ask for the continuation (merged into a continuation request).
+    echoes : bool
+        Whether the reply repeats the continued message before the new text (removed here).
+    """
+
+    name: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+    echoes: bool = False
+
+
+#: Continuation dialects by server family; ``llama.cpp`` is tested against the real
+#: ``llama-server``, ``vllm`` against a fake that follows vLLM's documented fields, ``sglang``
+#: is untested here.
+CONTINUATIONS: dict[str, Continuation] = {
+    "vllm": Continuation("vllm", {"continue_final_message": True, "add_generation_prompt": False}),
+    "sglang": Continuation(
+        "sglang", {"continue_final_message": True, "add_generation_prompt": False}
+    ),
+    "llama.cpp": Continuation("llama.cpp", echoes=True),
+}
+
+
+@dataclass(frozen=True)
+class ThinkingPlan:
+    """Where to probe a thought and when to stop it.
+
+    Parameters
+    ----------
+    checkpoints : sequence of int
+        Strictly increasing thinking-token counts ``> 0``; the last one is the cap.
+    settle : int or None
+        Stop at the first checkpoint whose probed answer equals the answers of the ``settle - 1``
+        checkpoints before it (``settle >= 1``); None probes only at the cap (budget forcing).
+    answer_tokens : int
+        Output tokens allowed to a probe and to the forced answer (``>= 1``).
+    suffix : str
+        Appended to the partial thought to force the answer.
+
+    Raises
+    ------
+    ValueError
+        When a field is out of its range.
+    """
+
+    checkpoints: tuple[int, ...]
+    settle: int | None = None
+    answer_tokens: int = 32
+    suffix: str = DEFAULT_SUFFIX
+
+    def __post_init__(self) -> None:
+        points = tuple(self.checkpoints)
+        if (
+            not points
+            or not all(isinstance(t, int) and not isinstance(t, bool) and t > 0 for t in points)
+            or any(b <= a for a, b in itertools.pairwise(points))
+        ):
+            raise ValueError(
+                "The checkpoints of a ThinkingPlan must be strictly increasing positive "
+                f"token counts. Got {self.checkpoints!r} instead."
+            )
+        object.__setattr__(self, "checkpoints", points)
+        if self.settle is not None and (isinstance(self.settle, bool) or self.settle < 1):
+            raise ValueError(f"The settle of a ThinkingPlan must be >= 1. Got {self.settle!r}.")
+        if isinstance(self.answer_tokens, bool) or self.answer_tokens < 1:
+            raise ValueError(
+                f"The answer_tokens of a ThinkingPlan must be >= 1. Got {self.answer_tokens!r}."
+            )
+        if not isinstance(self.suffix, str) or not self.suffix:
+            raise ValueError("The suffix of a ThinkingPlan must be a non-empty str.")
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One request of a thought.
+
+    Attributes
+    ----------
+    kind : {"think", "probe", "answer"}
+    prompt_tokens : int or None
+        As the server reported them.
+    output_tokens : int
+    finish_reason : str or None
+    """
+
+    kind: Literal["think", "probe", "answer"]
+    prompt_tokens: int | None
+    output_tokens: int
+    finish_reason: str | None
+
+
+@dataclass(frozen=True)
+class Thought:
+    """A thought run under a :class:`ThinkingPlan`.
+
+    Attributes
+    ----------
+    text : str
+        The answer text: what followed the suffix at the stop, or the whole reply when the
+        thought ended on its own.
+    answer : str or None
+        The answer extracted from ``text``.
+    think_tokens : int
+        Output tokens of the thinking segments (with the answer, when the thought ended on
+        its own).
+    probe_tokens : int
+        Output tokens of the probes before the stop.
+    answer_tokens : int
+        Output tokens of the answer at the stop (0 when the thought ended on its own).
+    stop : {"natural", "settled", "cap"}
+        Why the thought stopped.
+    probes : tuple of (int, str or None)
+        ``(thinking tokens so far, answer)`` at every probe, the stop's included.
+    segments : tuple of Segment
+        Every request, in order.
+    """
+
+    text: str
+    answer: str | None
+    think_tokens: int
+    probe_tokens: int
+    answer_tokens: int
+    stop: Literal["natural", "settled", "cap"]
+    probes: tuple[tuple[int, str | None], ...]
+    segments: tuple[Segment, ...]
+
+    @property
+    def output_tokens(self) -> int:
+        """Every output token spent: thinking, probes and the answer."""
+        return self.think_tokens + self.probe_tokens + self.answer_tokens
+
+    @property
+    def prompt_tokens(self) -> int | None:
+        """Prompt tokens summed over the requests (None when a request did not report them)."""
+        counts = [s.prompt_tokens for s in self.segments]
+        return None if any(c is None for c in counts) else sum(c for c in counts if c is not None)
+
+    def completion(self) -> Completion:
+        """The thought as one :class:`~computealloc.backends.Completion` (every output token)."""
+        return Completion(
+            text=self.text,
+            output_tokens=self.output_tokens,
+            finish_reason="stop",
+            prompt_tokens=self.prompt_tokens,
+        )
+
+
+async def think(
+    backend: Backend,
+    prompt: Prompt,
+    plan: ThinkingPlan,
+    *,
+    continuation: Continuation,
+    params: Mapping[str, Any] | None = None,
+    extract: Callable[[str], str | None] = extract_answer,
+) -> Thought:
+    """Run one thought under ``plan`` (see the module).
+
+    Parameters
+    ----------
+    backend : Backend
+        The server, reached through one sample per request.
+    prompt : str or conversation
+        The query.
+    plan : ThinkingPlan
+    continuation : Continuation
+        How the server continues a partial assistant message (:data:`CONTINUATIONS`).
+    params : mapping, optional
+        Request fields of every request (``temperature``, ``seed``, ...); ``max_tokens`` is set
+        here per request and may not be given.
+    extract : callable
+        The answer of a text (compared after :func:`~computealloc.grading.normalize`).
+
+    Returns
+    -------
+    Thought
+
+    Raises
+    ------
+    ValueError
+        When ``params`` holds ``max_tokens`` or a reserved field.
+    BackendError
+        When a request fails, or the server reports no token usage (the tokens could not be
+        counted).
+    """
+    base = check_params(params, "think")
+    if "max_tokens" in base:
+        raise ValueError(
+            "The 'params' of think must not set 'max_tokens': the plan sets it per request."
+        )
+    run = _Run(backend, to_messages(prompt), base, continuation)
+    thought = ""
+    for i, cap in enumerate(plan.checkpoints):
+        if cap > run.thinking:
+            text, reason = await run.request("think", thought, cap - run.thinking)
+            thought += text
+            if reason != "length":
+                return run.result(thought, extract(thought), "natural")
+        last = i == len(plan.checkpoints) - 1
+        if plan.settle is None and not last:
+            continue
+        kind: Literal["probe", "answer"] = "answer" if last else "probe"
+        text, _ = await run.request(kind, thought + plan.suffix, plan.answer_tokens)
+        answer = extract(text)
+        run.probes.append((run.thinking, answer))
+        if last:
+            return run.result(text, answer, "cap")
+        if plan.settle is not None and _settled(run.probes, plan.settle):
+            run.retag_last_probe()
+            return run.result(text, answer, "settled")
+    raise AssertionError("unreachable: the last checkpoint always returns")
+
+
+def _settled(probes: Sequence[tuple[int, str | None]], window: int) -> bool:
+    """Whether the last ``window`` probed answers exist and are equal."""
+    if len(probes) < window:
+        return False
+    keys = {None if a is None else normalize(a) for _, a in probes[-window:]}
+    return len(keys) == 1 and None not in keys
+
+
+class _Run:
+    """The requests of one thought and their token counts."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        messages: list[dict[str, Any]],
+        params: dict[str, Any],
+        continuation: Continuation,
+    ) -> None:
+        self.backend = backend
+        self.messages = messages
+        self.params = params
+        self.continuation = continuation
+        self.segments: list[Segment] = []
+        self.probes: list[tuple[int, str | None]] = []
+
+    @property
+    def thinking(self) -> int:
+        """Thinking tokens generated so far."""
+        return sum(s.output_tokens for s in self.segments if s.kind == "think")
+
+    async def request(
+        self, kind: Literal["think", "probe", "answer"], prefix: str, max_tokens: int
+    ) -> tuple[str, str | None]:
+        """Continue ``prefix`` (a fresh reply when empty) by at most ``max_tokens`` tokens."""
+        params = {**self.params, "max_tokens": max_tokens}
+        messages = self.messages
+        if prefix:
+            messages = [*messages, {"role": "assistant", "content": prefix}]
+            params.update(self.continuation.params)
+        (reply,) = await self.backend.sample(messages, 1, params=params)
+        if reply.output_tokens is None:
+            raise BackendError(
+                f"The server behind {self.backend.model!r} reported no token usage; a thought "
+                "under a thinking plan needs it to count its tokens.",
+                retryable=False,
+            )
+        text = reply.text
+        if prefix and self.continuation.echoes:
+            if not text.startswith(prefix):
+                raise BackendError(
+                    f"The server behind {self.backend.model!r} did not continue the partial "
+                    f"assistant message (its reply does not repeat it, as a "
+                    f"{self.continuation.name} server's does).",
+                    retryable=False,
+                )
+            text = text[len(prefix) :]
+        self.segments.append(
+            Segment(kind, reply.prompt_tokens, reply.output_tokens, reply.finish_reason)
+        )
+        return text, reply.finish_reason
+
+    def retag_last_probe(self) -> None:
+        """The probe that settled the thought is its answer."""
+        last = self.segments[-1]
+        self.segments[-1] = Segment(
+            "answer", last.prompt_tokens, last.output_tokens, last.finish_reason
+        )
+
+    def result(
+        self, text: str, answer: str | None, stop: Literal["natural", "settled", "cap"]
+    ) -> Thought:
+        def tokens(kind: str) -> int:
+            return sum(s.output_tokens for s in self.segments if s.kind == kind)
+
+        return Thought(
+            text=text,
+            answer=answer,
+            think_tokens=tokens("think"),
+            probe_tokens=tokens("probe"),
+            answer_tokens=tokens("answer"),
+            stop=stop,
+            probes=tuple(self.probes),
+            segments=tuple(self.segments),
+        )

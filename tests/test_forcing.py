@@ -1,0 +1,167 @@
+"""Budget forcing and checkpoint early exit (computealloc.forcing) against a fake reasoning
+server that follows vLLM's and llama.cpp's continuation, and the continuation mechanics
+against the real llama-server."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import llama_server
+from computealloc.backends import OpenAIBackend, RetryPolicy
+from computealloc.forcing import CONTINUATIONS, ThinkingPlan, Thought, think
+from fake_openai_server import make_app, running
+from fake_reasoning import trace_of
+
+PROMPTS = [f"question {i}" for i in range(40)]
+
+
+@pytest.fixture(scope="module", params=["vllm", "llama.cpp"])
+def server(request: pytest.FixtureRequest) -> Iterator[tuple[str, str, list[int]]]:
+    from fake_reasoning import reasoning
+
+    served: list[int] = []
+    with running(make_app(reasoning(request.param, served))) as url:
+        yield url, request.param, served
+
+
+def _think(url: str, dialect: str, prompt: str, plan: ThinkingPlan) -> Thought:
+    async def main() -> Thought:
+        backend = OpenAIBackend(url, "fake-r1", retry=RetryPolicy(max_attempts=1))
+        try:
+            return await think(backend, prompt, plan, continuation=CONTINUATIONS[dialect])
+        finally:
+            await backend.aclose()
+
+    return asyncio.run(main())
+
+
+def _expected(prompt: str, plan: ThinkingPlan) -> tuple[str, str, int, int]:
+    """Brute force over the known trace: (stop, answer, thinking tokens, probes)."""
+    trace = trace_of(prompt)
+    seen: list[str] = []
+    for i, cap in enumerate(plan.checkpoints):
+        if cap >= len(trace.words):
+            return "natural", trace.answers[-1], len(trace.words), len(seen)
+        last = i == len(plan.checkpoints) - 1
+        if plan.settle is None and not last:
+            continue
+        seen.append(trace.answers[min(cap, trace.length)])
+        if last:
+            return "cap", seen[-1], cap, len(seen) - 1
+        window = seen[-plan.settle :] if plan.settle else []
+        if plan.settle and len(window) == plan.settle and len(set(window)) == 1:
+            return "settled", seen[-1], cap, len(seen) - 1
+    raise AssertionError
+
+
+@pytest.mark.parametrize("plan", [ThinkingPlan((48,)), ThinkingPlan((10, 30, 60, 90), settle=2)])
+def test_thinking_plans_stop_answer_and_count_every_token(server, plan):
+    url, dialect, served = server
+    for prompt in PROMPTS:
+        before = len(served)
+        got = _think(url, dialect, prompt, plan)
+        stop, answer, thinking, probes = _expected(prompt, plan)
+        assert (got.stop, got.answer, got.think_tokens) == (stop, answer, thinking), prompt
+        assert got.probe_tokens == probes  # one token per probe in the fake
+        assert got.answer_tokens == (0 if stop == "natural" else 1)
+        # the ledger's count is every token the server produced for this thought
+        assert got.output_tokens == sum(served[before:])
+        assert len(got.segments) == len(served) - before
+
+
+def test_budget_forcing_caps_the_thinking_exactly(server):
+    url, dialect, _ = server
+    long = next(p for p in PROMPTS if trace_of(p).length > 60)
+    got = _think(url, dialect, long, ThinkingPlan((16, 32, 50)))
+    assert got.stop == "cap" and got.think_tokens == 50
+    assert [s.kind for s in got.segments] == ["think", "think", "think", "answer"]
+    assert got.answer == trace_of(long).answers[50]
+
+
+def test_early_exit_saves_tokens_against_the_full_thought(server):
+    url, dialect, _ = server
+    plan = ThinkingPlan(tuple(range(8, 200, 8)), settle=3)
+    full = sum(len(trace_of(p).words) for p in PROMPTS)
+    spent = sum(_think(url, dialect, p, plan).output_tokens for p in PROMPTS)
+    assert spent < full
+
+
+def test_a_plan_is_validated():
+    for bad in [(), (0,), (5, 5), (10, 3)]:
+        with pytest.raises(ValueError, match="strictly increasing"):
+            ThinkingPlan(bad)
+    with pytest.raises(ValueError, match="settle"):
+        ThinkingPlan((4,), settle=0)
+    with pytest.raises(ValueError, match="answer_tokens"):
+        ThinkingPlan((4,), answer_tokens=0)
+
+
+def test_max_tokens_in_params_is_refused():
+    async def main() -> None:
+        backend = OpenAIBackend("http://127.0.0.1:9/v1", "m")
+        try:
+            await think(
+                backend,
+                "q",
+                ThinkingPlan((4,)),
+                continuation=CONTINUATIONS["vllm"],
+                params={"max_tokens": 3},
+            )
+        finally:
+            await backend.aclose()
+
+    with pytest.raises(ValueError, match="max_tokens"):
+        asyncio.run(main())
+
+
+# --- the real llama-server: continuation of a partial assistant message ----------------------
+
+TEMPLATE = Path(__file__).with_name("gemma_prefill.jinja")
+
+
+@pytest.fixture(scope="module")
+def llama_jinja(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    reason = llama_server.missing()
+    if reason:
+        pytest.skip(reason)
+    log = tmp_path_factory.mktemp("llama-jinja") / "log"
+    server = llama_server.LlamaServer(llama_server.model_file(), log, template=TEMPLATE)
+    try:
+        yield server.url
+    finally:
+        server.kill()
+
+
+@pytest.mark.real_server
+def test_llama_server_continues_the_thought_in_place(llama_jinja):
+    plan = ThinkingPlan((6, 12), settle=None, answer_tokens=4)
+
+    async def main() -> Thought:
+        backend = OpenAIBackend(llama_jinja, llama_server.MODEL, retry=RetryPolicy(max_attempts=2))
+        try:
+            return await think(
+                backend,
+                "Count slowly from one to twenty, in words.",
+                plan,
+                continuation=CONTINUATIONS["llama.cpp"],
+                params={"temperature": 0, "seed": 0},
+            )
+        finally:
+            await backend.aclose()
+
+    got = asyncio.run(main())
+    first, second, answer = got.segments
+    assert (first.kind, second.kind, answer.kind) == ("think", "think", "answer")
+    assert (first.output_tokens, second.output_tokens) == (6, 6)  # stopped at N tokens
+    assert first.finish_reason == second.finish_reason == "length"
+    # continued in place: the second prompt is the first plus the 6 tokens of thought (a new
+    # turn would add the template's end-of-turn and start-of-turn tokens)
+    assert first.prompt_tokens is not None and second.prompt_tokens is not None
+    assert second.prompt_tokens == first.prompt_tokens + 6
+    assert answer.prompt_tokens is not None and answer.prompt_tokens > second.prompt_tokens + 6
+    assert 1 <= answer.output_tokens <= 4
+    assert got.think_tokens == 12 and got.output_tokens == 12 + answer.output_tokens
