@@ -1,11 +1,13 @@
 """A fake reasoning model behind the fake OpenAI server, for tests of budget forcing.
 
-Each prompt has a deterministic trace (:func:`trace_of`): ``length`` thinking words, then
-``</think>`` and the final answer. The answer the model would give if forced after ``t``
-thinking words is ``answers[t]``; it wanders before the trace's ``settle`` point and is the
-final answer from there on. A request whose last message is an assistant message continues
-it (when the dialect says so): a thought is continued word by word, and a thought that ends
-with the forcing suffix is answered with ``answers[t]`` (one token). One word is one token.
+Each prompt (and request seed) has a deterministic trace (:func:`trace_of`): ``length``
+thinking words, then ``</think>`` and the final answer. The answer the model would give if
+forced after ``t`` thinking words is ``answers[t]``; it wanders before the trace's ``settle``
+point and is the final answer from there on. A prompt's correct answer is :func:`gold_of`;
+harder prompts (by their hash) think longer and end on it less often. A request whose last
+message is an assistant message continues it (when the dialect says so): a thought is
+continued word by word, and a thought that ends with the forcing suffix is answered with
+``answers[t]`` (one token). One word is one token.
 """
 
 from __future__ import annotations
@@ -36,12 +38,23 @@ class Trace:
         return [WORD] * self.length + ["</think>", f"\\boxed{{{self.answers[-1]}}}"]
 
 
-def trace_of(prompt: str) -> Trace:
-    """The deterministic trace of ``prompt``."""
-    rng = random.Random(int.from_bytes(hashlib.sha256(prompt.encode()).digest()[:8], "little"))
-    length = rng.randint(20, 120)
+def _rng(key: str) -> random.Random:
+    return random.Random(int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "little"))
+
+
+def gold_of(prompt: str) -> str:
+    """The correct answer of ``prompt``."""
+    return str(_rng(prompt).randint(0, 9))
+
+
+def trace_of(prompt: str, seed: int | None = None) -> Trace:
+    """The deterministic trace of ``prompt`` under a request ``seed``."""
+    difficulty = _rng(f"difficulty|{prompt}").random()
+    rng = _rng(prompt if seed is None else f"{prompt}|{seed}")
+    length = rng.randint(20, 40 + int(160 * difficulty))
     settle = rng.randint(0, length)
-    final = str(rng.randint(0, 9))
+    gold = gold_of(prompt)
+    final = gold if rng.random() < 0.95 - 0.6 * difficulty else str((int(gold) + 1) % 10)
     answers = []
     current = str(rng.randint(0, 9))
     for t in range(length + 1):
@@ -58,7 +71,7 @@ def reasoning(dialect: Literal["vllm", "llama.cpp"], served: list[int]) -> Respo
 
     async def respond(request: ChatRequest, n: int) -> list[Completion]:
         user = next(m for m in request.messages if m["role"] == "user")
-        trace = trace_of(str(user["content"]))
+        trace = trace_of(str(user["content"]), request.seed)
         last = request.messages[-1]
         prefix = ""
         if last["role"] == "assistant" and (

@@ -165,3 +165,49 @@ def test_llama_server_continues_the_thought_in_place(llama_jinja):
     assert answer.prompt_tokens is not None and answer.prompt_tokens > second.prompt_tokens + 6
     assert 1 <= answer.output_tokens <= 4
     assert got.think_tokens == 12 and got.output_tokens == 12 + answer.output_tokens
+
+
+# --- thinking arms: collect -> fit -> serve, every token in the ledger ----------------------
+
+
+def test_thinking_arms_collect_fit_and_serve_within_the_token_budget(tmp_path):
+    from computealloc.arms import Arm, Thinking, open_arms
+    from computealloc.collect import run_collect_arms
+    from computealloc.fit import fit_policy
+    from computealloc.runtime import Runtime
+    from computealloc.samples import read_samples
+    from fake_openai_server import make_app, running
+    from fake_reasoning import gold_of, reasoning
+
+    prompts = [f"problem {i}" for i in range(300)]
+    queries = tmp_path / "queries.jsonl"
+    queries.write_text(
+        "".join(
+            f'{{"query_id": {i}, "prompt": "{p}", "gold": "{gold_of(p)}"}}\n'
+            for i, p in enumerate(prompts)
+        )
+    )
+    served: list[int] = []
+    with running(make_app(reasoning("vllm", served))) as url:
+        plans = {
+            "cap16": Thinking(checkpoints=(16,), answer_tokens=4),
+            "cap64": Thinking(checkpoints=(64,), answer_tokens=4),
+            "settle2": Thinking(checkpoints=tuple(range(12, 240, 12)), settle=2, answer_tokens=4),
+            "full": Thinking(checkpoints=(400,), answer_tokens=4),
+        }
+        arms = [Arm(name=n, url=url, model="fake-r1", thinking=t) for n, t in plans.items()]
+        run_collect_arms(queries, tmp_path / "log.jsonl", arms, n=2, seed=0, concurrency=16)
+        log = read_samples(tmp_path / "log.jsonl")
+        assert int(log.to_frame()["tokens"].sum()) == sum(served)  # every token logged
+        actions = ",".join(f"{n}/majority@1" for n in plans)
+        probe = fit_policy(log, budget=1e9, actions=actions, cost="tokens")
+        costs = probe.policy.costs_
+        budget = float(min(costs) + 0.4 * (max(costs) - min(costs)))
+        policy = fit_policy(log, budget=budget, actions=actions, cost="tokens").policy
+        served.clear()
+        runtime = Runtime(policy, open_arms(arms), budget=budget)
+        answers = runtime.run_stream(prompts, concurrency=1)
+    ledger = runtime.ledger
+    assert ledger.output_tokens == sum(served) == sum(a.cost for a in answers)
+    assert abs(ledger.mean_cost / budget - 1) < 0.02, (ledger.mean_cost, budget)
+    assert len({a.action for a in answers}) > 1  # the budget is spent where it buys accuracy

@@ -7,6 +7,10 @@ is what a sample log's ``model`` column and an action's prefix say (``NAME/major
 two arms can be two modes of one model: ``qwen3-think`` and ``qwen3-fast`` on the same server,
 differing only in ``chat_template_kwargs``.
 
+An arm may also carry a thinking plan (:class:`Thinking`): each of its samples is then a
+thought capped, probed and forced by :mod:`computealloc.forcing`, so ``cap@512`` and
+``settle@2`` arms of one reasoning model are actions like any other.
+
 Arms come from ``--backend NAME=URL`` flags (:func:`parse_arm`) or the ``arms`` list of a serve
 config file (:mod:`computealloc.serve_config`); :func:`open_arms` opens their backends, each
 wrapped in an :class:`ArmBackend` that adds the arm's parameters to every call.
@@ -22,8 +26,45 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from computealloc import datasets
 from computealloc.backends.base import RESERVED_PARAMS, Backend, Completion, Prompt
+from computealloc.forcing import CONTINUATIONS, DEFAULT_SUFFIX, ThinkingBackend, ThinkingPlan
 
-__all__ = ["Arm", "ArmBackend", "open_arms", "parse_arm"]
+__all__ = ["Arm", "ArmBackend", "Thinking", "open_arms", "parse_arm"]
+
+
+class Thinking(BaseModel):
+    """An arm's thinking plan (:class:`computealloc.forcing.ThinkingPlan`) and its server.
+
+    Attributes
+    ----------
+    checkpoints : list of int
+        Strictly increasing thinking-token counts; the last one is the cap.
+    settle : int, optional
+        Stop once ``settle`` probes in a row agree; none: budget forcing at the cap.
+    answer_tokens : int
+        Output tokens of a probe and of the forced answer.
+    suffix : str
+        Appended to the thought to force the answer.
+    server : {"vllm", "sglang", "llama.cpp"}
+        How the server continues a partial assistant message
+        (:data:`computealloc.forcing.CONTINUATIONS`).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    checkpoints: tuple[int, ...]
+    settle: int | None = None
+    answer_tokens: int = 32
+    suffix: str = DEFAULT_SUFFIX
+    server: Literal["vllm", "sglang", "llama.cpp"] = "vllm"
+
+    @model_validator(mode="after")
+    def _plan_is_valid(self) -> Thinking:
+        self.plan()  # raises ValueError, which pydantic reports with the field's location
+        return self
+
+    def plan(self) -> ThinkingPlan:
+        """The plan the forcing module runs."""
+        return ThinkingPlan(self.checkpoints, self.settle, self.answer_tokens, self.suffix)
 
 
 class Arm(BaseModel):
@@ -46,6 +87,8 @@ class Arm(BaseModel):
         ``temperature`` and ``max_tokens``.
     price : float or str, optional
         The arm's price in the policy's cost unit (:mod:`computealloc.units`).
+    thinking : Thinking, optional
+        A thinking plan run on every sample (URL arms only).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -57,6 +100,7 @@ class Arm(BaseModel):
     api_key_env: str | None = None
     params: dict[str, Any] = Field(default_factory=dict)
     price: float | str | None = None
+    thinking: Thinking | None = None
 
     @field_validator("url")
     @classmethod
@@ -80,6 +124,8 @@ class Arm(BaseModel):
     def _one_endpoint(self) -> Arm:
         if (self.url is None) == (self.replay is None):
             raise ValueError(f"arm {self.name!r} needs exactly one of url and replay")
+        if self.thinking is not None and self.url is None:
+            raise ValueError(f"arm {self.name!r}: a thinking plan needs a url, not a replay")
         return self
 
     @property
@@ -198,6 +244,10 @@ def open_arms(
                 client=client,
                 use_n=use_n,
             )
+            if arm.thinking is not None:
+                backend = ThinkingBackend(
+                    backend, arm.thinking.plan(), CONTINUATIONS[arm.thinking.server]
+                )
         plain = not arm.params and backend.model == arm.name
         out[arm.name] = backend if plain else ArmBackend(backend, arm.params, arm.name)
     return out

@@ -24,6 +24,7 @@ tokens are summed over the requests as the server reports them.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -44,6 +45,7 @@ __all__ = [
     "DEFAULT_SUFFIX",
     "Continuation",
     "Segment",
+    "ThinkingBackend",
     "ThinkingPlan",
     "Thought",
     "think",
@@ -358,3 +360,57 @@ class _Run:
             probes=tuple(self.probes),
             segments=tuple(self.segments),
         )
+
+
+class ThinkingBackend:
+    """A backend whose every sample is a thought run under a :class:`ThinkingPlan`.
+
+    It makes a thinking action an arm: ``cap@512`` is the model behind ``backend`` with the
+    plan ``ThinkingPlan((512,))``, and everything above the backend contract (collect, the
+    runtime, voting, the ledger) works on it unchanged. Each sample's ``output_tokens`` is
+    every token the thought spent (:attr:`Thought.output_tokens`).
+
+    Parameters
+    ----------
+    backend : Backend
+        The server's backend.
+    plan : ThinkingPlan
+    continuation : Continuation
+        How the server continues a partial assistant message.
+
+    Notes
+    -----
+    ``sample(prompt, n)`` runs ``n`` thoughts concurrently; a ``seed`` in the request
+    parameters becomes ``seed + j`` for thought ``j`` (so the ``n`` thoughts differ), and a
+    ``max_tokens`` there is replaced by the plan's per-request limits.
+    """
+
+    def __init__(self, backend: Backend, plan: ThinkingPlan, continuation: Continuation) -> None:
+        self.backend = backend
+        self.plan = plan
+        self.continuation = continuation
+        self.model = backend.model
+
+    async def sample(
+        self, prompt: Prompt, n: int, *, params: Mapping[str, Any] | None = None
+    ) -> list[Completion]:
+        """``n`` thoughts of ``prompt``, each as one completion (see the class)."""
+        base = {k: v for k, v in check_params(params, "sample").items() if k != "max_tokens"}
+        seed = base.pop("seed", None)
+
+        async def one(j: int) -> Completion:
+            extra = {} if seed is None else {"seed": int(seed) + j}
+            thought = await think(
+                self.backend,
+                prompt,
+                self.plan,
+                continuation=self.continuation,
+                params={**base, **extra},
+            )
+            return thought.completion()
+
+        return list(await asyncio.gather(*(one(j) for j in range(n))))
+
+    async def aclose(self) -> None:
+        """Close the wrapped backend."""
+        await self.backend.aclose()
