@@ -211,3 +211,33 @@ def test_thinking_arms_collect_fit_and_serve_within_the_token_budget(tmp_path):
     assert ledger.output_tokens == sum(served) == sum(a.cost for a in answers)
     assert abs(ledger.mean_cost / budget - 1) < 0.02, (ledger.mean_cost, budget)
     assert len({a.action for a in answers}) > 1  # the budget is spent where it buys accuracy
+
+
+def _probe_trace(url: str, dialect: str, prompt: str, checkpoints: tuple[int, ...]):  # type: ignore[no-untyped-def]
+    from computealloc.forcing import probe_trace
+
+    async def main():  # type: ignore[no-untyped-def]
+        backend = OpenAIBackend(url, "fake-r1", retry=RetryPolicy(max_attempts=1))
+        try:
+            return await probe_trace(
+                backend, prompt, checkpoints, max_tokens=500, continuation=CONTINUATIONS[dialect]
+            )
+        finally:
+            await backend.aclose()
+
+    return asyncio.run(main())
+
+
+def test_probe_trace_records_every_checkpoint_then_the_natural_end(server):
+    url, dialect, served = server
+    for prompt in PROMPTS[:20]:
+        before = len(served)
+        rows, thought = _probe_trace(url, dialect, prompt, (10, 40, 90))
+        trace = trace_of(prompt)
+        passed = [t for t in (10, 40, 90) if t < len(trace.words)]
+        expected = [(t, trace.answers[min(t, trace.length)], False) for t in passed]
+        expected.append((len(trace.words), trace.answers[-1], True))
+        assert [(r.think_tokens, r.answer, r.final) for r in rows] == expected
+        assert thought.output_tokens == sum(served[before:])
+    with pytest.raises(ValueError, match="strictly increasing"):
+        _probe_trace(url, dialect, "q", (10, 600))

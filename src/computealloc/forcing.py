@@ -43,11 +43,13 @@ from computealloc.grading import extract_answer, normalize
 __all__ = [
     "CONTINUATIONS",
     "DEFAULT_SUFFIX",
+    "Checkpoint",
     "Continuation",
     "Segment",
     "ThinkingBackend",
     "ThinkingPlan",
     "Thought",
+    "probe_trace",
     "think",
 ]
 
@@ -274,6 +276,82 @@ async def think(
             run.retag_last_probe()
             return run.result(text, answer, "settled")
     raise AssertionError("unreachable: the last checkpoint always returns")
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """The answer of a thought at one point (a row of a checkpoint log).
+
+    Attributes
+    ----------
+    think_tokens : int
+        Thinking tokens before the answer.
+    answer : str or None
+        The forced answer there, or the natural one at the end.
+    final : bool
+        True for the thought's natural end (``think_tokens`` is then its whole length).
+    """
+
+    think_tokens: int
+    answer: str | None
+    final: bool
+
+
+async def probe_trace(
+    backend: Backend,
+    prompt: Prompt,
+    checkpoints: Sequence[int],
+    *,
+    max_tokens: int,
+    continuation: Continuation,
+    answer_tokens: int = 32,
+    suffix: str = DEFAULT_SUFFIX,
+    params: Mapping[str, Any] | None = None,
+    extract: Callable[[str], str | None] = extract_answer,
+) -> tuple[list[Checkpoint], Thought]:
+    """The forced answer of one thought at every checkpoint, then its natural end.
+
+    What ``collect --checkpoints`` records: the thought runs to its natural end (at most
+    ``max_tokens`` thinking tokens), probed at each checkpoint it passes.
+
+    Parameters
+    ----------
+    checkpoints : sequence of int
+        Strictly increasing thinking-token counts, each below ``max_tokens``.
+    max_tokens : int
+        The longest thought; one that has not ended by then gets a forced answer there (a
+        last row that is not ``final``).
+    backend, prompt, continuation, answer_tokens, suffix, params, extract
+        As in :func:`think`.
+
+    Returns
+    -------
+    rows : list of Checkpoint
+        One per checkpoint passed, in order, then the end.
+    thought : Thought
+        Every request and token spent (probes included).
+
+    Raises
+    ------
+    ValueError
+        When a checkpoint is not below ``max_tokens``, or as :func:`think`.
+    """
+    plan = ThinkingPlan((*checkpoints, max_tokens), None, answer_tokens, suffix)
+    base = check_params(params, "probe_trace")
+    base.pop("max_tokens", None)
+    run = _Run(backend, to_messages(prompt), base, continuation)
+    thought, rows = "", []
+    for i, cap in enumerate(plan.checkpoints):
+        text, reason = await run.request("think", thought, cap - run.thinking)
+        thought += text
+        if reason != "length":
+            rows.append(Checkpoint(run.thinking, extract(thought), final=True))
+            return rows, run.result(thought, rows[-1].answer, "natural")
+        last = i == len(plan.checkpoints) - 1
+        text, _ = await run.request("answer" if last else "probe", thought + suffix, answer_tokens)
+        rows.append(Checkpoint(run.thinking, extract(text), final=False))
+        run.probes.append((run.thinking, rows[-1].answer))
+    return rows, run.result(text, rows[-1].answer, "cap")
 
 
 def _settled(probes: Sequence[tuple[int, str | None]], window: int) -> bool:
