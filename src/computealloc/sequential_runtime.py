@@ -28,9 +28,11 @@ import numpy as np
 
 from computealloc.backends.base import (
     Backend,
+    BackendStats,
     Completion,
     Prompt,
     check_params,
+    receipt,
     sampling_params,
 )
 from computealloc.budget import BudgetController
@@ -40,7 +42,9 @@ from computealloc.runtime import (
     Ledger,
     RuntimeAnswer,
     answer_key,
+    charged,
     check_prompt,
+    upstream_stats,
     voted_answer,
 )
 from computealloc.sequential import CalibratedStopping, LagrangianStopping, StoppingRule
@@ -166,6 +170,15 @@ class SequentialRuntime(AnsweringRuntime):
             return self.controller.lam
         return _knob(self.rule)
 
+    @property
+    def arms(self) -> dict[str, Backend]:
+        """The one arm sampled, by its model name, and its backend."""
+        return {self.backend.model: self.backend}
+
+    def upstream(self) -> dict[str, BackendStats]:
+        """Upstream calls of the arm (its backend's counters; empty when it keeps none)."""
+        return upstream_stats(self.arms)
+
     async def aclose(self) -> None:
         """Close the backend."""
         await self.backend.aclose()
@@ -202,19 +215,21 @@ class SequentialRuntime(AnsweringRuntime):
         prior = self._prior(text)
         rule, lam = self._setting()
         drawn: list[Completion] = []
-        try:
-            await self._sample_until_stop(rule, prompt, request, prior, drawn)
-        except BaseException:
-            self._account(drawn, None)
-            raise
-        spec = self.actions[len(drawn) - 1]
-        self._account(drawn, spec)
+        with receipt() as received:
+            try:
+                await self._sample_until_stop(rule, prompt, request, prior, drawn)
+            except BaseException:
+                self._account(charged(drawn, received), None)
+                raise
+            spec = self.actions[len(drawn) - 1]
+            billed = charged(drawn, received)
+            self._account(billed, spec)
         return voted_answer(
             drawn,
             drawn,
             action=spec,
             model=self.backend.model,
-            cost=float(len(drawn)),
+            cost=float(len(billed)),
             lam=lam,
             rng=self._rng,
         )
