@@ -411,9 +411,7 @@ class _Pool:
                 # got to it late (a total timer can fire after the bytes came in and drop a
                 # reply the server delivered and billed); the wait for its first byte and
                 # every later read are bounded by ``timeout`` instead.
-                timeout=aiohttp.ClientTimeout(
-                    total=None, sock_connect=timeout, sock_read=timeout
-                ),
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout),
                 cookie_jar=aiohttp.DummyCookieJar(),
             )
             if http
