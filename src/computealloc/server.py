@@ -1296,7 +1296,8 @@ def serve(
         (:mod:`computealloc.workers`; through the spend store when one is given, each worker
         a replica of the fleet). The workers read the settings (keys included) from a file
         only this user can read, in a private temporary folder removed when the server stops;
-        no key travels in their environment.
+        the clients' key does not travel in their environment (``COMPUTEALLOC_API_KEY`` is
+        dropped from it; upstream keys named by arms' ``api_key_env`` are read from it).
     access_log : bool
         Log every request (uvicorn's access log).
     spend_store : str, optional
@@ -1378,6 +1379,7 @@ def serve(
         with tempfile.TemporaryDirectory(prefix="computealloc-serve-") as folder:
             path = _private_file(Path(folder) / "settings.json", {**settings, "shared_dir": folder})
             os.environ[_SETTINGS_ENV] = str(path)
+            inherited = os.environ.pop(API_KEY_ENV, None)  # the workers read it from the file
             try:
                 config = uvicorn.Config(
                     "computealloc.server:worker_app", factory=True, workers=workers, **options
@@ -1385,6 +1387,8 @@ def serve(
                 Multiprocess(config, sockets=[sock]).run()
             finally:
                 os.environ.pop(_SETTINGS_ENV, None)
+                if inherited is not None:
+                    os.environ[API_KEY_ENV] = inherited
     finally:
         sock.close()
 
