@@ -38,7 +38,7 @@ from computealloc.persist import save_policy  # noqa: E402
 from computealloc.runtime import Runtime  # noqa: E402
 from computealloc.serve_config import ServeConfig  # noqa: E402
 from computealloc.server import DEFAULT_KEEP_ALIVE_S, DEFAULT_PORT, create_app  # noqa: E402
-from fake_openai_server import make_app, replaying, running, scripted  # noqa: E402
+from fake_openai_server import make_app, running, scripted  # noqa: E402
 from test_runtime import fit_value, synthetic_log  # noqa: E402
 
 KEY = "s3cret-key-for-tests"
