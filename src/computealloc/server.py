@@ -34,8 +34,11 @@ that make the arm the policy was fitted on (``temperature``, ``top_p``, ``reason
 ``usage`` counts the output tokens of every sample drawn and the prompt tokens of the query
 (of one request), as the backend reported them.
 
-Other routes: ``GET /v1/models``, ``GET /health`` and ``GET /metrics`` (Prometheus text, from
-a registry of the app's own). Errors are OpenAI-style ``{"error": {"message", "type",
+Other routes: ``GET /v1/models``, ``GET /livez`` (liveness), ``GET /readyz`` (readiness: every
+arm's upstream answers, else 503 naming the arm), ``GET /health`` (readiness, budget and spend),
+``GET /metrics`` (Prometheus text, from a registry of the app's own, upstream calls and retries
+per arm included) and ``GET /openapi.json`` (behind the API key; ``/docs`` and ``/redoc`` only
+with ``docs=True``). Errors are OpenAI-style ``{"error": {"message", "type",
 "code"}}`` bodies: 401 (missing or wrong API key), 413 (body over the size limit), 422
 (malformed request, with the validation ``detail``), 400 (a request the proxy cannot serve,
 such as a last message that is not the user's), 404 (a replay backend does not know the
