@@ -390,3 +390,16 @@ def test_serve_rejects_temperature_minus_one_and_max_tokens_zero_naming_the_flag
         cli, ["serve", "--policy", "p.json", "--budget", "1", "--backend", "replay:x", flag, value]
     )
     assert res.exit_code == 2 and flag in res.output and "Traceback" not in res.output
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"temperature": -1}, "'temperature' parameter of Runtime"),
+        ({"max_tokens": 0}, "'max_tokens'"),
+    ],
+)
+def test_runtime_rejects_temperature_minus_one_and_max_tokens_zero(log, kwargs, match):
+    policy = fit_value(log, BUDGET, actions="majority@1")
+    with pytest.raises(ValueError, match=match):
+        Runtime(policy, ReplayBackend(log), budget=1, **kwargs)

@@ -55,6 +55,7 @@ __all__ = [
     "answer_key",
     "charged",
     "check_prompt",
+    "check_sampling",
     "live_features",
     "majority_vote",
     "upstream_stats",
@@ -144,6 +145,28 @@ def charged(returned: Sequence[Completion], received: Sequence[Completion]) -> l
     """
     seen = {id(c) for c in returned}
     return [*returned, *(c for c in received if id(c) not in seen)]
+
+
+def check_sampling(temperature: object, max_tokens: object, where: str) -> tuple[float, int | None]:
+    """``temperature`` (a float in [0, inf)) and ``max_tokens`` (None or an int in [1, inf)),
+    checked as ``collect`` checks them; a ValueError naming the parameter of ``where``."""
+    if (
+        isinstance(temperature, bool)
+        or not isinstance(temperature, (int, float))
+        or not 0 <= temperature < math.inf
+    ):
+        raise ValueError(
+            f"The 'temperature' parameter of {where} must be a float in [0, inf). "
+            f"Got {temperature!r} instead."
+        )
+    if max_tokens is not None and (
+        isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1
+    ):
+        raise ValueError(
+            f"The 'max_tokens' parameter of {where} must be None or an int in [1, inf). "
+            f"Got {max_tokens!r} instead."
+        )
+    return float(temperature), max_tokens
 
 
 def upstream_stats(arms: Mapping[str, Backend]) -> dict[str, BackendStats]:
@@ -438,8 +461,7 @@ class Runtime(AnsweringRuntime):
         self._features = _feature_function(policy, features, self.probe_m)
         _check_controller(controller, self.budget)
         self.controller = controller if controller is not None else self._default_controller()
-        self.temperature = float(temperature)
-        self.max_tokens = max_tokens
+        self.temperature, self.max_tokens = check_sampling(temperature, max_tokens, "Runtime")
         self._rng = np.random.default_rng(random_state)
         self._lock = threading.Lock()
         self._ledger = Ledger()

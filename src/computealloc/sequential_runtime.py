@@ -44,6 +44,7 @@ from computealloc.runtime import (
     answer_key,
     charged,
     check_prompt,
+    check_sampling,
     upstream_stats,
     voted_answer,
 )
@@ -149,8 +150,9 @@ class SequentialRuntime(AnsweringRuntime):
             f"{label}@{t}" for t in range(1, self.max_samples + 1)
         )
         self.controller = self._controller(controller)
-        self.temperature = float(temperature)
-        self.max_tokens = max_tokens
+        self.temperature, self.max_tokens = check_sampling(
+            temperature, max_tokens, "SequentialRuntime"
+        )
         self._rng = np.random.default_rng(random_state)
         self._lock = threading.Lock()
         self._ledger = Ledger()
