@@ -1371,6 +1371,8 @@ def serve(
         app = _build_app(**settings)  # every setting is checked here, before any worker starts
         say(banner(app.state.runtime, host, port, served_model_name, str(policy_path), key))
         options: dict[str, Any] = {
+            "host": host,  # for uvicorn's own messages: it listens on ``sock``
+            "port": port,
             "access_log": access_log,
             "log_level": "info",
             "timeout_keep_alive": keep_alive,
