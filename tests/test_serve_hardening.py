@@ -325,6 +325,10 @@ def test_health_counts_live_workers_after_one_is_sigkilled_and_restarted_and_no_
         for worker in workers:  # the key reaches the workers through a private file only
             environ = Path(f"/proc/{worker}/environ").read_bytes()
             assert KEY.encode() not in environ
+            named = re.search(rb"COMPUTEALLOC_SERVE_SETTINGS_FILE=([^\x00]+)", environ)
+            assert named is not None
+            settings = Path(named.group(1).decode())
+            assert settings.stat().st_mode & 0o777 == 0o600 and KEY in settings.read_text()
         while httpx.get(f"{base}/health").json()["workers"] != 2:
             assert time.monotonic() < deadline
             time.sleep(0.2)
@@ -338,6 +342,7 @@ def test_health_counts_live_workers_after_one_is_sigkilled_and_restarted_and_no_
                 break
             assert time.monotonic() < deadline, (now, counts)
             time.sleep(0.3)
+    assert not settings.exists()  # removed when the server stopped
 
 
 # --- item 8: docs and schema behind the key, keys from a file ----------------------------------
