@@ -298,7 +298,9 @@ def test_the_wrong_method_is_an_openai_style_405(proxy):
 
 
 def test_the_openapi_schema_documents_the_chat_route(proxy):
-    schema = httpx.get(proxy[0].removesuffix("/v1") + "/openapi.json").json()
+    url = proxy[0].removesuffix("/v1") + "/openapi.json"
+    assert httpx.get(url).status_code == 401  # behind the key
+    schema = httpx.get(url, headers={"Authorization": f"Bearer {KEY}"}).json()
     operation = schema["paths"]["/v1/chat/completions"]["post"]
     body = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"]
     models = schema["components"]["schemas"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import math
 import os
 
@@ -23,11 +24,21 @@ def test_json_round_trip_is_exact():
     assert math.isnan(WorkerState.from_json(unpriced.to_json()).lam)
 
 
+def _live(folder, name):
+    """Hold ``name``'s lock as a live worker would (return the open handle)."""
+    handle = open(folder / f"{name}.lock", "wb")  # noqa: SIM115
+    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    return handle
+
+
 def test_gather_sums_every_worker_and_weights_the_price_by_queries(tmp_path):
     (tmp_path / "worker-1.json").write_text(_state(10, 30.0, 0.2, "majority@4").to_json())
     (tmp_path / "worker-2.json").write_text(_state(30, 30.0, 0.1).to_json())
+    leases = [_live(tmp_path, "worker-1"), _live(tmp_path, "worker-2")]
     own = _state(0, 0.0, 0.5)
     total, workers = gather(tmp_path, own)
+    for lease in leases:
+        lease.close()
     assert workers == 3
     assert (total.ledger.queries, total.ledger.cost, total.ledger.samples) == (40, 60.0, 80)
     assert total.ledger.actions == {"majority@4": 10, "majority@1": 30}

@@ -666,7 +666,16 @@ def serve_cmd(
     ] = None,
     model: Annotated[str | None, typer.Option(help="Upstream model (with a URL).")] = None,
     api_key: Annotated[
-        str | None, typer.Option(envvar="COMPUTEALLOC_API_KEY", help="Key clients must send.")
+        str | None,
+        typer.Option(
+            envvar="COMPUTEALLOC_API_KEY",
+            help="Key clients must send. Prefer the COMPUTEALLOC_API_KEY environment variable "
+            "or --api-key-file: a key on the command line is visible to every user (ps).",
+        ),
+    ] = None,
+    api_key_file: Annotated[
+        Path | None,
+        typer.Option(help="A file (mode 600) whose first line is the key clients must send."),
     ] = None,
     backend_api_key: Annotated[
         str | None, typer.Option(envvar="OPENAI_API_KEY", help="Key for the upstream server.")
@@ -737,11 +746,27 @@ def serve_cmd(
         Path | None,
         typer.Option(help="JSON keys file: API key -> budget, optional hard cap per period."),
     ] = None,
+    keep_alive: Annotated[
+        float | None,
+        typer.Option(
+            help="Seconds an idle client connection stays open; keep it above your clients' "
+            "and load balancer's idle timeouts." + _serve_default("keep_alive")
+        ),
+    ] = None,
+    docs: Annotated[
+        bool | None,
+        typer.Option(
+            "--docs/--no-docs",
+            help="Serve /docs and /redoc (their JavaScript comes from a CDN; behind the key "
+            "when one is set)." + _serve_default("docs"),
+        ),
+    ] = None,
 ) -> None:
     """OpenAI-compatible proxy that spends compute per request by the policy, holding budget B.
 
     Example: computealloc serve --policy policy.json --budget 0.3
     --backend gpt-4=http://127.0.0.1:8001/v1 --backend mixtral=http://127.0.0.1:8002/v1
+    (listens on http://127.0.0.1:8100/v1 by default).
     """
     from computealloc.persist import PolicyFileError
     from computealloc.serve_config import load_serve_config
@@ -751,6 +776,14 @@ def serve_cmd(
     flags = {  # the flags given (command line or environment) override the config file
         name: value for name, value in ctx.params.items() if name != "config" and _given(ctx, name)
     }
+    source = ctx.get_parameter_source("api_key")
+    if source is not None and source.name == "ENVIRONMENT" and "api_key_file" in flags:
+        flags.pop("api_key")  # the file given on the command line wins over the environment
+    if source is not None and source.name == "COMMANDLINE":
+        console.print(
+            "[yellow]warning:[/yellow] --api-key on the command line is visible to every user "
+            "of this machine (ps, /proc); use COMPUTEALLOC_API_KEY or --api-key-file instead."
+        )
     try:
         if "price" in flags:
             flags["prices"] = dict(split_prices(flags.pop("price")))
@@ -759,7 +792,7 @@ def serve_cmd(
         settings = load_serve_config(config, flags)
         serve(**settings.serve_kwargs())
     except (PolicyFileError, SampleLogError, FileNotFoundError, ValueError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from exc
 
 

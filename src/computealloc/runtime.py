@@ -27,11 +27,13 @@ from computealloc.actions import Action, parse_actions
 from computealloc.backends.base import (
     Backend,
     BackendError,
+    BackendStats,
     Completion,
     Prompt,
     check_params,
     gather_or_cancel,
     last_user_text,
+    receipt,
     sampling_params,
 )
 from computealloc.budget import BudgetController
@@ -51,9 +53,12 @@ __all__ = [
     "RuntimeAnswer",
     "Vote",
     "answer_key",
+    "charged",
     "check_prompt",
+    "check_sampling",
     "live_features",
     "majority_vote",
+    "upstream_stats",
     "voted_answer",
 ]
 
@@ -128,6 +133,46 @@ class RuntimeAnswer:
         ranked = sorted(first, key=lambda a: (a != winner, -votes[a], first[a]))
         picks = [self.index if a == winner else first[a] for a in ranked] or [self.index]
         return [voters[j] for j in picks[:n]]
+
+
+def charged(returned: Sequence[Completion], received: Sequence[Completion]) -> list[Completion]:
+    """What a query is charged: the samples its backend calls ``returned``, then every other
+    completion the backends ``received`` for it (a :func:`~computealloc.backends.receipt`:
+    replies of calls that then failed or were cancelled, replies a fallback discarded).
+
+    A completion counts once (by identity); a backend that records nothing is charged for
+    what it returned.
+    """
+    seen = {id(c) for c in returned}
+    return [*returned, *(c for c in received if id(c) not in seen)]
+
+
+def check_sampling(temperature: object, max_tokens: object, where: str) -> tuple[float, int | None]:
+    """``temperature`` (a float in [0, inf)) and ``max_tokens`` (None or an int in [1, inf)),
+    checked as ``collect`` checks them; a ValueError naming the parameter of ``where``."""
+    if (
+        isinstance(temperature, bool)
+        or not isinstance(temperature, (int, float))
+        or not 0 <= temperature < math.inf
+    ):
+        raise ValueError(
+            f"The 'temperature' parameter of {where} must be a float in [0, inf). "
+            f"Got {temperature!r} instead."
+        )
+    if max_tokens is not None and (
+        isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1
+    ):
+        raise ValueError(
+            f"The 'max_tokens' parameter of {where} must be None or an int in [1, inf). "
+            f"Got {max_tokens!r} instead."
+        )
+    return float(temperature), max_tokens
+
+
+def upstream_stats(arms: Mapping[str, Backend]) -> dict[str, BackendStats]:
+    """The :class:`~computealloc.backends.BackendStats` of every arm's backend that has them."""
+    found = {arm: getattr(backend, "stats", None) for arm, backend in arms.items()}
+    return {arm: stats for arm, stats in found.items() if isinstance(stats, BackendStats)}
 
 
 def _prompt_tokens(samples: Sequence[Completion]) -> int | None:
@@ -375,9 +420,11 @@ class Runtime(AnsweringRuntime):
     Realised cost: each sample a backend returned, charged by
     :meth:`~computealloc.units.Pricing.completion_cost` with its arm's price (``"tokens"`` and
     ``"usd"`` need the backend to report output tokens, else the query is an error;
-    ``"chars"`` counts the characters of the text). A call that fails returns no samples, so it is
-    not charged even if the backend billed for it (retries inside a backend are invisible
-    here). A query that fails after its probes were drawn is charged for the probes.
+    ``"chars"`` counts the characters of the text). Every reply the backends received for the
+    query is charged (:func:`charged`), including those of calls that then failed, were
+    cancelled (a request deadline) or were discarded by a fallback; a query that fails after
+    its probes were drawn is charged for the probes. An attempt that timed out or failed before
+    its reply came back is not charged, even if the server billed for it.
 
     Policies whose decision reads no feature (:class:`~computealloc.policies.Uniform`, or any
     policy with a single action) skip feature computation and are scored once.
@@ -414,8 +461,7 @@ class Runtime(AnsweringRuntime):
         self._features = _feature_function(policy, features, self.probe_m)
         _check_controller(controller, self.budget)
         self.controller = controller if controller is not None else self._default_controller()
-        self.temperature = float(temperature)
-        self.max_tokens = max_tokens
+        self.temperature, self.max_tokens = check_sampling(temperature, max_tokens, "Runtime")
         self._rng = np.random.default_rng(random_state)
         self._lock = threading.Lock()
         self._ledger = Ledger()
@@ -437,6 +483,16 @@ class Runtime(AnsweringRuntime):
         if self.controller is None:
             return float(getattr(self.policy, "lam_", 0.0))
         return self.controller.lam
+
+    @property
+    def arms(self) -> dict[str, Backend]:
+        """The backend of every arm the policy's actions draw from."""
+        return {p.arm: p.backend for p in self._plans}
+
+    def upstream(self) -> dict[str, BackendStats]:
+        """Upstream calls per arm (the backends' :class:`~computealloc.backends.BackendStats`;
+        arms without counters are left out)."""
+        return upstream_stats(self.arms)
 
     async def aclose(self) -> None:
         """Close every backend."""
@@ -475,20 +531,22 @@ class Runtime(AnsweringRuntime):
         request = {**self.request_params, **check_params(params, "Runtime.answer")}
         probes: list[Completion] = []
         probe_backend = None if self._probe_plan is None else self._probe_plan.backend
-        try:
-            probes = await self._draw(probe_backend, prompt, self.probe_m, request)
-            index, lam, expected = await self._decide(text, probes)
-        except BaseException:
-            self._account(probes, None, None, failed=True)
-            raise
-        plan = self._plans[index]
-        reused = probes if plan.backend is probe_backend else []
-        try:
-            extra = await self._draw(plan.backend, prompt, plan.k - len(reused), request)
-        except BaseException:
-            self._account(probes, expected, None, failed=True)
-            raise
-        cost = self._account(probes + extra, expected, plan, failed=False)
+        with receipt() as received:
+            try:
+                probes = await self._draw(probe_backend, prompt, self.probe_m, request)
+                index, lam, expected = await self._decide(text, probes)
+            except BaseException:
+                self._account(charged(probes, received), None, None, failed=True)
+                raise
+            plan = self._plans[index]
+            reused = probes if plan.backend is probe_backend else []
+            try:
+                extra = await self._draw(plan.backend, prompt, plan.k - len(reused), request)
+            except BaseException:
+                drawn = charged(probes, received)
+                self._account(drawn, expected, None, failed=True, arm=plan.arm)
+                raise
+            cost = self._account(charged(probes + extra, received), expected, plan, failed=False)
         return voted_answer(
             reused + extra,
             probes + extra,
@@ -607,29 +665,37 @@ class Runtime(AnsweringRuntime):
         return float(sum(c for c in costs if c is not None)), None not in costs
 
     def _account(
-        self, drawn: list[Completion], expected: float | None, plan: _Plan | None, *, failed: bool
+        self,
+        drawn: list[Completion],
+        expected: float | None,
+        plan: _Plan | None,
+        *,
+        failed: bool,
+        arm: str | None = None,
     ) -> float:
         """Charge a query's samples to the controller and the ledger; return its cost.
 
         ``expected`` is the cost reserved at the decision (None when the query failed before
-        it); ``plan`` the action taken (None when the query failed).
+        it); ``plan`` the action taken (None when the query failed); ``arm`` the arm a failed
+        query drew from (default: the probes' arm).
         """
         if plan is None:
             plan = self._probe_plan or self._plans[0]
             action = None
         else:
             action = plan.spec
-        cost, priced = self._realised(drawn, plan.arm)
+        arm = plan.arm if arm is None else arm
+        cost, priced = self._realised(drawn, arm)
         if expected is not None and self.controller is not None:
             self.controller.settle(expected, cost if drawn else None)
         elif drawn and self.controller is not None:
             self.controller.charge(cost)
         with self._lock:
-            self._ledger = self._ledger.add(drawn, cost, action, failed=failed, arm=plan.arm)
+            self._ledger = self._ledger.add(drawn, cost, action, failed=failed, arm=arm)
         if not priced and not failed:
             raise BackendError(
                 f"The policy's cost unit is {self.cost_unit!r}, but the backend of arm "
-                f"{plan.arm!r} did not report the output tokens of a sample"
+                f"{arm!r} did not report the output tokens of a sample"
                 + (" (or its prompt tokens)." if "prompt_tokens" in self.pricing.columns else "."),
                 retryable=False,
             )

@@ -28,9 +28,11 @@ import numpy as np
 
 from computealloc.backends.base import (
     Backend,
+    BackendStats,
     Completion,
     Prompt,
     check_params,
+    receipt,
     sampling_params,
 )
 from computealloc.budget import BudgetController
@@ -40,7 +42,10 @@ from computealloc.runtime import (
     Ledger,
     RuntimeAnswer,
     answer_key,
+    charged,
     check_prompt,
+    check_sampling,
+    upstream_stats,
     voted_answer,
 )
 from computealloc.sequential import CalibratedStopping, LagrangianStopping, StoppingRule
@@ -145,8 +150,9 @@ class SequentialRuntime(AnsweringRuntime):
             f"{label}@{t}" for t in range(1, self.max_samples + 1)
         )
         self.controller = self._controller(controller)
-        self.temperature = float(temperature)
-        self.max_tokens = max_tokens
+        self.temperature, self.max_tokens = check_sampling(
+            temperature, max_tokens, "SequentialRuntime"
+        )
         self._rng = np.random.default_rng(random_state)
         self._lock = threading.Lock()
         self._ledger = Ledger()
@@ -165,6 +171,15 @@ class SequentialRuntime(AnsweringRuntime):
         if self.controller is not None:
             return self.controller.lam
         return _knob(self.rule)
+
+    @property
+    def arms(self) -> dict[str, Backend]:
+        """The one arm sampled, by its model name, and its backend."""
+        return {self.backend.model: self.backend}
+
+    def upstream(self) -> dict[str, BackendStats]:
+        """Upstream calls of the arm (its backend's counters; empty when it keeps none)."""
+        return upstream_stats(self.arms)
 
     async def aclose(self) -> None:
         """Close the backend."""
@@ -202,19 +217,21 @@ class SequentialRuntime(AnsweringRuntime):
         prior = self._prior(text)
         rule, lam = self._setting()
         drawn: list[Completion] = []
-        try:
-            await self._sample_until_stop(rule, prompt, request, prior, drawn)
-        except BaseException:
-            self._account(drawn, None)
-            raise
-        spec = self.actions[len(drawn) - 1]
-        self._account(drawn, spec)
+        with receipt() as received:
+            try:
+                await self._sample_until_stop(rule, prompt, request, prior, drawn)
+            except BaseException:
+                self._account(charged(drawn, received), None)
+                raise
+            spec = self.actions[len(drawn) - 1]
+            billed = charged(drawn, received)
+            self._account(billed, spec)
         return voted_answer(
             drawn,
             drawn,
             action=spec,
             model=self.backend.model,
-            cost=float(len(drawn)),
+            cost=float(len(billed)),
             lam=lam,
             rng=self._rng,
         )

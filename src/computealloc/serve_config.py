@@ -38,7 +38,12 @@ from computealloc.arms import Arm
 __all__ = ["ServeConfig", "ServeConfigError", "load_arms", "load_serve_config"]
 
 #: CLI flag of each setting, for error messages.
-_FLAGS = {"backend": "--backend", "arms": "arms (config file)", "keys_file": "--keys"}
+_FLAGS = {
+    "backend": "--backend",
+    "arms": "arms (config file)",
+    "keys_file": "--keys",
+    "prices": "--price",
+}
 
 
 class ServeConfigError(ValueError):
@@ -58,9 +63,10 @@ class ServeConfig(BaseModel):
     backend: list[str] = Field(default_factory=list)
     arms: list[Arm] = Field(default_factory=list)
     host: str = "127.0.0.1"
-    port: int = Field(default=8000, ge=1, le=65535)
+    port: int = Field(default=8100, ge=1, le=65535)
     model: str | None = None
-    api_key: str | None = None
+    api_key: str | None = Field(default=None, min_length=1)
+    api_key_file: Path | None = None
     backend_api_key: str | None = None
     probe_m: int | None = Field(default=None, ge=0)
     temperature: float = Field(default=0.7, ge=0, allow_inf_nan=False)
@@ -77,6 +83,8 @@ class ServeConfig(BaseModel):
     spend_store: str | None = None
     budget_name: str = Field(default="default", min_length=1)
     keys_file: Path | None = None
+    keep_alive: float = Field(default=75.0, gt=0, allow_inf_nan=False)
+    docs: bool = False
 
     @model_validator(mode="after")
     def _one_upstream(self) -> ServeConfig:
@@ -85,6 +93,8 @@ class ServeConfig(BaseModel):
                 "give the upstream either as --backend values or as the config file's arms "
                 f"(got {len(self.backend)} --backend values and {len(self.arms)} arms)"
             )
+        if self.api_key is not None and self.api_key_file is not None:
+            raise ValueError("give the clients' key as --api-key or as --api-key-file, not both")
         priced = {a.name for a in self.arms if a.price is not None}
         both = sorted(priced & set(self.prices))
         if both:

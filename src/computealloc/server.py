@@ -34,8 +34,11 @@ that make the arm the policy was fitted on (``temperature``, ``top_p``, ``reason
 ``usage`` counts the output tokens of every sample drawn and the prompt tokens of the query
 (of one request), as the backend reported them.
 
-Other routes: ``GET /v1/models``, ``GET /health`` and ``GET /metrics`` (Prometheus text, from
-a registry of the app's own). Errors are OpenAI-style ``{"error": {"message", "type",
+Other routes: ``GET /v1/models``, ``GET /livez`` (liveness), ``GET /readyz`` (readiness: every
+arm's upstream answers, else 503 naming the arm), ``GET /health`` (readiness, budget and spend),
+``GET /metrics`` (Prometheus text, from a registry of the app's own, upstream calls and retries
+per arm included) and ``GET /openapi.json`` (behind the API key; ``/docs`` and ``/redoc`` only
+with ``docs=True``). Errors are OpenAI-style ``{"error": {"message", "type",
 "code"}}`` bodies: 401 (missing or wrong API key), 413 (body over the size limit), 422
 (malformed request, with the validation ``detail``), 400 (a request the proxy cannot serve,
 such as a last message that is not the user's), 404 (a replay backend does not know the
@@ -49,10 +52,14 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import math
 import os
+import socket
+import sys
 import tempfile
 import time
 import uuid
+import warnings
 from collections import Counter
 from collections.abc import (
     AsyncIterator,
@@ -64,6 +71,7 @@ from collections.abc import (
     Sequence,
 )
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -94,10 +102,31 @@ from computealloc.spend_store import MemoryStore, SpendStore, open_store
 from computealloc.units import Price, PriceLike, Pricing
 from computealloc.workers import WorkerState, gather, publish
 
-__all__ = ["API_KEY_ENV", "create_app", "open_backends", "serve", "worker_app"]
+__all__ = [
+    "API_KEY_ENV",
+    "DEFAULT_KEEP_ALIVE_S",
+    "DEFAULT_PORT",
+    "banner",
+    "create_app",
+    "open_backends",
+    "read_api_key",
+    "serve",
+    "worker_app",
+]
 
 #: Environment variable read by :func:`serve` when no API key is passed.
 API_KEY_ENV = "COMPUTEALLOC_API_KEY"
+#: :func:`serve`'s default port (not 8000, vLLM's and SGLang's, which the proxy usually fronts).
+DEFAULT_PORT = 8100
+#: Seconds an idle client connection is kept open (uvicorn's ``timeout_keep_alive``). Longer
+#: than the idle timeouts of clients (httpx and the ``openai`` client 5 s, aiohttp 15 s) and of
+#: load balancers (60 s), so the client always closes an idle connection first: with uvicorn's
+#: default of 5 s, a client reusing a connection just as the server closes it gets a ReadError
+#: that the server never logs (``benchmarks/bench_keepalive.py`` measures both).
+DEFAULT_KEEP_ALIVE_S = 75.0
+#: Seconds a readiness probe of a backend (``GET /models``) may take, and a result is reused.
+_PROBE_TIMEOUT_S = 2.0
+_PROBE_CACHE_S = 5.0
 _CHAT_PATH = "/v1/chat/completions"
 _FINISH_REASONS = frozenset({"stop", "length", "tool_calls", "content_filter", "function_call"})
 _JSON = "application/json"
@@ -125,8 +154,9 @@ _ARM_FIELDS = frozenset(
 )
 #: Seconds between two publications of a worker's totals (``shared_dir``).
 _PUBLISH_S = 0.25
-#: Environment variable carrying :func:`serve`'s settings to its worker processes.
-_SETTINGS_ENV = "COMPUTEALLOC_SERVE_SETTINGS"
+#: Environment variable naming the file (mode 0600) of :func:`serve`'s settings, which its
+#: worker processes read (the settings hold API keys: they never travel in the environment).
+_SETTINGS_ENV = "COMPUTEALLOC_SERVE_SETTINGS_FILE"
 #: What the app serves: a policy choosing an action per query, or a sequential stopping rule.
 ServedRuntime = Runtime | SequentialRuntime
 
@@ -379,6 +409,21 @@ class _RuntimeCollector(Collector):
             arm_cost.add_metric([arm], ledger.arm_cost[arm])
         yield arm_samples
         yield arm_cost
+        calls = CounterMetricFamily(
+            "computealloc_upstream_requests",
+            "Upstream calls (HTTP attempts, retries included) per arm and outcome.",
+            labels=["arm", "outcome"],
+        )
+        for arm, outcomes in sorted(state.upstream.items()):
+            for outcome, count in sorted(outcomes.items()):
+                calls.add_metric([arm, outcome], count)
+        yield calls
+        retries = CounterMetricFamily(
+            "computealloc_upstream_retries", "Upstream attempts retried per arm.", labels=["arm"]
+        )
+        for arm in sorted(state.upstream):
+            retries.add_metric([arm], state.retries.get(arm, 0))
+        yield retries
         gauges = (
             ("mean_cost", "Running mean cost per charged query.", ledger.mean_cost),
             ("lam", "Current dual price of cost (queries-weighted over workers).", state.lam),
@@ -409,6 +454,7 @@ def create_app(
     store: SpendStore | None = None,
     budget_name: str = "default",
     keys: Sequence[tuple[KeyBudget, ServedRuntime]] = (),
+    docs: bool = False,
 ) -> FastAPI:
     """The proxy as a FastAPI app.
 
@@ -417,8 +463,9 @@ def create_app(
     runtime : Runtime or SequentialRuntime
         Applies the policy and keeps the ledger; its backends are closed at shutdown.
     api_key : str, optional
-        When given, ``/v1/...`` routes need ``Authorization: Bearer <api_key>``;
-        ``/health`` and ``/metrics`` stay open.
+        When given, ``/v1/...`` routes and ``/openapi.json`` (and ``/docs``, ``/redoc``) need
+        ``Authorization: Bearer <api_key>``; ``/livez``, ``/readyz``, ``/health`` and
+        ``/metrics`` stay open.
     max_body_bytes : int
         Largest request body accepted, in bytes; larger ones get 413.
     served_model_name : str
@@ -439,10 +486,21 @@ def create_app(
         Per-key budgets: a request carrying a key is answered by its runtime, under its budget
         and hard cap (429 ``insufficient_quota`` once the cap is spent); with keys, a request
         without one needs ``api_key``. They live in ``store`` (in process by default).
+    docs : bool
+        Serve the interactive ``/docs`` (Swagger UI) and ``/redoc`` pages, whose JavaScript
+        and fonts come from a CDN; off by default. ``/openapi.json`` is always served.
 
     Returns
     -------
     FastAPI
+
+    Notes
+    -----
+    ``/livez`` answers 200 while the process runs. ``/readyz`` answers 200 when every arm's
+    backend answers a ``GET /models`` within 2 s (a replayed log always does) and the spend
+    store, if any, is up, else 503 naming what is not ready; probes are reused for 5 s.
+    ``/health`` reports the same readiness (``status`` ``"ok"`` or ``"degraded"``, ``ready``,
+    ``arms``) with the budget and the spend so far.
     """
     _check_app_args(runtime, api_key, max_body_bytes, served_model_name, request_timeout)
     statuses: Counter[int] = Counter()
@@ -454,11 +512,20 @@ def create_app(
         folder = None
 
     def own() -> WorkerState:
-        return WorkerState(runtime.ledger, dict(statuses), runtime.lam)
+        upstream = runtime.upstream()
+        return WorkerState(
+            runtime.ledger,
+            dict(statuses),
+            runtime.lam,
+            {arm: dict(stats.outcomes) for arm, stats in upstream.items()},
+            {arm: stats.retries for arm, stats in upstream.items()},
+        )
 
     def totals() -> tuple[WorkerState, int]:
-        if fleet is not None:
-            return fleet.totals()
+        if fleet is not None:  # the store holds spend, not calls: upstream calls are this replica's
+            state, replicas = fleet.totals()
+            mine = own()
+            return replace(state, upstream=mine.upstream, retries=mine.retries), replicas
         return (own(), 1) if folder is None else gather(folder, own())
 
     async def publishing(folder: Path) -> None:
@@ -484,6 +551,9 @@ def create_app(
         title="computealloc proxy",
         summary="OpenAI-compatible chat completions under a compute budget.",
         lifespan=lifespan,
+        openapi_url=None,  # served below, behind the key
+        docs_url=None,
+        redoc_url=None,
     )
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_RuntimeCollector(runtime, totals, fleet))
@@ -510,16 +580,55 @@ def create_app(
         }
         return {"object": "list", "data": [card]}
 
+    @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(authorize)])
+    async def openapi_schema() -> dict[str, Any]:
+        return app.openapi()
+
+    if docs:
+        from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+
+        @app.get("/docs", include_in_schema=False, dependencies=[Depends(authorize)])
+        async def swagger() -> Response:
+            return get_swagger_ui_html(openapi_url="/openapi.json", title=app.title)
+
+        @app.get("/redoc", include_in_schema=False, dependencies=[Depends(authorize)])
+        async def redoc() -> Response:
+            return get_redoc_html(openapi_url="/openapi.json", title=app.title)
+
+    readiness = _Readiness(runtime, fleet)
+
+    @app.get("/livez")
+    async def livez() -> dict[str, str]:
+        """Liveness: 200 while the process answers."""
+        return {"status": "alive"}
+
+    @app.get("/readyz", responses={503: {"model": ErrorResponse}})
+    async def readyz() -> Response:
+        """Readiness: 200 when every arm's backend (and the spend store) answers, else 503
+        naming the first that does not."""
+        arms = await readiness.check()
+        failing = {arm: why for arm, why in arms.items() if why != "ok"}
+        if failing:
+            arm, why = next(iter(failing.items()))
+            message = f"Not ready: {arm!r} does not answer ({why})."
+            return _error_response(503, message, "unavailable", arms=arms)
+        return Response(_dumps({"status": "ready", "arms": arms}), media_type=_JSON)
+
     @app.get("/health")
     async def health() -> dict[str, Any]:
-        """Liveness, the budget and where the spend stands (over every worker or replica);
-        with a spend store also the store's state, this replica's totals and every key's."""
+        """Readiness (every arm's backend answers), the budget and where the spend stands
+        (over every live worker or replica); with a spend store also the store's state, this
+        replica's totals and every key's."""
         if fleet is not None:
             await fleet.refresh()
+        arms = await readiness.check()
+        ready = all(why == "ok" for why in arms.values())
         state, workers = totals()
         mean, lam = state.ledger.mean_cost, state.lam
         return {
-            "status": "ok" if fleet is None or fleet.up else "degraded",
+            "status": "ok" if ready else "degraded",
+            "ready": ready,
+            "arms": arms,
             "budget": runtime.budget,
             "cost_unit": runtime.cost_unit,
             "lam": None if lam != lam else lam,
@@ -537,6 +646,40 @@ def create_app(
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+class _Readiness:
+    """Whether each arm's backend answers (and the spend store is up), probed at most every
+    :data:`_PROBE_CACHE_S` seconds; concurrent checks share one probe."""
+
+    def __init__(self, runtime: ServedRuntime, fleet: Fleet | None) -> None:
+        self.runtime = runtime
+        self.fleet = fleet
+        self._lock = asyncio.Lock()
+        self._at = -math.inf
+        self._last: dict[str, str] = {}
+
+    async def check(self) -> dict[str, str]:
+        """``"ok"`` or what is wrong, per arm (and ``"spend_store"`` with a fleet)."""
+        async with self._lock:
+            if time.monotonic() - self._at >= _PROBE_CACHE_S:
+                arms = self.runtime.arms
+                found = await asyncio.gather(*(_probe(b) for b in arms.values()))
+                self._last = dict(zip(arms, found, strict=True))
+                self._at = time.monotonic()
+            checked = dict(self._last)
+        if self.fleet is not None:
+            checked["spend_store"] = "ok" if self.fleet.up else "the spend store is down"
+        return checked
+
+
+async def _probe(backend: Backend) -> str:
+    """``"ok"`` when ``backend`` answers (one without a ``probe`` method always does)."""
+    probe = getattr(backend, "probe", None)
+    if probe is None:
+        return "ok"
+    why = await probe(_PROBE_TIMEOUT_S)
+    return "ok" if why is None else str(why)
 
 
 def _check_app_args(
@@ -1078,9 +1221,10 @@ def serve(
     backend: str | Sequence[str | Arm],
     *,
     host: str = "127.0.0.1",
-    port: int = 8000,
+    port: int = DEFAULT_PORT,
     model: str | None = None,
     api_key: str | None = None,
+    api_key_file: str | os.PathLike[str] | None = None,
     backend_api_key: str | None = None,
     probe_m: int | None = None,
     temperature: float = 0.7,
@@ -1098,8 +1242,16 @@ def serve(
     spend_store: str | None = None,
     budget_name: str = "default",
     keys_file: str | os.PathLike[str] | None = None,
+    keep_alive: float = DEFAULT_KEEP_ALIVE_S,
+    docs: bool = False,
+    echo: Callable[[str], None] | None = None,
 ) -> None:
-    """Load a policy, open the backend and serve the proxy with uvicorn (blocks).
+    """Listen, load a policy, open the backend and serve the proxy with uvicorn (blocks).
+
+    The port is bound first, so a taken port fails at once (naming ``--host``/``--port``)
+    rather than after the policy has loaded; then a loading line, and once the policy is
+    loaded a banner (URL, served model name, policy, budget, arms, an example request) are
+    written through ``echo``.
 
     Parameters
     ----------
@@ -1114,12 +1266,15 @@ def serve(
         :class:`~computealloc.arms.Arm` per arm the policy routes to (see
         :func:`open_backends`).
     host, port : str, int
-        Where to listen.
+        Where to listen; ``port`` in [1, 65535] (default :data:`DEFAULT_PORT`, 8100).
     model : str, optional
         Upstream model name (required with a URL).
     api_key : str, optional
         Key clients must send; default the ``COMPUTEALLOC_API_KEY`` environment variable, if
         set (no key otherwise).
+    api_key_file : path-like, optional
+        A file holding the key clients must send (instead of ``api_key``; see
+        :func:`read_api_key`).
     backend_api_key : str, optional
         Key for the upstream server (default ``OPENAI_API_KEY``).
     probe_m, temperature, max_tokens
@@ -1135,14 +1290,17 @@ def serve(
         Per upstream request (see :func:`open_backends`).
     request_timeout : float, optional
         End-to-end deadline of a chat request, in seconds.
-    max_body_bytes, served_model_name
+    max_body_bytes, served_model_name, docs
         Passed to :func:`create_app`.
     workers : int
         Worker processes (uvicorn's ``workers``). Each runs its own runtime and budget
         controller and holds the budget on the requests it answers, so all of them together
         hold it too; ``/metrics`` and ``/health`` report the totals of all workers
         (:mod:`computealloc.workers`; through the spend store when one is given, each worker
-        a replica of the fleet).
+        a replica of the fleet). The workers read the settings (keys included) from a file
+        only this user can read, in a private temporary folder removed when the server stops;
+        the clients' key does not travel in their environment (``COMPUTEALLOC_API_KEY`` is
+        dropped from it; upstream keys named by arms' ``api_key_env`` are read from it).
     access_log : bool
         Log every request (uvicorn's access log).
     spend_store : str, optional
@@ -1153,6 +1311,16 @@ def serve(
         The budget's name in the store.
     keys_file : path-like, optional
         Per-key budgets and hard caps (:func:`computealloc.fleet.read_keys`).
+    keep_alive : float
+        Seconds an idle client connection stays open (see :data:`DEFAULT_KEEP_ALIVE_S`).
+    echo : callable, optional
+        Where the loading line and the banner go (default: standard error).
+
+    Raises
+    ------
+    ValueError
+        Naming the flag: a port out of range or taken (``--host``/``--port``), an unreadable
+        ``--api-key-file``, a bad setting.
 
     Notes
     -----
@@ -1162,11 +1330,16 @@ def serve(
     only when the proxy, not the model server, is the bottleneck.
     """
     import uvicorn
+    from uvicorn.supervisors import Multiprocess
 
+    say = echo if echo is not None else _to_stderr
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ValueError(
-            f"The 'workers' parameter of serve must be an int in [1, inf). Got {workers!r} instead."
-        )
+        raise ValueError(f"--workers must be an int in [1, inf). Got {workers!r} instead.")
+    if not isinstance(keep_alive, (int, float)) or isinstance(keep_alive, bool) or keep_alive <= 0:
+        raise ValueError(f"--keep-alive must be a number in (0, inf). Got {keep_alive!r}.")
+    if api_key is not None and api_key_file is not None:
+        raise ValueError("Give the clients' key as --api-key or as --api-key-file, not both.")
+    key = read_api_key(api_key_file) if api_key_file is not None else api_key
     settings: dict[str, Any] = {
         "policy_path": str(policy_path),
         "budget": budget,
@@ -1174,7 +1347,7 @@ def serve(
         if isinstance(backend, str)
         else [b.model_dump() if isinstance(b, Arm) else b for b in backend],
         "model": model,
-        "api_key": api_key if api_key is not None else os.environ.get(API_KEY_ENV) or None,
+        "api_key": key if key is not None else os.environ.get(API_KEY_ENV) or None,
         "backend_api_key": backend_api_key,
         "probe_m": probe_m,
         "temperature": temperature,
@@ -1190,23 +1363,140 @@ def serve(
         "spend_store": spend_store,
         "budget_name": budget_name,
         "keys_file": None if keys_file is None else str(keys_file),
+        "docs": docs,
     }
-    app = _build_app(**settings)  # every setting is checked here, before any worker starts
-    if workers == 1:
-        uvicorn.run(app, host=host, port=port, access_log=access_log, log_level="info")
-        return
-    asyncio.run(app.state.runtime.aclose())
-    with tempfile.TemporaryDirectory(prefix="computealloc-serve-") as folder:
-        os.environ[_SETTINGS_ENV] = json.dumps({**settings, "shared_dir": folder})
-        uvicorn.run(
-            "computealloc.server:worker_app",
-            factory=True,
-            workers=workers,
-            host=host,
-            port=port,
-            access_log=access_log,
-            log_level="info",
+    sock = _bind(host, port)  # before the (slow) load: a taken port fails at once
+    try:
+        say(f"Loading {policy_path} and opening the backends ...")
+        app = _build_app(**settings)  # every setting is checked here, before any worker starts
+        say(banner(app.state.runtime, host, port, served_model_name, str(policy_path), key))
+        options: dict[str, Any] = {
+            "host": host,  # for uvicorn's own messages: it listens on ``sock``
+            "port": port,
+            "access_log": access_log,
+            "log_level": "info",
+            "timeout_keep_alive": keep_alive,
+        }
+        if workers == 1:
+            uvicorn.Server(uvicorn.Config(app, **options)).run(sockets=[sock])
+            return
+        asyncio.run(app.state.runtime.aclose())
+        with tempfile.TemporaryDirectory(prefix="computealloc-serve-") as folder:
+            path = _private_file(Path(folder) / "settings.json", {**settings, "shared_dir": folder})
+            os.environ[_SETTINGS_ENV] = str(path)
+            inherited = os.environ.pop(API_KEY_ENV, None)  # the workers read it from the file
+            try:
+                config = uvicorn.Config(
+                    "computealloc.server:worker_app", factory=True, workers=workers, **options
+                )
+                Multiprocess(config, sockets=[sock]).run()
+            finally:
+                os.environ.pop(_SETTINGS_ENV, None)
+                if inherited is not None:
+                    os.environ[API_KEY_ENV] = inherited
+    finally:
+        sock.close()
+
+
+def _to_stderr(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host:port``; a ValueError naming ``--host``/``--port``."""
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise ValueError(f"--port must be an int in [1, 65535]. Got {port!r} instead.")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        reason = exc.strerror or str(exc)
+        hint = (
+            " Another server listens there (vLLM and SGLang use 8000): pick a free --port."
+            if exc.errno in (98, 48, 10048)  # EADDRINUSE on Linux, macOS, Windows
+            else " Check --host (an address of this machine, 0.0.0.0 for all)."
         )
+        raise ValueError(
+            f"Cannot listen on {host}:{port} (--host/--port): {reason}.{hint}"
+        ) from exc
+    sock.set_inheritable(True)
+    return sock
+
+
+def _private_file(path: Path, settings: dict[str, Any]) -> Path:
+    """Write ``settings`` as JSON to a new file only this user can read (mode 0600)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(settings, fh)
+    return path
+
+
+def read_api_key(path: str | os.PathLike[str]) -> str:
+    """The API key held by the file ``path`` (its first line, surrounding blanks dropped).
+
+    Raises
+    ------
+    ValueError
+        Naming ``--api-key-file`` and the file: unreadable, or no key in it. A file others
+        can read is accepted with a warning.
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+        mode = Path(path).stat().st_mode
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"--api-key-file {path}: cannot read it ({exc}).") from exc
+    lines = text.strip().splitlines()
+    key = lines[0].strip() if lines else ""
+    if not key:
+        raise ValueError(f"--api-key-file {path}, line 1: no key in the file.")
+    if mode & 0o077:
+        warnings.warn(
+            f"--api-key-file {path} can be read by other users (mode {mode & 0o777:o}); "
+            f"chmod 600 {path}.",
+            stacklevel=2,
+        )
+    return key
+
+
+def banner(
+    runtime: ServedRuntime,
+    host: str,
+    port: int,
+    served_model_name: str,
+    policy_path: str,
+    api_key: str | None = None,
+) -> str:
+    """The start-up banner of :func:`serve`: URL, model, policy, budget, arms, a request.
+
+    The key itself is never shown; the example request reads it from ``$COMPUTEALLOC_API_KEY``.
+    """
+    shown = "127.0.0.1" if host in ("0.0.0.0", "") else ("::1" if host == "::" else host)
+    url = f"http://[{shown}]:{port}" if ":" in shown else f"http://{shown}:{port}"
+    if isinstance(runtime, SequentialRuntime):
+        method = f"stopping rule {type(runtime.rule.low).__name__}"
+    else:
+        method = f"{type(runtime.policy).__name__} policy, {len(runtime.actions)} actions"
+    arms = "\n".join(
+        f"    {arm} -> {getattr(b, 'base_url', None) or 'replayed log'}"
+        for arm, b in runtime.arms.items()
+    )
+    auth = f' -H "Authorization: Bearer ${API_KEY_ENV}"' if api_key else ""
+    body = _dumps(
+        {"model": served_model_name, "messages": [{"role": "user", "content": "What is 12 * 7?"}]}
+    ).decode()
+    return (
+        f"computealloc proxy on {url}/v1 (model {served_model_name!r})\n"
+        f"  policy  {policy_path} ({method})\n"
+        f"  budget  {runtime.budget:g} {runtime.cost_unit} per query\n"
+        f"  arms\n{arms}\n"
+        f"  health  {url}/livez  {url}/readyz  {url}/health  {url}/metrics\n"
+        f"  try     curl {url}/v1/chat/completions -H 'Content-Type: application/json'{auth} "
+        f"-d '{body}'"
+    )
 
 
 def _arm(value: str | dict[str, Any]) -> str | Arm:
@@ -1225,8 +1515,8 @@ def _raw_prices(
 
 def worker_app() -> FastAPI:
     """The app of one worker process of :func:`serve` (uvicorn's factory; reads its settings
-    from the environment)."""
-    return _build_app(**json.loads(os.environ[_SETTINGS_ENV]))
+    from the private file the environment names)."""
+    return _build_app(**json.loads(Path(os.environ[_SETTINGS_ENV]).read_text(encoding="utf-8")))
 
 
 def _build_app(
@@ -1252,6 +1542,7 @@ def _build_app(
     budget_name: str = "default",
     keys_file: str | None = None,
     shared_dir: str | None = None,
+    docs: bool = False,
 ) -> FastAPI:
     """Load the policy, open the backend, build the runtime and the app (:func:`serve`)."""
     from computealloc.persist import load_file
@@ -1305,4 +1596,5 @@ def _build_app(
         store=store,
         budget_name=budget_name,
         keys=[(key, runtime_at(key.budget)) for key in keys],
+        docs=docs,
     )

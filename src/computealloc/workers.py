@@ -6,23 +6,28 @@ mean of per-worker means that each hold the budget, so it holds it too. What wor
 only what ``/metrics`` and ``/health`` report: each worker writes its totals to one JSON file
 of a common folder (atomically, a few times a second and at shutdown) and a scrape adds its
 own live totals to the files of the others. A worker that died keeps its file, so what it
-spent stays counted.
+spent stays counted; it is not counted as a worker, though: each live worker holds an
+exclusive lock (``fcntl.flock``) on a lock file of its own, which the kernel releases when the
+process dies, however it dies (SIGKILL included), so a restarted worker replaces it in the
+count.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import math
 import os
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 from computealloc.runtime import Ledger
 from computealloc.table import atomic_write
 
-__all__ = ["WorkerState", "combine", "gather", "publish"]
+__all__ = ["WorkerState", "alive", "combine", "gather", "hold_lease", "publish"]
 
 _PREFIX = "worker-"
 
@@ -39,11 +44,18 @@ class WorkerState:
         Chat requests answered per HTTP status.
     lam : float
         The current dual price (for a sum of workers: their mean weighted by queries).
+    upstream : dict of str to dict of str to int
+        Upstream calls (HTTP attempts, retries included) per arm and outcome (``"ok"``,
+        ``"timeout"``, ``"http_503"``, ...).
+    retries : dict of str to int
+        Upstream attempts retried, per arm.
     """
 
     ledger: Ledger
     statuses: Mapping[int, int]
     lam: float
+    upstream: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    retries: Mapping[str, int] = field(default_factory=dict)
 
     def to_json(self) -> str:
         """The state as one JSON object."""
@@ -61,6 +73,8 @@ class WorkerState:
                 "arm_cost": ledger.arm_cost,
                 "statuses": {str(code): n for code, n in self.statuses.items()},
                 "lam": self.lam if math.isfinite(self.lam) else None,
+                "upstream": {arm: dict(outcomes) for arm, outcomes in self.upstream.items()},
+                "retries": dict(self.retries),
             }
         )
 
@@ -81,13 +95,49 @@ class WorkerState:
         )
         statuses = {int(code): int(n) for code, n in data["statuses"].items()}
         lam = math.nan if data["lam"] is None else float(data["lam"])
-        return cls(ledger, statuses, lam)
+        upstream = {
+            str(arm): {str(o): int(n) for o, n in outcomes.items()}
+            for arm, outcomes in data.get("upstream", {}).items()
+        }
+        retries = {str(arm): int(n) for arm, n in data.get("retries", {}).items()}
+        return cls(ledger, statuses, lam, upstream, retries)
+
+
+#: The lock file this process holds in each folder it publishes to (open while it lives).
+_LEASES: dict[Path, IO[bytes]] = {}
 
 
 def publish(folder: Path, state: WorkerState) -> None:
-    """Write this process's state to ``folder`` (atomically)."""
+    """Write this process's state to ``folder`` (atomically); hold its liveness lock there."""
+    hold_lease(folder)
     text = state.to_json()
     atomic_write(folder / f"{_PREFIX}{os.getpid()}.json", lambda fh: fh.write(text))
+
+
+def hold_lease(folder: Path) -> None:
+    """Lock this process's lock file in ``folder`` for as long as the process lives."""
+    folder = Path(folder)
+    if folder in _LEASES:
+        return
+    handle = open(folder / f"{_PREFIX}{os.getpid()}.lock", "wb")  # noqa: SIM115 - held open
+    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    _LEASES[folder] = handle
+
+
+def alive(state_file: Path) -> bool:
+    """Whether the worker that writes ``state_file`` still holds its lock (is alive)."""
+    lock = state_file.with_suffix(".lock")
+    try:
+        handle = open(lock, "rb")  # noqa: SIM115 - closed below
+    except FileNotFoundError:
+        return False
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
 
 
 def gather(folder: Path, own: WorkerState) -> tuple[WorkerState, int]:
@@ -99,15 +149,13 @@ def gather(folder: Path, own: WorkerState) -> tuple[WorkerState, int]:
         Summed ledgers and statuses; ``lam`` the queries-weighted mean of the workers' prices
         (their plain mean before any query).
     workers : int
-        Workers counted.
+        Live workers: this one and those whose lock is held (:func:`alive`). A dead worker's
+        totals are summed (what it spent stays spent) but it is not counted.
     """
     mine = f"{_PREFIX}{os.getpid()}.json"
-    states = [own] + [
-        WorkerState.from_json(path.read_text())
-        for path in sorted(folder.glob(f"{_PREFIX}*.json"))
-        if path.name != mine
-    ]
-    return combine(states), len(states)
+    others = [path for path in sorted(folder.glob(f"{_PREFIX}*.json")) if path.name != mine]
+    states = [own] + [WorkerState.from_json(path.read_text()) for path in others]
+    return combine(states), 1 + sum(alive(path) for path in others)
 
 
 def combine(states: list[WorkerState]) -> WorkerState:
@@ -117,11 +165,16 @@ def combine(states: list[WorkerState]) -> WorkerState:
     statuses: Counter[int] = Counter()
     arm_samples: Counter[str] = Counter()
     arm_cost: Counter[str] = Counter()
+    upstream: dict[str, Counter[str]] = {}
+    retries: Counter[str] = Counter()
     for state in states:
         actions.update(state.ledger.actions)
         statuses.update(state.statuses)
         arm_samples.update(state.ledger.arm_samples)
         arm_cost.update(state.ledger.arm_cost)
+        retries.update(state.retries)
+        for arm, outcomes in state.upstream.items():
+            upstream.setdefault(arm, Counter()).update(outcomes)
     ledger = Ledger(
         queries=sum(s.ledger.queries for s in states),
         failed=sum(s.ledger.failed for s in states),
@@ -141,4 +194,5 @@ def combine(states: list[WorkerState]) -> WorkerState:
         lam = sum(w * s.lam for w, s in zip(weights, priced, strict=True)) / sum(weights)
     else:
         lam = sum(s.lam for s in priced) / len(priced)
-    return WorkerState(ledger, dict(statuses), lam)
+    calls = {arm: dict(outcomes) for arm, outcomes in upstream.items()}
+    return WorkerState(ledger, dict(statuses), lam, calls, dict(retries))

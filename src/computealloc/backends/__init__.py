@@ -12,12 +12,15 @@ from computealloc.backends.base import (
     RESERVED_PARAMS,
     Backend,
     BackendError,
+    BackendStats,
     Completion,
     Prompt,
     RetryPolicy,
     check_params,
     gather_or_cancel,
     last_user_text,
+    receipt,
+    record_received,
     retry_async,
     sampling_params,
     to_messages,
@@ -25,7 +28,7 @@ from computealloc.backends.base import (
 from computealloc.backends.replay import ReplayBackend, UnknownPromptError
 
 if TYPE_CHECKING:
-    from computealloc.backends.openai_compat import BackendStats, OpenAIBackend
+    from computealloc.backends.openai_compat import OpenAIBackend
 
 __all__ = [
     "RESERVED_PARAMS",
@@ -41,12 +44,14 @@ __all__ = [
     "check_params",
     "gather_or_cancel",
     "last_user_text",
+    "receipt",
+    "record_received",
     "retry_async",
     "sampling_params",
     "to_messages",
 ]
 
-_LAZY = {"OpenAIBackend", "BackendStats"}
+_LAZY = {"OpenAIBackend"}
 
 
 def __getattr__(name: str) -> Any:

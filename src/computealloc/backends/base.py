@@ -11,20 +11,26 @@ from __future__ import annotations
 import asyncio
 import math
 import random
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 __all__ = [
     "RESERVED_PARAMS",
     "Backend",
     "BackendError",
+    "BackendStats",
     "Completion",
     "Prompt",
     "RetryPolicy",
     "check_params",
     "gather_or_cancel",
     "last_user_text",
+    "receipt",
+    "record_received",
     "retry_async",
     "sampling_params",
     "to_messages",
@@ -127,12 +133,84 @@ class BackendError(RuntimeError):
         status_code: int | None = None,
         retry_after: float | None = None,
         detail: str | None = None,
+        outcome: str | None = None,
     ) -> None:
         super().__init__(message)
         self.retryable = retryable
         self.status_code = status_code
         self.retry_after = retry_after
         self.detail = detail
+        self._outcome = outcome
+
+    @property
+    def outcome(self) -> str:
+        """What happened, as a metrics label: ``"http_<status>"``, ``"timeout"``,
+        ``"connection_error"``, ``"malformed"`` or ``"error"``."""
+        if self.status_code is not None:
+            return f"http_{self.status_code}"
+        return self._outcome or "error"
+
+
+@dataclass
+class BackendStats:
+    """Running counters of a backend's upstream calls (read them, do not set them).
+
+    Attributes
+    ----------
+    requests : int
+        Upstream calls (HTTP attempts) made, retries included.
+    retries : int
+        Attempts that failed retryably and were retried.
+    n_fallbacks : int
+        ``sample`` calls whose ``n > 1`` request was refused, came back short or reported too
+        few output tokens, so that single requests made up the rest.
+    undercounts : int
+        ``n > 1`` replies whose ``usage.completion_tokens`` cannot be the total over their
+        choices; their samples were discarded (and charged: see :func:`receipt`).
+    outcomes : Counter of str
+        Attempts per outcome: ``"ok"`` or a :attr:`BackendError.outcome`.
+    """
+
+    requests: int = 0
+    retries: int = 0
+    n_fallbacks: int = 0
+    undercounts: int = 0
+    outcomes: Counter[str] = field(default_factory=Counter)
+
+
+#: The completions received from upstream by the current query (see :func:`receipt`).
+_RECEIPT: ContextVar[list[Completion] | None] = ContextVar("computealloc_receipt", default=None)
+
+
+@contextmanager
+def receipt() -> Iterator[list[Completion]]:
+    """Collect every completion a backend receives inside the block, in arrival order.
+
+    Backends call :func:`record_received` for every reply they parse, including replies the
+    caller never sees: a sibling request's reply when another request of the same ``sample``
+    call failed, a reply discarded by a fallback, or one that arrived before the caller was
+    cancelled (a deadline). The runtime charges these too, so that its ledger holds every
+    completion the upstream delivered (and billed). Tasks started inside the block share the
+    list (they copy the context).
+
+    Yields
+    ------
+    list of Completion
+        Grows as replies arrive.
+    """
+    received: list[Completion] = []
+    token = _RECEIPT.set(received)
+    try:
+        yield received
+    finally:
+        _RECEIPT.reset(token)
+
+
+def record_received(completions: Iterable[Completion]) -> None:
+    """Add ``completions``, just received from upstream, to the current :func:`receipt`."""
+    received = _RECEIPT.get()
+    if received is not None:
+        received.extend(completions)
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,6 @@ import random
 import re
 import urllib.request
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -32,11 +31,13 @@ import numpy as np
 
 from computealloc.backends.base import (
     BackendError,
+    BackendStats,
     Completion,
     Prompt,
     RetryPolicy,
     check_params,
     gather_or_cancel,
+    record_received,
     retry_async,
     to_messages,
 )
@@ -54,30 +55,6 @@ _RETRYABLE_STATUS = frozenset({408, 409, 429})
 _VALIDATION_500 = re.compile(r"'loc': [(\[]'body'")
 
 
-@dataclass
-class BackendStats:
-    """Running counters of an :class:`OpenAIBackend` (read them, do not set them).
-
-    Attributes
-    ----------
-    requests : int
-        HTTP attempts made, retries included.
-    retries : int
-        Attempts that failed retryably and were retried.
-    n_fallbacks : int
-        ``sample`` calls whose ``n > 1`` request was refused, came back short or reported too
-        few output tokens, so that single requests made up the rest.
-    undercounts : int
-        ``n > 1`` replies whose ``usage.completion_tokens`` cannot be the total over their
-        choices (see :class:`OpenAIBackend`, Notes); their samples were discarded.
-    """
-
-    requests: int = 0
-    retries: int = 0
-    n_fallbacks: int = 0
-    undercounts: int = 0
-
-
 class OpenAIBackend:
     """Backend over an OpenAI-compatible ``/v1/chat/completions`` endpoint.
 
@@ -91,7 +68,10 @@ class OpenAIBackend:
         Bearer key; defaults to the ``OPENAI_API_KEY`` environment variable, else ``"EMPTY"``
         (what local servers accept).
     timeout : float
-        Seconds before one HTTP request counts as timed out (a retryable failure).
+        Seconds the server may stay silent (to connect, to send the first byte of its reply,
+        between later bytes) before one HTTP request counts as timed out (a retryable
+        failure). A reply that has arrived is always read, so it is never dropped (and
+        charged nothing) for being read late.
     use_n : bool or "auto"
         How ``sample(prompt, n)`` gets ``n`` completions. ``False``: ``n`` parallel single
         requests. ``True``: one request with ``n``; when the server refuses ``n`` (HTTP 501, or
@@ -281,11 +261,44 @@ class OpenAIBackend:
             pool = self._open_pool()
             async with pool.slots:
                 self.stats.requests += 1
-                if pool.session is None:
-                    return await self._post_client(payload)
-                return await self._post(pool.session, pool.proxy, payload)
+                try:
+                    if pool.session is None:
+                        got = await self._post_client(payload)
+                    else:
+                        got = await self._post(pool.session, pool.proxy, payload)
+                except BackendError as exc:
+                    self.stats.outcomes[exc.outcome] += 1
+                    raise
+                self.stats.outcomes["ok"] += 1
+                record_received(got)  # charged even if the caller never sees it
+                return got
 
         return await retry_async(attempt, self.retry, rng=self._rng, on_retry=self._count_retry)
+
+    async def probe(self, timeout: float = 2.0) -> str | None:
+        """Whether the server answers: ``GET {base_url}/models`` within ``timeout`` seconds.
+
+        Returns
+        -------
+        str or None
+            None when the server answered (any status but 401, 403 and 5xx: a server without
+            a ``/models`` route is up all the same), else what went wrong.
+        """
+        url = self.base_url.rstrip("/") + "/models"
+        limit = aiohttp.ClientTimeout(total=timeout)
+        try:
+            async with (
+                aiohttp.ClientSession(headers=self._headers, timeout=limit) as session,
+                session.get(url, proxy=_env_proxy(url)) as response,
+            ):
+                status = response.status
+        except TimeoutError:
+            return f"GET {url}: no reply within {timeout:g} s"
+        except aiohttp.ClientError as exc:
+            return f"GET {url}: {type(exc).__name__}: {exc}"
+        if status in (401, 403) or status >= 500:
+            return f"GET {url}: HTTP {status}"
+        return None
 
     def _count_retry(self, attempt: int, error: BackendError, delay: float) -> None:
         self.stats.retries += 1
@@ -320,10 +333,16 @@ class OpenAIBackend:
                 status, retry_after = response.status, response.headers.get("retry-after")
         except TimeoutError as exc:
             raise BackendError(
-                f"{self._url}: no reply within {self.timeout:g} s", retryable=True
+                f"{self._url}: no reply within {self.timeout:g} s",
+                retryable=True,
+                outcome="timeout",
             ) from exc
         except aiohttp.ClientError as exc:
-            raise BackendError(f"{self._url}: {type(exc).__name__}: {exc}", retryable=True) from exc
+            raise BackendError(
+                f"{self._url}: {type(exc).__name__}: {exc}",
+                retryable=True,
+                outcome="connection_error",
+            ) from exc
         if status >= 400:
             raise _status_error(self._url, status, raw, retry_after)
         return _parse_response(raw, self.base_url)
@@ -339,7 +358,9 @@ class OpenAIBackend:
             raw = response.http_response.content
         except openai.APITimeoutError as exc:  # a TimeoutError cause, as on the plain path
             raise BackendError(
-                f"{self._url}: no reply within {self.timeout:g} s", retryable=True
+                f"{self._url}: no reply within {self.timeout:g} s",
+                retryable=True,
+                outcome="timeout",
             ) from TimeoutError(str(exc))
         except openai.APIStatusError as exc:
             retry_after = exc.response.headers.get("retry-after")
@@ -347,7 +368,11 @@ class OpenAIBackend:
                 self._url, exc.status_code, exc.response.content, retry_after
             ) from exc
         except openai.APIConnectionError as exc:
-            raise BackendError(f"{self._url}: {type(exc).__name__}: {exc}", retryable=True) from exc
+            raise BackendError(
+                f"{self._url}: {type(exc).__name__}: {exc}",
+                retryable=True,
+                outcome="connection_error",
+            ) from exc
         return _parse_response(raw, self.base_url)
 
     def _messages(self, prompt: Prompt) -> list[dict[str, Any]]:
@@ -382,7 +407,11 @@ class _Pool:
             aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=max_concurrency),
                 headers=headers,
-                timeout=aiohttp.ClientTimeout(total=timeout),
+                # no total: a reply whose bytes arrived is read, even when the event loop
+                # got to it late (a total timer can fire after the bytes came in and drop a
+                # reply the server delivered and billed); the wait for its first byte and
+                # every later read are bounded by ``timeout`` instead.
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout),
                 cookie_jar=aiohttp.DummyCookieJar(),
             )
             if http
@@ -511,7 +540,11 @@ def _error_message(raw: bytes) -> str:
 
 
 def _malformed(base_url: str, detail: str) -> BackendError:
-    return BackendError(f"{base_url}: malformed chat completion response: {detail}", retryable=True)
+    return BackendError(
+        f"{base_url}: malformed chat completion response: {detail}",
+        retryable=True,
+        outcome="malformed",
+    )
 
 
 def _parse_response(raw: bytes, base_url: str) -> list[Completion]:

@@ -16,10 +16,12 @@ from numpy.typing import NDArray
 
 from computealloc.backends.base import (
     BackendError,
+    BackendStats,
     Completion,
     Prompt,
     check_params,
     last_user_text,
+    record_received,
 )
 from computealloc.samples import SampleLog
 
@@ -54,6 +56,9 @@ class ReplayBackend:
     ----------
     model : str
         The replayed model.
+    stats : BackendStats
+        ``sample`` calls (each one upstream call) and their outcomes (``"ok"``,
+        ``"unknown_prompt"``).
 
     Notes
     -----
@@ -95,6 +100,7 @@ class ReplayBackend:
         self._columns = _columns(rows)
         self._by_prompt = _prompt_index(log, set(self._slices))
         self._served: dict[str, int] = {}
+        self.stats = BackendStats()
 
     async def __aenter__(self) -> ReplayBackend:
         return self
@@ -139,16 +145,24 @@ class ReplayBackend:
                 f"Got {n!r} instead."
             )
         check_params(params, "ReplayBackend.sample")
-        query_id = self.lookup(last_user_text(prompt))
+        self.stats.requests += 1
+        try:
+            query_id = self.lookup(last_user_text(prompt))
+        except UnknownPromptError:
+            self.stats.outcomes["unknown_prompt"] += 1
+            raise
+        self.stats.outcomes["ok"] += 1
         start, count = self._slices[query_id]
         first = self._served.get(query_id, 0)
         self._served[query_id] = first + n
         rows = start + self._order(query_id, count, first, n)
         texts, tokens, answers, correct, reasons = (col[rows] for col in self._columns)
-        return [
+        served = [
             Completion(text=t, output_tokens=k, finish_reason=r, answer=a, correct=c, from_log=True)
             for t, k, a, c, r in zip(texts, tokens, answers, correct, reasons, strict=True)
         ]
+        record_received(served)
+        return served
 
     def _order(self, query_id: str, count: int, first: int, n: int) -> NDArray[np.int64]:
         """Positions (within the query) of its served samples ``first, ..., first + n - 1``."""
