@@ -207,6 +207,7 @@ def test_thinking_arms_collect_fit_and_serve_within_the_token_budget(tmp_path):
         served.clear()
         runtime = Runtime(policy, open_arms(arms), budget=budget)
         answers = runtime.run_stream(prompts, concurrency=1)
+        asyncio.run(runtime.aclose())
     ledger = runtime.ledger
     assert ledger.output_tokens == sum(served) == sum(a.cost for a in answers)
     assert abs(ledger.mean_cost / budget - 1) < 0.02, (ledger.mean_cost, budget)
@@ -241,3 +242,37 @@ def test_probe_trace_records_every_checkpoint_then_the_natural_end(server):
         assert thought.output_tokens == sum(served[before:])
     with pytest.raises(ValueError, match="strictly increasing"):
         _probe_trace(url, dialect, "q", (10, 600))
+
+
+def test_a_thought_cut_short_is_charged_the_tokens_it_received(tmp_path):
+    from computealloc.arms import Arm, Thinking, open_arms
+    from computealloc.backends import BackendError
+    from computealloc.fit import fit_policy
+    from computealloc.runtime import Runtime
+    from fake_openai_server import make_app, running
+    from fake_reasoning import reasoning
+    from test_runtime import synthetic_log
+
+    served: list[int] = []
+    app = make_app(reasoning("vllm", served), fault_rate=0.03, faults=("500",), seed=3)
+    thinking = Thinking(checkpoints=tuple(range(10, 200, 10)), settle=3, answer_tokens=4)
+    with running(app) as url:
+        arm = Arm(name="settle3", url=url, model="fake-r1", thinking=thinking)
+        log = synthetic_log(40, 4, model="settle3")
+        policy = fit_policy(log, budget=1.0, actions="settle3/majority@1", method="uniform").policy
+        runtime = Runtime(policy, open_arms([arm], max_attempts=1), budget=1.0)
+
+        async def main() -> int:
+            failed = 0
+            for prompt in PROMPTS:
+                try:
+                    await runtime.answer(prompt)
+                except BackendError:
+                    failed += 1
+            await runtime.aclose()
+            return failed
+
+        failed = asyncio.run(main())
+    assert failed > 0 and app.state.faults["500"] > 0
+    assert runtime.ledger.failed == failed
+    assert runtime.ledger.output_tokens == sum(served)  # nothing delivered is left out

@@ -24,7 +24,6 @@ tokens are summed over the requests as the server reports them.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -36,6 +35,9 @@ from computealloc.backends.base import (
     Completion,
     Prompt,
     check_params,
+    gather_or_cancel,
+    receipt,
+    record_received,
     to_messages,
 )
 from computealloc.grading import extract_answer, normalize
@@ -458,7 +460,10 @@ class ThinkingBackend:
 
     Notes
     -----
-    ``sample(prompt, n)`` runs ``n`` thoughts concurrently; a ``seed`` in the request
+    For the runtime's ledger (:func:`~computealloc.backends.receipt`), a finished thought is
+    received as its one completion (its segments are not charged again), and a thought cut
+    short by an error or a deadline as the segments it received. ``sample(prompt, n)`` runs
+    ``n`` thoughts concurrently; a ``seed`` in the request
     parameters becomes ``seed + j`` for thought ``j`` (so the ``n`` thoughts differ), and a
     ``max_tokens`` there is replaced by the plan's per-request limits.
     """
@@ -478,16 +483,24 @@ class ThinkingBackend:
 
         async def one(j: int) -> Completion:
             extra = {} if seed is None else {"seed": int(seed) + j}
-            thought = await think(
-                self.backend,
-                prompt,
-                self.plan,
-                continuation=self.continuation,
-                params={**base, **extra},
-            )
-            return thought.completion()
+            segments: list[Completion] = []
+            try:
+                with receipt() as segments:
+                    thought = await think(
+                        self.backend,
+                        prompt,
+                        self.plan,
+                        continuation=self.continuation,
+                        params={**base, **extra},
+                    )
+            except BaseException:
+                record_received(segments)  # a thought cut short is charged what it received
+                raise
+            completion = thought.completion()
+            record_received([completion])  # charged even when a sibling thought fails
+            return completion
 
-        return list(await asyncio.gather(*(one(j) for j in range(n))))
+        return await gather_or_cancel(one(j) for j in range(n))
 
     async def aclose(self) -> None:
         """Close the wrapped backend."""
