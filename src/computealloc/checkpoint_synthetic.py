@@ -180,7 +180,7 @@ def synthetic_frame(
                 keep
             ],
             "answer_tokens": answer_tokens[keep],
-            "prompt": [f"synthetic question {i} (difficulty {difficulty[i]:+.2f})" for i in qq],
+            "prompt": [f"synthetic question {i}" for i in qq],
             "gold": (qq * 10).astype(str),
             "model": "synthetic-reasoner",
         }
