@@ -137,6 +137,15 @@ class CheckpointLog:
             f"n_traces={n_traces}, n_queries={self.n_queries}, models={self.models!r})"
         )
 
+    def to_frame(self) -> pd.DataFrame:
+        """The long format back: one row per checkpoint with the query columns joined."""
+        return self.rows.merge(self.queries, on="query_id", how="left", sort=False)
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write :meth:`to_frame` atomically as CSV, JSONL or Parquet, chosen by the suffix
+        (as :meth:`computealloc.samples.SampleLog.save`); :func:`read_checkpoints` reads it."""
+        SampleLog(self.rows, self.queries, self.source).save(path)
+
     def traces(self, model: str | None = None) -> Traces:
         """The traces of one model as padded arrays (:class:`Traces`)."""
         return Traces.of(self, model)

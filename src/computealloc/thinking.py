@@ -16,10 +16,11 @@ the answer tokens of every forced answer asked for on the way
     al. 2025). Knob ``TAU`` (quantiles of the training confidences).
 ``learned-exit``
     computealloc's learned rule over (tokens so far, answer stability, answer changes,
-    confidence, checkpoint index): two gradient-boosted classifiers, fitted on the training
-    queries, predict whether the current answer is correct and whether the trace's final
-    answer will be; the rule stops when the predicted gain of thinking on, ``P(final correct)
-    - P(current correct)``, is at most ``delta``. Knob ``delta``.
+    confidence, checkpoint index): two logistic classifiers on the features and their
+    products, fitted on the training queries, predict whether the current answer is
+    correct and whether the trace's final answer will be; the rule stops when the
+    predicted gain of thinking on, ``P(final correct) - P(current correct)``, is at most
+    ``delta``. Knob ``delta``.
 
 Each family is calibrated like the stopping rules of :mod:`computealloc.sequential`: the knob
 whose mean tokens per query on the calibration queries equals the budget, a per-query mix of
@@ -94,6 +95,12 @@ def exit_features(traces: Traces) -> Float:
     return np.where(traces.valid[..., None], feats, 0.0)
 
 
+def _design(x: Float) -> Float:
+    """The features with their pairwise products (a logistic model with interactions)."""
+    i, j = np.triu_indices(x.shape[1])
+    return np.concatenate([x, x[:, i] * x[:, j]], axis=1)
+
+
 @dataclass
 class LearnedExit:
     """Stop when the predicted gain of thinking on is at most ``delta``.
@@ -101,11 +108,13 @@ class LearnedExit:
     Parameters
     ----------
     random_state : int
-        Seed of the gradient-boosted classifiers.
+        Seed of the classifiers.
 
     Attributes
     ----------
-    now_, end_ : HistGradientBoostingClassifier
+    now_, end_ : Pipeline or float
+        Logistic regressions on the standardised :func:`exit_features` and their pairwise
+        products (a float where the training labels have one class):
         ``P(current answer correct | features)`` and ``P(final answer correct | features)``.
     """
 
@@ -113,23 +122,26 @@ class LearnedExit:
 
     def fit(self, traces: Traces) -> LearnedExit:
         """Fit both classifiers on every checkpoint of ``traces``."""
-        from sklearn.ensemble import HistGradientBoostingClassifier
-
-        x = exit_features(traces)[traces.valid]
+        x = _design(exit_features(traces)[traces.valid])
         at = np.arange(traces.n_traces)
         end = np.broadcast_to(traces.correct[at, traces.n_ckpt - 1][:, None], traces.key.shape)
-        self.now_ = self._fit_one(x, traces.correct[traces.valid], HistGradientBoostingClassifier)
-        self.end_ = self._fit_one(x, end[traces.valid], HistGradientBoostingClassifier)
+        self.now_ = self._fit_one(x, traces.correct[traces.valid])
+        self.end_ = self._fit_one(x, end[traces.valid])
         return self
 
-    def _fit_one(self, x: Float, y: Bool, maker: type) -> object:
+    def _fit_one(self, x: Float, y: Bool) -> object:
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
         if y.all() or not y.any():
             return float(y.mean())  # one class only: a constant forecast
-        return maker(max_iter=100, max_depth=4, random_state=self.random_state).fit(x, y)
+        model = LogisticRegression(C=1.0, max_iter=1000, random_state=self.random_state)
+        return make_pipeline(StandardScaler(), model).fit(x, y)
 
     def gain(self, traces: Traces) -> Float:
         """Predicted gain of thinking to the end, shape (n_traces, m); -inf in padding."""
-        x = exit_features(traces)[traces.valid]
+        x = _design(exit_features(traces)[traces.valid])
         out = np.full(traces.key.shape, -np.inf)
         out[traces.valid] = self._predict(self.end_, x) - self._predict(self.now_, x)
         return out
