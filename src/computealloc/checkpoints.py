@@ -30,8 +30,10 @@ answer tokens of every forced answer it asked for (one for ``cap@T``; one per ch
 visited for the early-exit rules). ``cap@1024/majority@4`` is then the arm ``cap@1024``
 voted over 4 traces, estimated exactly by :func:`computealloc.estimate.estimate` with
 ``cost="tokens"``; the oracle, the policies, the budget calibration and ``computealloc
-evaluate`` read such a log unchanged. The arms of one trace share a ``split_group``, so the
-held-out protocol puts a trace in the same half for every arm.
+evaluate`` read such a log unchanged. A sample's ``score`` is its answer's confidence, so
+``cap@1024/best_of@4`` (the most confident of 4 traces) is a confidence-aware action. The
+arms of one trace share a ``split_group``, so the held-out protocol puts a trace in the
+same half for every arm.
 """
 
 from __future__ import annotations
@@ -569,7 +571,9 @@ def thinking_log(
     SampleLog
         One sample per trace and arm: ``model`` is the arm label, ``answer`` and ``correct``
         the arm's answer on that trace, ``tokens`` its token cost (:func:`arm_outcomes`),
-        ``split_group`` the log's model (so a trace falls in one half for every arm),
+        ``score`` the confidence of that answer (0 where the arm gets none; so
+        ``cap@T/best_of@K`` keeps the most confident of K traces), ``split_group`` the log's
+        model (so a trace falls in one half for every arm),
         ``think_tokens`` the thinking tokens used.
 
     Examples
@@ -601,7 +605,9 @@ def thinking_log(
                         "answer": pd.array(answer, dtype="str"),
                         "correct": pd.array(out.correct, dtype="boolean"),
                         "tokens": out.tokens,
-                        "score": np.nan,
+                        "score": np.where(
+                            out.stop >= 0, traces.confidence[at, np.maximum(out.stop, 0)], 0.0
+                        ),
                         "response": pd.array([None] * traces.n_traces, dtype="str"),
                         "split_group": model,
                         "think_tokens": used,
