@@ -295,7 +295,7 @@ def test_estimates_match_monte_carlo_on_the_synthetic_log() -> None:
         for i in range(log.n_queries):
             mine = np.flatnonzero(traces.row == i)
             hits, spent = 0.0, 0.0
-            draws = 4000
+            draws = 2000
             for _ in range(draws):
                 pick = rng.choice(mine, 5, replace=False)
                 keys = traces.key[pick, out.stop[pick]]
@@ -305,7 +305,7 @@ def test_estimates_match_monte_carlo_on_the_synthetic_log() -> None:
                 winners = [c for c, v in counts.items() if v == top]
                 hits += np.mean([ok[keys == c][0] for c in winners])
                 spent += out.tokens[pick].sum()
-            assert abs(hits / draws - table.P[i, j]) < 0.04
+            assert abs(hits / draws - table.P[i, j]) < 0.05  # 4.5 standard errors
             assert abs(spent / draws - table.C[i, j]) < 0.03 * table.C[i, j]
 
 
@@ -417,7 +417,7 @@ def test_evaluate_runs_end_to_end_on_a_checkpoint_log(tmp_path: Path) -> None:
     out = tmp_path / "run"
     res = runner.invoke(
         app,
-        ["evaluate", str(path), "--cost", "tokens", "--budgets", "600,1200", "--seeds", "2",
+        ["evaluate", str(path), "--cost", "tokens", "--budgets", "600,1200", "--seeds", "1",
          "--protocol", "held-out", "--methods", "uniform,value,oracle", "--out", str(out)],
     )  # fmt: skip
     assert res.exit_code == 0, res.output
@@ -426,3 +426,32 @@ def test_evaluate_runs_end_to_end_on_a_checkpoint_log(tmp_path: Path) -> None:
     assert set(results["budget"]) == {600.0, 1200.0}
     uniform = results[results["method"] == "uniform"]
     assert (abs(uniform["mean_cost"] / uniform["budget"] - 1) < 0.25).all()
+
+
+@pytest.mark.parametrize("name", ["checkpoints", "checkpoint_synthetic"])
+def test_docstring_examples_run(name: str) -> None:
+    import doctest
+    import importlib
+
+    module = importlib.import_module(f"computealloc.{name}")
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert result.failed == 0 and result.attempted > 0
+
+
+def test_best_of_keeps_the_most_confident_trace() -> None:
+    log = read_checkpoints(
+        pd.DataFrame(
+            {
+                "query_id": "q",
+                "sample_idx": [0, 0, 1, 1, 2, 2],
+                "think_tokens": [0, 100, 0, 100, 0, 100],
+                "answer": ["1", "2", "1", "3", "1", "3"],
+                "correct": [False, True, False, False, False, False],
+                "confidence": [0.1, 0.9, 0.2, 0.4, 0.3, 0.5],
+            }
+        )
+    )
+    table = estimate(thinking_log(log, "full"), "best_of@2,majority@3,best_of@3", cost="tokens")
+    # best of 2: the confident right trace is in 2 of the 3 pairs; majority of 3: '3' wins
+    np.testing.assert_allclose(table.P[0], [2 / 3, 0.0, 1.0])
+    np.testing.assert_allclose(table.C[0], [200.0, 300.0, 300.0])
