@@ -455,3 +455,84 @@ def test_best_of_keeps_the_most_confident_trace() -> None:
     # best of 2: the confident right trace is in 2 of the 3 pairs; majority of 3: '3' wins
     np.testing.assert_allclose(table.P[0], [2 / 3, 0.0, 1.0])
     np.testing.assert_allclose(table.C[0], [200.0, 300.0, 300.0])
+
+
+# --------------------------------------------------------------------------- confidence voting
+
+
+def _scored_log(seed: int) -> SampleLog:
+    rng = np.random.default_rng(seed)
+    rows = []
+    for q in range(4):
+        for s in range(6):
+            answer = rng.choice(["1", "2", "3", None], p=[0.4, 0.3, 0.2, 0.1])
+            rows.append(
+                {
+                    "query_id": f"q{q}",
+                    "sample_idx": s,
+                    "answer": answer,
+                    "correct": answer == "1",
+                    "score": float(rng.random()),
+                    "tokens": float(rng.integers(10, 100)),
+                }
+            )
+    return SampleLog.from_frame(pd.DataFrame(rows), grade=False)
+
+
+def _confidence_by_hand(log: SampleLog, kind: str, k: int) -> list[float]:
+    out = []
+    for _, pool in log.samples.groupby("query_id", sort=True):
+        members = list(pool.sort_values("sample_idx").itertuples(index=False))
+        total, draws = 0.0, 0
+        for subset in itertools.combinations(members, k):
+            if kind == "top_half":
+                ranked = sorted(subset, key=lambda r: -r.score)
+                voters = [(r, 1.0) for r in ranked[: (k + 1) // 2]]
+            else:
+                voters = [(r, r.score) for r in subset]
+            weight: dict[str, float] = {}
+            right: dict[str, bool] = {}
+            for r, w in voters:
+                if not pd.isna(r.answer):
+                    weight[r.answer] = weight.get(r.answer, 0.0) + w
+                    right[r.answer] = bool(r.correct)
+            if weight:
+                top = max(weight.values())
+                winners = [a for a, w in weight.items() if w >= top - 1e-12 * abs(top)]
+                total += sum(right[a] for a in winners) / len(winners)
+            draws += 1
+        out.append(total / draws)
+    return out
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_confidence_voting_matches_brute_force(seed: int) -> None:
+    log = _scored_log(seed)
+    actions = [f"{kind}@{k}" for kind in ("weighted", "top_half") for k in range(1, 7)]
+    table = estimate(log, actions, cost="tokens")
+    for j, action in enumerate(actions):
+        kind, k = action.split("@")
+        np.testing.assert_allclose(
+            table.P[:, j], _confidence_by_hand(log, kind, int(k)), atol=1e-12, err_msg=action
+        )
+    majority = estimate(log, "majority@3", cost="tokens")
+    np.testing.assert_allclose(table.C[:, 2], majority.C[:, 0])
+
+
+def test_equal_confidences_make_weighted_voting_majority() -> None:
+    log = _scored_log(3)
+    flat = SampleLog(log.samples.assign(score=0.5), log.queries)
+    ks = ",".join(f"{kind}@{k}" for kind in ("weighted", "majority") for k in (1, 2, 3, 5))
+    table = estimate(flat, ks)
+    np.testing.assert_allclose(table.P[:, :4], table.P[:, 4:], atol=1e-12)
+
+
+def test_confidence_voting_refuses_pools_too_large_to_enumerate() -> None:
+    rows = [
+        {"query_id": "q", "sample_idx": s, "answer": str(s % 3), "correct": s % 3 == 0,
+         "score": 0.5}
+        for s in range(30)
+    ]  # fmt: skip
+    log = SampleLog.from_frame(pd.DataFrame(rows), grade=False)
+    with pytest.raises(ValueError, match=r"C\(30, 15\) = 155117520 exceeds 200000"):
+        estimate(log, "weighted@15")
