@@ -10,7 +10,8 @@ train / calibration / test, each query's traces into halves A (fitting, calibrat
 - per-query policies over the thinking actions ``cap@T/majority@K`` and ``full/majority@K``
   (:func:`computealloc.evaluation.evaluate` on :func:`computealloc.checkpoints.thinking_log`,
   ``cost="tokens"``): what ``computealloc evaluate LOG --cost tokens --protocol held-out``
-  reports.
+  reports (``policy/...``); and the value policy over the same arms with confidence-aware
+  votes too, ``weighted@K``, ``top_half@K``, ``best_of@K`` (``policy+conf/...``).
 
 Budgets are shares of full thinking's mean tokens (one trace, no cap) on the whole log. The
 verdict (:func:`computealloc.thinking.thinking_verdict`, on means over seeds) says, per
@@ -66,7 +67,20 @@ def main() -> None:
     policies = policies[policies["method"] != "uniform"].assign(
         method=lambda f: "policy/" + f["method"]
     )
-    both = pd.concat([exits, policies[exits.columns.intersection(policies.columns)]])
+    arms = thinking_log(log)
+    kinds = ["majority@1", "majority@2", "majority@4", "weighted@2", "weighted@4"]
+    kinds += ["top_half@4", "best_of@2", "best_of@4"]
+    confident = evaluate(
+        arms,
+        actions=[f"{arm}/{kind}" for arm in arms.models for kind in kinds],
+        budgets=budgets,
+        seeds=args.seeds,
+        protocols=("held-out",),
+        methods=("value", "value/batch"),
+        cost="tokens",
+    ).results.assign(method=lambda f: "policy+conf/" + f["method"])
+    parts = [exits, *(p[exits.columns.intersection(p.columns)] for p in (policies, confident))]
+    both = pd.concat(parts)
     print(f"({time.perf_counter() - start:.1f} s)\n")
     table = both.groupby(["method", "budget"], dropna=False)[["accuracy", "mean_cost"]].mean()
     with pd.option_context("display.width", 200, "display.max_rows", 200):
