@@ -428,7 +428,7 @@ def test_evaluate_runs_end_to_end_on_a_checkpoint_log(tmp_path: Path) -> None:
     assert (abs(uniform["mean_cost"] / uniform["budget"] - 1) < 0.25).all()
 
 
-@pytest.mark.parametrize("name", ["checkpoints", "checkpoint_synthetic"])
+@pytest.mark.parametrize("name", ["checkpoints.log", "checkpoints.arms", "checkpoint_synthetic"])
 def test_docstring_examples_run(name: str) -> None:
     import doctest
     import importlib
@@ -536,3 +536,18 @@ def test_confidence_voting_refuses_pools_too_large_to_enumerate() -> None:
     log = SampleLog.from_frame(pd.DataFrame(rows), grade=False)
     with pytest.raises(ValueError, match=r"C\(30, 15\) = 155117520 exceeds 200000"):
         estimate(log, "weighted@15")
+
+
+def test_several_models_get_prefixed_arms_and_their_own_split_group() -> None:
+    a = synthetic_frame(8, 2, seed=0).assign(model="small")
+    b = synthetic_frame(8, 2, seed=1).assign(model="large")
+    log = read_checkpoints(pd.concat([a, b], ignore_index=True), grade=False)
+    with pytest.raises(ValueError, match="holds 2 models"):
+        log.traces()
+    samples = thinking_log(log, "cap@512,full").samples
+    assert set(samples["model"]) == {"small/cap@512", "small/full", "large/cap@512", "large/full"}
+    assert set(samples.groupby("model")["split_group"].first()) == {"small", "large"}
+    table = estimate(
+        thinking_log(log, "cap@512,full"), "small/cap@512/majority@2,large/full/majority@1"
+    )
+    assert table.actions == ("small/cap@512/majority@2", "large/full/majority@1")
