@@ -20,6 +20,7 @@ full's) and at how many budgets it beats the uniform cap at equal realised mean 
 bar: three).
 
 Run: ``PYTHONPATH=src python -m benchmarks.bench_thinking [LOG] [--seeds 3] [--out DIR]``
+(``--synthetic-seed N`` draws another synthetic log).
 """
 
 from __future__ import annotations
@@ -44,11 +45,16 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--queries", type=int, default=400, help="synthetic queries")
     parser.add_argument("--samples", type=int, default=8, help="synthetic traces per query")
+    parser.add_argument("--synthetic-seed", type=int, default=0, help="seed of the synthetic log")
     parser.add_argument("--out", type=Path, default=None, help="folder for the CSV files")
     args = parser.parse_args()
     from computealloc.evaluation import evaluate
 
-    log = read_checkpoints(args.log) if args.log else synthetic(args.queries, args.samples, 0)
+    log = (
+        read_checkpoints(args.log)
+        if args.log
+        else synthetic(args.queries, args.samples, args.synthetic_seed)
+    )
     summary = checkpoint_summary(log)
     full_tokens = float(summary.loc[summary["action"] == "full", "mean_tokens"].iloc[0])
     budgets = [round(s * full_tokens, 1) for s in SHARES]

@@ -15,7 +15,7 @@ How a trace is drawn
   log-sd 0.5, times 1.4 for traces whose final answer is wrong (incorrect solutions are
   longer than correct ones on the same question: Zeng et al. 2025, "Revisiting the test-time
   scaling of o1-like models"), cut at 16384 tokens (the 16k budget of DEER's runs), where the
-  trace is truncated and has no natural end.
+  trace is truncated: its last row is a forced answer at 16384 tokens, not a natural end.
 - The answer settles at a fraction ``s ~ Beta(3, 2)`` of the trace (mean 0.6: answers
   converge after about 60% of the reasoning steps, Liu & Wang 2025, "Answer convergence as a
   signal for early stopping in reasoning"; P(s < 0.5) = 0.31, near DEER's 36.7% of samples
@@ -143,7 +143,7 @@ def synthetic_frame(
     positions = np.asarray(grid, dtype=np.int64)
     probe = positions[None, :] < length[:, None]
     think = np.concatenate([np.broadcast_to(positions, (n, positions.size)), length[:, None]], 1)
-    keep = np.concatenate([probe, ~truncated[:, None]], axis=1)
+    keep = np.concatenate([probe, np.ones((n, 1), dtype=bool)], axis=1)
     frac = think / np.maximum(length, 1)[:, None]
     fresh_right = rng.random(think.shape) < _sigmoid(ability[q] - p.nothink_shift)[:, None]
     fresh = np.where(
@@ -176,9 +176,9 @@ def synthetic_frame(
             "answer": (qq * 10 + code).astype(str),
             "correct": code == 0,
             "confidence": np.round(confidence[keep], 6),
-            "final": np.broadcast_to(np.arange(think.shape[1]) == think.shape[1] - 1, think.shape)[
-                keep
-            ],
+            "final": (
+                (np.arange(think.shape[1]) == think.shape[1] - 1)[None, :] & ~truncated[:, None]
+            )[keep],
             "answer_tokens": answer_tokens[keep],
             "prompt": [f"synthetic question {i}" for i in qq],
             "gold": (qq * 10).astype(str),
