@@ -551,3 +551,26 @@ def test_several_models_get_prefixed_arms_and_their_own_split_group() -> None:
         thinking_log(log, "cap@512,full"), "small/cap@512/majority@2,large/full/majority@1"
     )
     assert table.actions == ("small/cap@512/majority@2", "large/full/majority@1")
+
+
+def test_early_exit_decisions_never_read_test_queries_or_half_b() -> None:
+    from computealloc.splits import split_queries
+    from computealloc.thinking import _halves
+
+    log = synthetic(80, 4, seed=5)
+    traces = log.traces()
+    half_a, _ = _halves(traces, "held-out", 0)
+    test_rows = split_queries(traces.qids.size, seed=0).test
+    hidden = np.isin(traces.row, test_rows) | ~half_a
+    hidden_ids = set(zip(traces.qids[traces.row[hidden]], traces.sample_idx[hidden], strict=True))
+    rows = log.rows.copy()
+    flip = [(q, s) in hidden_ids for q, s in zip(rows["query_id"], rows["sample_idx"], strict=True)]
+    rows.loc[flip, "correct"] = ~rows.loc[flip, "correct"]
+    rows.loc[flip, "answer_tokens"] += 500.0  # what the hidden traces cost changes too
+    changed = CheckpointLog(rows, log.queries, log.source)
+    knobs = ["method", "budget", "knob_low", "knob_high", "mix"]
+    before = evaluate_thinking(log, [400.0, 900.0], seeds=1)
+    after = evaluate_thinking(changed, [400.0, 900.0], seeds=1)
+    pd.testing.assert_frame_equal(before[knobs], after[knobs])
+    assert not np.allclose(before["accuracy"], after["accuracy"], equal_nan=True)
+    assert not np.allclose(before["mean_cost"], after["mean_cost"], equal_nan=True)
