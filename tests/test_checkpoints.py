@@ -375,6 +375,10 @@ def test_evaluate_thinking_on_a_small_synthetic_log() -> None:
         evaluate_thinking(log, [300.0], protocol="both")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="'budget' parameter of evaluate_thinking"):
         evaluate_thinking(log, [-1.0])
+    with pytest.raises(ValueError, match="needs at least 2 traces per query; query 'q00000' has 1"):
+        evaluate_thinking(synthetic(10, 1, seed=0), [300.0])
+    with pytest.raises(ValueError, match="'methods' parameter of evaluate_thinking"):
+        evaluate_thinking(log, [300.0], methods=["cap"])
 
 
 def test_thinking_verdict_reads_a_known_frame() -> None:

@@ -295,6 +295,13 @@ def evaluate_thinking(
         )
     budget_list = [check_budget(b, "evaluate_thinking") for b in budgets]
     traces = log.traces(model)
+    per_query = np.bincount(traces.row, minlength=traces.qids.size)
+    if protocol == "held-out" and per_query.min() < 2:
+        i = int(np.argmin(per_query))
+        raise ValueError(
+            "The held-out protocol of evaluate_thinking needs at least 2 traces per query; "
+            f"query {traces.qids[i]!r} has {int(per_query[i])}. Use protocol='in-sample'."
+        )
     chosen = [m for m in methods if m != "conf" or log.has_confidence]
     rows: list[dict[str, object]] = []
     for seed in range(seeds):
