@@ -44,7 +44,8 @@ def test_parse_action_passes_actions_through() -> None:
     [
         (
             "foo@3",
-            r"Unknown action kind 'foo' in spec 'foo@3'; expected one of best_of, majority, pass\.",
+            r"Unknown action kind 'foo' in spec 'foo@3'; expected one of best_of, majority, pass, "
+            r"weighted, top_half\.",
         ),
         ("m/vote@3", r"Unknown action kind 'vote' in spec 'm/vote@3'"),
         ("majority", r"Action spec 'majority' must look like KIND@K \(e.g. 'majority@4'\)"),
@@ -70,8 +71,8 @@ def test_parse_action_type_error() -> None:
     [
         (
             ("vote", 2),
-            r"The 'kind' parameter of Action must be one of best_of, majority, pass\. "
-            r"Got 'vote' instead\.",
+            r"The 'kind' parameter of Action must be one of best_of, majority, pass, weighted, "
+            r"top_half\. Got 'vote' instead\.",
         ),
         (("majority", 0), r"The 'k' parameter of Action must be an int in \[1, inf\)\. Got 0"),
         (("majority", 2.0), r"The 'k' parameter of Action must be an int in \[1, inf\)\. Got 2.0"),

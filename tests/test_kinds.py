@@ -39,7 +39,7 @@ def with_first(monkeypatch):
 
 
 def test_the_registered_kinds():
-    assert kind_names() == ("best_of", "majority", "pass")
+    assert kind_names() == ("best_of", "majority", "pass", "weighted", "top_half")
     assert get_kind("best_of").needs == ("score",)
     assert get_kind("majority").combine is not None and get_kind("pass").combine is None
     with pytest.raises(ValueError, match="Unknown action kind 'vote'; expected one of"):

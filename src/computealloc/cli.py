@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Annotated, Any, Literal, cast
+from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
 
 import numpy as np
 import pandas as pd
@@ -18,9 +18,12 @@ from rich.text import Text
 
 from computealloc import datasets
 from computealloc.checks import check_budget
-from computealloc.samples import SampleLog, SampleLogError, read_samples
+from computealloc.samples import SampleLog, SampleLogError
 from computealloc.table import OutcomeTable, atomic_write
 from computealloc.units import Pricing
+
+if TYPE_CHECKING:
+    from computealloc.checkpoints import CheckpointLog
 
 app = typer.Typer(
     help="Decide how much test-time compute an LLM should spend on each query under a budget.",
@@ -50,11 +53,27 @@ RepeatsOpt = Annotated[
 
 
 def _open_log(log: str, repeats: str = "drop") -> SampleLog:
-    """Read a log file, or load a named public source."""
+    """Read a log file, or load a named public source.
+
+    A checkpoint log (a ``think_tokens`` column) becomes its thinking arms ``cap@T`` and
+    ``full`` (:func:`computealloc.checkpoints.thinking_log`), an ordinary multi-arm log.
+    """
+    loaded = _open_any(log, repeats)
+    if isinstance(loaded, SampleLog):
+        return loaded
+    from computealloc.checkpoints import thinking_log
+
+    return thinking_log(loaded)
+
+
+def _open_any(log: str, repeats: str = "drop") -> SampleLog | CheckpointLog:
+    """Read a sample log or a checkpoint log file, or load a named public source."""
     try:
         if Path(log).exists():
+            from computealloc.checkpoints import read_log
+
             with console.status(f"Reading {log} ..."):
-                return read_samples(log)
+                return read_log(log)
         with console.status(f"Loading {log} ..."):
             return datasets.load(log, repeats=cast(Literal["drop", "keep"], repeats))
     except (SampleLogError, FileNotFoundError, KeyError, ValueError) as exc:
@@ -104,12 +123,19 @@ def datasets_list() -> None:
 def inspect(log: LogArg, repeats: RepeatsOpt = "drop") -> None:
     """Per model: queries, samples per query, single-sample and majority accuracy, agreement.
 
+    On a checkpoint log (a think_tokens column): accuracy and tokens by checkpoint (cap@T).
+
     Example: computealloc inspect mot_cascade:llama-2-13b/gsm/pot2 --repeats keep
     """
     from computealloc.summary import summarize
 
-    sample_log = _open_log(log, repeats)
-    _print_frame(summarize(sample_log), f"{sample_log.source}")
+    loaded = _open_any(log, repeats)
+    if isinstance(loaded, SampleLog):
+        _print_frame(summarize(loaded), f"{loaded.source}")
+        return
+    from computealloc.checkpoints import checkpoint_summary
+
+    _print_frame(checkpoint_summary(loaded), f"{loaded.source}: accuracy and tokens by checkpoint")
 
 
 class _RateColumn(ProgressColumn):

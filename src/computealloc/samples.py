@@ -1079,3 +1079,78 @@ def _sample_mask(mask: ArrayLike, n_samples: int) -> NDArray[np.bool_]:
             f"({n_samples},). Got dtype {array.dtype} and shape {array.shape} instead."
         )
     return array
+
+
+# --------------------------------------------------------------------------- other log kinds
+# Public entry points for logs that share this module's readers and column checks but not its
+# one-row-per-sample shape (checkpoint logs: :mod:`computealloc.checkpoints`).
+
+#: Where raw records came from: ``origin.error(message, row=, field=)`` names the file and the
+#: line (CSV/JSONL) or row (Parquet/frame); ``origin.place(row)`` says "line N" or "row N".
+RecordOrigin = _Origin
+
+
+def read_records(
+    path_or_frame: str | os.PathLike[str] | pd.DataFrame, *, format: Format | None = None
+) -> tuple[pd.DataFrame, _Origin]:
+    """Raw records of a log file (or frame) and where each came from, not yet validated.
+
+    Parameters
+    ----------
+    path_or_frame : path or DataFrame
+        As :func:`read_samples` accepts.
+    format : {"csv", "jsonl", "parquet"}, optional
+        Overrides the suffix.
+
+    Returns
+    -------
+    raw : DataFrame of shape (n_records, n_columns)
+        The records as read, RangeIndex = record position.
+    origin : RecordOrigin
+        Turns a record position into the file line (or row) of an error.
+    """
+    if isinstance(path_or_frame, pd.DataFrame):
+        return path_or_frame.reset_index(drop=True), _Origin("<frame>")
+    path = Path(path_or_frame)
+    reader = {"csv": _read_csv, "jsonl": _read_jsonl, "parquet": _read_parquet}[
+        _format_of(path, format)
+    ]
+    return reader(path)
+
+
+def validate_records(raw: pd.DataFrame, origin: _Origin, *, grade: bool = True) -> pd.DataFrame:
+    """The typed columns of :meth:`SampleLog.from_frame`, without its one-row-per-sample check.
+
+    Converts and checks ``query_id``, ``sample_idx``, ``model``, ``answer``, ``correct``,
+    ``tokens``, ``score``, ``response``, ``prompt``, ``gold`` and ``dataset`` (other columns
+    are kept as read), checks one prompt and one gold per query and, with ``grade``, grades
+    null ``correct`` against the gold. Rows keep their record order.
+
+    Raises
+    ------
+    SampleLogError
+        Naming the file, line (or row) and field.
+    """
+    frame = _normalise(raw, origin, None)
+    for name in ("prompt", "gold"):
+        _check_per_query(frame, name, origin)
+    if grade:
+        frame["correct"] = _grade_missing(frame)
+    return frame
+
+
+def samples_from_records(raw: pd.DataFrame, origin: _Origin, *, grade: bool = True) -> SampleLog:
+    """A validated :class:`SampleLog` from :func:`read_records` output (one read, not two)."""
+    return _build(raw, origin, grade=grade, run_columns=None)
+
+
+def number_column(raw: pd.Series, field: str, origin: _Origin, expected: str) -> pd.Series:
+    """float64 (NaN for null) of a raw column; text that is no finite number is an error."""
+    return _as_number(raw, field, origin, expected)
+
+
+def fail_where(
+    bad: pd.Series | NDArray[np.bool_], raw: pd.Series, origin: _Origin, field: str, expected: str
+) -> None:
+    """Raise :class:`SampleLogError` at the first True of ``bad``, showing the raw value."""
+    _fail(bad, raw, origin, field, expected)

@@ -115,7 +115,10 @@ def split_samples(samples: pd.DataFrame, *, seed: int = 0) -> NDArray[np.bool_]:
     -------
     mask : ndarray of shape (n_samples,), bool
         True for the ``floor(n / 2)`` samples of each group that form half A (decisions);
-        False for the ``ceil(n / 2)`` of half B (reported numbers).
+        False for the ``ceil(n / 2)`` of half B (reported numbers). Where ``samples`` has
+        a ``split_group`` column (arms that read the same traces, :mod:`computealloc.
+        checkpoints`), the traces ``(split_group, query_id, sample_idx)`` are split instead,
+        and every row of a trace falls in its half.
 
     Examples
     --------
@@ -123,6 +126,16 @@ def split_samples(samples: pd.DataFrame, *, seed: int = 0) -> NDArray[np.bool_]:
     >>> int(split_samples(df, seed=0).sum())
     2
     """
+    if "split_group" in samples.columns and "sample_idx" in samples.columns:
+        # arms that share samples (a checkpoint log's cap@T arms read one trace each): split
+        # the traces of each (split_group, query), and give a trace's rows one half
+        traces = samples[["split_group", "query_id", "sample_idx"]].astype(str)
+        codes, found = pd.MultiIndex.from_frame(traces).factorize()
+        unique = pd.MultiIndex.from_tuples(list(found))
+        groups = pd.DataFrame(
+            {"model": unique.get_level_values(0), "query_id": unique.get_level_values(1)}
+        )
+        return split_samples(groups, seed=seed)[np.asarray(codes, dtype=np.int64)]
     missing = {"query_id", "model"} - set(samples.columns)
     if missing:
         raise ValueError(

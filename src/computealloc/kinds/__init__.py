@@ -6,7 +6,7 @@ samples it draws (its cost). Adding a kind is one module here plus one name in t
 line below.
 """
 
-from computealloc.kinds import best_of, majority, pass_at  # noqa: F401  (registration)
+from computealloc.kinds import best_of, majority, pass_at, weighted  # noqa: F401  (registration)
 from computealloc.kinds.base import Combine, Kind, get_kind, kind_names, register
 
 __all__ = ["Combine", "Kind", "get_kind", "kind_names", "register"]
