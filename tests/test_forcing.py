@@ -47,18 +47,18 @@ def _expected(prompt: str, plan: ThinkingPlan) -> tuple[str, str, int, int]:
         if cap >= len(trace.words):
             return "natural", trace.answers[-1], len(trace.words), len(seen)
         last = i == len(plan.checkpoints) - 1
-        if plan.settle is None and not last:
+        if plan.stable is None and not last:
             continue
         seen.append(trace.answers[min(cap, trace.length)])
         if last:
             return "cap", seen[-1], cap, len(seen) - 1
-        window = seen[-plan.settle :] if plan.settle else []
-        if plan.settle and len(window) == plan.settle and len(set(window)) == 1:
+        window = seen[-plan.stable :] if plan.stable else []
+        if plan.stable and len(window) == plan.stable and len(set(window)) == 1:
             return "settled", seen[-1], cap, len(seen) - 1
     raise AssertionError
 
 
-@pytest.mark.parametrize("plan", [ThinkingPlan((48,)), ThinkingPlan((10, 30, 60, 90), settle=2)])
+@pytest.mark.parametrize("plan", [ThinkingPlan((48,)), ThinkingPlan((10, 30, 60, 90), stable=2)])
 def test_thinking_plans_stop_answer_and_count_every_token(server, plan):
     url, dialect, served = server
     for prompt in PROMPTS:
@@ -84,7 +84,7 @@ def test_budget_forcing_caps_the_thinking_exactly(server):
 
 def test_early_exit_saves_tokens_against_the_full_thought(server):
     url, dialect, _ = server
-    plan = ThinkingPlan(tuple(range(8, 200, 8)), settle=3)
+    plan = ThinkingPlan(tuple(range(8, 200, 8)), stable=3)
     full = sum(len(trace_of(p).words) for p in PROMPTS)
     spent = sum(_think(url, dialect, p, plan).output_tokens for p in PROMPTS)
     assert spent < full
@@ -94,8 +94,8 @@ def test_a_plan_is_validated():
     for bad in [(), (0,), (5, 5), (10, 3)]:
         with pytest.raises(ValueError, match="strictly increasing"):
             ThinkingPlan(bad)
-    with pytest.raises(ValueError, match="settle"):
-        ThinkingPlan((4,), settle=0)
+    with pytest.raises(ValueError, match="stable"):
+        ThinkingPlan((4,), stable=0)
     with pytest.raises(ValueError, match="answer_tokens"):
         ThinkingPlan((4,), answer_tokens=0)
 
@@ -138,7 +138,7 @@ def llama_jinja(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.mark.real_server
 def test_llama_server_continues_the_thought_in_place(llama_jinja):
-    plan = ThinkingPlan((6, 12), settle=None, answer_tokens=4)
+    plan = ThinkingPlan((6, 12), stable=None, answer_tokens=4)
 
     async def main() -> Thought:
         backend = OpenAIBackend(llama_jinja, llama_server.MODEL, retry=RetryPolicy(max_attempts=2))
@@ -190,9 +190,9 @@ def test_thinking_arms_collect_fit_and_serve_within_the_token_budget(tmp_path):
     served: list[int] = []
     with running(make_app(reasoning("vllm", served))) as url:
         plans = {
-            "cap16": Thinking(checkpoints=(16,), answer_tokens=4),
-            "cap64": Thinking(checkpoints=(64,), answer_tokens=4),
-            "settle2": Thinking(checkpoints=tuple(range(12, 240, 12)), settle=2, answer_tokens=4),
+            "cap@16": Thinking(checkpoints=(16,), answer_tokens=4),
+            "cap@64": Thinking(checkpoints=(64,), answer_tokens=4),
+            "stable@2": Thinking(checkpoints=tuple(range(12, 240, 12)), stable=2, answer_tokens=4),
             "full": Thinking(checkpoints=(400,), answer_tokens=4),
         }
         arms = [Arm(name=n, url=url, model="fake-r1", thinking=t) for n, t in plans.items()]
@@ -255,11 +255,11 @@ def test_a_thought_cut_short_is_charged_the_tokens_it_received(tmp_path):
 
     served: list[int] = []
     app = make_app(reasoning("vllm", served), fault_rate=0.03, faults=("500",), seed=3)
-    thinking = Thinking(checkpoints=tuple(range(10, 200, 10)), settle=3, answer_tokens=4)
+    thinking = Thinking(checkpoints=tuple(range(10, 200, 10)), stable=3, answer_tokens=4)
     with running(app) as url:
-        arm = Arm(name="settle3", url=url, model="fake-r1", thinking=thinking)
-        log = synthetic_log(40, 4, model="settle3")
-        policy = fit_policy(log, budget=1.0, actions="settle3/majority@1", method="uniform").policy
+        arm = Arm(name="stable@3", url=url, model="fake-r1", thinking=thinking)
+        log = synthetic_log(40, 4, model="stable@3")
+        policy = fit_policy(log, budget=1.0, actions="stable@3/majority@1", method="uniform").policy
         runtime = Runtime(policy, open_arms([arm], max_attempts=1), budget=1.0)
 
         async def main() -> int:

@@ -9,7 +9,7 @@ differing only in ``chat_template_kwargs``.
 
 An arm may also carry a thinking plan (:class:`Thinking`): each of its samples is then a
 thought capped, probed and forced by :mod:`computealloc.forcing`, so ``cap@512`` and
-``settle@2`` arms of one reasoning model are actions like any other.
+``stable@2`` arms of one reasoning model are actions like any other.
 
 Arms come from ``--backend NAME=URL`` flags (:func:`parse_arm`) or the ``arms`` list of a serve
 config file (:mod:`computealloc.serve_config`); :func:`open_arms` opens their backends, each
@@ -38,8 +38,8 @@ class Thinking(BaseModel):
     ----------
     checkpoints : list of int
         Strictly increasing thinking-token counts; the last one is the cap.
-    settle : int, optional
-        Stop once ``settle`` probes in a row agree; none: budget forcing at the cap.
+    stable : int, optional
+        Stop once ``stable`` probes in a row agree; none: budget forcing at the cap.
     answer_tokens : int
         Output tokens of a probe and of the forced answer.
     suffix : str
@@ -52,7 +52,7 @@ class Thinking(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     checkpoints: tuple[int, ...]
-    settle: int | None = None
+    stable: int | None = None
     answer_tokens: int = 32
     suffix: str = DEFAULT_SUFFIX
     server: Literal["vllm", "sglang", "llama.cpp"] = "vllm"
@@ -64,7 +64,7 @@ class Thinking(BaseModel):
 
     def plan(self) -> ThinkingPlan:
         """The plan the forcing module runs."""
-        return ThinkingPlan(self.checkpoints, self.settle, self.answer_tokens, self.suffix)
+        return ThinkingPlan(self.checkpoints, self.stable, self.answer_tokens, self.suffix)
 
 
 class Arm(BaseModel):

@@ -98,9 +98,9 @@ class ThinkingPlan:
     ----------
     checkpoints : sequence of int
         Strictly increasing thinking-token counts ``> 0``; the last one is the cap.
-    settle : int or None
-        Stop at the first checkpoint whose probed answer equals the answers of the ``settle - 1``
-        checkpoints before it (``settle >= 1``); None probes only at the cap (budget forcing).
+    stable : int or None
+        Stop at the first checkpoint whose probed answer equals the answers of the ``stable - 1``
+        checkpoints before it (``stable >= 1``); None probes only at the cap (budget forcing).
     answer_tokens : int
         Output tokens allowed to a probe and to the forced answer (``>= 1``).
     suffix : str
@@ -113,7 +113,7 @@ class ThinkingPlan:
     """
 
     checkpoints: tuple[int, ...]
-    settle: int | None = None
+    stable: int | None = None
     answer_tokens: int = 32
     suffix: str = DEFAULT_SUFFIX
 
@@ -129,8 +129,8 @@ class ThinkingPlan:
                 f"token counts. Got {self.checkpoints!r} instead."
             )
         object.__setattr__(self, "checkpoints", points)
-        if self.settle is not None and (isinstance(self.settle, bool) or self.settle < 1):
-            raise ValueError(f"The settle of a ThinkingPlan must be >= 1. Got {self.settle!r}.")
+        if self.stable is not None and (isinstance(self.stable, bool) or self.stable < 1):
+            raise ValueError(f"The stable of a ThinkingPlan must be >= 1. Got {self.stable!r}.")
         if isinstance(self.answer_tokens, bool) or self.answer_tokens < 1:
             raise ValueError(
                 f"The answer_tokens of a ThinkingPlan must be >= 1. Got {self.answer_tokens!r}."
@@ -266,7 +266,7 @@ async def think(
             if reason != "length":
                 return run.result(thought, extract(thought), "natural")
         last = i == len(plan.checkpoints) - 1
-        if plan.settle is None and not last:
+        if plan.stable is None and not last:
             continue
         kind: Literal["probe", "answer"] = "answer" if last else "probe"
         text, _ = await run.request(kind, thought + plan.suffix, plan.answer_tokens)
@@ -274,7 +274,7 @@ async def think(
         run.probes.append((run.thinking, answer))
         if last:
             return run.result(text, answer, "cap")
-        if plan.settle is not None and _settled(run.probes, plan.settle):
+        if plan.stable is not None and _settled(run.probes, plan.stable):
             run.retag_last_probe()
             return run.result(text, answer, "settled")
     raise AssertionError("unreachable: the last checkpoint always returns")
