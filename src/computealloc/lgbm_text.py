@@ -1,0 +1,409 @@
+"""A static check of LightGBM's model text format, before LightGBM's own parser reads it.
+
+LightGBM's C++ loader (``LGBM_BoosterLoadModelFromString``) trusts its input: a model text cut
+short, or one whose ``tree_sizes`` point past the text, makes it read memory it does not own and
+can abort the process; a child index or a split feature out of range is read without a bounds
+check at prediction time. :func:`check_model_text` reads the text the way the loader does and
+refuses anything the loader or the prediction would not survive, with the line at fault.
+
+The layout (what ``Booster.model_to_string`` writes)::
+
+    tree
+    version=v4
+    num_class=1
+    num_tree_per_iteration=1
+    label_index=0
+    max_feature_idx=2
+    objective=regression
+    feature_names=Column_0 Column_1 Column_2
+    feature_infos=[0:1] [0:1] [0:1]
+    tree_sizes=471 488
+
+    Tree=0
+    num_leaves=4
+    num_cat=0
+    split_feature=0 0 0          (num_leaves - 1 values each: the internal nodes)
+    split_gain=...  threshold=...  decision_type=...  left_child=...  right_child=...
+    leaf_value=...               (num_leaves values each: the leaves)
+    leaf_weight=...  leaf_count=...
+    internal_value=...  internal_weight=...  internal_count=...
+    is_linear=0
+    shrinkage=1
+
+    Tree=1
+    ...
+    end of trees
+
+    feature_importances: ...
+    parameters: ... end of parameters
+
+    pandas_categorical:null
+
+``tree_sizes`` holds the length in characters of each ``Tree=`` block, which the loader uses to
+cut the text into trees; every block, and the ``end of trees`` line after the last one, must
+therefore sit exactly where the sizes say.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, NamedTuple
+
+import numpy as np
+from numpy.typing import NDArray
+
+__all__ = ["ModelInfo", "ModelTextError", "check_model_text"]
+
+#: The largest number of leaves LightGBM grows in one tree.
+MAX_LEAVES = 131072
+_HEADER_KEYS = (
+    "version",
+    "num_class",
+    "num_tree_per_iteration",
+    "label_index",
+    "max_feature_idx",
+    "objective",
+    "feature_names",
+    "feature_infos",
+    "tree_sizes",
+)
+_OPTIONAL_HEADER_KEYS = ("average_output", "monotone_constraints", "linear")
+_VERSIONS = ("v2", "v3", "v4")
+_NUMBER = r"-?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
+_FLOATS = re.compile(rf"(?:{_NUMBER}(?: {_NUMBER})*)?")
+_INTS = re.compile(r"(?:-?\d+(?: -?\d+)*)?")
+#: Per-node arrays of a tree: (key, per internal node (n - 1) or per leaf (n), integer).
+_NODE_ARRAYS = (
+    ("split_feature", False, True),
+    ("split_gain", False, False),
+    ("threshold", False, False),
+    ("decision_type", False, True),
+    ("left_child", False, True),
+    ("right_child", False, True),
+    ("leaf_value", True, False),
+    ("leaf_weight", True, False),
+    ("leaf_count", True, True),
+    ("internal_value", False, False),
+    ("internal_weight", False, False),
+    ("internal_count", False, True),
+)
+_CATEGORICAL = 1  # decision_type bit: categorical split
+_MISSING_SHIFT = 2  # decision_type bits 2-3: missing type 0 (none), 1 (zero), 2 (NaN)
+
+
+class ModelTextError(ValueError):
+    """A LightGBM model text that is incomplete or inconsistent; the message names the line."""
+
+
+class ModelInfo(NamedTuple):
+    """What a checked model text declares.
+
+    Attributes
+    ----------
+    n_trees : int
+        ``Tree=`` blocks.
+    num_class : int
+        Classes (1 for a regressor or a binary classifier).
+    num_tree_per_iteration : int
+        Trees per boosting round (the number of model outputs).
+    n_features : int
+        Features the model reads, ``max_feature_idx + 1``.
+    objective : str
+        The objective line, e.g. ``"regression"`` or ``"multiclass num_class:3"``.
+    """
+
+    n_trees: int
+    num_class: int
+    num_tree_per_iteration: int
+    n_features: int
+    objective: str
+
+
+class _Lines:
+    """The text's lines with their 1-based numbers and character offsets."""
+
+    def __init__(self, text: str) -> None:
+        self.lines = text.split("\n")
+        lengths = np.fromiter((len(x) + 1 for x in self.lines), dtype=np.int64)
+        self.starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
+
+    def line_at(self, offset: int) -> int:
+        """Index of the line that starts at character ``offset`` (-1 when none does)."""
+        i = int(np.searchsorted(self.starts, offset))
+        return i if i < len(self.starts) and self.starts[i] == offset else -1
+
+
+def check_model_text(text: str) -> ModelInfo:
+    """Check that a LightGBM model text is complete and self-consistent.
+
+    Parameters
+    ----------
+    text : str
+        A model in LightGBM's text format (``Booster.model_to_string()``).
+
+    Returns
+    -------
+    ModelInfo
+        The number of trees, classes, outputs and features the model declares.
+
+    Raises
+    ------
+    ModelTextError
+        "line N: what is wrong" for the first problem found: a missing or malformed header
+        field, a ``Tree=`` block not where ``tree_sizes`` puts it, a tree array whose length
+        is not what ``num_leaves`` says, a child or split feature index out of range, a
+        non-finite leaf value or threshold, a missing ``end of trees``, or a text cut short.
+    """
+    if not isinstance(text, str):
+        raise ModelTextError(f"line 1: a model text must be a str. Got {type(text).__name__}.")
+    if not text.endswith("\n"):
+        raise ModelTextError(
+            f"line {text.count(chr(10)) + 1}: the text does not end with a newline (cut short)."
+        )
+    lines = _Lines(text)
+    if lines.lines[0] != "tree":
+        raise ModelTextError(f"line 1: expected 'tree'. Got {lines.lines[0]!r:.80}.")
+    header, first_tree = _header(lines.lines)
+    info, sizes = _check_header(header)
+    offset = int(lines.starts[first_tree]) if first_tree < len(lines.lines) else len(text)
+    for index, size in enumerate(sizes):
+        first = lines.line_at(offset)
+        if first < 0 or lines.lines[first] != f"Tree={index}":
+            raise ModelTextError(
+                f"line {header['tree_sizes'][1]}: tree_sizes puts Tree={index} at character "
+                f"{offset}, but the text has no 'Tree={index}' line there (cut short or edited)."
+            )
+        end = lines.line_at(offset + size)
+        if end < 0:
+            raise ModelTextError(
+                f"line {first + 1}: Tree={index} does not end where tree_sizes says "
+                f"({size} characters; cut short or edited)."
+            )
+        _check_tree(lines.lines, first, end, info.n_features, index)
+        offset += size
+    _check_tail(lines, lines.line_at(offset))
+    return info
+
+
+def _header(lines: list[str]) -> tuple[dict[str, tuple[str, int]], int]:
+    """``key -> (value, line number)`` of the header, and the index of its first tree line."""
+    header: dict[str, tuple[str, int]] = {}
+    i = 1
+    while i < len(lines) and lines[i] != "":
+        key, sep, value = lines[i].partition("=")
+        if not sep or key in header:
+            what = "a repeated key" if sep else "not key=value"
+            raise ModelTextError(f"line {i + 1}: {what} in the header: {lines[i]!r:.80}.")
+        header[key] = (value, i + 1)
+        i += 1
+    while i < len(lines) and lines[i] == "":
+        i += 1
+    missing = [k for k in _HEADER_KEYS if k not in header]
+    if missing:
+        raise ModelTextError(f"line {i + 1}: the header lacks {', '.join(missing)}.")
+    unknown = [k for k in header if k not in _HEADER_KEYS and k not in _OPTIONAL_HEADER_KEYS]
+    if unknown:
+        raise ModelTextError(f"line {header[unknown[0]][1]}: unknown header key {unknown[0]!r}.")
+    return header, i
+
+
+def _int(header: dict[str, tuple[str, int]], key: str, low: int, high: int) -> int:
+    value, line = header[key]
+    if not re.fullmatch(r"-?\d{1,9}", value) or not low <= int(value) <= high:
+        raise ModelTextError(
+            f"line {line}: {key} must be an int in [{low}, {high}]. Got {value!r:.40}."
+        )
+    return int(value)
+
+
+def _check_header(header: dict[str, tuple[str, int]]) -> tuple[ModelInfo, list[int]]:
+    version, line = header["version"]
+    if version not in _VERSIONS:
+        raise ModelTextError(f"line {line}: version must be one of {_VERSIONS}. Got {version!r}.")
+    if header.get("linear", ("0", 0))[0] != "0":
+        raise ModelTextError(f"line {header['linear'][1]}: linear trees are not supported.")
+    num_class = _int(header, "num_class", 1, 1 << 16)
+    per_round = _int(header, "num_tree_per_iteration", 1, 1 << 16)
+    n_features = _int(header, "max_feature_idx", 0, 1 << 24) + 1
+    _int(header, "label_index", 0, 1 << 24)
+    for key in ("feature_names", "feature_infos"):
+        value, line = header[key]
+        found = len(value.split(" ")) if value else 0
+        if found != n_features:
+            raise ModelTextError(
+                f"line {line}: {key} has {found} entries, but max_feature_idx says {n_features}."
+            )
+    value, line = header["tree_sizes"]
+    if not _INTS.fullmatch(value) or value.startswith("-") or " -" in value:
+        raise ModelTextError(f"line {line}: tree_sizes must be positive ints. Got {value!r:.80}.")
+    sizes = [int(v) for v in value.split(" ")] if value else []
+    if any(s <= 0 for s in sizes) or len(sizes) % per_round:
+        raise ModelTextError(
+            f"line {line}: tree_sizes must hold a positive size per tree, a multiple of "
+            f"num_tree_per_iteration={per_round} trees. Got {len(sizes)}."
+        )
+    objective = header["objective"][0]
+    return ModelInfo(len(sizes), num_class, per_round, n_features, objective), sizes
+
+
+def _array(fields: dict[str, tuple[str, int]], key: str, size: int, integer: bool) -> NDArray[Any]:
+    """The array ``key`` of a tree, checked to hold ``size`` numbers."""
+    value, line = fields[key]
+    pattern = _INTS if integer else _FLOATS
+    if not pattern.fullmatch(value):
+        kind = "ints" if integer else "numbers"
+        raise ModelTextError(f"line {line}: {key} must be {kind}. Got {value!r:.80}.")
+    tokens = value.split(" ") if value else []
+    if len(tokens) != size:
+        raise ModelTextError(
+            f"line {line}: {key} has {len(tokens)} values, but num_leaves says {size}."
+        )
+    if integer:
+        if any(len(t) > 12 for t in tokens):
+            raise ModelTextError(f"line {line}: {key} holds an int out of range.")
+        return np.array(tokens, dtype=np.int64)
+    return np.array(tokens, dtype=np.float64)
+
+
+def _tree_fields(lines: list[str], first: int, end: int, index: int) -> dict[str, tuple[str, int]]:
+    fields: dict[str, tuple[str, int]] = {}
+    for i in range(first + 1, end):
+        if lines[i] == "":
+            continue
+        key, sep, value = lines[i].partition("=")
+        if not sep or key in fields:
+            what = "a repeated key" if sep else "not key=value"
+            raise ModelTextError(f"line {i + 1}: {what} in Tree={index}: {lines[i]!r:.80}.")
+        fields[key] = (value, i + 1)
+    return fields
+
+
+def _length(key: str, leaf: bool, n: int, fields: dict[str, tuple[str, int]]) -> int:
+    """How many values the array ``key`` of a tree of ``n`` leaves holds.
+
+    A single-leaf tree writes its ``leaf_value`` and ``leaf_count`` and leaves ``leaf_weight``
+    empty (LightGBM reads only the leaf value of such a tree).
+    """
+    if n == 1 and key == "leaf_weight" and not fields[key][0]:
+        return 0
+    return n if leaf else n - 1
+
+
+def _check_tree(lines: list[str], first: int, end: int, n_features: int, index: int) -> None:
+    """Check the ``Tree=`` block spanning lines ``first`` (its ``Tree=`` line) to ``end``."""
+    fields = _tree_fields(lines, first, end, index)
+    needed = ["num_leaves", "num_cat", "shrinkage", "is_linear"]
+    needed += [key for key, _, _ in _NODE_ARRAYS]
+    missing = [k for k in needed if k not in fields]
+    if missing:
+        raise ModelTextError(f"line {first + 1}: Tree={index} lacks {', '.join(missing)}.")
+    n = _int(fields, "num_leaves", 1, MAX_LEAVES)
+    num_cat = _int(fields, "num_cat", 0, MAX_LEAVES)
+    if fields["is_linear"][0] != "0":
+        raise ModelTextError(f"line {fields['is_linear'][1]}: linear trees are not supported.")
+    shrinkage = _array(fields, "shrinkage", 1, False)
+    if not np.isfinite(shrinkage).all():
+        raise ModelTextError(f"line {fields['shrinkage'][1]}: shrinkage must be finite.")
+    arrays = {
+        key: _array(fields, key, _length(key, leaf, n, fields), ints)
+        for key, leaf, ints in _NODE_ARRAYS
+    }
+    for key in ("leaf_value", "threshold"):
+        if not np.isfinite(arrays[key]).all():
+            raise ModelTextError(f"line {fields[key][1]}: {key} must be finite.")
+    feature = arrays["split_feature"]
+    if feature.size and (feature.min() < 0 or feature.max() >= n_features):
+        raise ModelTextError(
+            f"line {fields['split_feature'][1]}: split_feature must be in [0, {n_features}) "
+            f"(max_feature_idx + 1). Got {int(feature.min())}..{int(feature.max())}."
+        )
+    _check_children(arrays["left_child"], arrays["right_child"], n, fields["left_child"][1])
+    _check_decisions(arrays["decision_type"], arrays["threshold"], num_cat, fields)
+
+
+def _check_children(left: NDArray[np.int64], right: NDArray[np.int64], n: int, line: int) -> None:
+    """Every node but the root has one parent, internal children come after their parent.
+
+    Internal node ``i`` has children ``c >= 0`` (internal node ``c``) or ``c < 0`` (leaf
+    ``~c``). LightGBM numbers nodes in the order it splits them, so ``c > i``; with one
+    parent per node this makes the nodes a tree rooted at 0, which a prediction walks in at
+    most ``n - 1`` steps.
+    """
+    children = np.concatenate([left, right])
+    node = np.concatenate([np.arange(n - 1), np.arange(n - 1)])
+    internal = children >= 0
+    leaves = ~children[~internal]
+    ok = (
+        bool(np.all(children[internal] > node[internal]))
+        and bool(np.all(children[internal] < n - 1))
+        and bool(np.all((leaves >= 0) & (leaves < n)))
+        and np.unique(children).size == children.size
+    )
+    if not ok:
+        raise ModelTextError(
+            f"line {line}: left_child and right_child do not form a tree of {n} leaves."
+        )
+
+
+def _check_decisions(
+    decision: NDArray[np.int64],
+    threshold: NDArray[np.float64],
+    num_cat: int,
+    fields: dict[str, tuple[str, int]],
+) -> None:
+    """Decision types are known bit sets; categorical splits index ``cat_boundaries``."""
+    line = fields["decision_type"][1]
+    if decision.size and (
+        decision.min() < 0 or decision.max() > 15 or ((decision >> _MISSING_SHIFT) > 2).any()
+    ):
+        raise ModelTextError(f"line {line}: decision_type holds an unknown decision.")
+    categorical = (decision & _CATEGORICAL).astype(bool)
+    if int(categorical.sum()) != num_cat:
+        raise ModelTextError(
+            f"line {line}: decision_type has {int(categorical.sum())} categorical splits, but "
+            f"num_cat says {num_cat}."
+        )
+    if not num_cat:
+        return
+    if "cat_boundaries" not in fields or "cat_threshold" not in fields:
+        raise ModelTextError(f"line {line}: categorical splits need cat_boundaries, cat_threshold.")
+    bounds = _array(fields, "cat_boundaries", num_cat + 1, True)
+    if bounds[0] != 0 or (np.diff(bounds) < 0).any() or bounds[-1] > 1 << 24:
+        raise ModelTextError(
+            f"line {fields['cat_boundaries'][1]}: cat_boundaries must rise from 0."
+        )
+    _array(fields, "cat_threshold", int(bounds[-1]), True)
+    which = threshold[categorical]
+    if ((which != np.trunc(which)) | (which < 0) | (which >= num_cat)).any():
+        raise ModelTextError(
+            f"line {fields['threshold'][1]}: a categorical split's threshold must index "
+            f"cat_boundaries (0..{num_cat - 1})."
+        )
+
+
+def _check_tail(lines: _Lines, at: int) -> None:
+    """``end of trees`` right after the last tree, then an intact trailer."""
+    text = lines.lines
+    if at < 0 or text[at] != "end of trees":
+        shown = "nothing" if at < 0 else repr(text[at][:40])
+        raise ModelTextError(
+            f"line {len(text) - 1 if at < 0 else at + 1}: expected 'end of trees' after the "
+            f"last tree. Got {shown}."
+        )
+    rest = text[at + 1 : -1]
+    if "parameters:" in rest and "end of parameters" not in rest:
+        raise ModelTextError(f"line {len(text) - 1}: 'parameters:' is never ended (cut short).")
+    last = rest[-1] if rest else ""
+    key, _, value = last.partition(":")
+    if key != "pandas_categorical":
+        raise ModelTextError(
+            f"line {len(text) - 1}: the text must end with the pandas_categorical line "
+            f"(cut short). Got {last!r:.40}."
+        )
+    try:
+        json.loads(value)
+    except (ValueError, RecursionError) as exc:
+        raise ModelTextError(
+            f"line {len(text) - 1}: pandas_categorical is not JSON (cut short): {exc}."
+        ) from exc
