@@ -88,6 +88,7 @@ _NODE_ARRAYS = (
     ("internal_weight", False, False),
     ("internal_count", False, True),
 )
+_TREE_KEYS = ("num_leaves", "num_cat", "shrinkage", "is_linear", *(k for k, _, _ in _NODE_ARRAYS))
 _CATEGORICAL = 1  # decision_type bit: categorical split
 _MISSING_SHIFT = 2  # decision_type bits 2-3: missing type 0 (none), 1 (zero), 2 (NaN)
 
@@ -167,6 +168,7 @@ def check_model_text(text: str) -> ModelInfo:
     header, first_tree = _header(lines.lines)
     info, sizes = _check_header(header)
     offset = int(lines.starts[first_tree]) if first_tree < len(lines.lines) else len(text)
+    trees: list[dict[str, tuple[str, int]]] = []
     for index, size in enumerate(sizes):
         first = lines.line_at(offset)
         if first < 0 or lines.lines[first] != f"Tree={index}":
@@ -180,9 +182,10 @@ def check_model_text(text: str) -> ModelInfo:
                 f"line {first + 1}: Tree={index} does not end where tree_sizes says "
                 f"({size} characters; cut short or edited)."
             )
-        _check_tree(lines.lines, first, end, info.n_features, index)
+        trees.append(_tree_fields(lines.lines, first, end, index))
         offset += size
     _check_tail(lines, lines.line_at(offset))
+    _check_trees(trees, info.n_features)
     return info
 
 
@@ -247,8 +250,95 @@ def _check_header(header: dict[str, tuple[str, int]]) -> tuple[ModelInfo, list[i
     return ModelInfo(len(sizes), num_class, per_round, n_features, objective), sizes
 
 
+def _tree_fields(lines: list[str], first: int, end: int, index: int) -> dict[str, tuple[str, int]]:
+    """``key -> (value, line number)`` of the ``Tree=`` block on lines ``first`` to ``end``."""
+    fields: dict[str, tuple[str, int]] = {"Tree": (str(index), first + 1)}
+    for i in range(first + 1, end):
+        if lines[i] == "":
+            continue
+        key, sep, value = lines[i].partition("=")
+        if key == "Tree":
+            raise ModelTextError(
+                f"line {i + 1}: Tree={index} runs into {lines[i]!r:.20}: tree_sizes does not "
+                "match the trees (cut short or edited)."
+            )
+        if not sep or key in fields:
+            what = "a repeated key" if sep else "not key=value"
+            raise ModelTextError(f"line {i + 1}: {what} in Tree={index}: {lines[i]!r:.80}.")
+        fields[key] = (value, i + 1)
+    missing = [k for k in _TREE_KEYS if k not in fields]
+    if missing:
+        raise ModelTextError(f"line {first + 1}: Tree={index} lacks {', '.join(missing)}.")
+    if fields["is_linear"][0] != "0":
+        raise ModelTextError(f"line {fields['is_linear'][1]}: linear trees are not supported.")
+    return fields
+
+
+def _check_trees(trees: list[dict[str, tuple[str, int]]], n_features: int) -> None:
+    """Check every tree's arrays at once: lengths, numbers, indices, structure."""
+    n = np.array([_int(t, "num_leaves", 1, MAX_LEAVES) for t in trees], dtype=np.int64)
+    num_cat = np.array([_int(t, "num_cat", 0, MAX_LEAVES) for t in trees], dtype=np.int64)
+    shrinkage = _batch(trees, "shrinkage", [1] * len(trees), False)
+    _where_bad(~np.isfinite(shrinkage), np.arange(len(trees)), trees, "shrinkage", "must be finite")
+    inner = np.repeat(np.arange(len(trees)), n - 1)  # tree of each internal node
+    leaf = np.repeat(np.arange(len(trees)), n)  # tree of each leaf
+    arrays = {}
+    for key, per_leaf, integer in _NODE_ARRAYS:
+        sizes = [_length(key, per_leaf, int(k), t) for k, t in zip(n, trees, strict=True)]
+        arrays[key] = _batch(trees, key, sizes, integer)
+    _where_bad(~np.isfinite(arrays["leaf_value"]), leaf, trees, "leaf_value", "must be finite")
+    _where_bad(~np.isfinite(arrays["threshold"]), inner, trees, "threshold", "must be finite")
+    feature = arrays["split_feature"]
+    _where_bad(
+        (feature < 0) | (feature >= n_features),
+        inner,
+        trees,
+        "split_feature",
+        f"must be in [0, {n_features}) (max_feature_idx + 1)",
+    )
+    _check_children(arrays["left_child"], arrays["right_child"], n, inner, trees)
+    decision = arrays["decision_type"]
+    _where_bad(
+        (decision < 0) | (decision > 15) | ((decision >> _MISSING_SHIFT) > 2),
+        inner,
+        trees,
+        "decision_type",
+        "holds an unknown decision",
+    )
+    categorical = (decision & _CATEGORICAL).astype(bool)
+    found = np.bincount(inner[categorical], minlength=len(trees))
+    _where_bad(
+        found != num_cat,
+        np.arange(len(trees)),
+        trees,
+        "decision_type",
+        "has another number of categorical splits than num_cat says",
+    )
+    starts = np.concatenate(([0], np.cumsum(n - 1)))
+    for i in np.flatnonzero(num_cat):
+        part = slice(int(starts[i]), int(starts[i + 1]))
+        _check_categorical(arrays["threshold"][part], categorical[part], int(num_cat[i]), trees[i])
+
+
+def _batch(
+    trees: list[dict[str, tuple[str, int]]], key: str, sizes: list[int], integer: bool
+) -> NDArray[Any]:
+    """The array ``key`` of every tree, concatenated, each checked to hold ``sizes[i]``."""
+    values = [t[key][0] for t in trees]
+    joined = " ".join(v for v in values if v)
+    pattern = _INTS if integer else _FLOATS
+    counts = [v.count(" ") + 1 if v else 0 for v in values]
+    too_long = integer and re.search(r"\d{13}", joined) is not None
+    if not pattern.fullmatch(joined) or counts != sizes or too_long:
+        for t, size in zip(trees, sizes, strict=True):
+            _array(t, key, size, integer)  # raises for the first tree at fault
+    if not joined:
+        return np.zeros(0, dtype=np.int64 if integer else np.float64)
+    return np.array(joined.split(" "), dtype=np.int64 if integer else np.float64)
+
+
 def _array(fields: dict[str, tuple[str, int]], key: str, size: int, integer: bool) -> NDArray[Any]:
-    """The array ``key`` of a tree, checked to hold ``size`` numbers."""
+    """The array ``key`` of one tree, checked to hold ``size`` numbers."""
     value, line = fields[key]
     pattern = _INTS if integer else _FLOATS
     if not pattern.fullmatch(value):
@@ -266,17 +356,17 @@ def _array(fields: dict[str, tuple[str, int]], key: str, size: int, integer: boo
     return np.array(tokens, dtype=np.float64)
 
 
-def _tree_fields(lines: list[str], first: int, end: int, index: int) -> dict[str, tuple[str, int]]:
-    fields: dict[str, tuple[str, int]] = {}
-    for i in range(first + 1, end):
-        if lines[i] == "":
-            continue
-        key, sep, value = lines[i].partition("=")
-        if not sep or key in fields:
-            what = "a repeated key" if sep else "not key=value"
-            raise ModelTextError(f"line {i + 1}: {what} in Tree={index}: {lines[i]!r:.80}.")
-        fields[key] = (value, i + 1)
-    return fields
+def _where_bad(
+    bad: NDArray[np.bool_],
+    tree: NDArray[np.int64],
+    trees: list[dict[str, tuple[str, int]]],
+    key: str,
+    message: str,
+) -> None:
+    """Raise for the first ``bad`` entry, naming the line of ``key`` in its tree."""
+    if bad.any():
+        i = int(tree[int(np.argmax(bad))])
+        raise ModelTextError(f"line {trees[i][key][1]}: {key} {message} (Tree={i}).")
 
 
 def _length(key: str, leaf: bool, n: int, fields: dict[str, tuple[str, int]]) -> int:
@@ -290,39 +380,13 @@ def _length(key: str, leaf: bool, n: int, fields: dict[str, tuple[str, int]]) ->
     return n if leaf else n - 1
 
 
-def _check_tree(lines: list[str], first: int, end: int, n_features: int, index: int) -> None:
-    """Check the ``Tree=`` block spanning lines ``first`` (its ``Tree=`` line) to ``end``."""
-    fields = _tree_fields(lines, first, end, index)
-    needed = ["num_leaves", "num_cat", "shrinkage", "is_linear"]
-    needed += [key for key, _, _ in _NODE_ARRAYS]
-    missing = [k for k in needed if k not in fields]
-    if missing:
-        raise ModelTextError(f"line {first + 1}: Tree={index} lacks {', '.join(missing)}.")
-    n = _int(fields, "num_leaves", 1, MAX_LEAVES)
-    num_cat = _int(fields, "num_cat", 0, MAX_LEAVES)
-    if fields["is_linear"][0] != "0":
-        raise ModelTextError(f"line {fields['is_linear'][1]}: linear trees are not supported.")
-    shrinkage = _array(fields, "shrinkage", 1, False)
-    if not np.isfinite(shrinkage).all():
-        raise ModelTextError(f"line {fields['shrinkage'][1]}: shrinkage must be finite.")
-    arrays = {
-        key: _array(fields, key, _length(key, leaf, n, fields), ints)
-        for key, leaf, ints in _NODE_ARRAYS
-    }
-    for key in ("leaf_value", "threshold"):
-        if not np.isfinite(arrays[key]).all():
-            raise ModelTextError(f"line {fields[key][1]}: {key} must be finite.")
-    feature = arrays["split_feature"]
-    if feature.size and (feature.min() < 0 or feature.max() >= n_features):
-        raise ModelTextError(
-            f"line {fields['split_feature'][1]}: split_feature must be in [0, {n_features}) "
-            f"(max_feature_idx + 1). Got {int(feature.min())}..{int(feature.max())}."
-        )
-    _check_children(arrays["left_child"], arrays["right_child"], n, fields["left_child"][1])
-    _check_decisions(arrays["decision_type"], arrays["threshold"], num_cat, fields)
-
-
-def _check_children(left: NDArray[np.int64], right: NDArray[np.int64], n: int, line: int) -> None:
+def _check_children(
+    left: NDArray[np.int64],
+    right: NDArray[np.int64],
+    n: NDArray[np.int64],
+    inner: NDArray[np.int64],
+    trees: list[dict[str, tuple[str, int]]],
+) -> None:
     """Every node but the root has one parent, internal children come after their parent.
 
     Internal node ``i`` has children ``c >= 0`` (internal node ``c``) or ``c < 0`` (leaf
@@ -330,42 +394,39 @@ def _check_children(left: NDArray[np.int64], right: NDArray[np.int64], n: int, l
     parent per node this makes the nodes a tree rooted at 0, which a prediction walks in at
     most ``n - 1`` steps.
     """
+    starts = np.concatenate(([0], np.cumsum(n - 1)))
+    node = np.arange(inner.size) - starts[inner]
     children = np.concatenate([left, right])
-    node = np.concatenate([np.arange(n - 1), np.arange(n - 1)])
+    tree = np.concatenate([inner, inner])
+    parent = np.concatenate([node, node])
+    leaves = n[tree]
     internal = children >= 0
-    leaves = ~children[~internal]
-    ok = (
-        bool(np.all(children[internal] > node[internal]))
-        and bool(np.all(children[internal] < n - 1))
-        and bool(np.all((leaves >= 0) & (leaves < n)))
-        and np.unique(children).size == children.size
+    bad = np.where(
+        internal,
+        (children <= parent) | (children >= leaves - 1),
+        ~children >= leaves,
     )
-    if not ok:
+    message = "and right_child do not form a tree"
+    _where_bad(bad, tree, trees, "left_child", message)
+    key = tree * (2 * MAX_LEAVES + 2) + children + MAX_LEAVES + 1
+    ordered = np.sort(key)
+    repeated = ordered[1:] == ordered[:-1]
+    if repeated.any():
+        i = int(ordered[int(np.argmax(repeated))] // (2 * MAX_LEAVES + 2))
         raise ModelTextError(
-            f"line {line}: left_child and right_child do not form a tree of {n} leaves."
+            f"line {trees[i]['left_child'][1]}: left_child {message} (a node with two parents, "
+            f"Tree={i})."
         )
 
 
-def _check_decisions(
-    decision: NDArray[np.int64],
+def _check_categorical(
     threshold: NDArray[np.float64],
+    categorical: NDArray[np.bool_],
     num_cat: int,
     fields: dict[str, tuple[str, int]],
 ) -> None:
-    """Decision types are known bit sets; categorical splits index ``cat_boundaries``."""
+    """A tree's categorical splits index its ``cat_boundaries``, which index ``cat_threshold``."""
     line = fields["decision_type"][1]
-    if decision.size and (
-        decision.min() < 0 or decision.max() > 15 or ((decision >> _MISSING_SHIFT) > 2).any()
-    ):
-        raise ModelTextError(f"line {line}: decision_type holds an unknown decision.")
-    categorical = (decision & _CATEGORICAL).astype(bool)
-    if int(categorical.sum()) != num_cat:
-        raise ModelTextError(
-            f"line {line}: decision_type has {int(categorical.sum())} categorical splits, but "
-            f"num_cat says {num_cat}."
-        )
-    if not num_cat:
-        return
     if "cat_boundaries" not in fields or "cat_threshold" not in fields:
         raise ModelTextError(f"line {line}: categorical splits need cat_boundaries, cat_threshold.")
     bounds = _array(fields, "cat_boundaries", num_cat + 1, True)

@@ -317,15 +317,19 @@ def _restore(path: str | os.PathLike[str], checked: PolicyPayload[Any, Any]) -> 
 
 
 def _score_one(policy: BasePolicy) -> None:
-    """Score (and, when calibrated, decide) one all-zero query, as a request would."""
+    """Decide (or, uncalibrated, score) one all-zero query, as a request would."""
     x = np.zeros((1, policy.n_features_in_))
     names = getattr(policy, "feature_names_in_", None)
     X = x if names is None else pd.DataFrame(x, columns=list(names))
-    scores = policy.scores(X)
-    if scores.shape != (1, len(policy.actions_)) or not np.isfinite(scores).all():
-        raise ValueError(f"scores of shape {scores.shape}, finite: {np.isfinite(scores).all()}")
+    k = len(policy.actions_)
     if hasattr(policy, "budget_"):
-        policy.predict(X)
+        actions = policy.predict(X)
+        if actions.shape != (1,) or not 0 <= int(actions[0]) < k:
+            raise ValueError(f"an action index out of [0, {k}): {actions.tolist()}")
+        return
+    scores = policy.scores(X)
+    if scores.shape != (1, k) or not np.isfinite(scores).all():
+        raise ValueError(f"scores of shape {scores.shape}, finite: {np.isfinite(scores).all()}")
 
 
 def load_policy(

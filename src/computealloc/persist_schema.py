@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from collections.abc import Callable, Sequence
 from typing import Annotated, Any, Generic, Literal, NamedTuple, TypeVar
 
@@ -59,6 +60,8 @@ MAX_DEPTH = 32
 #: Most entries of one dense count array of a stopping file (256 MiB as float64).
 MAX_DENSE = 1 << 25
 _CHUNK = 1 << 20
+_ESCAPE = re.compile(rb"\\.", re.DOTALL)
+_NOT_MARK = bytes(c for c in range(256) if c not in b'"[]{}')
 _MAX_ACTIONS = 4096
 _MAX_FEATURES = 100_000
 _MAX_SAMPLES = 100_000
@@ -101,38 +104,61 @@ def file_error(
 # --------------------------------------------------------------------------- bounded read
 
 
-def json_depth(data: bytes) -> int:
+def json_depth(data: bytes, limit: int = MAX_DEPTH) -> tuple[int, int]:
     """Deepest nesting of ``[`` and ``{`` outside JSON strings, without parsing.
 
-    A vectorised scan in chunks of 1 MiB: a quote opens or closes a string unless an odd run
-    of backslashes precedes it; brackets count only outside strings. Exact for valid JSON
-    and for the valid prefix of invalid JSON (all that ``json.loads`` reads before failing).
+    Every escape pair (a backslash and the byte after it) is dropped first, so the quotes left
+    open and close strings; of the rest only quotes and brackets are kept, and a vectorised
+    scan counts the brackets outside strings. Exact for valid JSON and for the valid prefix
+    of invalid JSON (all that ``json.loads`` reads before failing).
 
     Parameters
     ----------
     data : bytes
         The document.
+    limit : int
+        Depth allowed; past it, the offset of the first bracket beyond it is found.
 
     Returns
     -------
-    int
+    depth : int
         0 for a scalar, 1 for a flat array or object, ...
+    offset : int
+        Byte offset in ``data`` of the first bracket nested deeper than ``limit`` (-1 if none).
     """
-    depth, inside, run, deepest = 0, 0, 0, 0
-    for start in range(0, len(data), _CHUNK):
-        b = np.frombuffer(data, dtype=np.uint8, count=min(_CHUNK, len(data) - start), offset=start)
-        idx = np.arange(b.size)
-        slash = b == 0x5C
-        last_other = np.maximum.accumulate(np.where(slash, -1, idx))
-        runs = idx - last_other + np.where(last_other < 0, run, 0)  # backslashes ending at i
-        before = np.concatenate(([run], runs[:-1]))
-        quote = (b == 0x22) & (before % 2 == 0)
-        outside = (np.cumsum(quote) + inside) % 2 == 0
-        step = (b == 0x5B).astype(np.int64) + (b == 0x7B) - (b == 0x5D) - (b == 0x7D)
-        levels = depth + np.cumsum(np.where(outside, step, 0))
+    marks = _ESCAPE.sub(b"", data).translate(None, _NOT_MARK)
+    depth, inside, deepest = 0, 0, 0
+    for start in range(0, len(marks), _CHUNK):
+        levels, inside_end = _levels(marks[start : start + _CHUNK], depth, inside)
         deepest = max(deepest, int(levels.max(initial=depth)))
-        depth, inside, run = int(levels[-1]), int(not outside[-1]), int(runs[-1])
-    return deepest
+        depth, inside = int(levels[-1]), inside_end
+    return deepest, (_first_beyond(data, limit) if deepest > limit else -1)
+
+
+def _levels(marks: bytes, depth: int, inside: int) -> tuple[NDArray[np.int64], int]:
+    """Nesting level after each of ``marks`` (quotes and brackets), from ``depth``."""
+    b = np.frombuffer(marks, dtype=np.uint8)
+    toggles = np.cumsum(b == 0x22) + inside
+    outside = toggles % 2 == 0
+    step = (b == 0x5B).astype(np.int64) + (b == 0x7B) - (b == 0x5D) - (b == 0x7D)
+    return depth + np.cumsum(np.where(outside, step, 0)), int(toggles[-1] % 2)
+
+
+def _first_beyond(data: bytes, limit: int) -> int:
+    """Byte offset of the first bracket nested deeper than ``limit`` (a scan in Python)."""
+    depth, inside, escaped = 0, False, False
+    for offset, byte in enumerate(data):
+        if inside:
+            escaped, inside = (False, inside) if escaped else (byte == 0x5C, byte != 0x22)
+        elif byte == 0x22:
+            inside = True
+        elif byte in (0x5B, 0x7B):
+            depth += 1
+            if depth > limit:
+                return offset
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    return -1
 
 
 def read_document(path: str | os.PathLike[str], label: str) -> Any:
@@ -157,10 +183,15 @@ def read_document(path: str | os.PathLike[str], label: str) -> Any:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise file_error(label, path, f"is not UTF-8 text (byte {exc.start}).") from exc
-    depth = json_depth(data)
+    depth, offset = json_depth(data)
     if depth > MAX_DEPTH:
+        line = data.count(b"\n", 0, offset) + 1
+        column = offset - data.rfind(b"\n", 0, offset)
         raise file_error(
-            label, path, f"is nested {depth} levels deep; a policy file has at most {MAX_DEPTH}."
+            label,
+            path,
+            f"is nested {depth} levels deep (level {MAX_DEPTH + 1} at line {line} column "
+            f"{column}); a policy file has at most {MAX_DEPTH}.",
         )
     try:
         return json.loads(text)
