@@ -89,6 +89,8 @@ _NODE_ARRAYS = (
     ("internal_count", False, True),
 )
 _TREE_KEYS = ("num_leaves", "num_cat", "shrinkage", "is_linear", *(k for k, _, _ in _NODE_ARRAYS))
+#: The arrays whose values are checked (the others: their count and number format only).
+_READ = ("split_feature", "threshold", "decision_type", "left_child", "right_child", "leaf_value")
 _CATEGORICAL = 1  # decision_type bit: categorical split
 _MISSING_SHIFT = 2  # decision_type bits 2-3: missing type 0 (none), 1 (zero), 2 (NaN)
 
@@ -285,7 +287,7 @@ def _check_trees(trees: list[dict[str, tuple[str, int]]], n_features: int) -> No
     arrays = {}
     for key, per_leaf, integer in _NODE_ARRAYS:
         sizes = [_length(key, per_leaf, int(k), t) for k, t in zip(n, trees, strict=True)]
-        arrays[key] = _batch(trees, key, sizes, integer)
+        arrays[key] = _batch(trees, key, sizes, integer, convert=key in _READ)
     _where_bad(~np.isfinite(arrays["leaf_value"]), leaf, trees, "leaf_value", "must be finite")
     _where_bad(~np.isfinite(arrays["threshold"]), inner, trees, "threshold", "must be finite")
     feature = arrays["split_feature"]
@@ -321,9 +323,15 @@ def _check_trees(trees: list[dict[str, tuple[str, int]]], n_features: int) -> No
 
 
 def _batch(
-    trees: list[dict[str, tuple[str, int]]], key: str, sizes: list[int], integer: bool
+    trees: list[dict[str, tuple[str, int]]],
+    key: str,
+    sizes: list[int],
+    integer: bool,
+    *,
+    convert: bool = True,
 ) -> NDArray[Any]:
-    """The array ``key`` of every tree, concatenated, each checked to hold ``sizes[i]``."""
+    """The array ``key`` of every tree, concatenated, each checked to hold ``sizes[i]``
+    numbers (not converted, an empty array, unless ``convert``)."""
     values = [t[key][0] for t in trees]
     joined = " ".join(v for v in values if v)
     pattern = _INTS if integer else _FLOATS
@@ -332,7 +340,7 @@ def _batch(
     if not pattern.fullmatch(joined) or counts != sizes or too_long:
         for t, size in zip(trees, sizes, strict=True):
             _array(t, key, size, integer)  # raises for the first tree at fault
-    if not joined:
+    if not joined or not convert:
         return np.zeros(0, dtype=np.int64 if integer else np.float64)
     return np.array(joined.split(" "), dtype=np.int64 if integer else np.float64)
 
