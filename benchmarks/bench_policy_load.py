@@ -28,7 +28,7 @@ import pandas as pd
 
 from benchmarks._results import write_section
 from computealloc.lgbm_text import check_model_text
-from computealloc.persist import _score_one, load_policy, save_policy
+from computealloc.persist import _digest, _score_one, load_policy, save_policy
 from computealloc.persist_schema import check_policy_payload, read_document
 from computealloc.policies import Value
 from computealloc.table import OutcomeTable
@@ -84,6 +84,7 @@ def main() -> None:
                 "bare": lambda: bare_load(path),
                 "checked": lambda: load_policy(path),
                 "read": lambda: read_document(path, "Policy file"),
+                "digest": lambda: _digest(payload),
                 "schema": lambda: check_policy_payload(payload),
                 "text": lambda: [check_model_text(t) for t in texts],
                 "score": lambda: _score_one(loaded),
@@ -97,13 +98,15 @@ def main() -> None:
     body = f"""
 Value policy: {args.actions} actions, {n_trees} trees in all (max_depth 5), 6 features;
 file {size / 2**20:.2f} MiB. Times are the minimum of {args.repeats} interleaved repeats, all in
-this one run; load average before the run {load_before[0]:.2f} (1 min).
+this one run; load average before the run {load_before[0]:.2f} (1 min) on a shared machine,
+so the parts, each timed alone, need not add up to the whole.
 
 | measurement | time (ms) | ratio |
 |---|---:|---|
 | bare: `json.loads` + `lightgbm.Booster(model_str=...)` per action | {ms["bare"]:.1f} | |
 | `load_policy` (every check, then one scored query) | {ms["checked"]:.1f} | {shown} |
 | - bounded read (size cap, depth scan, `json.loads`) | {ms["read"]:.1f} | |
+| - checksum of the payload (SHA-256 of its canonical JSON) | {ms["digest"]:.1f} | |
 | - schema and cross-checks, LightGBM texts included | {ms["schema"]:.1f} | |
 | - of which `check_model_text` of the {args.actions} texts | {ms["text"]:.1f} | |
 | - one query scored and decided (`_score_one`) | {ms["score"]:.1f} | |
