@@ -22,6 +22,14 @@ canonical JSON of ``payload``, so an edited or damaged file is refused. Loading 
 instantiates the classes of an allow-list and parses LightGBM's text format; nothing in the
 file is executed.
 
+Loading is bounded and validated before anything is built (:mod:`computealloc.persist_schema`):
+a size cap and a nesting-depth scan before ``json.loads``, the envelope and the checksum, then
+a pydantic schema of the payload's class (types, ranges, no unknown field), the fields checked
+against each other, every LightGBM text checked by :func:`~computealloc.lgbm_text.check_model_text`
+before LightGBM parses it; the built policy then scores (and decides) one query. Every failure
+is a :class:`PolicyFileError` "Policy file PATH, field LOC: what is wrong" (or "Stopping
+file ..."), so a file that loads answers requests.
+
 Notes
 -----
 The digest detects damage and edits made without recomputing it; it is not a signature.
@@ -357,9 +365,12 @@ def load_policy(
     Raises
     ------
     PolicyFileError
-        The file is unreadable, not a policy file (a stopping file names
+        "Policy file PATH, field LOC: ...": the file is unreadable, larger than 256 MiB or
+        nested deeper than 32 levels, not a policy file (a stopping file names
         :func:`load_stopping`), of another version, tampered with (checksum mismatch), names a
-        class outside the allow-list, or does not match ``actions`` / ``feature_names``.
+        class outside the allow-list, fails its schema or the checks of its fields against
+        each other (:mod:`computealloc.persist_schema`), embeds a LightGBM model text that is
+        cut short or inconsistent, or does not match ``actions`` / ``feature_names``.
     """
     return _load_policy(path, _read_document(path, _POLICY), actions, feature_names)
 
@@ -541,9 +552,10 @@ def load_stopping(path: str | os.PathLike[str]) -> CalibratedStopping:
     Raises
     ------
     PolicyFileError
-        The file is unreadable, not a stopping file (a policy file names :func:`load_policy`),
-        of another version, tampered with (checksum mismatch), names a class outside the
-        allow-list, or its payload does not rebuild the rule.
+        "Stopping file PATH, field LOC: ...": as :func:`load_policy` (a policy file names
+        :func:`load_policy`); sparse count arrays whose shape does not follow the horizon and
+        the groups, exceeds 2^25 entries, or whose indices leave it, are refused before any
+        array is allocated.
     """
     return _load_stopping(path, _read_document(path, _STOPPING))
 
