@@ -157,6 +157,13 @@ CORRUPTIONS = [
         "not JSON",
     ),
     (lambda t: t.replace("tree\n", "forest\n", 1), "expected 'tree'"),
+    (lambda t: t.replace("num_class=1", "num_class=3"), "does not match num_class=3"),
+    (lambda t: t.replace("objective=regression", "objective=bananas"), "unknown objective"),
+    (lambda t: t.replace("objective=regression", "objective=regression alpha:-1"), "key:value > 0"),
+    (
+        lambda t: t.replace("objective=regression", "objective=regression\nmonotone_constraints=1"),
+        "monotone_constraints must hold 4",
+    ),
     (lambda t: t.rstrip("\n"), "does not end with a newline"),
 ]
 

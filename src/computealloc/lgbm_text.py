@@ -70,6 +70,25 @@ _HEADER_KEYS = (
 )
 _OPTIONAL_HEADER_KEYS = ("average_output", "monotone_constraints", "linear")
 _VERSIONS = ("v2", "v3", "v4")
+_OBJECTIVES = (
+    "regression",
+    "regression_l1",
+    "huber",
+    "fair",
+    "poisson",
+    "quantile",
+    "mape",
+    "gamma",
+    "tweedie",
+    "binary",
+    "multiclass",
+    "multiclassova",
+    "cross_entropy",
+    "cross_entropy_lambda",
+    "lambdarank",
+    "rank_xendcg",
+    "custom",
+)
 _NUMBER = r"-?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
 _FLOATS = re.compile(rf"(?:{_NUMBER}(?: {_NUMBER})*)?")
 _INTS = re.compile(r"(?:-?\d+(?: -?\d+)*)?")
@@ -248,8 +267,46 @@ def _check_header(header: dict[str, tuple[str, int]]) -> tuple[ModelInfo, list[i
             f"line {line}: tree_sizes must hold a positive size per tree, a multiple of "
             f"num_tree_per_iteration={per_round} trees. Got {len(sizes)}."
         )
-    objective = header["objective"][0]
+    objective = _check_objective(header, num_class)
+    if per_round != num_class:
+        raise ModelTextError(
+            f"line {header['num_tree_per_iteration'][1]}: num_tree_per_iteration must equal "
+            f"num_class={num_class} (one tree per class and round). Got {per_round}."
+        )
+    if "monotone_constraints" in header:
+        value, line = header["monotone_constraints"]
+        signs = value.split(" ") if value else []
+        if len(signs) != n_features or any(v not in ("-1", "0", "1") for v in signs):
+            raise ModelTextError(
+                f"line {line}: monotone_constraints must hold {n_features} values in -1, 0, 1."
+            )
     return ModelInfo(len(sizes), num_class, per_round, n_features, objective), sizes
+
+
+def _check_objective(header: dict[str, tuple[str, int]], num_class: int) -> str:
+    """The objective line: a known objective, its ``key:value`` arguments positive numbers,
+    ``num_class`` as the header says (LightGBM trusts both when it predicts)."""
+    value, line = header["objective"]
+    name, *args = value.split(" ")
+    if name not in _OBJECTIVES:
+        raise ModelTextError(f"line {line}: unknown objective {name!r:.40}.")
+    for arg in args:
+        key, _, number = arg.partition(":")
+        if arg != "sqrt" and not (re.fullmatch(_NUMBER, number) and float(number) > 0):
+            raise ModelTextError(
+                f"line {line}: objective argument {arg!r:.40} is not key:value > 0."
+            )
+        if key == "num_class" and float(number) != num_class:
+            raise ModelTextError(
+                f"line {line}: the objective's num_class:{number} is not num_class={num_class}."
+            )
+    multiclass = name in ("multiclass", "multiclassova")
+    if multiclass != (num_class > 1) or (multiclass and f"num_class:{num_class}" not in args):
+        raise ModelTextError(
+            f"line {line}: objective {name} does not match num_class={num_class} (multiclass "
+            "objectives need num_class > 1 and name it; the others need 1)."
+        )
+    return value
 
 
 def _tree_fields(lines: list[str], first: int, end: int, index: int) -> dict[str, tuple[str, int]]:
