@@ -182,8 +182,9 @@ def test_not_a_str():
 
 def test_nothing_that_passes_takes_lightgbm_down(texts, tmp_path):
     """Seeded fuzz: single-token edits of a real text, tree_sizes recomputed; every text the
-    checker passes is loaded and used by LightGBM in a child process, which must exit 0 (an
-    abort or a crash there is a text the checker should have refused)."""
+    checker passes is loaded and used by LightGBM in a child process, which must exit 0 with
+    one finite prediction per row (an abort, a crash or values read from memory the model does
+    not own are a text the checker should have refused)."""
     rng = np.random.default_rng(0)
     text = texts["regression"]
     tokens = [m for m in re.finditer(r"-?\d+(?:\.\d+)?(?:e-?\d+)?", text)]
@@ -207,7 +208,8 @@ def test_nothing_that_passes_takes_lightgbm_down(texts, tmp_path):
         "x[::5, 1] = np.nan\n"
         f"for path in sorted(glob.glob({str(tmp_path)!r} + '/*.txt')):\n"
         "    booster = lgb.Booster(model_str=open(path).read())\n"
-        "    booster.predict(x, num_threads=1)\n"
+        "    pred = booster.predict(x, num_threads=1)\n"
+        "    assert pred.shape == (64,) and np.isfinite(pred).all(), (path, pred[:3])\n"
         "print('ok')\n"
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}

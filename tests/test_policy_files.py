@@ -474,6 +474,18 @@ def _python_depth(value: Any) -> int:
     return 0
 
 
+def test_deep_json_past_the_located_prefix_is_refused_without_a_position(tmp_path, monkeypatch):
+    import computealloc.persist_schema as schema
+
+    monkeypatch.setattr(schema, "_LOCATE_BYTES", 64)
+    path = tmp_path / "deep.json"
+    path.write_text('{"pad": "' + "x" * 100 + '", "a": ' + "[" * 50 + "]" * 50 + "}")
+    with pytest.raises(
+        PolicyFileError, match=rf"^Policy file {path}: is nested 51 levels deep; a policy file"
+    ):
+        load_policy(path)
+
+
 def test_oversized_file_is_refused_before_reading_it_all(tmp_path, monkeypatch):
     import computealloc.persist_schema as schema
 

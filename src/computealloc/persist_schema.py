@@ -60,6 +60,7 @@ MAX_DEPTH = 32
 #: Most entries of one dense count array of a stopping file (256 MiB as float64).
 MAX_DENSE = 1 << 25
 _CHUNK = 1 << 20
+_LOCATE_BYTES = 16 << 20
 _ESCAPE = re.compile(rb"\\.", re.DOTALL)
 _NOT_MARK = bytes(c for c in range(256) if c not in b'"[]{}')
 _MAX_ACTIONS = 4096
@@ -124,7 +125,8 @@ def json_depth(data: bytes, limit: int = MAX_DEPTH) -> tuple[int, int]:
     depth : int
         0 for a scalar, 1 for a flat array or object, ...
     offset : int
-        Byte offset in ``data`` of the first bracket nested deeper than ``limit`` (-1 if none).
+        Byte offset in ``data`` of the first bracket nested deeper than ``limit`` (-1 if none,
+        or if it lies past the first 16 MiB, which is all that is searched for it).
     """
     marks = _ESCAPE.sub(b"", data).translate(None, _NOT_MARK)
     depth, inside, deepest = 0, 0, 0
@@ -132,7 +134,7 @@ def json_depth(data: bytes, limit: int = MAX_DEPTH) -> tuple[int, int]:
         levels, inside_end = _levels(marks[start : start + _CHUNK], depth, inside)
         deepest = max(deepest, int(levels.max(initial=depth)))
         depth, inside = int(levels[-1]), inside_end
-    return deepest, (_first_beyond(data, limit) if deepest > limit else -1)
+    return deepest, (_first_beyond(data[:_LOCATE_BYTES], limit) if deepest > limit else -1)
 
 
 def _levels(marks: bytes, depth: int, inside: int) -> tuple[NDArray[np.int64], int]:
@@ -187,11 +189,11 @@ def read_document(path: str | os.PathLike[str], label: str) -> Any:
     if depth > MAX_DEPTH:
         line = data.count(b"\n", 0, offset) + 1
         column = offset - data.rfind(b"\n", 0, offset)
+        where = f" (level {MAX_DEPTH + 1} at line {line} column {column})" if offset >= 0 else ""
         raise file_error(
             label,
             path,
-            f"is nested {depth} levels deep (level {MAX_DEPTH + 1} at line {line} column "
-            f"{column}); a policy file has at most {MAX_DEPTH}.",
+            f"is nested {depth} levels deep{where}; a policy file has at most {MAX_DEPTH}.",
         )
     try:
         return json.loads(text)
