@@ -271,6 +271,8 @@ TAMPERS = [
         "finite",
     ),
     ("value", _fitted("mix_", 2), "payload.fitted.mix_", "less than or equal to 1"),
+    ("value", _fitted("lam_", 1e308), "payload.fitted.lam_", "less than or equal to 10{12}"),
+    ("value", _fitted("costs_", [1.0, 2.0, 4.0, 1e300]), r"payload.fitted.costs_\[3\]", "less"),
     ("value", _fitted("lam_", -5.0), "payload.fitted.lam_", "must be >= 0"),
     ("value", _fitted("lam_", "0.1"), "payload.fitted.lam_", "valid number"),
     ("value", _fitted("budget_", None), "payload.fitted.budget_", "is missing, but lam_, mix_"),

@@ -67,6 +67,10 @@ _MAX_ACTIONS = 4096
 _MAX_FEATURES = 100_000
 _MAX_SAMPLES = 100_000
 _PROB_ATOL = 1e-9
+#: Bounds that keep ``score - lam * cost`` finite in float64 (a cost of 1e15 tokens or USD,
+#: a price of 1e12 accuracy per unit, are far beyond any real policy).
+_MAX_COST = 1e15
+_MAX_PRICE = 1e12
 
 
 class PolicyFileError(ValueError):
@@ -229,6 +233,7 @@ Finite = Annotated[float, Field(allow_inf_nan=False)]
 NonNegative = Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
 Positive = Annotated[float, Field(gt=0.0, allow_inf_nan=False)]
 Unit = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
+Cost = Annotated[float, Field(ge=0.0, le=_MAX_COST, allow_inf_nan=False)]
 Index = Annotated[int, Field(ge=0, le=_MAX_ACTIONS)]
 Seed = Annotated[int, Field(ge=0, lt=1 << 63)]
 Cap = Annotated[int, Field(ge=1, le=_MAX_SAMPLES)]
@@ -276,14 +281,14 @@ class Fitted(_Strict):
     """The attributes every fitted policy has (see :class:`~computealloc.policies.BasePolicy`)."""
 
     actions_: Annotated[list[_Name], Field(min_length=1, max_length=_MAX_ACTIONS)]
-    costs_: Annotated[list[NonNegative], Field(max_length=_MAX_ACTIONS)]
+    costs_: Annotated[list[Cost], Field(max_length=_MAX_ACTIONS)]
     cost_unit_: _Name
     prices_: dict[_Name, _Name] = Field(default_factory=dict)
     n_features_in_: Annotated[int, Field(ge=0, le=_MAX_FEATURES)]
     feature_names_in_: Annotated[list[_Name], Field(max_length=_MAX_FEATURES)] | None = None
-    lam_: Finite | None = None
+    lam_: Annotated[float, Field(ge=-_MAX_PRICE, le=_MAX_PRICE, allow_inf_nan=False)] | None = None
     mix_: Unit | None = None
-    budget_: Positive | None = None
+    budget_: Annotated[float, Field(gt=0.0, le=_MAX_COST, allow_inf_nan=False)] | None = None
     probe_m_: Annotated[int, Field(ge=0, le=_MAX_SAMPLES)] | None = None
 
 
