@@ -591,3 +591,26 @@ def _get(document: Any, loc: tuple[Any, ...]) -> Any:
 
 def _put(document: Any, loc: tuple[Any, ...], value: Any) -> None:
     _get(document, loc[:-1])[loc[-1]] = value
+
+
+@pytest.mark.parametrize(
+    ("kind", "change", "field"),
+    [
+        ("value", _booster(_cut_model, resize=False), "payload.state.boosters_[0]"),
+        ("value", _fitted("costs_", [1.0, 2.0, 4.0]), "payload.fitted.costs_"),
+        ("lagrangian", _sparse("visits_", "shape", [10**7, 10**7]), "payload.state.visits_.shape"),
+    ],
+    ids=["cut-model", "short-costs", "huge-shape"],
+)
+def test_serve_shows_the_error_without_a_traceback(files, tmp_path, kind, change, field):
+    from typer.testing import CliRunner
+
+    from computealloc.cli import app
+
+    path = _tampered(files[kind], tmp_path / f"{kind}.json", change)
+    args = ["serve", "--policy", str(path), "--budget", "4"]
+    result = CliRunner().invoke(app, [*args, "--backend", "http://127.0.0.1:9/v1", "--model", "m"])
+    shown = " ".join(result.output.split())
+    assert result.exit_code == 2, result.output
+    assert f"{_label(files[kind])} {path}, field {field}: " in shown
+    assert "Traceback" not in result.output
