@@ -342,6 +342,11 @@ _ACCURACY_SCORES = ("Value",)
 _PRICED = ("Value", "Imitation", "LengthHeuristic")
 
 
+def _at(*loc: str | int) -> tuple[str | int, ...]:
+    """A location under the document's payload."""
+    return ("payload", *loc)
+
+
 def _validated(model: type[BaseModel], payload: Any, root: Sequence[str]) -> Any:
     """``payload`` validated by ``model``; the first error as a FieldError."""
     try:
@@ -396,22 +401,21 @@ def _check_policy(p: PolicyPayload[Any, Any]) -> None:
     """The cross-field checks of a validated policy payload."""
     f, name = p.fitted, p.class_
     k = len(f.actions_)
-    at: Callable[..., tuple[str | int, ...]] = lambda *loc: ("payload", *loc)  # noqa: E731
-    _check_actions(f.actions_, at("fitted", "actions_"))
+    _check_actions(f.actions_, _at("fitted", "actions_"))
     if len(f.costs_) != k:
         raise FieldError(
-            at("fitted", "costs_"), f"has {len(f.costs_)} values, but actions_ has {k}."
+            _at("fitted", "costs_"), f"has {len(f.costs_)} values, but actions_ has {k}."
         )
-    _check_pricing(f, at)
+    _check_pricing(f)
     names = f.feature_names_in_
     if names is not None and (len(names) != f.n_features_in_ or len(set(names)) != len(names)):
         raise FieldError(
-            at("fitted", "feature_names_in_"),
+            _at("fitted", "feature_names_in_"),
             f"must hold {f.n_features_in_} distinct names (n_features_in_). Got {len(names)} "
             f"names, {len(set(names))} distinct.",
         )
-    _check_calibration(p, at)
-    _STATE_CHECKS[name](p, at)
+    _check_calibration(p)
+    _STATE_CHECKS[name](p)
 
 
 def _check_actions(actions: list[str], loc: tuple[str | int, ...]) -> None:
@@ -421,20 +425,18 @@ def _check_actions(actions: list[str], loc: tuple[str | int, ...]) -> None:
         raise FieldError(loc, str(exc)) from exc
 
 
-def _check_pricing(f: Fitted, at: Callable[..., tuple[str | int, ...]]) -> None:
+def _check_pricing(f: Fitted) -> None:
     try:
         Pricing.parse(f.cost_unit_)
     except ValueError as exc:
-        raise FieldError(at("fitted", "cost_unit_"), str(exc)) from exc
+        raise FieldError(_at("fitted", "cost_unit_"), str(exc)) from exc
     try:
         Pricing.parse(f.cost_unit_, f.prices_, where="prices_", unit_where="cost_unit_")
     except ValueError as exc:
-        raise FieldError(at("fitted", "prices_"), str(exc)) from exc
+        raise FieldError(_at("fitted", "prices_"), str(exc)) from exc
 
 
-def _check_calibration(
-    p: PolicyPayload[Any, Any], at: Callable[..., tuple[str | int, ...]]
-) -> None:
+def _check_calibration(p: PolicyPayload[Any, Any]) -> None:
     """The calibration attributes a policy's class sets, all or none."""
     f, name = p.fitted, p.class_
     own = {"lam_", "mix_", "budget_"} if name in _PRICED else {"mix_", "budget_"}
@@ -442,18 +444,18 @@ def _check_calibration(
         own = {"budget_"}
     for attr in ("lam_", "mix_"):
         if attr not in own and getattr(f, attr) is not None:
-            raise FieldError(at("fitted", attr), f"{name} has no {attr}; remove the field.")
+            raise FieldError(_at("fitted", attr), f"{name} has no {attr}; remove the field.")
     present = {a for a in own if getattr(f, a) is not None}
     if present and present != own:
         missing = sorted(own - present)[0]
         raise FieldError(
-            at("fitted", missing),
+            _at("fitted", missing),
             f"is missing, but {', '.join(sorted(present))} are set (a calibrated {name} has "
             f"{', '.join(sorted(own))}).",
         )
     if name in _ACCURACY_SCORES and f.lam_ is not None and f.lam_ < 0:
         raise FieldError(
-            at("fitted", "lam_"),
+            _at("fitted", "lam_"),
             f"must be >= 0 ({name}'s scores are accuracies, so a sample is never worth a "
             f"negative price). Got {f.lam_!r}.",
         )
@@ -482,77 +484,75 @@ def _check_model(
         )
 
 
-def _uniform_state(p: PolicyPayload[Any, Any], at: Callable[..., tuple[str | int, ...]]) -> None:
+def _uniform_state(p: PolicyPayload[Any, Any]) -> None:
     s, k = p.state, len(p.fitted.actions_)
     if len(s.accuracy_) != k:
         raise FieldError(
-            at("state", "accuracy_"), f"has {len(s.accuracy_)} values, but actions_ has {k}."
+            _at("state", "accuracy_"), f"has {len(s.accuracy_)} values, but actions_ has {k}."
         )
     calibrated = p.fitted.budget_ is not None
     for attr in ("low_", "high_"):
         if (getattr(s, attr) is None) == calibrated:
             what = "is missing for a calibrated" if calibrated else "is set for an uncalibrated"
-            raise FieldError(at("state", attr), f"{what} Uniform (budget_).")
-        _check_index(getattr(s, attr), k, at("state", attr))
+            raise FieldError(_at("state", attr), f"{what} Uniform (budget_).")
+        _check_index(getattr(s, attr), k, _at("state", attr))
 
 
-def _random_state(p: PolicyPayload[Any, Any], at: Callable[..., tuple[str | int, ...]]) -> None:
+def _random_state(p: PolicyPayload[Any, Any]) -> None:
     s, k = p.state, len(p.fitted.actions_)
     calibrated = p.fitted.budget_ is not None
     if (s.probs_ is None) == calibrated:
         what = "is missing for a calibrated" if calibrated else "is set for an uncalibrated"
-        raise FieldError(at("state", "probs_"), f"{what} Random (budget_).")
+        raise FieldError(_at("state", "probs_"), f"{what} Random (budget_).")
     if s.probs_ is None:
         return
     if len(s.probs_) != k:
         raise FieldError(
-            at("state", "probs_"), f"has {len(s.probs_)} values, but actions_ has {k}."
+            _at("state", "probs_"), f"has {len(s.probs_)} values, but actions_ has {k}."
         )
     if abs(math.fsum(s.probs_) - 1.0) > _PROB_ATOL:
-        raise FieldError(at("state", "probs_"), f"must sum to 1. Got {math.fsum(s.probs_)!r}.")
+        raise FieldError(_at("state", "probs_"), f"must sum to 1. Got {math.fsum(s.probs_)!r}.")
 
 
-def _length_state(p: PolicyPayload[Any, Any], at: Callable[..., tuple[str | int, ...]]) -> None:
+def _length_state(p: PolicyPayload[Any, Any]) -> None:
     n = p.fitted.n_features_in_
     if p.state.feature_index_ >= n:
         raise FieldError(
-            at("state", "feature_index_"),
+            _at("state", "feature_index_"),
             f"must be a feature index in [0, {n}) (n_features_in_). Got {p.state.feature_index_}.",
         )
 
 
-def _imitation_state(p: PolicyPayload[Any, Any], at: Callable[..., tuple[str | int, ...]]) -> None:
+def _imitation_state(p: PolicyPayload[Any, Any]) -> None:
     classes, k = p.state.classes_, len(p.fitted.actions_)
     if classes != sorted(set(classes)) or classes[-1] >= k:
         raise FieldError(
-            at("state", "classes_"),
+            _at("state", "classes_"),
             f"must be distinct action indices in [0, {k}), increasing. Got {classes[:10]}.",
         )
     outputs = len(classes) if len(classes) > 2 else 1
-    _check_model(p.state.booster_, p.fitted.n_features_in_, outputs, at("state", "booster_"))
+    _check_model(p.state.booster_, p.fitted.n_features_in_, outputs, _at("state", "booster_"))
 
 
-def _value_state(p: PolicyPayload[Any, Any], at: Callable[..., tuple[str | int, ...]]) -> None:
+def _value_state(p: PolicyPayload[Any, Any]) -> None:
     s, f = p.state, p.fitted
     k = len(f.actions_)
     if len(s.boosters_) != k:
         raise FieldError(
-            at("state", "boosters_"),
+            _at("state", "boosters_"),
             f"has {len(s.boosters_)} models, but actions_ has {k} (one per action).",
         )
     cheapest = int(np.argmin(f.costs_))
     if s.base_ != cheapest:
         raise FieldError(
-            at("state", "base_"),
+            _at("state", "base_"),
             f"must be the cheapest action, {cheapest} (argmin of costs_). Got {s.base_}.",
         )
     for i, model in enumerate(s.boosters_):
-        _check_model(model, f.n_features_in_, 1, at("state", "boosters_", i))
+        _check_model(model, f.n_features_in_, 1, _at("state", "boosters_", i))
 
 
-_STATE_CHECKS: dict[
-    str, Callable[[PolicyPayload[Any, Any], Callable[..., tuple[str | int, ...]]], None]
-] = {
+_STATE_CHECKS: dict[str, Callable[[PolicyPayload[Any, Any]], None]] = {
     "Uniform": _uniform_state,
     "Random": _random_state,
     "LengthHeuristic": _length_state,
@@ -707,30 +707,33 @@ def check_stopping_payload(payload: Any) -> CheckedStopping:
 def _lagrangian_arrays(p: StoppingPayload[Any, Any]) -> dict[str, NDArray[np.float64]]:
     """Check a LagrangianStopping's state against its parameters; its dense arrays."""
     s, params = p.state, p.params.low
-    at: Callable[..., tuple[str | int, ...]] = lambda *loc: ("payload", "state", *loc)  # noqa: E731
     h, groups = s.horizon_, params.n_groups
     if params.max_samples is not None and h > params.max_samples:
         raise FieldError(
-            at("horizon_"), f"must be at most max_samples={params.max_samples}. Got {h}."
+            _at("state", "horizon_"), f"must be at most max_samples={params.max_samples}. Got {h}."
         )
     if len(s.group_edges_) != groups - 1 or any(np.diff(s.group_edges_) < 0):
         raise FieldError(
-            at("group_edges_"),
+            _at("state", "group_edges_"),
             f"must hold n_groups - 1 = {groups - 1} increasing edges. Got {len(s.group_edges_)}.",
         )
     if (s.prior_model_ is None) != (groups == 1):
         what = "is set, but n_groups is 1" if groups == 1 else f"is null, but n_groups is {groups}"
-        raise FieldError(at("prior_model_"), f"{what} (a prior model exactly when n_groups > 1).")
+        raise FieldError(
+            _at("state", "prior_model_"), f"{what} (a prior model exactly when n_groups > 1)."
+        )
     if s.prior_model_ is not None and s.prior_model_.info.num_tree_per_iteration != 1:
-        raise FieldError(at("prior_model_"), "The prior must be a regressor (one output).")
+        raise FieldError(
+            _at("state", "prior_model_"), "The prior must be a regressor (one output)."
+        )
     tables = 1 if groups == 1 else groups + 1
     shape = [tables, h, h + 1, h + 1]
     out = {}
     for name, expected in (("visits_", shape), ("correct_", shape), ("moves_", [*shape, _N_MOVES])):
-        out[name] = _dense(getattr(s, name), expected, at(name))
+        out[name] = _dense(getattr(s, name), expected, _at("state", name))
     if (out["correct_"] > out["visits_"] * (1 + 1e-9)).any():
         raise FieldError(
-            at("correct_", "values"),
+            _at("state", "correct_", "values"),
             "exceeds visits_ (a state's summed correctness is at most its visits).",
         )
     return out
