@@ -507,6 +507,27 @@ def test_json_syntax_error_names_line_and_column(tmp_path):
         load_policy(path)
 
 
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [("folder", "cannot be read: Is a directory"), ("/dev/zero", "is not a regular file")],
+)
+def test_not_a_regular_file(tmp_path, target, message):
+    path = tmp_path if target == "folder" else Path(target)
+    if not path.exists():
+        pytest.skip(f"{target} does not exist here")
+    with pytest.raises(PolicyFileError, match=rf"^Policy file {path}: {message}"):
+        load_policy(path)
+
+
+def test_number_too_long_for_json_is_a_file_error(tmp_path):
+    path = tmp_path / "p.json"
+    path.write_text('{"format": "computealloc.policy", "version": ' + "9" * 5000 + "}")
+    with pytest.raises(
+        PolicyFileError, match=rf"^Policy file {path}: is not JSON that can be read"
+    ):
+        load_policy(path)
+
+
 def test_truncated_model_does_not_abort_the_process(files, tmp_path):
     """The issue's crash: a cut LightGBM text with a recomputed checksum aborted (exit 134)."""
     path = _tampered(files["value"], tmp_path / "cut.json", _booster(_cut_model, resize=False))

@@ -26,6 +26,7 @@ import json
 import math
 import os
 import re
+import stat
 from collections.abc import Callable, Sequence
 from typing import Annotated, Any, Generic, Literal, NamedTuple, TypeVar
 
@@ -178,6 +179,8 @@ def read_document(path: str | os.PathLike[str], label: str) -> Any:
     """
     try:
         with open(path, "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                raise file_error(label, path, "is not a regular file.")
             data = fh.read(MAX_BYTES + 1)
     except OSError as exc:
         raise file_error(label, path, f"cannot be read: {exc.strerror or exc}.") from exc
@@ -205,6 +208,8 @@ def read_document(path: str | os.PathLike[str], label: str) -> Any:
         raise file_error(
             label, path, f"is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}."
         ) from exc
+    except ValueError as exc:  # a number json cannot convert (over 4300 digits)
+        raise file_error(label, path, f"is not JSON that can be read: {exc}.") from exc
     except RecursionError as exc:  # pragma: no cover - the depth scan comes first
         raise file_error(label, path, "is nested too deep to parse.") from exc
 
