@@ -232,12 +232,16 @@ def _race(folder: Path, log: Path) -> str:
     """Two concurrent collects on one output file: the second must fail at once."""
     queries = folder / "queries.jsonl"
     queries.write_text(
-        "".join(json.dumps({"query_id": f"q{q}", "prompt": f"What is {q}?"}) + "\n" for q in range(24))
+        "".join(
+            json.dumps({"query_id": f"q{q}", "prompt": f"What is {q}?"}) + "\n" for q in range(24)
+        )
     )
     out = folder / "raced.jsonl"
     args = ["collect", str(queries), "-o", str(out), "-n", "8", "--replay", str(log)]
     env = {**os.environ, "COLUMNS": "200"}
-    first = subprocess.Popen([*CLI, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+    first = subprocess.Popen(
+        [*CLI, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env
+    )
     time.sleep(0.3)
     code, output = run(args)
     first_out = first.communicate(timeout=300)[0].decode()
@@ -250,7 +254,11 @@ def _race(folder: Path, log: Path) -> str:
         and len(rows) == 24 * 8
         and max(keys.values()) == 1
     )
-    return "clean error" if ok else f"defect (first {first.returncode}, second {code}, {len(rows)} rows)"
+    return (
+        "clean error"
+        if ok
+        else f"defect (first {first.returncode}, second {code}, {len(rows)} rows)"
+    )
 
 
 def main() -> int:

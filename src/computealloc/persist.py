@@ -22,6 +22,14 @@ canonical JSON of ``payload``, so an edited or damaged file is refused. Loading 
 instantiates the classes of an allow-list and parses LightGBM's text format; nothing in the
 file is executed.
 
+Loading is bounded and validated before anything is built (:mod:`computealloc.persist_schema`):
+a size cap and a nesting-depth scan before ``json.loads``, the envelope and the checksum, then
+a pydantic schema of the payload's class (types, ranges, no unknown field), the fields checked
+against each other, every LightGBM text checked by :func:`~computealloc.lgbm_text.check_model_text`
+before LightGBM parses it; the built policy then scores (and decides) one query. Every failure
+is a :class:`PolicyFileError` "Policy file PATH, field LOC: what is wrong" (or "Stopping
+file ..."), so a file that loads answers requests.
+
 Notes
 -----
 The digest detects damage and edits made without recomputing it; it is not a signature.
@@ -35,14 +43,27 @@ import hashlib
 import json
 import math
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, NamedTuple, TypeVar
 
 import lightgbm as lgb
 import numpy as np
+import pandas as pd
+from lightgbm.basic import LightGBMError
 from numpy.typing import NDArray
 
+from computealloc.persist_schema import (
+    CheckedModel,
+    CheckedStopping,
+    FieldError,
+    PolicyFileError,
+    PolicyPayload,
+    check_policy_payload,
+    check_stopping_payload,
+    file_error,
+    read_document,
+)
 from computealloc.policies import BasePolicy, Imitation, LengthHeuristic, Random, Uniform, Value
 from computealloc.sequential import (
     BetaRule,
@@ -99,10 +120,6 @@ _SPARSE = ("visits_", "correct_", "moves_")
 _T = TypeVar("_T")
 
 
-class PolicyFileError(ValueError):
-    """A policy or stopping file that cannot be loaded: damaged, foreign, or not as expected."""
-
-
 class _Kind(NamedTuple):
     """One kind of file: its format string and how messages name it."""
 
@@ -120,8 +137,9 @@ _KINDS = {kind.format: kind for kind in (_POLICY, _STOPPING)}
 # --------------------------------------------------------------------------- documents
 
 
-def _digest(payload: dict[str, Any]) -> str:
-    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), allow_nan=False)
+def _digest(payload: dict[str, Any], *, allow_nan: bool = False) -> str:
+    """SHA-256 of the canonical JSON of ``payload`` (``allow_nan`` to check a tampered one)."""
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), allow_nan=allow_nan)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -137,53 +155,86 @@ def _write_document(path: str | os.PathLike[str], kind: _Kind, payload: dict[str
 
 
 def _read_document(path: str | os.PathLike[str], kind: _Kind) -> dict[str, Any]:
-    try:
-        with open(path, encoding="utf-8") as fh:
-            document = json.load(fh)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise PolicyFileError(f"{kind.label} {path} is not readable JSON: {exc}") from exc
-    found = document.get("format") if isinstance(document, dict) else None
+    """The checked envelope of a file of ``kind``: its payload, not yet validated."""
+    return _envelope(path, kind, read_document(path, kind.label))
+
+
+def _envelope(path: str | os.PathLike[str], kind: _Kind, document: Any) -> dict[str, Any]:
+    if not isinstance(document, dict):
+        raise file_error(
+            kind.label,
+            path,
+            f"is not {kind.noun}: a JSON {type(document).__name__}, not an object.",
+        )
+    found = document.get("format")
     if found != kind.format:
         other = _KINDS.get(found) if isinstance(found, str) else None
         if other is not None:
-            raise PolicyFileError(
-                f"File {path} is {other.noun} (format {other.format!r}), not {kind.noun}; "
-                f"load it with {other.loader}."
+            raise file_error(
+                kind.label,
+                path,
+                f"the file is {other.noun} (format {other.format!r}), not {kind.noun}; load it "
+                f"with {other.loader}.",
+                ("format",),
             )
-        raise PolicyFileError(f"{kind.label} {path} is not {kind.noun} (format {kind.format!r}).")
-    if document.get("version") != VERSION:
-        raise PolicyFileError(
-            f"{kind.label} {path} has format version {document.get('version')!r}; this "
-            f"computealloc reads version {VERSION}."
+        raise file_error(
+            kind.label,
+            path,
+            f"is not {kind.noun}: expected {kind.format!r}. Got {found!r:.80}.",
+            ("format",),
+        )
+    unknown = sorted(set(document) - {"format", "version", "sha256", "payload"})
+    if unknown:
+        raise file_error(
+            kind.label, path, "unknown field (not written by computealloc).", (unknown[0],)
+        )
+    if document.get("version") != VERSION or isinstance(document.get("version"), bool):
+        raise file_error(
+            kind.label,
+            path,
+            f"format version {document.get('version')!r:.40}; this computealloc reads "
+            f"version {VERSION}.",
+            ("version",),
         )
     payload = document.get("payload")
-    if not isinstance(payload, dict) or document.get("sha256") != _digest(payload):
-        raise PolicyFileError(f"{kind.label} {path} is corrupted: checksum mismatch.")
+    if not isinstance(payload, dict):
+        raise file_error(kind.label, path, "must be an object.", ("payload",))
+    if document.get("sha256") != _digest(payload, allow_nan=True):
+        raise file_error(
+            kind.label,
+            path,
+            "checksum mismatch: the payload was damaged or edited after it was written.",
+            ("sha256",),
+        )
     return payload
 
 
-def _class_of(
-    path: str | os.PathLike[str],
-    kind: _Kind,
-    payload: dict[str, Any],
-    classes: Mapping[str, type[_T]],
-) -> type[_T]:
-    cls = classes.get(str(payload.get("class")))
-    if cls is None:
-        raise PolicyFileError(
-            f"{kind.label} {path} holds class {payload.get('class')!r}, which is not one of "
-            f"{sorted(classes)}."
-        )
-    return cls
+def _checked(
+    path: str | os.PathLike[str], kind: _Kind, check: Callable[[Any], _T], payload: Any
+) -> _T:
+    """``check(payload)``, its FieldError reported as a PolicyFileError naming the file."""
+    try:
+        return check(payload)
+    except FieldError as exc:
+        raise file_error(kind.label, path, exc.message, exc.loc) from exc
 
 
 @contextmanager
-def _reading(path: str | os.PathLike[str], kind: _Kind) -> Iterator[None]:
-    """Report a payload that does not rebuild as an invalid-payload PolicyFileError."""
+def _building(path: str | os.PathLike[str], kind: _Kind, what: str) -> Iterator[None]:
+    """Report a validated payload that still does not rebuild (a safety net) by its file."""
     try:
         yield
-    except (KeyError, IndexError, TypeError, ValueError, lgb.basic.LightGBMError) as exc:
-        raise PolicyFileError(f"{kind.label} {path} has an invalid payload: {exc!r}") from exc
+    except (ArithmeticError, IndexError, KeyError, TypeError, ValueError, LightGBMError) as exc:
+        raise file_error(kind.label, path, f"{what}: {exc}", ("payload",)) from exc
+
+
+def _plain(value: Any) -> Any:
+    """A validated state value as the policies store it (model texts as str)."""
+    if isinstance(value, CheckedModel):
+        return value.text
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
 
 
 # --------------------------------------------------------------------------- policies
@@ -233,38 +284,60 @@ def save_policy(policy: BasePolicy, path: str | os.PathLike[str]) -> None:
 
 
 def _check_expected(
-    path: str | os.PathLike[str], what: str, found: Sequence[str] | None, expected: Sequence[str]
+    path: str | os.PathLike[str],
+    what: str,
+    field: str,
+    found: Sequence[str] | None,
+    expected: Sequence[str],
 ) -> None:
     if found is None or list(found) != list(expected):
-        raise PolicyFileError(
-            f"Policy file {path} was fitted with {what} {found}, but the caller expects "
-            f"{list(expected)}."
+        raise file_error(
+            _POLICY.label,
+            path,
+            f"the policy was fitted with {what} {found}, but the caller expects {list(expected)}.",
+            ("payload", "fitted", field),
         )
 
 
-def _restore(path: str | os.PathLike[str], payload: dict[str, Any]) -> BasePolicy:
-    cls = _class_of(path, _POLICY, payload, _CLASSES)
-    with _reading(path, _POLICY):
-        policy = cls(**payload["params"])
-        fitted = payload["fitted"]
-        policy.actions_ = tuple(str(a) for a in fitted["actions_"])
-        policy.costs_ = np.asarray(fitted["costs_"], dtype=np.float64)
+def _restore(path: str | os.PathLike[str], checked: PolicyPayload[Any, Any]) -> BasePolicy:
+    """The policy a validated payload describes, checked to score a query."""
+    fitted = checked.fitted
+    with _building(path, _POLICY, "the payload does not rebuild the policy"):
+        policy = _CLASSES[checked.class_](**checked.params.model_dump())
+        policy.actions_ = tuple(fitted.actions_)
+        policy.costs_ = np.asarray(fitted.costs_, dtype=np.float64)
         pricing = Pricing.parse(
-            fitted["cost_unit_"],
-            fitted.get("prices_", {}),
-            where="prices_",
-            unit_where="cost_unit_",
+            fitted.cost_unit_, fitted.prices_, where="prices_", unit_where="cost_unit_"
         )
         policy.cost_unit_ = pricing.unit
         policy.prices_ = pricing.to_dict()["prices"]
-        policy.n_features_in_ = int(fitted["n_features_in_"])
-        if "feature_names_in_" in fitted:
-            policy.feature_names_in_ = np.asarray(fitted["feature_names_in_"], dtype=object)
+        policy.n_features_in_ = fitted.n_features_in_
+        if fitted.feature_names_in_ is not None:
+            policy.feature_names_in_ = np.asarray(fitted.feature_names_in_, dtype=object)
         for name, kind in _SCALARS.items():
-            if name in fitted:
-                setattr(policy, name, kind(fitted[name]))
-        policy._set_state(payload["state"])
+            value = getattr(fitted, name)
+            if value is not None:
+                setattr(policy, name, kind(value))
+        policy._set_state({k: _plain(v) for k, v in checked.state if v is not None})
+    with _building(path, _POLICY, "the policy does not score a query"):
+        _score_one(policy)
     return policy
+
+
+def _score_one(policy: BasePolicy) -> None:
+    """Decide (or, uncalibrated, score) one all-zero query, as a request would."""
+    x = np.zeros((1, policy.n_features_in_))
+    names = getattr(policy, "feature_names_in_", None)
+    X = x if names is None else pd.DataFrame(x, columns=list(names))
+    k = len(policy.actions_)
+    if hasattr(policy, "budget_"):
+        actions = policy.predict(X)
+        if actions.shape != (1,) or not 0 <= int(actions[0]) < k:
+            raise ValueError(f"an action index out of [0, {k}): {actions.tolist()}")
+        return
+    scores = policy.scores(X)
+    if scores.shape != (1, k) or not np.isfinite(scores).all():
+        raise ValueError(f"scores of shape {scores.shape}, finite: {np.isfinite(scores).all()}")
 
 
 def load_policy(
@@ -292,17 +365,29 @@ def load_policy(
     Raises
     ------
     PolicyFileError
-        The file is unreadable, not a policy file (a stopping file names
+        "Policy file PATH, field LOC: ...": the file is unreadable, larger than 256 MiB or
+        nested deeper than 32 levels, not a policy file (a stopping file names
         :func:`load_stopping`), of another version, tampered with (checksum mismatch), names a
-        class outside the allow-list, or does not match ``actions`` / ``feature_names``.
+        class outside the allow-list, fails its schema or the checks of its fields against
+        each other (:mod:`computealloc.persist_schema`), embeds a LightGBM model text that is
+        cut short or inconsistent, or does not match ``actions`` / ``feature_names``.
     """
-    payload = _read_document(path, _POLICY)
-    policy = _restore(path, payload)
+    return _load_policy(path, _read_document(path, _POLICY), actions, feature_names)
+
+
+def _load_policy(
+    path: str | os.PathLike[str],
+    payload: dict[str, Any],
+    actions: Sequence[str] | None = None,
+    feature_names: Sequence[str] | None = None,
+) -> BasePolicy:
+    policy = _restore(path, _checked(path, _POLICY, check_policy_payload, payload))
     if actions is not None:
-        _check_expected(path, "actions", list(policy.actions_), actions)
+        _check_expected(path, "actions", "actions_", list(policy.actions_), actions)
     if feature_names is not None:
         found = getattr(policy, "feature_names_in_", None)
-        _check_expected(path, "features", None if found is None else list(found), feature_names)
+        names = None if found is None else list(found)
+        _check_expected(path, "features", "feature_names_in_", names, feature_names)
     return policy
 
 
@@ -327,17 +412,6 @@ def _sparse(array: NDArray[np.float64]) -> dict[str, Any]:
     }
 
 
-def _dense(sparse: dict[str, Any]) -> NDArray[np.float64]:
-    """The array :func:`_sparse` described."""
-    shape = tuple(int(s) for s in sparse["shape"])
-    index = np.cumsum(np.asarray(sparse["gaps"], dtype=np.int64))
-    out = np.zeros(math.prod(shape))
-    if index.size and (index.min() < 0 or index.max() >= out.size):
-        raise ValueError(f"sparse indices out of range for shape {shape}")
-    out[index] = np.asarray(sparse["values"], dtype=np.float64)
-    return out.reshape(shape)
-
-
 def _rule_state(rule: StoppingRule) -> dict[str, Any]:
     """JSON-serialisable fitted state of a rule (empty for the unfitted published rules)."""
     if not isinstance(rule, LagrangianStopping):
@@ -351,16 +425,38 @@ def _rule_state(rule: StoppingRule) -> dict[str, Any]:
     return state
 
 
-def _set_rule_state(rule: StoppingRule, state: dict[str, Any]) -> None:
-    """Restore what :func:`_rule_state` returned."""
-    if not isinstance(rule, LagrangianStopping):
-        return
-    rule.visits_, rule.correct_, rule.moves_ = (_dense(state[name]) for name in _SPARSE)
-    rule.horizon_ = int(state["horizon_"])
-    rule.group_edges_ = np.asarray(state["group_edges_"], dtype=np.float64)
-    model = state["prior_model_"]
-    rule.prior_model_ = None if model is None else lgb.Booster(model_str=model)
-    rule._reset_caches()
+def _rebuild(path: str | os.PathLike[str], checked: CheckedStopping) -> CalibratedStopping:
+    """The calibrated rule a validated stopping payload describes, checked to decide."""
+    p = checked.payload
+    with _building(path, _STOPPING, "the payload does not rebuild the rule"):
+        low = _STOPPING_CLASSES[p.class_](**p.params.low.model_dump())
+        if isinstance(low, LagrangianStopping):
+            state = p.state
+            low.visits_, low.correct_, low.moves_ = (checked.arrays[n] for n in _SPARSE)
+            low.horizon_ = state.horizon_
+            low.group_edges_ = np.asarray(state.group_edges_, dtype=np.float64)
+            model = state.prior_model_
+            low.prior_model_ = None if model is None else lgb.Booster(model_str=model.text)
+            low._reset_caches()
+        high = copy.copy(low).set_params(**p.params.high.model_dump())
+        figures = (math.nan if v is None else float(v) for v in (p.budget, p.samples, p.accuracy))
+        rule = CalibratedStopping(low, high, float(p.mix), *figures)
+    with _building(path, _STOPPING, "the rule does not decide a query"):
+        _decide_one(rule)
+    return rule
+
+
+def _decide_one(rule: CalibratedStopping) -> None:
+    """Decide one query after one answer with both settings, as a request would."""
+    low = rule.low
+    prior = None
+    if isinstance(low, LagrangianStopping) and low.prior_model_ is not None:
+        n_features = low.prior_model_.num_feature()
+        prior = float(low.predict_prior(np.zeros((1, n_features)))[0])
+    for setting in (rule.low, rule.high):
+        setting.should_stop(["a"], prior)
+    if isinstance(low, LagrangianStopping):
+        low._reset_caches()  # the check's decision tables are not kept
 
 
 def _rule_params(rule: StoppingRule) -> dict[str, Any]:
@@ -456,19 +552,16 @@ def load_stopping(path: str | os.PathLike[str]) -> CalibratedStopping:
     Raises
     ------
     PolicyFileError
-        The file is unreadable, not a stopping file (a policy file names :func:`load_policy`),
-        of another version, tampered with (checksum mismatch), names a class outside the
-        allow-list, or its payload does not rebuild the rule.
+        "Stopping file PATH, field LOC: ...": as :func:`load_policy` (a policy file names
+        :func:`load_policy`); sparse count arrays whose shape does not follow the horizon and
+        the groups, exceeds 2^25 entries, or whose indices leave it, are refused before any
+        array is allocated.
     """
-    payload = _read_document(path, _STOPPING)
-    cls = _class_of(path, _STOPPING, payload, _STOPPING_CLASSES)
-    with _reading(path, _STOPPING):
-        params = payload["params"]
-        low = cls(**params["low"])
-        _set_rule_state(low, payload["state"])
-        high = copy.copy(low).set_params(**params["high"])
-        figures = (math.nan if payload[k] is None else float(payload[k]) for k in _CALIBRATION)
-        return CalibratedStopping(low, high, float(payload["mix"]), *figures)
+    return _load_stopping(path, _read_document(path, _STOPPING))
+
+
+def _load_stopping(path: str | os.PathLike[str], payload: dict[str, Any]) -> CalibratedStopping:
+    return _rebuild(path, _checked(path, _STOPPING, check_stopping_payload, payload))
 
 
 def load_file(path: str | os.PathLike[str]) -> BasePolicy | CalibratedStopping:
@@ -484,10 +577,7 @@ def load_file(path: str | os.PathLike[str]) -> BasePolicy | CalibratedStopping:
     PolicyFileError
         As :func:`load_policy` for anything that is not a stopping file.
     """
-    try:
-        with open(path, encoding="utf-8") as fh:
-            document = json.load(fh)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        document = None
-    found = document.get("format") if isinstance(document, dict) else None
-    return load_stopping(path) if found == STOPPING_FORMAT else load_policy(path)
+    document = read_document(path, _POLICY.label)
+    if isinstance(document, dict) and document.get("format") == STOPPING_FORMAT:
+        return _load_stopping(path, _envelope(path, _STOPPING, document))
+    return _load_policy(path, _envelope(path, _POLICY, document))
