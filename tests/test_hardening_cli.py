@@ -501,7 +501,16 @@ def test_no_empty_progress_bar_is_printed_after_errors(tmp_path: Path) -> None:
     assert "collecting" not in res.output and "━" not in res.output
     res = runner.invoke(
         app,
-        ["ibpo", replay, "--group-col", "model", "--max-share", "default=0.5", "-o", "x.jsonl"],
+        [
+            "ibpo",
+            replay,
+            "--group-col",
+            "model",
+            "--max-share",
+            "default=0.5",
+            "-o",
+            str(tmp_path / "x.jsonl"),
+        ],
     )
     assert res.exit_code == 2 and res.output.startswith("error:"), res.output
     assert "selecting" not in res.output and "━" not in res.output
@@ -546,3 +555,45 @@ def test_map_errors_name_the_flag_or_the_column(tmp_path: Path) -> None:
     assert res.exit_code == 2 and "field 'nope': no column 'nope' to rename" in res.output
     res = runner.invoke(app, ["inspect", path, "--map", "answer=gold"])
     assert res.exit_code == 2 and "already has a column 'gold'" in res.output
+
+
+def test_library_messages_reaching_the_cli_name_the_flags(tmp_path: Path) -> None:
+    log = str(_log(tmp_path / "log.jsonl"))
+    cases = [
+        (["estimate", log, "--price", "foo=1", "-o", str(tmp_path / "t.parquet")], "--price has"),
+        (
+            ["ibpo", log, "--group-col", "nope", "--max-share", "a=0.5", "-o", str(tmp_path / "x")],
+            "--group-col must name a column",
+        ),
+        (
+            [
+                "ibpo",
+                log,
+                "--group-col",
+                "model",
+                "--max-share",
+                "default=2",
+                "-o",
+                str(tmp_path / "x"),
+            ],
+            "--max-share expects GROUP=SHARE",
+        ),
+        (
+            [
+                "collect",
+                str(_queries(tmp_path / "q.jsonl", 1)),
+                "--replay",
+                log,
+                "--model",
+                "x",
+                "-o",
+                str(tmp_path / "o.jsonl"),
+            ],
+            "--model must be one of ['default']",
+        ),
+    ]
+    for args, message in cases:
+        res = runner.invoke(app, args)
+        text = _text(res.output)
+        assert res.exit_code == 2 and message in text, text
+        assert "parameter of" not in text

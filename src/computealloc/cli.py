@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -53,9 +54,37 @@ def _plain(value: object) -> str:
     return escape(str(value))
 
 
+# The library's parameter names -> the flags that set them, for the library's messages
+# ("The 'prices' parameter of estimate ..." -> "--price ...").
+_FLAGS = {
+    "actions": "--actions",
+    "budget": "--budget",
+    "budgets": "--budgets",
+    "cost": "--cost",
+    "cost_col": "--cost-col",
+    "group_col": "--group-col",
+    "max_share": "--max-share",
+    "method": "--method",
+    "methods": "--methods",
+    "model": "--model",
+    "n": "-n",
+    "prices": "--price",
+    "probe_m": "--probe-m",
+    "protocols": "--protocol",
+    "seeds": "--seeds",
+    "utility": "--utility",
+}
+_PARAMETER = re.compile(r"The (['\"])(\w+)\1 parameter of [\w.]+")
+
+
+def _flagged(message: str) -> str:
+    """``message`` with "The 'NAME' parameter of FUNC" said as the flag that sets NAME."""
+    return _PARAMETER.sub(lambda m: _FLAGS[m[2]] if m[2] in _FLAGS else m[0], message)
+
+
 def _fail(message: object, code: int = 2) -> typer.Exit:
-    """Print ``error: MESSAGE`` (escaped) and return the Exit to raise."""
-    console.print(f"[red]error:[/red] {_plain(message)}", highlight=False)
+    """Print ``error: MESSAGE`` (escaped, parameters named by their flags); return the Exit."""
+    console.print(f"[red]error:[/red] {_plain(_flagged(str(message)))}", highlight=False)
     return typer.Exit(code)
 
 
@@ -608,8 +637,11 @@ def _parse_shares(text: str | None) -> dict[str, float] | None:
             out[group.strip()] = float(value)
         except ValueError:
             sep = ""
-        if not sep or not group.strip():
-            raise typer.BadParameter(f"expected GROUP=SHARE[,GROUP=SHARE...]. Got {item!r}.")
+        if not sep or not group.strip() or not 0 <= out[group.strip()] <= 1:
+            raise _fail(
+                "--max-share expects GROUP=SHARE[,GROUP=SHARE...] with each SHARE in [0, 1]. "
+                f"Got {item!r}."
+            )
     return out
 
 
