@@ -597,3 +597,12 @@ def test_library_messages_reaching_the_cli_name_the_flags(tmp_path: Path) -> Non
         text = _text(res.output)
         assert res.exit_code == 2 and message in text, text
         assert "parameter of" not in text
+
+
+@pytest.mark.parametrize("column", ["mode", "level", "group", "dataset", "id"])
+def test_ordinary_metadata_columns_do_not_warn(tmp_path: Path, column: str) -> None:
+    rows = [{"query_id": "a", "sample_idx": s, column: "x"} for s in range(2)]
+    path = _log(tmp_path / "log.jsonl", rows)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SampleLogWarning)
+        read_samples(path)

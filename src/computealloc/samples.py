@@ -540,7 +540,7 @@ def _lookalike(name: str) -> str | None:
     key = name.strip().lower()
     if key in _ALIASES:
         return _ALIASES[key]
-    close = difflib.get_close_matches(key, _KNOWN, n=1, cutoff=0.85)
+    close = difflib.get_close_matches(key, _KNOWN, n=1, cutoff=0.9)
     return close[0] if close and close[0] != name else None
 
 
