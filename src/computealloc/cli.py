@@ -525,6 +525,7 @@ def collect_cmd(
 
 
 def _collect_columns() -> tuple[ProgressColumn, ...]:
+    """The progress columns of collect: description, bar, done/total, %, rate, time left."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,

@@ -212,7 +212,9 @@ def read_queries(path: str | os.PathLike[str]) -> list[Query]:
     Raises
     ------
     QueryFileError
-        Naming the file, the line and the field of the first bad record.
+        Naming the file, the line and the field of the first bad record; the file must be
+        UTF-8 (a leading byte order mark is dropped, as :func:`~computealloc.read_samples`
+        drops it), and a byte that is not is reported with its line and offset.
     """
     source = Path(path)
     suffix = source.suffix.lower()
@@ -807,6 +809,12 @@ def run_collect(
     Returns
     -------
     result : CollectResult
+
+    Warns
+    -----
+    SampleLogWarning
+        When ``n`` exceeds the samples the replayed log holds for some query: the replay
+        cycles, so some samples repeat.
     """
     if (base_url is None) == (replay is None):
         raise ValueError(
