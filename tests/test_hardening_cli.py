@@ -606,3 +606,24 @@ def test_ordinary_metadata_columns_do_not_warn(tmp_path: Path, column: str) -> N
     with warnings.catch_warnings():
         warnings.simplefilter("error", SampleLogWarning)
         read_samples(path)
+
+
+@pytest.mark.parametrize("command", ["estimate", "fit", "evaluate", "solve", "collect"])
+def test_out_under_a_file_is_a_clean_error_before_any_work(tmp_path: Path, command: str) -> None:
+    from computealloc.table import OutcomeTable
+
+    log = _log(tmp_path / "log.jsonl")
+    out = str(log / "sub" / "out.json")
+    OutcomeTable([[0.5, 0.6]], [[1.0, 2.0]]).save(tmp_path / "t.parquet")
+    args = {
+        "estimate": ["estimate", str(log), "-o", out],
+        "fit": ["fit", str(log), "--budget", "2", "-o", out],
+        "evaluate": ["evaluate", str(log), "--budgets", "2", "--out", out],
+        "solve": ["solve", str(tmp_path / "t.parquet"), "--budget", "1.5", "-o", out],
+        "collect": ["collect", str(_queries(tmp_path / "q.jsonl", 1)), "--replay", str(log)],
+    }[command]
+    res = runner.invoke(app, [*args, *(["-o", out] if command == "collect" else [])])
+    text = _text(res.output)
+    assert res.exit_code == 2 and "log.jsonl" in text, text
+    assert "━" not in text and "status" not in text  # nothing ran
+    _no_traceback(res.output)

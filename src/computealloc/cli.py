@@ -119,6 +119,27 @@ def _warnings_shown() -> Iterator[None]:
         yield
 
 
+@contextmanager
+def _writing(path: Path, flag: str = "-o/--out") -> Iterator[None]:
+    """Turn an OSError while writing ``path`` into an error naming the flag and the reason."""
+    try:
+        yield
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename and str(exc.filename) != str(path) else ""
+        raise _fail(f"{flag} {str(path)!r}: cannot write it: {exc.strerror}{where}.") from exc
+
+
+def _check_out(path: Path | None, flag: str = "-o/--out") -> None:
+    """Fail before any work when ``path`` cannot be made: an ancestor is a file."""
+    if path is None:
+        return
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise _fail(f"{flag} {str(path)!r}: {str(parent)!r} is a file, not a folder.")
+
+
 class _LazyProgress(Progress):
     """A progress display that starts with its first task: nothing is drawn before work runs."""
 
@@ -392,6 +413,7 @@ def estimate_cmd(
     from computealloc.actions import parse_actions
     from computealloc.estimate import estimate
 
+    _check_out(out)
     pricing = _pricing(cost, price)
     sample_log = _drop_short(_open_log(log, mapping=map_), min_samples)
     try:
@@ -400,7 +422,8 @@ def estimate_cmd(
             table = estimate(sample_log, acts, pricing, on_short=on_short)
     except ValueError as exc:
         raise _fail(exc) from exc
-    table.save(out)
+    with _writing(out):
+        table.save(out)
     means = pd.DataFrame(
         {"action": table.actions, "mean_accuracy": table.P.mean(0), "mean_cost": table.C.mean(0)}
     )
@@ -711,6 +734,7 @@ def ibpo_cmd(
 
     if max_share is None and (budget is None or cost_col is None):
         raise _fail("give --max-share GROUP=SHARE, or --budget with --cost-col.")
+    _check_out(out)
     if train is None and out.is_dir():
         raise _fail(f"-o/--out {str(out)!r} is a directory; without --train it names a file.")
     if train is not None and out.exists() and not out.is_dir():
@@ -772,7 +796,10 @@ def _ibpo_train(
             )
     except (ImportError, ValueError, OSError) as exc:
         raise _fail(exc) from exc
-    atomic_write(out / "train.json", lambda fh: fh.write(json.dumps(result.to_json(), indent=1)))
+    with _writing(out):
+        atomic_write(
+            out / "train.json", lambda fh: fh.write(json.dumps(result.to_json(), indent=1))
+        )
     console.print(
         f"trained {result.steps} steps on {result.n_records} records ({result.n_dropped} of "
         f"weight 0 dropped) in {result.seconds:.0f} s; loss {_fmt(result.losses[0])} -> "
@@ -812,6 +839,7 @@ def solve_cmd(
     from computealloc.oracle import certify as certify_fn
     from computealloc.oracle import solve
 
+    _check_out(out)
     try:
         table = OutcomeTable.load(table_path)
         alloc = solve(table, budget, method)
@@ -835,7 +863,8 @@ def solve_cmd(
         )
     if out is not None:
         frame = alloc.to_frame()
-        atomic_write(out, lambda fh: frame.to_csv(fh, index=False))
+        with _writing(out):
+            atomic_write(out, lambda fh: frame.to_csv(fh, index=False))
         console.print(f"per-query actions -> {_plain(out)}", highlight=False)
 
 
@@ -1023,6 +1052,7 @@ def fit_cmd(
     from computealloc.fit import fit_policy
     from computealloc.persist import save_policy
 
+    _check_out(out)
     pricing = _pricing(cost, price)
     if method in FIT_RULES and (actions is not None or cost != "samples" or price or probe_m):
         raise _fail(
@@ -1047,7 +1077,8 @@ def fit_cmd(
             )
     except ValueError as exc:
         raise _fail(exc) from exc
-    save_policy(result.policy, out)
+    with _writing(out):
+        save_policy(result.policy, out)
     console.print(
         f"{method} policy -> {_plain(out)} (train {result.n_train}, calibration "
         f"{result.n_calibration} queries; lam {result.policy.lam_:.4g})\n"
@@ -1067,7 +1098,8 @@ def _fit_stopping(sample_log: SampleLog, budget: float, method: str, out: Path, 
             result = fit_stopping(sample_log, budget=budget, method=method, seed=seed)
     except ValueError as exc:
         raise _fail(exc) from exc
-    save_stopping(result.rule, out)
+    with _writing(out):
+        save_stopping(result.rule, out)
     console.print(
         f"{result.method} stopping rule -> {_plain(out)} (train {result.n_train}, calibration "
         f"{result.n_calibration} queries; {_plain(result.rule.describe())})\n"
@@ -1138,6 +1170,7 @@ def evaluate_cmd(
     from computealloc.evaluation import evaluate as run_evaluation
     from computealloc.report import write_report
 
+    _check_out(out / "report.html")
     pricing = _pricing(cost, price)
     try:
         budget_list = [check_budget(float(b), "--budgets") for b in budgets.split(",")]
@@ -1195,7 +1228,8 @@ def evaluate_cmd(
             )
     except ValueError as exc:
         raise _fail(exc) from exc
-    paths = write_report(result, out)
+    with _writing(out):
+        paths = write_report(result, out)
     protocol_shown = primary_protocol(result)
     console.print(
         f"[bold]{_plain(sample_log.source)}[/bold]: verdict ({protocol_shown} protocol)",

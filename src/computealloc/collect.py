@@ -735,8 +735,15 @@ def _log_lock(path: Path) -> Iterator[None]:
     rows with the first or replacing the file under it. The lock file stays after release
     (removing it would race with a process that just opened it).
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
     lock_path = path.with_name(path.name + ".lock")
+    try:  # a folder or lock file that cannot be made is said as such, not as a held lock
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(lock_path, os.O_WRONLY | os.O_CREAT, 0o644))
+    except OSError as exc:
+        raise SampleLogError(
+            f"cannot create the lock file {lock_path} ({exc.strerror}); expected a writable folder",
+            path=str(path),
+        ) from exc
     lock = FileLock(lock_path, blocking=False, is_singleton=True)
     try:
         lock.acquire()
