@@ -627,3 +627,18 @@ def test_out_under_a_file_is_a_clean_error_before_any_work(tmp_path: Path, comma
     assert res.exit_code == 2 and "log.jsonl" in text, text
     assert "━" not in text and "status" not in text  # nothing ran
     _no_traceback(res.output)
+
+
+def test_collect_replay_reads_the_log_through_map(tmp_path: Path) -> None:
+    rows = [
+        {("prediction" if k == "answer" else k): v for k, v in r.items()}
+        for r in _rows(n_queries=2, n_samples=2)
+    ]
+    replay = _log(tmp_path / "replay.jsonl", rows)
+    queries = _queries(tmp_path / "q.jsonl", 2)
+    out = tmp_path / "out.jsonl"
+    args = ["collect", str(queries), "--replay", str(replay), "-n", "2", "-o", str(out)]
+    res = runner.invoke(app, [*args, "--map", "prediction=answer"])
+    assert res.exit_code == 0, res.output
+    answers = [json.loads(line)["answer"] for line in out.read_text().splitlines()]
+    assert len(answers) == 4 and set(answers) <= {"0", "1", "2"}  # the logged predictions
