@@ -446,7 +446,8 @@ def test_missing_required_column(tmp_path: Path) -> None:
     _fails(
         path,
         f"{path}, line 1, field 'query_id': missing required column; expected columns "
-        "'query_id' and 'sample_idx', found 'qid', 'sample_idx'",
+        "'query_id' and 'sample_idx', found 'qid', 'sample_idx' (to read 'qid' as 'query_id': "
+        "columns={'qid': 'query_id'}, --map qid=query_id)",
     )
     path = _write(tmp_path, "s.jsonl", '\n{"query_id": "q"}\n')
     _fails(

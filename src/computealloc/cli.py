@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 import math
+import re
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
 
@@ -12,15 +16,22 @@ import pandas as pd
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import ProgressColumn, Task, TaskID
+from rich.progress import Progress, ProgressColumn, Task, TaskID
 from rich.table import Table
 from rich.text import Text
 
 from computealloc import datasets
 from computealloc.checks import check_budget
-from computealloc.samples import SampleLog, SampleLogError
+from computealloc.fit import FIT_METHODS
+from computealloc.samples import SampleLog, SampleLogError, SampleLogWarning
+from computealloc.sequential import FIT_RULES
 from computealloc.table import OutcomeTable, atomic_write
-from computealloc.units import Pricing
+from computealloc.units import CostUnit, Pricing
+
+if TYPE_CHECKING:
+    FitMethod = str
+else:  # the choices typer lists and completes, from the registries of fit and sequential
+    FitMethod = Literal[(*FIT_METHODS, *FIT_RULES)]
 
 if TYPE_CHECKING:
     from computealloc.checkpoints import CheckpointLog
@@ -34,6 +45,129 @@ datasets_app = typer.Typer(help="Named public sources of sample logs.", no_args_
 app.add_typer(datasets_app, name="datasets")
 console = Console(width=200) if not Console().is_terminal else Console()
 
+
+@app.callback()
+def _main(ctx: typer.Context) -> None:
+    """Show the library's warnings about the data (SampleLogWarning) as one line each."""
+    ctx.with_resource(_warnings_shown())
+
+
+def _plain(value: object) -> str:
+    """``value`` as text that rich prints literally: the one escape for user data."""
+    return escape(str(value))
+
+
+# The library's parameter names -> the flags that set them, for the library's messages
+# ("The 'prices' parameter of estimate ..." -> "--price ...").
+_FLAGS = {
+    "actions": "--actions",
+    "budget": "--budget",
+    "budgets": "--budgets",
+    "cost": "--cost",
+    "cost_col": "--cost-col",
+    "group_col": "--group-col",
+    "max_share": "--max-share",
+    "method": "--method",
+    "methods": "--methods",
+    "model": "--model",
+    "n": "-n",
+    "prices": "--price",
+    "probe_m": "--probe-m",
+    "protocols": "--protocol",
+    "seeds": "--seeds",
+    "utility": "--utility",
+}
+_PARAMETER = re.compile(r"The (['\"])(\w+)\1 parameter of [\w.]+")
+
+
+def _flagged(message: str) -> str:
+    """``message`` with "The 'NAME' parameter of FUNC" said as the flag that sets NAME."""
+    return _PARAMETER.sub(lambda m: _FLAGS[m[2]] if m[2] in _FLAGS else m[0], message)
+
+
+def _fail(message: object, code: int = 2) -> typer.Exit:
+    """Print ``error: MESSAGE`` (escaped, parameters named by their flags); return the Exit."""
+    console.print(f"[red]error:[/red] {_plain(_flagged(str(message)))}", highlight=False)
+    return typer.Exit(code)
+
+
+def _warn(message: object) -> None:
+    """Print ``warning: MESSAGE`` (escaped)."""
+    console.print(f"[yellow]warning:[/yellow] {_plain(message)}", highlight=False)
+
+
+@contextmanager
+def _warnings_shown() -> Iterator[None]:
+    """Print each distinct SampleLogWarning once as a ``warning:`` line, when it is issued."""
+    seen: set[str] = set()
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", SampleLogWarning)
+        shown = warnings.showwarning
+
+        def show(
+            message: Warning | str,
+            category: type[Warning],
+            filename: str,
+            lineno: int,
+            file: Any = None,
+            line: str | None = None,
+        ) -> None:
+            if not issubclass(category, SampleLogWarning):
+                shown(message, category, filename, lineno, file, line)
+            elif str(message) not in seen:
+                seen.add(str(message))
+                _warn(message)
+
+        warnings.showwarning = show
+        yield
+
+
+@contextmanager
+def _writing(path: Path, flag: str = "-o/--out") -> Iterator[None]:
+    """Turn an OSError while writing ``path`` into an error naming the flag and the reason."""
+    try:
+        yield
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename and str(exc.filename) != str(path) else ""
+        raise _fail(f"{flag} {str(path)!r}: cannot write it: {exc.strerror}{where}.") from exc
+
+
+def _check_out(path: Path | None, flag: str = "-o/--out") -> None:
+    """Fail before any work when ``path`` cannot be made: an ancestor is a file."""
+    if path is None:
+        return
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise _fail(f"{flag} {str(path)!r}: {str(parent)!r} is a file, not a folder.")
+
+
+class _LazyProgress(Progress):
+    """A progress display that starts with its first task: nothing is drawn before work runs."""
+
+    def add_task(self, *args: Any, **kwargs: Any) -> TaskID:
+        if not self.live.is_started:
+            self.start()
+        return super().add_task(*args, **kwargs)
+
+
+@contextmanager
+def _progress(*columns: ProgressColumn | str) -> Iterator[Progress]:
+    """A progress display that is drawn once work starts and vanishes when the work fails
+    (no empty bar after an error)."""
+    bar = _LazyProgress(*columns, console=console)
+    try:
+        yield bar
+    except BaseException:
+        bar.live.transient = True  # cleared before the error is printed ...
+        bar.live.stop()  # ... and no blank line (Progress.stop prints one to a file)
+        raise
+    finally:
+        if bar.live.is_started:
+            bar.stop()
+
+
 LogArg = Annotated[
     str,
     typer.Argument(
@@ -44,21 +178,57 @@ LogArg = Annotated[
 
 
 RepeatsOpt = Annotated[
-    str,
+    Literal["drop", "keep"],
     typer.Option(
         help="Named sources only: 'drop' repeated generations (mot_cascade's Llama-2 runs) or "
         "'keep' the rows as published."
     ),
 ]
+MapOpt = Annotated[
+    list[str],
+    typer.Option(
+        "--map",
+        help="OLD=NEW (repeatable): read the log's column OLD as NEW, e.g. "
+        "--map is_correct=correct --map question=prompt.",
+    ),
+]
+MinSamplesOpt = Annotated[
+    int | None,
+    typer.Option(
+        min=1,
+        help="Drop the queries with fewer than N samples (a short query otherwise limits "
+        "every query's default actions).",
+    ),
+]
 
 
-def _open_log(log: str, repeats: str = "drop") -> SampleLog:
+def _column_map(items: list[str]) -> dict[str, str]:
+    """The --map OLD=NEW items as a dict; a malformed one exits naming the flag."""
+    mapping: dict[str, str] = {}
+    for item in items:
+        old, sep, new = (part.strip() for part in item.partition("="))
+        if not sep or not old or not new or old in mapping or new in mapping.values():
+            raise _fail(
+                f"--map expects distinct OLD=NEW column names, e.g. --map is_correct=correct. "
+                f"Got {item!r}."
+            )
+        mapping[old] = new
+    return mapping
+
+
+def _is_source(name: str) -> bool:
+    """Whether ``name`` names a public source (``SOURCE[:SELECTOR]`` or ``example``)."""
+    known = {src.name for src in datasets.sources()}
+    return name == "example" or name.partition(":")[0] in known
+
+
+def _open_log(log: str, repeats: str = "drop", mapping: list[str] | None = None) -> SampleLog:
     """Read a log file, or load a named public source.
 
     A checkpoint log (a ``think_tokens`` column) becomes its thinking arms ``cap@T`` and
     ``full`` (:func:`computealloc.checkpoints.thinking_log`), an ordinary multi-arm log.
     """
-    loaded = _open_any(log, repeats)
+    loaded = _open_any(log, repeats, mapping)
     if isinstance(loaded, SampleLog):
         return loaded
     from computealloc.checkpoints import thinking_log
@@ -66,19 +236,43 @@ def _open_log(log: str, repeats: str = "drop") -> SampleLog:
     return thinking_log(loaded)
 
 
-def _open_any(log: str, repeats: str = "drop") -> SampleLog | CheckpointLog:
+def _open_any(
+    log: str, repeats: str = "drop", mapping: list[str] | None = None
+) -> SampleLog | CheckpointLog:
     """Read a sample log or a checkpoint log file, or load a named public source."""
+    columns = _column_map(mapping or [])
     try:
-        if Path(log).exists():
+        if Path(log).exists() or not _is_source(log):
             from computealloc.checkpoints import read_log
 
-            with console.status(f"Reading {log} ..."):
-                return read_log(log)
-        with console.status(f"Loading {log} ..."):
+            with console.status(f"Reading {_plain(log)} ..."):
+                return read_log(log, columns=columns or None)
+        if columns:
+            raise _fail(f"--map applies to log files; {log!r} is a named source.")
+        with console.status(f"Loading {_plain(log)} ..."):
             return datasets.load(log, repeats=cast(Literal["drop", "keep"], repeats))
     except (SampleLogError, FileNotFoundError, KeyError, ValueError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
+        raise _fail(exc) from exc
+
+
+def _drop_short(sample_log: SampleLog, min_samples: int | None) -> SampleLog:
+    """--min-samples: the log without its short queries, said on the terminal."""
+    if min_samples is None:
+        return sample_log
+    short = sample_log.short_queries(min_samples)
+    if not len(short):
+        return sample_log
+    try:
+        kept = sample_log.drop_short(min_samples)
+    except ValueError as exc:
+        raise _fail(f"--min-samples {min_samples}: {exc}") from exc
+    shown = ", ".join(f"{q} ({k})" for q, k in short.head(5).items())
+    console.print(
+        f"dropped {len(short)} queries with fewer than {min_samples} samples: "
+        f"{_plain(shown)}{', ...' if len(short) > 5 else ''}",
+        highlight=False,
+    )
+    return kept
 
 
 def _fmt(value: object) -> str:
@@ -90,12 +284,12 @@ def _fmt(value: object) -> str:
 
 def _print_frame(df: pd.DataFrame, title: str) -> None:
     df = df.dropna(axis=1, how="all")
-    table = Table(title=title, header_style="bold")
+    table = Table(title=_plain(title), header_style="bold")
     for col in df.columns:
         numeric = pd.api.types.is_numeric_dtype(df[col]) and not pd.api.types.is_bool_dtype(df[col])
-        table.add_column(str(col), justify="right" if numeric else "left")
+        table.add_column(_plain(col), justify="right" if numeric else "left")
     for row in df.itertuples(index=False):
-        table.add_row(*(_fmt(v) for v in row))
+        table.add_row(*(_plain(_fmt(v)) for v in row))
     console.print(table)
 
 
@@ -120,7 +314,7 @@ def datasets_list() -> None:
 
 
 @app.command()
-def inspect(log: LogArg, repeats: RepeatsOpt = "drop") -> None:
+def inspect(log: LogArg, repeats: RepeatsOpt = "drop", map_: MapOpt = []) -> None:  # noqa: B006
     """Per model: queries, samples per query, single-sample and majority accuracy, agreement.
 
     On a checkpoint log (a think_tokens column): accuracy and tokens by checkpoint (cap@T).
@@ -129,13 +323,14 @@ def inspect(log: LogArg, repeats: RepeatsOpt = "drop") -> None:
     """
     from computealloc.summary import summarize
 
-    loaded = _open_any(log, repeats)
+    loaded = _open_any(log, repeats, map_)
     if isinstance(loaded, SampleLog):
         _print_frame(summarize(loaded), f"{loaded.source}")
         return
     from computealloc.checkpoints import checkpoint_summary
 
-    _print_frame(checkpoint_summary(loaded), f"{loaded.source}: accuracy and tokens by checkpoint")
+    title = f"{loaded.source}: accuracy and tokens by checkpoint"
+    _print_frame(checkpoint_summary(loaded), title)
 
 
 class _RateColumn(ProgressColumn):
@@ -170,17 +365,8 @@ def _size(seconds: float, peak_bytes: float) -> str:
 
 _CLIENT_HELP = "Transport upstream: aiohttp (plain HTTP, cheapest) or openai (the official client)."
 
-
-def _client(name: str) -> Literal["aiohttp", "openai"]:
-    """The --client value, checked."""
-    if name not in ("aiohttp", "openai"):
-        console.print(f"[red]error:[/red] --client must be aiohttp or openai. Got {name!r}.")
-        raise typer.Exit(2)
-    return cast(Literal["aiohttp", "openai"], name)
-
-
 CostOpt = Annotated[
-    str,
+    CostUnit,
     typer.Option(
         help="Cost unit: samples, tokens (output tokens), chars or usd; see --price.",
         show_default=True,
@@ -210,14 +396,29 @@ def _pricing(cost: str, price: list[str]) -> Pricing:
     try:
         return Pricing.parse(cost, price)
     except ValueError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
+        raise _fail(exc) from exc
+
+
+def _finite(low: float, *, strict: bool = False) -> Any:
+    """A callback checking that a float option is finite and >= ``low`` (> with ``strict``)."""
+
+    def check(value: float | None) -> float | None:
+        if value is not None and not (
+            math.isfinite(value) and (value > low if strict else value >= low)
+        ):
+            interval = f"({low:g}, inf)" if strict else f"[{low:g}, inf)"
+            raise typer.BadParameter(f"must be a number in {interval}. Got {value!r}.")
+        return value
+
+    return check
 
 
 @app.command("estimate")
 def estimate_cmd(
     log: LogArg,
-    out: Annotated[Path, typer.Option("-o", "--out", help="Output OutcomeTable (.parquet).")],
+    out: Annotated[
+        Path, typer.Option("-o", "--out", dir_okay=False, help="Output OutcomeTable (.parquet).")
+    ],
     actions: Annotated[
         str | None,
         typer.Option(help="Comma-separated action specs; default majority@1,2,4,... up to n."),
@@ -225,32 +426,33 @@ def estimate_cmd(
     cost: CostOpt = "samples",
     price: PriceOpt = [],  # noqa: B006
     on_short: Annotated[
-        str, typer.Option(help="Queries with fewer than K samples: raise or drop.")
+        Literal["raise", "drop"],
+        typer.Option(help="Queries with fewer than K samples for an action: raise or drop."),
     ] = "raise",
+    min_samples: MinSamplesOpt = None,
+    map_: MapOpt = [],  # noqa: B006
 ) -> None:
-    """Estimate every action's exact expected accuracy and cost on every query.
+    r"""Estimate every action's exact expected accuracy and cost on every query.
 
-    Example: computealloc estimate mot_cascade:llama-2-13b/gsm/pot2
-    --actions majority@1,majority@4,majority@16 -o table.parquet
+    Example:
+
+        computealloc estimate mot_cascade:llama-2-13b/gsm/pot2 \
+            --actions majority@1,majority@4,majority@16 -o table.parquet
     """
     from computealloc.actions import parse_actions
     from computealloc.estimate import estimate
 
+    _check_out(out)
     pricing = _pricing(cost, price)
-    sample_log = _open_log(log)
+    sample_log = _drop_short(_open_log(log, mapping=map_), min_samples)
     try:
         acts = parse_actions(actions) if actions else None
         with console.status("Estimating ..."):
-            table = estimate(
-                sample_log,
-                acts,
-                pricing,
-                on_short=cast(Literal["raise", "drop"], on_short),
-            )
+            table = estimate(sample_log, acts, pricing, on_short=on_short)
     except ValueError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
-    table.save(out)
+        raise _fail(exc) from exc
+    with _writing(out):
+        table.save(out)
     means = pd.DataFrame(
         {"action": table.actions, "mean_accuracy": table.P.mean(0), "mean_cost": table.C.mean(0)}
     )
@@ -260,12 +462,20 @@ def estimate_cmd(
 @app.command("collect")
 def collect_cmd(
     queries: Annotated[
-        Path, typer.Argument(help="Queries file (JSONL or CSV: query_id, prompt, gold).")
+        Path,
+        typer.Argument(dir_okay=False, help="Queries file (JSONL or CSV: query_id, prompt, gold)."),
     ],
     out: Annotated[
-        Path, typer.Option("-o", "--out", help="Sample log to write (JSONL); resumed if present.")
+        Path,
+        typer.Option(
+            "-o",
+            "--out",
+            dir_okay=False,
+            help="Sample log to write (JSONL); resumed if present. One collect at a time per "
+            "file: a second one exits at once (the lock is OUT.lock).",
+        ),
     ],
-    n: Annotated[int, typer.Option("-n", help="Samples per query.")] = 16,
+    n: Annotated[int, typer.Option("-n", min=1, help="Samples per query.")] = 16,
     base_url: Annotated[
         str | None, typer.Option(help="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1.")
     ] = None,
@@ -274,18 +484,27 @@ def collect_cmd(
         str | None, typer.Option(help="Replay a logged SampleLog instead of a server.")
     ] = None,
     api_key: Annotated[str | None, typer.Option(envvar="OPENAI_API_KEY", help="API key.")] = None,
-    concurrency: Annotated[int, typer.Option(help="Queries in flight.")] = 8,
-    temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 0.7,
-    max_tokens: Annotated[int | None, typer.Option(help="Max output tokens per sample.")] = None,
+    concurrency: Annotated[int, typer.Option(min=1, help="Queries in flight.")] = 8,
+    temperature: Annotated[
+        float, typer.Option(help="Sampling temperature.", callback=_finite(0))
+    ] = 0.7,
+    max_tokens: Annotated[
+        int | None, typer.Option(min=1, help="Max output tokens per sample.")
+    ] = None,
     seed: Annotated[int | None, typer.Option(help="Sampling seed passed to the server.")] = None,
-    timeout: Annotated[float, typer.Option(help="Seconds per request.")] = 60.0,
-    max_attempts: Annotated[int, typer.Option(help="Attempts per request (429/5xx/timeouts).")] = 6,
+    timeout: Annotated[
+        float,
+        typer.Option(help="Seconds per request.", callback=_finite(0, strict=True)),
+    ] = 60.0,
+    max_attempts: Annotated[
+        int, typer.Option(min=1, help="Attempts per request (429/5xx/timeouts).")
+    ] = 6,
     use_n: Annotated[
-        str, typer.Option(help="Use the `n` parameter: auto, true or false.")
+        Literal["auto", "true", "false"], typer.Option(help="Use the `n` parameter.")
     ] = "auto",
-    client: Annotated[str, typer.Option(help=_CLIENT_HELP)] = "aiohttp",
+    client: Annotated[Literal["aiohttp", "openai"], typer.Option(help=_CLIENT_HELP)] = "aiohttp",
     max_failures: Annotated[
-        int, typer.Option(help="Queries allowed to fail (rerun retries them).")
+        int, typer.Option(min=0, help="Queries allowed to fail (rerun retries them).")
     ] = 0,
     backend: Annotated[
         list[str],
@@ -297,33 +516,77 @@ def collect_cmd(
     config: Annotated[
         Path | None,
         typer.Option(
+            exists=True,
+            dir_okay=False,
             help="A TOML/YAML file whose `arms` (url, model, api_key_env, params) to sample, "
-            "as for `serve --config`."
+            "as for `serve --config`.",
         ),
     ] = None,
+    map_: Annotated[
+        list[str], typer.Option("--map", help="OLD=NEW (repeatable): columns of the --replay log.")
+    ] = [],  # noqa: B006
 ) -> None:
-    """Sample n responses per query from an endpoint (or from each arm) into a crash-safe,
+    r"""Sample n responses per query from an endpoint (or from each arm) into a crash-safe,
     resumable log.
 
-    Example: computealloc collect queries.jsonl --base-url http://localhost:8000/v1
-    --model Qwen/Qwen2.5-7B-Instruct -n 16 -o samples.jsonl
+    Example:
+
+        computealloc collect queries.jsonl --base-url http://localhost:8000/v1 \
+            --model Qwen/Qwen2.5-7B-Instruct -n 16 -o samples.jsonl
     """
+    from computealloc.collect import CollectError, LogLockedError
+
+    arms = bool(backend) or config is not None
+    sources = [
+        flag
+        for flag, given in (("--base-url", base_url), ("--replay", replay), ("--backend", arms))
+        if given
+    ]
+    if len(sources) != 1:
+        raise _fail(
+            "give exactly one source of samples: --base-url URL with --model NAME, "
+            "--backend NAME=URL (repeatable) or --config FILE, or --replay LOG. Got "
+            f"{' and '.join(sources) if sources else 'none'}."
+        )
+    if base_url is not None and model is None:
+        raise _fail("--base-url needs --model (the model name the server serves).")
+    if map_ and replay is None:
+        raise _fail("--map renames columns of the --replay log; give --replay.")
+    options = {
+        "api_key": api_key,
+        "concurrency": concurrency,
+        "temperature": temperature,
+        "max_tokens": max_tokens,
+        "seed": seed,
+        "timeout": timeout,
+        "max_attempts": max_attempts,
+        "use_n": {"auto": "auto", "true": True, "false": False}[use_n],
+        "client": client,
+        "max_failures": max_failures,
+    }
+    try:
+        if arms:
+            _collect_arms(queries, out, backend, config, n, options)
+        else:
+            replayed = _open_log(replay, mapping=map_) if replay else None
+            _collect_one(queries, out, n, base_url, model, replayed, options)
+    except (SampleLogError, ValueError) as exc:
+        raise _fail(exc) from exc
+    except (CollectError, LogLockedError) as exc:
+        raise _fail(exc, 1) from exc
+
+
+def _collect_columns() -> tuple[ProgressColumn, ...]:
+    """The progress columns of collect: description, bar, done/total, %, rate, time left."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
-        Progress,
         TaskProgressColumn,
         TextColumn,
         TimeRemainingColumn,
     )
 
-    from computealloc.collect import CollectError, CollectProgress, run_collect
-
-    modes = {"auto": "auto", "true": True, "false": False}
-    if use_n not in modes:
-        console.print(f"[red]error:[/red] --use-n must be auto, true or false. Got {use_n!r}.")
-        raise typer.Exit(2)
-    columns = (
+    return (
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
@@ -331,74 +594,49 @@ def collect_cmd(
         _RateColumn(),
         TimeRemainingColumn(),
     )
-    if backend or config is not None:
-        _collect_arms(
-            queries,
-            out,
-            backend,
-            config,
-            n,
-            columns,
-            **{
-                "api_key": api_key,
-                "concurrency": concurrency,
-                "temperature": temperature,
-                "max_tokens": max_tokens,
-                "seed": seed,
-                "timeout": timeout,
-                "max_attempts": max_attempts,
-                "use_n": modes[use_n],
-                "client": _client(client),
-                "max_failures": max_failures,
-            },
-        )
-        return
-    with Progress(*columns, console=console) as bar:
-        task = bar.add_task("collecting", total=None)
-        started: list[bool] = []
+
+
+def _collect_one(
+    queries: Path,
+    out: Path,
+    n: int,
+    base_url: str | None,
+    model: str | None,
+    replay: SampleLog | None,
+    options: dict[str, Any],
+) -> None:
+    """``computealloc collect`` from one endpoint or a replayed log."""
+    from computealloc.collect import CollectProgress, run_collect
+
+    with _progress(*_collect_columns()) as bar:
+        tasks: list[TaskID] = []
 
         def on_progress(p: CollectProgress) -> None:
-            if not started:  # resumed queries must not inflate the rate
-                bar.reset(task, total=p.total, completed=p.completed)
-                started.append(True)
-            bar.update(
-                task, completed=p.completed, description=f"{p.samples} samples, {p.failed} failed"
-            )
+            if not tasks:  # added at the first report: resumed queries must not inflate the rate
+                tasks.append(bar.add_task("collecting", total=p.total, completed=p.completed))
+            text = f"{p.samples} samples, {p.failed} failed"
+            bar.update(tasks[0], completed=p.completed, description=text)
 
-        try:
-            result = run_collect(
-                queries,
-                out,
-                n=n,
-                base_url=base_url,
-                model=model,
-                replay=_open_log(replay) if replay else None,
-                api_key=api_key,
-                concurrency=concurrency,
-                temperature=temperature,
-                max_tokens=max_tokens,
-                seed=seed,
-                timeout=timeout,
-                max_attempts=max_attempts,
-                use_n=cast("bool | Literal['auto']", modes[use_n]),
-                client=_client(client),
-                max_failures=max_failures,
-                progress=on_progress,
-            )
-        except (SampleLogError, ValueError) as exc:
-            console.print(f"[red]error:[/red] {exc}")
-            raise typer.Exit(2) from exc
-        except CollectError as exc:
-            console.print(f"[red]error:[/red] {exc}")
-            raise typer.Exit(1) from exc
+        result = run_collect(
+            queries,
+            out,
+            n=n,
+            base_url=base_url,
+            model=model,
+            replay=replay,
+            progress=on_progress,
+            **options,
+        )
     console.print(
-        f"{result.n_collected} queries collected, {result.n_resumed} resumed -> {result.path}; "
-        f"accuracy {_fmt(result.accuracy)}, output tokens {result.output_tokens}, "
-        f"{result.elapsed_s:.1f} s"
+        f"{result.n_collected} queries collected, {result.n_resumed} resumed -> "
+        f"{_plain(result.path)}; accuracy {_fmt(result.accuracy)}, output tokens "
+        f"{result.output_tokens}, {result.elapsed_s:.1f} s",
+        highlight=False,
     )
     if result.failed:
         console.print(
-            f"[red]{len(result.failed)} queries failed[/red]: {', '.join(list(result.failed)[:10])}"
+            f"[red]{len(result.failed)} queries failed[/red]: "
+            f"{_plain(', '.join(list(result.failed)[:10]))}"
         )
         raise typer.Exit(1)
 
@@ -409,47 +647,34 @@ def _collect_arms(
     backend: list[str],
     config: Path | None,
     n: int,
-    columns: tuple[ProgressColumn, ...],
-    **options: Any,
+    options: dict[str, Any],
 ) -> None:
     """``computealloc collect`` from arms (--backend NAME=URL, --config)."""
-    from rich.progress import Progress
-
     from computealloc.arms import parse_arm
-    from computealloc.collect import CollectError, CollectProgress, run_collect_arms
+    from computealloc.collect import CollectProgress, run_collect_arms
     from computealloc.serve_config import load_arms
 
-    try:
-        arms = [parse_arm(b) for b in backend] + ([] if config is None else load_arms(config))
-    except ValueError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
-    with Progress(*columns, console=console) as bar:
+    arms = [parse_arm(b) for b in backend] + ([] if config is None else load_arms(config))
+    with _progress(*_collect_columns()) as bar:
         tasks: dict[str, TaskID] = {}
 
         def on_progress(arm: str, p: CollectProgress) -> None:
             if arm not in tasks:  # resumed queries must not inflate the rate
                 tasks[arm] = bar.add_task(arm, total=p.total, completed=p.completed)
-            text = f"{arm}: {p.samples} samples, {p.failed} failed"
+            text = f"{_plain(arm)}: {p.samples} samples, {p.failed} failed"
             bar.update(tasks[arm], completed=p.completed, description=text)
 
-        try:
-            results = run_collect_arms(queries, out, arms, n=n, progress=on_progress, **options)
-        except (SampleLogError, ValueError) as exc:
-            console.print(f"[red]error:[/red] {exc}")
-            raise typer.Exit(2) from exc
-        except CollectError as exc:
-            console.print(f"[red]error:[/red] {exc}")
-            raise typer.Exit(1) from exc
+        results = run_collect_arms(queries, out, arms, n=n, progress=on_progress, **options)
     failed = 0
     for arm, result in results.items():
         console.print(
-            f"{escape(arm)}: {result.n_collected} queries collected, {result.n_resumed} "
+            f"{_plain(arm)}: {result.n_collected} queries collected, {result.n_resumed} "
             f"resumed; accuracy {_fmt(result.accuracy)}, output tokens {result.output_tokens}, "
-            f"{result.elapsed_s:.1f} s"
+            f"{result.elapsed_s:.1f} s",
+            highlight=False,
         )
         failed += len(result.failed)
-    console.print(f"-> {out}")
+    console.print(f"-> {_plain(out)}", highlight=False)
     if failed:
         console.print(f"[red]{failed} queries failed[/red] (a rerun retries them)")
         raise typer.Exit(1)
@@ -465,8 +690,11 @@ def _parse_shares(text: str | None) -> dict[str, float] | None:
             out[group.strip()] = float(value)
         except ValueError:
             sep = ""
-        if not sep or not group.strip():
-            raise typer.BadParameter(f"expected GROUP=SHARE[,GROUP=SHARE...]. Got {item!r}.")
+        if not sep or not group.strip() or not 0 <= out[group.strip()] <= 1:
+            raise _fail(
+                "--max-share expects GROUP=SHARE[,GROUP=SHARE...] with each SHARE in [0, 1]. "
+                f"Got {item!r}."
+            )
     return out
 
 
@@ -490,8 +718,10 @@ def ibpo_cmd(
         float | None, typer.Option(help="Mean cost per prompt cap (with --cost-col).")
     ] = None,
     cost_col: Annotated[str | None, typer.Option(help="Per-response cost column.")] = None,
-    utility: Annotated[str, typer.Option(help="margin or reward.")] = "margin",
-    batch_size: Annotated[int, typer.Option(help="Prompts per in-batch program.")] = 64,
+    utility: Annotated[
+        Literal["margin", "reward"], typer.Option(help="What a selected response earns.")
+    ] = "margin",
+    batch_size: Annotated[int, typer.Option(min=1, help="Prompts per in-batch program.")] = 64,
     seed: Annotated[int, typer.Option(help="Seed of the prompt shuffle into batches.")] = 0,
     keep_rejected: Annotated[
         bool, typer.Option(help="Also write rejected responses with weight 0.")
@@ -503,35 +733,47 @@ def ibpo_cmd(
             "selected targets; needs computealloc[train]."
         ),
     ] = None,
-    steps: Annotated[int, typer.Option(help="Optimizer steps (with --train).")] = 20,
+    steps: Annotated[int, typer.Option(min=1, help="Optimizer steps (with --train).")] = 20,
     learning_rate: Annotated[
         float, typer.Option(help="AdamW learning rate (with --train).")
     ] = 5e-5,
-    train_batch: Annotated[int, typer.Option(help="Records per step (with --train).")] = 4,
+    train_batch: Annotated[int, typer.Option(min=1, help="Records per step (with --train).")] = 4,
     check: Annotated[
         Path | None,
-        typer.Option(help="Held-out prompt/completion JSONL: its loss before and after training."),
+        typer.Option(
+            exists=True,
+            dir_okay=False,
+            help="Held-out prompt/completion JSONL: its loss before and after training.",
+        ),
     ] = None,
+    map_: MapOpt = [],  # noqa: B006
 ) -> None:
-    """IBPO target selection: a weighted SFT dataset (prompt/completion) under share caps;
+    r"""IBPO target selection: a weighted SFT dataset (prompt/completion) under share caps;
     with --train, also fine-tune a model on it (weighted loss, CPU) and save it.
 
-    Example: computealloc ibpo samples.jsonl --group-col mode --max-share long=0.5
-    --batch-size 64 -o sft.jsonl
+    Examples:
 
-    Example: computealloc ibpo samples.jsonl --group-col mode --max-share long=0.5
-    --train gemma-3-270m-q4_k_m.gguf --steps 20 -o run/
+        computealloc ibpo samples.jsonl --group-col mode --max-share long=0.5 \
+            --batch-size 64 -o sft.jsonl
+
+        computealloc ibpo samples.jsonl --group-col mode --max-share long=0.5 \
+            --train gemma-3-270m-q4_k_m.gguf --steps 20 -o run/
     """
-    from rich.progress import Progress
-
     from computealloc.ibpo import export_sft
 
-    sample_log = _open_log(log)
+    if max_share is None and (budget is None or cost_col is None):
+        raise _fail("give --max-share GROUP=SHARE, or --budget with --cost-col.")
+    _check_out(out)
+    if train is None and out.is_dir():
+        raise _fail(f"-o/--out {str(out)!r} is a directory; without --train it names a file.")
+    if train is not None and out.exists() and not out.is_dir():
+        raise _fail(f"-o/--out {str(out)!r} is a file; with --train it names a directory.")
+    sample_log = _open_log(log, mapping=map_)
     shares = _parse_shares(max_share)
     data_path = out / "sft.jsonl" if train is not None else out
-    with Progress(console=console) as bar:
-        task = bar.add_task("selecting", total=None)
-        try:
+    try:
+        with _progress() as bar:
+            task = bar.add_task("selecting", total=None)
             summary = export_sft(
                 sample_log,
                 group_col=group_col,
@@ -539,19 +781,18 @@ def ibpo_cmd(
                 max_share=shares,
                 budget=budget,
                 cost_col=cost_col,
-                utility=cast(Literal["margin", "reward"], utility),
+                utility=utility,
                 batch_size=batch_size,
                 seed=seed,
                 keep_rejected=keep_rejected,
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
             )
-        except (KeyError, ValueError, OSError) as exc:
-            console.print(f"[red]error:[/red] {exc}")
-            raise typer.Exit(2) from exc
+    except (KeyError, ValueError, OSError) as exc:
+        raise _fail(exc) from exc
     _print_frame(summary.to_frame(), f"{summary.n_selected} targets of {summary.n_prompts} prompts")
     console.print(
         f"selected reward {_fmt(summary.selected_reward)}; written {summary.n_written} -> "
-        f"{data_path}"
+        f"{_plain(data_path)}"
         + (f"; mean cost {_fmt(summary.mean_cost)}" if summary.mean_cost is not None else "")
     )
     if train is not None:
@@ -571,7 +812,7 @@ def _ibpo_train(
     from computealloc.ibpo_train import train_sft
 
     try:
-        with console.status(f"training {model} for {steps} steps ..."):
+        with console.status(f"training {_plain(model)} for {steps} steps ..."):
             result = train_sft(
                 data,
                 model,
@@ -583,13 +824,15 @@ def _ibpo_train(
                 check=check,
             )
     except (ImportError, ValueError, OSError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
-    atomic_write(out / "train.json", lambda fh: fh.write(json.dumps(result.to_json(), indent=1)))
+        raise _fail(exc) from exc
+    with _writing(out):
+        atomic_write(
+            out / "train.json", lambda fh: fh.write(json.dumps(result.to_json(), indent=1))
+        )
     console.print(
         f"trained {result.steps} steps on {result.n_records} records ({result.n_dropped} of "
         f"weight 0 dropped) in {result.seconds:.0f} s; loss {_fmt(result.losses[0])} -> "
-        f"{_fmt(result.losses[-1])}; saved -> {out / 'model'}"
+        f"{_fmt(result.losses[-1])}; saved -> {_plain(out / 'model')}"
     )
     if result.check_before is not None:
         console.print(
@@ -599,17 +842,23 @@ def _ibpo_train(
 
 @app.command("solve")
 def solve_cmd(
-    table_path: Annotated[Path, typer.Argument(help="OutcomeTable written by `estimate`.")],
+    table_path: Annotated[
+        Path,
+        typer.Argument(exists=True, dir_okay=False, help="OutcomeTable written by `estimate`."),
+    ],
     budget: Annotated[
         float,
         typer.Option("--budget", "-b", help="Mean cost per query.", callback=_budget_flag),
     ],
-    method: Annotated[str, typer.Option(help="exact, bisection or highs.")] = "exact",
+    method: Annotated[
+        Literal["exact", "bisection", "highs"], typer.Option(help="How to solve the LP.")
+    ] = "exact",
     certify: Annotated[
         bool, typer.Option(help="Also solve the integer program (MILP) and report the gap.")
     ] = False,
     out: Annotated[
-        Path | None, typer.Option("-o", "--out", help="Write per-query actions (CSV).")
+        Path | None,
+        typer.Option("-o", "--out", dir_okay=False, help="Write per-query actions (CSV)."),
     ] = None,
 ) -> None:
     """The oracle allocation at a budget: actions per query, dual price, accuracy, mean cost.
@@ -619,13 +868,13 @@ def solve_cmd(
     from computealloc.oracle import certify as certify_fn
     from computealloc.oracle import solve
 
+    _check_out(out)
     try:
         table = OutcomeTable.load(table_path)
-        alloc = solve(table, budget, cast(Literal["exact", "bisection", "highs"], method))
+        alloc = solve(table, budget, method)
         cert = certify_fn(table, budget) if certify else None
     except (ValueError, OSError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
+        raise _fail(exc) from exc
     counts = pd.DataFrame(
         {"action": list(alloc.counts()), "queries": list(alloc.counts().values())}
     )
@@ -633,7 +882,8 @@ def solve_cmd(
     console.print(
         f"status {alloc.status}; lam {alloc.lam:.6g}; accuracy {alloc.accuracy:.4f}; "
         f"mean cost {alloc.cost:.4f}"
-        + (f"; fractional query {table.query_ids[alloc.mix[0]]}" if alloc.mix else "")
+        + (f"; fractional query {_plain(table.query_ids[alloc.mix[0]])}" if alloc.mix else ""),
+        highlight=False,
     )
     if cert is not None:
         console.print(
@@ -642,8 +892,9 @@ def solve_cmd(
         )
     if out is not None:
         frame = alloc.to_frame()
-        atomic_write(out, lambda fh: frame.to_csv(fh, index=False))
-        console.print(f"per-query actions -> {out}")
+        with _writing(out):
+            atomic_write(out, lambda fh: frame.to_csv(fh, index=False))
+        console.print(f"per-query actions -> {_plain(out)}", highlight=False)
 
 
 def _given(ctx: typer.Context, name: str) -> bool:
@@ -828,13 +1079,15 @@ def fit_cmd(
     budget: Annotated[
         float, typer.Option(help="Mean cost per query to calibrate to.", callback=_budget_flag)
     ],
-    out: Annotated[Path, typer.Option("-o", "--out", help="Policy file to write (JSON).")],
+    out: Annotated[
+        Path, typer.Option("-o", "--out", dir_okay=False, help="Policy file to write (JSON).")
+    ],
     method: Annotated[
-        str,
+        FitMethod,
         typer.Option(
-            help="value, imitation, length or uniform (one decision per query), or a "
-            "sequential stopping rule: sequential (computealloc's), sequential/pooled, "
-            "sequential/prior, adaptive-consistency, dirichlet, entropy, majority-share, esc."
+            help=f"A policy ({', '.join(FIT_METHODS)}: one decision per query) or a sequential "
+            f"stopping rule ({', '.join(FIT_RULES)}: samples one at a time; 'sequential' is "
+            "computealloc's)."
         ),
     ] = "value",
     actions: Annotated[
@@ -843,28 +1096,33 @@ def fit_cmd(
     ] = None,
     cost: CostOpt = "samples",
     price: PriceOpt = [],  # noqa: B006
-    probe_m: Annotated[int, typer.Option(help="Probe samples per query (reused in the vote).")] = 0,
+    probe_m: Annotated[
+        int, typer.Option(min=0, help="Probe samples per query (reused in the vote).")
+    ] = 0,
     seed: Annotated[int, typer.Option(help="Seed of the split, probes and models.")] = 0,
     repeats: RepeatsOpt = "drop",
+    min_samples: MinSamplesOpt = None,
+    map_: MapOpt = [],  # noqa: B006
 ) -> None:
-    """Fit a policy on train queries, calibrate it to the budget, save it (JSON, no pickle).
+    r"""Fit a policy on train queries, calibrate it to the budget, save it (JSON, no pickle).
 
-    Example: computealloc fit mot_cascade:llama-2-13b/gsm/pot2 --method value --budget 2
-    -o policy.json
+    Example:
+
+        computealloc fit mot_cascade:llama-2-13b/gsm/pot2 --method value --budget 2 \
+            -o policy.json
     """
     from computealloc.fit import fit_policy
     from computealloc.persist import save_policy
-    from computealloc.sequential import FIT_RULES
 
+    _check_out(out)
     pricing = _pricing(cost, price)
-    sample_log = _open_log(log, repeats)
+    if method in FIT_RULES and (actions is not None or cost != "samples" or price or probe_m):
+        raise _fail(
+            f"--method {method} is a sequential stopping rule: it spends samples one at a "
+            "time, so --actions, --cost, --price and --probe-m do not apply."
+        )
+    sample_log = _drop_short(_open_log(log, repeats, map_), min_samples)
     if method in FIT_RULES:
-        if actions is not None or cost != "samples" or price or probe_m:
-            console.print(
-                f"[red]error:[/red] --method {method} is a sequential stopping rule: it spends "
-                "samples one at a time, so --actions, --cost, --price and --probe-m do not apply."
-            )
-            raise typer.Exit(2)
         _fit_stopping(sample_log, budget, method, out, seed)
         return
     try:
@@ -880,14 +1138,15 @@ def fit_cmd(
                 seed=seed,
             )
     except ValueError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
-    save_policy(result.policy, out)
+        raise _fail(exc) from exc
+    with _writing(out):
+        save_policy(result.policy, out)
     console.print(
-        f"{method} policy -> {out} (train {result.n_train}, calibration {result.n_calibration} "
-        f"queries; lam {result.policy.lam_:.4g})\n"
+        f"{method} policy -> {_plain(out)} (train {result.n_train}, calibration "
+        f"{result.n_calibration} queries; lam {result.policy.lam_:.4g})\n"
         f"held-out test queries ({result.n_test}): accuracy {result.test_accuracy:.4f} at mean "
-        f"cost {result.test_cost:.3f}; uniform at the budget {result.uniform_accuracy:.4f}"
+        f"cost {result.test_cost:.3f}; uniform at the budget {result.uniform_accuracy:.4f}",
+        highlight=False,
     )
 
 
@@ -900,75 +1159,91 @@ def _fit_stopping(sample_log: SampleLog, budget: float, method: str, out: Path, 
         with console.status("Fitting ..."):
             result = fit_stopping(sample_log, budget=budget, method=method, seed=seed)
     except ValueError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
-    save_stopping(result.rule, out)
+        raise _fail(exc) from exc
+    with _writing(out):
+        save_stopping(result.rule, out)
     console.print(
-        f"{result.method} stopping rule -> {out} (train {result.n_train}, calibration "
-        f"{result.n_calibration} queries; {result.rule.describe()})\n"
+        f"{result.method} stopping rule -> {_plain(out)} (train {result.n_train}, calibration "
+        f"{result.n_calibration} queries; {_plain(result.rule.describe())})\n"
         f"test queries ({result.n_test}): accuracy {result.test_accuracy:.4f} at "
         f"{result.test_samples:.3f} samples per query; majority@{budget:g} "
-        f"{result.uniform_accuracy:.4f}"
+        f"{result.uniform_accuracy:.4f}",
+        highlight=False,
     )
+
+
+def _methods_flag(value: str | None) -> str | None:
+    """--methods checked against the evaluation registry, naming the flag."""
+    from computealloc.evaluation import METHODS
+
+    unknown = [m for m in (value or "").split(",") if value and m.strip() not in METHODS]
+    if unknown:
+        raise typer.BadParameter(
+            f"unknown method {unknown[0]!r}; expected a comma-separated list of "
+            f"{', '.join(METHODS)}."
+        )
+    return value
 
 
 @app.command("evaluate")
 def evaluate_cmd(
     log: LogArg,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for results and report.")],
+    out: Annotated[
+        Path,
+        typer.Option("--out", "-o", file_okay=False, help="Folder for results and report."),
+    ],
     budgets: Annotated[str, typer.Option(help="Comma-separated budgets.")] = "1,2,4,8",
-    seeds: Annotated[int, typer.Option(help="Seeds (query splits).")] = 3,
+    seeds: Annotated[int, typer.Option(min=1, help="Seeds (query splits).")] = 3,
     protocol: Annotated[
-        str, typer.Option(help="in-sample, held-out or both (held-out needs >= 2 samples).")
+        Literal["in-sample", "held-out", "both"],
+        typer.Option(help="Which protocols (held-out needs >= 2 samples per query)."),
     ] = "both",
     actions: Annotated[
         str | None, typer.Option(help="Comma-separated action specs; default majority@1,2,4,...")
     ] = None,
     methods: Annotated[
-        str | None, typer.Option(help="Comma-separated methods; default all.")
+        str | None,
+        typer.Option(help="Comma-separated methods; default all.", callback=_methods_flag),
     ] = None,
-    probe_m: Annotated[int, typer.Option(help="Probe samples for the +probe policies.")] = 2,
+    probe_m: Annotated[int, typer.Option(min=0, help="Probe samples for the +probe policies.")] = 2,
     cost: CostOpt = "samples",
     price: PriceOpt = [],  # noqa: B006
     sequential: Annotated[
         bool, typer.Option(help="Include the sequential stopping methods (AC, ESC, ...).")
     ] = True,
     repeats: RepeatsOpt = "drop",
+    min_samples: MinSamplesOpt = None,
+    map_: MapOpt = [],  # noqa: B006
 ) -> None:
-    """Evaluate every method against uniform and the oracle on held-out queries and samples.
+    r"""Evaluate every method against uniform and the oracle on held-out queries and samples.
 
     Prints a verdict per budget; writes DIR/results.csv, summary.csv, comparison.csv,
     report.md, report.html and PNG plots.
 
-    Example: computealloc evaluate mot_cascade:llama-2-13b/gsm/pot2 --budgets 1,2,4
-    --seeds 3 --out runs/gsm
+    Example:
+
+        computealloc evaluate mot_cascade:llama-2-13b/gsm/pot2 --budgets 1,2,4 \
+            --seeds 3 --out runs/gsm
     """
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-    )
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
     from computealloc.comparison import primary_protocol, verdict_lines
     from computealloc.evaluation import METHODS, PROTOCOLS, SEQUENTIAL, footprint
     from computealloc.evaluation import evaluate as run_evaluation
     from computealloc.report import write_report
 
+    _check_out(out / "report.html")
     pricing = _pricing(cost, price)
-    sample_log = _open_log(log, repeats)
     try:
         budget_list = [check_budget(float(b), "--budgets") for b in budgets.split(",")]
     except ValueError as exc:
-        console.print(
-            f"[red]error:[/red] --budgets must be comma-separated numbers in (0, inf). "
-            f"Got {escape(repr(budgets))}."
-        )
-        raise typer.Exit(2) from exc
+        raise _fail(
+            f"--budgets must be comma-separated numbers in (0, inf). Got {budgets!r}."
+        ) from exc
+    sample_log = _drop_short(_open_log(log, repeats, map_), min_samples)
     protocols = PROTOCOLS if protocol == "both" else (protocol,)
     method_list = (
-        methods.split(",")
+        [m.strip() for m in methods.split(",")]
         if methods
         else (None if sequential else [m for m in METHODS if m not in SEQUENTIAL])
     )
@@ -977,17 +1252,14 @@ def evaluate_cmd(
             sample_log, budgets=budget_list, seeds=seeds, protocols=protocols, methods=method_list
         )
     except ValueError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
+        raise _fail(exc) from exc
     if plan.seconds > 60 or plan.peak_bytes > 1e9:
         smaller = ["--seeds 1", "fewer --budgets", "--protocol held-out"]
         if plan.sequential_seconds > plan.seconds / 2:
             smaller.insert(0, "--no-sequential (the stopping rules take most of it)")
-        console.print(
-            "[yellow]warning:[/yellow] this evaluation will take "
-            f"{_size(plan.seconds, plan.peak_bytes)} ({plan.steps} steps). Smaller: "
-            f"{', '.join(smaller)}.",
-            highlight=False,
+        _warn(
+            f"this evaluation will take {_size(plan.seconds, plan.peak_bytes)} ({plan.steps} "
+            f"steps). Smaller: {', '.join(smaller)}."
         )
     columns = (
         TextColumn("{task.description}"),
@@ -998,12 +1270,12 @@ def evaluate_cmd(
         _EtaColumn(),
     )
     label = (
-        f"evaluate {sample_log.source} ({len(protocols)} protocols x {plan.steps // len(protocols)}"
-        " seed-budgets)"
+        f"evaluate {_plain(sample_log.source)} ({len(protocols)} protocols x "
+        f"{plan.steps // len(protocols)} seed-budgets)"
     )
-    with Progress(*columns, console=console) as bar:
-        task = bar.add_task(label, total=plan.steps, estimate=plan.seconds)
-        try:
+    try:
+        with _progress(*columns) as bar:
+            task = bar.add_task(label, total=plan.steps, estimate=plan.seconds)
             result = run_evaluation(
                 sample_log,
                 actions=actions,
@@ -1016,12 +1288,15 @@ def evaluate_cmd(
                 prices=pricing.prices or None,
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
             )
-        except ValueError as exc:
-            console.print(f"[red]error:[/red] {exc}")
-            raise typer.Exit(2) from exc
-    paths = write_report(result, out)
+    except ValueError as exc:
+        raise _fail(exc) from exc
+    with _writing(out):
+        paths = write_report(result, out)
     protocol_shown = primary_protocol(result)
-    console.print(f"[bold]{sample_log.source}[/bold]: verdict ({protocol_shown} protocol)")
+    console.print(
+        f"[bold]{_plain(sample_log.source)}[/bold]: verdict ({protocol_shown} protocol)",
+        highlight=False,
+    )
     for line in verdict_lines(result):
-        console.print(f"  {line}", highlight=False)
-    console.print(f"full report -> {paths.get('report.html', out)}")
+        console.print(f"  {_plain(line)}", highlight=False)
+    console.print(f"full report -> {_plain(paths.get('report.html', out))}", highlight=False)

@@ -10,15 +10,20 @@ queries already complete and collects the rest.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import functools
+import io
 import json
 import os
 import time
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+
+from filelock import FileLock, Timeout
 
 from computealloc.arms import Arm, open_arms
 from computealloc.backends.base import (
@@ -30,13 +35,14 @@ from computealloc.backends.base import (
     sampling_params,
 )
 from computealloc.grading import extract_answer, is_equivalent
-from computealloc.samples import SampleLog, SampleLogError
+from computealloc.samples import SampleLog, SampleLogError, SampleLogWarning, decode_utf8
 from computealloc.table import atomic_write
 
 __all__ = [
     "CollectError",
     "CollectProgress",
     "CollectResult",
+    "LogLockedError",
     "Query",
     "QueryFileError",
     "collect",
@@ -78,6 +84,26 @@ class CollectError(RuntimeError):
     def __init__(self, message: str, failed: dict[str, str]) -> None:
         super().__init__(message)
         self.failed = failed
+
+
+class LogLockedError(RuntimeError):
+    """Another process is writing the sample log (its lock file ``OUT.lock`` is held).
+
+    Attributes
+    ----------
+    path : Path
+        The sample log.
+    lock_path : Path
+        Its lock file.
+    """
+
+    def __init__(self, path: Path, lock_path: Path) -> None:
+        super().__init__(
+            f"another collect is writing {path} (lock {lock_path} held); wait for it to finish "
+            "or write another file"
+        )
+        self.path = path
+        self.lock_path = lock_path
 
 
 @dataclass(frozen=True)
@@ -186,7 +212,9 @@ def read_queries(path: str | os.PathLike[str]) -> list[Query]:
     Raises
     ------
     QueryFileError
-        Naming the file, the line and the field of the first bad record.
+        Naming the file, the line and the field of the first bad record; the file must be
+        UTF-8 (a leading byte order mark is dropped, as :func:`~computealloc.read_samples`
+        drops it), and a byte that is not is reported with its line and offset.
     """
     source = Path(path)
     suffix = source.suffix.lower()
@@ -216,8 +244,13 @@ def read_queries(path: str | os.PathLike[str]) -> list[Query]:
     return queries
 
 
+def _read_text(path: Path) -> str:
+    """The file as UTF-8 text (a leading BOM dropped); a bad byte names its line."""
+    return decode_utf8(path.read_bytes(), str(path), "the file")
+
+
 def _jsonl_records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    with path.open(encoding="utf-8") as fh:
+    with io.StringIO(_read_text(path), newline=None) as fh:
         for line, raw in enumerate(fh, start=1):
             if not raw.strip():
                 continue
@@ -237,7 +270,7 @@ def _jsonl_records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
 
 
 def _csv_records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    with path.open(encoding="utf-8", newline="") as fh:
+    with io.StringIO(_read_text(path), newline="") as fh:
         reader = csv.DictReader(fh)
         for name in ("query_id", "prompt"):
             if name not in (reader.fieldnames or []):
@@ -562,7 +595,10 @@ async def collect(
         When the existing log holds a group of this model that is not samples ``0..n-1`` (other
         than a torn last write), or a line that is not a sample row.
     CollectError
-        When more than ``max_failures`` queries failed; the log keeps every finished query.
+        When more than ``max_failures`` queries failed (a backend error, or a reply with a
+        number of completions other than ``n``); the log keeps every finished query.
+    LogLockedError
+        When another process is writing the same log.
 
     Notes
     -----
@@ -577,7 +613,12 @@ async def collect(
     line, drops the torn last group, skips complete queries and samples the others. At the
     end the file is sorted by model, query order and ``sample_idx`` (atomically), so with a
     deterministic backend the final file is the same as that of an uninterrupted run. Rows of
-    other models in the file are kept. Two processes must not write one log at once.
+    other models in the file are kept.
+
+    One writer at a time: the run holds an exclusive lock on ``OUT.lock`` (next to the log)
+    from before it reads the log until it is done; a second run on the same log raises
+    :class:`LogLockedError` at once and writes nothing. A run that writes nothing to a new
+    log leaves no empty file.
     """
     _check_collect(n, concurrency, max_tokens, max_failures, temperature)
     items = (
@@ -586,8 +627,27 @@ async def collect(
         else _check_queries(queries)
     )
     params = sampling_params(temperature, max_tokens, seed)
-    path = Path(out_path)
+    path = _check_out_path(out_path)
     started = time.monotonic()
+    with _log_lock(path):
+        return await _collect_locked(
+            items, backend, n, path, params, concurrency, max_failures, progress, started
+        )
+
+
+async def _collect_locked(
+    items: list[Query],
+    backend: Backend,
+    n: int,
+    path: Path,
+    params: dict[str, Any],
+    concurrency: int,
+    max_failures: int,
+    progress: Callable[[CollectProgress], None] | None,
+    started: float,
+) -> CollectResult:
+    """:func:`collect` once the log's lock is held."""
+    existed = path.exists()
     complete = _resume(path, n, backend.model)
     todo = [q for q in items if q.query_id not in complete]
     state = {"completed": len(items) - len(todo), "samples": 0}
@@ -615,10 +675,15 @@ async def collect(
                 raise
             return
         if len(completions) != n:
-            raise RuntimeError(
-                f"backend {type(backend).__name__} returned {len(completions)} completions for "
-                f"query {query.query_id!r}; expected n={n}"
+            failed[query.query_id] = (
+                f"the backend returned {len(completions)} completions for one request of "
+                f"n={n} samples; expected exactly {n} (a server that ignores or misreads `n`; "
+                "try use_n=False, --use-n false)"
             )
+            report()
+            if len(failed) > max_failures:
+                raise BackendError(failed[query.query_id], retryable=False)
+            return
         _append(fd, _encode(query, completions, backend.model))
         state["completed"] += 1
         state["samples"] += n
@@ -637,6 +702,8 @@ async def collect(
         ) from exc
     finally:
         os.close(fd)
+        if not existed and path.stat().st_size == 0:
+            path.unlink()  # nothing was written: leave no empty log behind
     accuracy, tokens = _finish(path, backend.model, [q.query_id for q in items])
     return CollectResult(
         path=path,
@@ -648,6 +715,44 @@ async def collect(
         output_tokens=tokens,
         elapsed_s=time.monotonic() - started,
     )
+
+
+def _check_out_path(out_path: str | os.PathLike[str]) -> Path:
+    """The log's path; a directory there is an error (not a traceback from ``open``)."""
+    path = Path(out_path)
+    if path.is_dir():
+        raise SampleLogError("is a directory; expected a JSONL sample log file", path=str(path))
+    if path.exists() and not path.is_file():
+        raise SampleLogError("is not a regular file; expected a JSONL sample log", path=str(path))
+    return path
+
+
+@contextlib.contextmanager
+def _log_lock(path: Path) -> Iterator[None]:
+    """Hold ``PATH.lock`` exclusively (reentrant in this thread); raise if another holds it.
+
+    Taken before the log is read, so a second writer fails at once instead of interleaving
+    rows with the first or replacing the file under it. The lock file stays after release
+    (removing it would race with a process that just opened it).
+    """
+    lock_path = path.with_name(path.name + ".lock")
+    try:  # a folder or lock file that cannot be made is said as such, not as a held lock
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(lock_path, os.O_WRONLY | os.O_CREAT, 0o644))
+    except OSError as exc:
+        raise SampleLogError(
+            f"cannot create the lock file {lock_path} ({exc.strerror}); expected a writable folder",
+            path=str(path),
+        ) from exc
+    lock = FileLock(lock_path, blocking=False, is_singleton=True)
+    try:
+        lock.acquire()
+    except Timeout as exc:
+        raise LogLockedError(path, lock_path) from exc
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 async def _run_pool(
@@ -711,6 +816,12 @@ def run_collect(
     Returns
     -------
     result : CollectResult
+
+    Warns
+    -----
+    SampleLogWarning
+        When ``n`` exceeds the samples the replayed log holds for some query: the replay
+        cycles, so some samples repeat.
     """
     if (base_url is None) == (replay is None):
         raise ValueError(
@@ -738,7 +849,9 @@ def run_collect(
             from computealloc.backends.replay import ReplayBackend
             from computealloc.samples import read_samples
 
-            backend = ReplayBackend(read_samples(replay), model, seed=seed or 0)
+            log = read_samples(replay)
+            backend = ReplayBackend(log, model, seed=seed or 0)
+            _warn_replay_repeats(log, backend.model, n)
         async with backend:
             return await collect(
                 queries,
@@ -754,6 +867,22 @@ def run_collect(
             )
 
     return asyncio.run(main())
+
+
+def _warn_replay_repeats(log: SampleLog, model: str, n: int) -> None:
+    """Warn when ``n`` exceeds the samples the replayed log holds for some query."""
+    sizes = log.samples.loc[log.samples["model"] == model].groupby("query_id").size()
+    short = sizes[sizes < n]
+    if len(short):
+        shown = ", ".join(f"{q!r} ({k})" for q, k in short.head(5).items())
+        warnings.warn(
+            f"{log.source}: replaying n={n} samples per query, but {len(short)} of "
+            f"{len(sizes)} queries of model {model!r} hold fewer ({shown}"
+            f"{', ...' if len(short) > 5 else ''}); their samples repeat (drawn again in a "
+            f"fresh order), so the log is not {n} independent samples",
+            SampleLogWarning,
+            stacklevel=3,
+        )
 
 
 def run_collect_arms(
@@ -798,33 +927,34 @@ def run_collect_arms(
     """
 
     async def main() -> dict[str, CollectResult]:
-        backends = open_arms(
-            arms,
-            api_key=api_key,
-            timeout=timeout,
-            max_attempts=max_attempts,
-            seed=seed or 0,
-            client=client,
-            use_n=use_n,
-        )
-        results: dict[str, CollectResult] = {}
-        for name, backend in backends.items():
-            report = None if progress is None else functools.partial(progress, name)
-            try:
-                results[name] = await collect(
-                    queries,
-                    backend,
-                    n=n,
-                    out_path=out_path,
-                    concurrency=concurrency,
-                    temperature=temperature,
-                    max_tokens=max_tokens,
-                    seed=seed,
-                    max_failures=max_failures,
-                    progress=report,
-                )
-            finally:
-                await backend.aclose()
-        return results
+        with _log_lock(_check_out_path(out_path)):  # one writer for all the arms
+            backends = open_arms(
+                arms,
+                api_key=api_key,
+                timeout=timeout,
+                max_attempts=max_attempts,
+                seed=seed or 0,
+                client=client,
+                use_n=use_n,
+            )
+            results: dict[str, CollectResult] = {}
+            for name, backend in backends.items():
+                report = None if progress is None else functools.partial(progress, name)
+                try:
+                    results[name] = await collect(
+                        queries,
+                        backend,
+                        n=n,
+                        out_path=out_path,
+                        concurrency=concurrency,
+                        temperature=temperature,
+                        max_tokens=max_tokens,
+                        seed=seed,
+                        max_failures=max_failures,
+                        progress=report,
+                    )
+                finally:
+                    await backend.aclose()
+            return results
 
     return asyncio.run(main())

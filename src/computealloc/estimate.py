@@ -10,6 +10,7 @@ any-correct: :mod:`computealloc.kinds`); its expected accuracy is computed exact
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import Literal
@@ -31,7 +32,7 @@ from computealloc.kernels import (
     pass_at_k,
 )
 from computealloc.kinds import get_kind
-from computealloc.samples import SampleLog
+from computealloc.samples import SampleLog, SampleLogWarning
 from computealloc.table import OutcomeTable
 from computealloc.units import CostUnit, PriceLike, Pricing, pricing_of
 
@@ -352,9 +353,35 @@ def default_actions(
                 f"The held-out protocol needs at least 2 samples per query; model {model!r} "
                 f"has a query with {smallest}."
             )
+        _warn_short(sizes.xs(model, level="model"), model, log.source, protocol)
         prefix = model if len(models) > 1 else None
         actions += [Action("majority", 1 << p, prefix) for p in range(limit.bit_length())]
     return tuple(actions)
+
+
+def _warn_short(sizes: pd.Series, model: str, source: str, protocol: str) -> None:
+    """Warn when a few short queries shrink the default actions of every query.
+
+    ``sizes`` is the number of samples per query (indexed by query_id) of ``model``.
+    """
+    half = protocol == "held-out"
+    smallest, typical = int(sizes.min()), int(sizes.median())
+    if ((smallest // 2) if half else smallest).bit_length() >= (
+        (typical // 2) if half else typical
+    ).bit_length():
+        return
+    short = sizes[sizes < typical].sort_values()
+    shown = ", ".join(f"{q!r} ({k})" for q, k in short.head(5).items())
+    top = 1 << (((smallest // 2) if half else smallest).bit_length() - 1)
+    warnings.warn(
+        f"{source}: {len(short)} of {len(sizes)} queries of model {model!r} have fewer samples "
+        f"than the {typical} of most ({shown}{', ...' if len(short) > 5 else ''}), so every "
+        f"query's default actions stop at majority@{top}; drop the short queries "
+        f"(SampleLog.drop_short({typical}), --min-samples {typical} on the command line) or "
+        "give the actions",
+        SampleLogWarning,
+        stacklevel=3,
+    )
 
 
 def estimate(

@@ -30,13 +30,15 @@ Value conventions
 from __future__ import annotations
 
 import csv
+import difflib
 import functools
 import gzip
 import io
 import json
 import os
+import warnings
 import zlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -47,7 +49,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from computealloc.table import atomic_write
 
-__all__ = ["SampleLog", "SampleLogError", "read_samples"]
+__all__ = ["SampleLog", "SampleLogError", "SampleLogWarning", "decode_utf8", "read_samples"]
 
 Format = Literal["csv", "jsonl", "parquet"]
 
@@ -133,6 +135,12 @@ class SampleLogError(ValueError):
         self.line = line
         self.field = field
         self.row = row
+
+
+class SampleLogWarning(UserWarning):
+    """A sample log that reads, but probably not as meant: a column that looks like a known
+    one under another name (``is_correct`` for ``correct``), or a few short queries that limit
+    every query's actions."""
 
 
 @dataclass(frozen=True)
@@ -302,6 +310,61 @@ class SampleLog:
         queries = self.queries[self.queries["query_id"].isin(samples["query_id"].unique())]
         return SampleLog(samples, queries.reset_index(drop=True), self.source)
 
+    def short_queries(self, min_samples: int) -> pd.Series:
+        """Queries with fewer than ``min_samples`` samples for some model.
+
+        Parameters
+        ----------
+        min_samples : int
+            Smallest number of samples a query must have for every model, ``>= 1``.
+
+        Returns
+        -------
+        Series of int
+            Indexed by query_id (sorted): the query's smallest sample count over the models.
+        """
+        if isinstance(min_samples, bool) or not isinstance(min_samples, (int, np.integer)):
+            min_samples = -1
+        if min_samples < 1:
+            raise ValueError(
+                "The 'min_samples' parameter of SampleLog.short_queries must be an int in "
+                f"[1, inf). Got {min_samples!r} instead."
+            )
+        fewest = self.samples_per_query.groupby(level="query_id").min()
+        return fewest[fewest < min_samples]
+
+    def drop_short(self, min_samples: int) -> SampleLog:
+        """The log without the queries that have fewer than ``min_samples`` samples.
+
+        One short query bounds every query's default actions (``majority@K`` runs up to the
+        smallest pool); dropping it keeps the larger actions for the others.
+
+        Parameters
+        ----------
+        min_samples : int
+            Smallest number of samples a query must have for every model, ``>= 1``.
+
+        Returns
+        -------
+        SampleLog
+            This log when no query is short.
+
+        Raises
+        ------
+        ValueError
+            When every query is short.
+        """
+        short = self.short_queries(min_samples)
+        if not len(short):
+            return self
+        keep = self.queries["query_id"][~self.queries["query_id"].isin(short.index)]
+        if not len(keep):
+            raise ValueError(
+                f"Every query of {self.source} has fewer than {min_samples} samples (the most "
+                f"is {int(self.samples_per_query.max())}); lower min_samples."
+            )
+        return self.subset(query_ids=keep)
+
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write :meth:`to_frame` as Parquet, CSV or JSONL, chosen by the suffix.
 
@@ -334,6 +397,7 @@ def read_samples(
     grade: bool = True,
     format: Format | None = None,
     run_columns: Sequence[str] | None = None,
+    columns: Mapping[str, str] | None = None,
 ) -> SampleLog:
     """Read and validate a sample log.
 
@@ -356,6 +420,9 @@ def read_samples(
     run_columns : sequence of str, optional
         Columns whose joined values become the ``model`` label (see
         :meth:`SampleLog.from_frame`); needed where one file holds several runs of one model.
+    columns : mapping of str to str, optional
+        Columns to rename before validation, ``{old: new}``, e.g. ``{"is_correct": "correct"}``
+        (the CLI's ``--map is_correct=correct``). Each old name must be in the file.
 
     Returns
     -------
@@ -364,8 +431,15 @@ def read_samples(
     Raises
     ------
     SampleLogError
-        The message names the file, the line (CSV/JSONL) or row (Parquet/frame) and the field.
-        Reading never modifies or writes next to its input.
+        The message names the file, the line (CSV/JSONL) or row (Parquet/frame) and the field;
+        also for a missing file, a directory or an unreadable file. Reading never modifies or
+        writes next to its input.
+
+    Warns
+    -----
+    SampleLogWarning
+        For a column that looks like a known one under another name (``is_correct``,
+        ``question``, ...): it is kept as metadata, not read; rename it with ``columns``.
 
     Examples
     --------
@@ -378,19 +452,118 @@ def read_samples(
     if isinstance(path_or_frame, SampleLog):
         return path_or_frame
     _check_run_columns(run_columns, "read_samples")
+    _check_columns_map(columns, "read_samples")
     if isinstance(path_or_frame, pd.DataFrame):
-        return SampleLog.from_frame(path_or_frame, grade=grade, run_columns=run_columns)
+        frame = path_or_frame.rename(columns=dict(columns)) if columns else path_or_frame
+        return SampleLog.from_frame(frame, grade=grade, run_columns=run_columns)
     if not isinstance(path_or_frame, (str, os.PathLike)):
         raise TypeError(
             "The 'path_or_frame' parameter of read_samples must be a path, a DataFrame or a "
             f"SampleLog. Got {type(path_or_frame).__name__} instead."
         )
-    path = Path(path_or_frame)
-    reader = {"csv": _read_csv, "jsonl": _read_jsonl, "parquet": _read_parquet}[
-        _format_of(path, format)
-    ]
-    raw, origin = reader(path)
+    raw, origin = read_records(path_or_frame, format=format, columns=columns)
+    _warn_lookalikes(raw.columns, run_columns or (), origin)
     return _build(raw, origin, grade=grade, run_columns=run_columns)
+
+
+def _check_file(path: Path) -> None:
+    """A missing file, a directory or an unreadable file, said plainly (no OSError)."""
+    if path.is_dir():
+        raise SampleLogError(
+            "is a directory; expected a sample log file (CSV, JSONL or Parquet)", path=str(path)
+        )
+    if not path.exists():
+        raise SampleLogError("no such file; expected a sample log file", path=str(path))
+    if not os.access(path, os.R_OK):
+        raise SampleLogError("permission denied; expected a readable file", path=str(path))
+
+
+def _rename_columns(raw: pd.DataFrame, columns: Mapping[str, str], origin: _Origin) -> pd.DataFrame:
+    """Rename ``OLD -> NEW`` before validation; OLD must be there and NEW must be free."""
+    for old, new in columns.items():
+        if old not in raw.columns:
+            raise origin.error(
+                f"no column {old!r} to rename to {new!r}; found columns "
+                f"{', '.join(repr(str(c)) for c in raw.columns[:20])}",
+                field=old,
+            )
+        if new in raw.columns and new not in columns:
+            raise origin.error(
+                f"cannot rename {old!r} to {new!r}: the file already has a column {new!r}",
+                field=new,
+            )
+    return raw.rename(columns=dict(columns))
+
+
+# Other names for the known columns, as other tools write them.
+_ALIASES = {
+    "is_correct": "correct",
+    "correctness": "correct",
+    "is_right": "correct",
+    "question": "prompt",
+    "problem": "prompt",
+    "input": "prompt",
+    "question_id": "query_id",
+    "qid": "query_id",
+    "problem_id": "query_id",
+    "sample_id": "sample_idx",
+    "sample_index": "sample_idx",
+    "pred": "answer",
+    "prediction": "answer",
+    "predicted_answer": "answer",
+    "extracted_answer": "answer",
+    "output": "response",
+    "completion": "response",
+    "generation": "response",
+    "target": "gold",
+    "reference": "gold",
+    "ground_truth": "gold",
+    "gold_answer": "gold",
+    "num_tokens": "tokens",
+    "n_tokens": "tokens",
+    "output_tokens": "tokens",
+    "completion_tokens": "tokens",
+    "reward": "score",
+}
+_KNOWN = (*_SAMPLE_COLUMNS, *_QUERY_COLUMNS)
+
+
+def _lookalike(name: str) -> str | None:
+    """The known column ``name`` probably means (alias, case or typo), or None."""
+    key = name.strip().lower()
+    if key in _ALIASES:
+        return _ALIASES[key]
+    close = difflib.get_close_matches(key, _KNOWN, n=1, cutoff=0.9)
+    return close[0] if close and close[0] != name else None
+
+
+def _warn_lookalikes(names: Iterable[object], run_columns: Sequence[str], origin: _Origin) -> None:
+    """Warn for each unknown column that looks like a known one the file lacks."""
+    present = {str(c) for c in names}
+    for name in sorted(present - set(_RESERVED) - set(run_columns)):
+        known = _lookalike(name)
+        if known is not None and known not in present and known not in _REQUIRED:
+            warnings.warn(
+                f"{origin.path}: column {name!r} looks like {known!r} but is not read as it "
+                f"(it is kept as metadata); if it holds the {known} values, rename it: "
+                f"columns={{{name!r}: {known!r}}} (--map {name}={known} on the command line)",
+                SampleLogWarning,
+                stacklevel=4,
+            )
+
+
+def _check_columns_map(columns: Mapping[str, str] | None, owner: str) -> None:
+    if columns is not None and (
+        not isinstance(columns, Mapping)
+        or not all(
+            isinstance(k, str) and isinstance(v, str) and k and v for k, v in columns.items()
+        )
+        or len(set(columns.values())) != len(columns)
+    ):
+        raise ValueError(
+            f"The 'columns' parameter of {owner} must be None or a mapping of distinct non-empty "
+            f"column names (old -> new). Got {columns!r} instead."
+        )
 
 
 def _check_run_columns(run_columns: Sequence[str] | None, owner: str) -> None:
@@ -453,8 +626,23 @@ def _read_bytes(path: Path) -> tuple[bytes, str]:
     return text, "the decompressed file"
 
 
-def _decode(data: bytes, path: str, what: str) -> str:
-    """Decode UTF-8; an invalid byte is reported with its line and byte offsets."""
+def decode_utf8(data: bytes, path: str, what: str = "the file") -> str:
+    """Decode UTF-8 text, dropping a leading BOM; an invalid byte names its line.
+
+    Parameters
+    ----------
+    data : bytes
+        The file's contents.
+    path : str
+        The file, for the message.
+    what : str
+        What the byte offsets count in ("the file", "the decompressed file").
+
+    Raises
+    ------
+    SampleLogError
+        Naming the file, the line, the byte offset and the expected encoding (UTF-8).
+    """
     try:
         return data.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as exc:
@@ -480,7 +668,7 @@ def _read_csv(path: Path) -> tuple[pd.DataFrame, _Origin]:
 
     source = str(path)
     data, what = _read_bytes(path)
-    text = functools.cache(lambda: _decode(data, source, what))
+    text = functools.cache(lambda: decode_utf8(data, source, what))
     scan = functools.cache(lambda: _scan_csv(text(), source))
     if data.count(b'"') % 2:
         scan()
@@ -596,7 +784,7 @@ def _read_jsonl(path: Path) -> tuple[pd.DataFrame, _Origin]:
     """One JSON object per line, long or nested (told apart by the first record)."""
     source = str(path)
     data, what = _read_bytes(path)
-    records, lines = _parse_json_lines(_decode(data, source, what), source)
+    records, lines = _parse_json_lines(decode_utf8(data, source, what), source)
     first = records[0]
     if isinstance(first.get("samples"), list) or isinstance(first.get("answers"), list):
         rows, row_lines = _flatten_nested(records, lines, source)
@@ -832,14 +1020,25 @@ def _as_number(raw: pd.Series, field: str, origin: _Origin, expected: str) -> pd
     return values
 
 
+_INT64_MAX = np.iinfo(np.int64).max
+
+
 def _as_sample_idx(raw: pd.Series, origin: _Origin) -> pd.Series:
+    """int64; negative, fractional and out-of-range (>= 2**63) values are errors, not wraps."""
     expected = "a non-negative integer"
+    too_big = "a non-negative integer below 2**63 (int64)"
+    if raw.dtype.kind == "u":
+        _fail(raw.to_numpy() > _INT64_MAX, raw, origin, "sample_idx", too_big)
     if raw.dtype.kind in "iu" and not raw.hasnans:
         values = raw.astype(np.int64)
         _fail(values < 0, raw, origin, "sample_idx", expected)
         return values
+    if raw.dtype == object:  # exact Python ints (JSON) beyond int64 never reach float64
+        huge = raw.map(lambda v: isinstance(v, int) and not isinstance(v, bool) and v > _INT64_MAX)
+        _fail(huge.astype(bool), raw, origin, "sample_idx", too_big)
     numbers = _as_number(raw, "sample_idx", origin, expected)
     _fail(numbers.isna() | (numbers % 1 != 0) | (numbers < 0), raw, origin, "sample_idx", expected)
+    _fail(numbers >= 2.0**63, raw, origin, "sample_idx", too_big)
     return numbers.astype(np.int64)
 
 
@@ -911,9 +1110,16 @@ def _check_columns(raw: pd.DataFrame, origin: _Origin) -> None:
     missing = [c for c in _REQUIRED if c not in raw.columns]
     if missing:
         found = ", ".join(repr(str(c)) for c in raw.columns[:20])
+        like = [str(c) for c in raw.columns if _lookalike(str(c)) == missing[0]]
+        hint = (
+            f" (to read {like[0]!r} as {missing[0]!r}: columns={{{like[0]!r}: {missing[0]!r}}}, "
+            f"--map {like[0]}={missing[0]})"
+            if like
+            else ""
+        )
         raise origin.error(
             f"missing required column; expected columns 'query_id' and 'sample_idx', "
-            f"found {found or 'no columns'}",
+            f"found {found or 'no columns'}{hint}",
             field=missing[0],
         )
     if len(raw) == 0:
@@ -1091,7 +1297,10 @@ RecordOrigin = _Origin
 
 
 def read_records(
-    path_or_frame: str | os.PathLike[str] | pd.DataFrame, *, format: Format | None = None
+    path_or_frame: str | os.PathLike[str] | pd.DataFrame,
+    *,
+    format: Format | None = None,
+    columns: Mapping[str, str] | None = None,
 ) -> tuple[pd.DataFrame, _Origin]:
     """Raw records of a log file (or frame) and where each came from, not yet validated.
 
@@ -1101,6 +1310,8 @@ def read_records(
         As :func:`read_samples` accepts.
     format : {"csv", "jsonl", "parquet"}, optional
         Overrides the suffix.
+    columns : mapping of str to str, optional
+        Columns renamed ``OLD -> NEW`` before anything else (as :func:`read_samples`).
 
     Returns
     -------
@@ -1108,14 +1319,24 @@ def read_records(
         The records as read, RangeIndex = record position.
     origin : RecordOrigin
         Turns a record position into the file line (or row) of an error.
+
+    Raises
+    ------
+    SampleLogError
+        A missing, unreadable or malformed file (naming it, and the line where there is one).
     """
     if isinstance(path_or_frame, pd.DataFrame):
-        return path_or_frame.reset_index(drop=True), _Origin("<frame>")
-    path = Path(path_or_frame)
-    reader = {"csv": _read_csv, "jsonl": _read_jsonl, "parquet": _read_parquet}[
-        _format_of(path, format)
-    ]
-    return reader(path)
+        raw, origin = path_or_frame.reset_index(drop=True), _Origin("<frame>")
+    else:
+        path = Path(path_or_frame)
+        _check_file(path)
+        reader = {"csv": _read_csv, "jsonl": _read_jsonl, "parquet": _read_parquet}[
+            _format_of(path, format)
+        ]
+        raw, origin = reader(path)
+    if columns:
+        raw = _rename_columns(raw, columns, origin)
+    return raw, origin
 
 
 def validate_records(raw: pd.DataFrame, origin: _Origin, *, grade: bool = True) -> pd.DataFrame:
@@ -1140,7 +1361,9 @@ def validate_records(raw: pd.DataFrame, origin: _Origin, *, grade: bool = True) 
 
 
 def samples_from_records(raw: pd.DataFrame, origin: _Origin, *, grade: bool = True) -> SampleLog:
-    """A validated :class:`SampleLog` from :func:`read_records` output (one read, not two)."""
+    """A validated :class:`SampleLog` from :func:`read_records` output (one read, not two);
+    columns that look like known ones are warned about as :func:`read_samples` does."""
+    _warn_lookalikes(raw.columns, (), origin)
     return _build(raw, origin, grade=grade, run_columns=None)
 
 

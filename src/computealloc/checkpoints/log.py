@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -156,9 +157,11 @@ def read_log(
     *,
     grade: bool = True,
     format: Format | None = None,
+    columns: Mapping[str, str] | None = None,
 ) -> SampleLog | CheckpointLog:
-    """Read a log once: a :class:`CheckpointLog` when it has ``think_tokens``, else a SampleLog."""
-    raw, origin = read_records(path_or_frame, format=format)
+    """Read a log once: a :class:`CheckpointLog` when it has ``think_tokens``, else a SampleLog
+    (``columns`` renames ``OLD -> NEW`` first, as :func:`~computealloc.samples.read_samples`)."""
+    raw, origin = read_records(path_or_frame, format=format, columns=columns)
     if "think_tokens" in raw.columns:
         return _from_records(raw, origin, grade=grade)
     return samples_from_records(raw, origin, grade=grade)
