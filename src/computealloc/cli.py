@@ -1069,8 +1069,7 @@ def serve_cmd(
         settings = load_serve_config(config, flags)
         serve(**settings.serve_kwargs())
     except (PolicyFileError, SampleLogError, FileNotFoundError, ValueError) as exc:
-        console.print(f"[red]error:[/red] {escape(str(exc))}")
-        raise typer.Exit(2) from exc
+        raise _fail(exc) from exc
 
 
 @app.command("fit")
