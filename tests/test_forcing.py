@@ -5,6 +5,7 @@ against the real llama-server."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -276,3 +277,39 @@ def test_a_thought_cut_short_is_charged_the_tokens_it_received(tmp_path):
     assert failed > 0 and app.state.faults["500"] > 0
     assert runtime.ledger.failed == failed
     assert runtime.ledger.output_tokens == sum(served)  # nothing delivered is left out
+
+
+@pytest.mark.real_server
+def test_collect_checkpoints_from_the_real_llama_server(llama_jinja, tmp_path):
+    from computealloc.checkpoints import read_checkpoints
+    from computealloc.collect import CheckpointProbes, run_collect
+
+    queries = tmp_path / "q.jsonl"
+    prompts = ["Count: 1, 2, 3,", "The capital of France is", "Spell 'cat' backwards:"]
+    queries.write_text(
+        "".join(
+            f'{{"query_id": {i}, "prompt": "{p}", "gold": "x"}}\n' for i, p in enumerate(prompts)
+        )
+    )
+    out = tmp_path / "checkpoints.jsonl"
+    result = run_collect(
+        queries,
+        out,
+        n=1,
+        base_url=llama_jinja,
+        model=llama_server.MODEL,
+        max_tokens=16,
+        temperature=0.0,
+        seed=0,
+        checkpoints=CheckpointProbes((4, 8), "llama.cpp", answer_tokens=3),
+    )
+    log = read_checkpoints(out)  # a valid checkpoint log
+    assert log.n_queries == len(prompts) and result.n_collected == len(prompts)
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    for i in range(len(prompts)):
+        mine = [r for r in rows if r["query_id"] == str(i)]
+        points = [r["think_tokens"] for r in mine if not r["final"]]
+        assert points[:2] == [4, 8][: len(points[:2])]  # stopped exactly at each checkpoint
+        last = mine[-1]
+        assert last["final"] or last["think_tokens"] == 16
+        assert all(1 <= r["answer_tokens"] <= 3 for r in mine if not r["final"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import re
@@ -35,6 +36,7 @@ else:  # the choices typer lists and completes, from the registries of fit and s
 
 if TYPE_CHECKING:
     from computealloc.checkpoints import CheckpointLog
+    from computealloc.collect import CheckpointProbes
 
 app = typer.Typer(
     help="Decide how much test-time compute an LLM should spend on each query under a budget.",
@@ -525,6 +527,20 @@ def collect_cmd(
     map_: Annotated[
         list[str], typer.Option("--map", help="OLD=NEW (repeatable): columns of the --replay log.")
     ] = [],  # noqa: B006
+    checkpoints: Annotated[
+        str | None,
+        typer.Option(
+            help="T1,T2,... thinking-token counts: record a checkpoint log (the forced answer "
+            "at each, then the trace's natural end, at most --max-tokens); see docs/thinking.md."
+        ),
+    ] = None,
+    continuation: Annotated[
+        Literal["vllm", "sglang", "llama.cpp"],
+        typer.Option(help="With --checkpoints: how the server continues a partial answer."),
+    ] = "vllm",
+    answer_tokens: Annotated[
+        int, typer.Option(min=1, help="With --checkpoints: tokens of each forced answer.")
+    ] = 32,
 ) -> None:
     r"""Sample n responses per query from an endpoint (or from each arm) into a crash-safe,
     resumable log.
@@ -533,6 +549,12 @@ def collect_cmd(
 
         computealloc collect queries.jsonl --base-url http://localhost:8000/v1 \
             --model Qwen/Qwen2.5-7B-Instruct -n 16 -o samples.jsonl
+
+    A checkpoint log of a reasoning model (docs/thinking.md):
+
+        computealloc collect queries.jsonl --base-url http://localhost:8000/v1 \
+            --model deepseek-ai/DeepSeek-R1-Distill-Qwen-7B -n 4 --max-tokens 16384 \
+            --checkpoints 256,512,1024,2048,4096,8192 -o checkpoints.jsonl
     """
     from computealloc.collect import CollectError, LogLockedError
 
@@ -552,6 +574,7 @@ def collect_cmd(
         raise _fail("--base-url needs --model (the model name the server serves).")
     if map_ and replay is None:
         raise _fail("--map renames columns of the --replay log; give --replay.")
+    probes = _checkpoint_probes(checkpoints, continuation, answer_tokens, max_tokens, replay)
     options = {
         "api_key": api_key,
         "concurrency": concurrency,
@@ -563,6 +586,7 @@ def collect_cmd(
         "use_n": {"auto": "auto", "true": True, "false": False}[use_n],
         "client": client,
         "max_failures": max_failures,
+        "checkpoints": probes,
     }
     try:
         if arms:
@@ -574,6 +598,41 @@ def collect_cmd(
         raise _fail(exc) from exc
     except (CollectError, LogLockedError) as exc:
         raise _fail(exc, 1) from exc
+
+
+def _checkpoint_probes(
+    checkpoints: str | None,
+    continuation: str,
+    answer_tokens: int,
+    max_tokens: int | None,
+    replay: str | None,
+) -> CheckpointProbes | None:
+    """--checkpoints and its companions as the library's CheckpointProbes (None without it)."""
+    from computealloc.collect import CheckpointProbes
+
+    if checkpoints is None:
+        return None
+    if replay is not None:
+        raise _fail("--checkpoints probes a live server; it does not apply to --replay.")
+    if max_tokens is None:
+        raise _fail("--checkpoints needs --max-tokens: the longest trace to record.")
+    try:
+        points = tuple(int(t) for t in checkpoints.split(","))
+    except ValueError:
+        raise _fail(
+            f"--checkpoints expects comma-separated token counts, e.g. 256,512,1024. "
+            f"Got {checkpoints!r}."
+        ) from None
+    if not points or any(b <= a for a, b in itertools.pairwise(points)) or points[0] < 1:
+        raise _fail(
+            f"--checkpoints must be strictly increasing positive counts. Got {checkpoints!r}."
+        )
+    if points[-1] >= max_tokens:
+        raise _fail(
+            f"--checkpoints must stay below --max-tokens {max_tokens} (the trace's natural end "
+            f"is recorded after them). Got {checkpoints!r}."
+        )
+    return CheckpointProbes(points, continuation, answer_tokens)
 
 
 def _collect_columns() -> tuple[ProgressColumn, ...]:

@@ -18,7 +18,7 @@ import json
 import os
 import time
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -34,11 +34,13 @@ from computealloc.backends.base import (
     gather_or_cancel,
     sampling_params,
 )
+from computealloc.forcing import CONTINUATIONS, Checkpoint, ThinkingPlan, probe_trace
 from computealloc.grading import extract_answer, is_equivalent
 from computealloc.samples import SampleLog, SampleLogError, SampleLogWarning, decode_utf8
 from computealloc.table import atomic_write
 
 __all__ = [
+    "CheckpointProbes",
     "CollectError",
     "CollectProgress",
     "CollectResult",
@@ -346,6 +348,9 @@ class _Row:
     sample_idx: int
     correct: bool | None
     tokens: int | None
+    think_tokens: int | None = None
+    final: bool = False
+    answer_tokens: int = 0
 
 
 def _parse_line(raw: bytes, path: Path, line: int) -> _Row:
@@ -358,6 +363,9 @@ def _parse_line(raw: bytes, path: Path, line: int) -> _Row:
             sample_idx=int(record["sample_idx"]),
             correct=record.get("correct") if isinstance(record.get("correct"), bool) else None,
             tokens=record.get("tokens") if isinstance(record.get("tokens"), int) else None,
+            think_tokens=_int_or_none(record.get("think_tokens")),
+            final=record.get("final") is True,
+            answer_tokens=_int_or_none(record.get("answer_tokens")) or 0,
         )
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise SampleLogError(
@@ -365,6 +373,10 @@ def _parse_line(raw: bytes, path: Path, line: int) -> _Row:
             path=str(path),
             line=line,
         ) from exc
+
+
+def _int_or_none(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _read_log(path: Path) -> tuple[list[_Row], bool]:
@@ -386,12 +398,13 @@ def _groups(rows: list[_Row]) -> dict[tuple[str, str], list[int]]:
     return groups
 
 
-def _resume(path: Path, n: int, model: str) -> set[str]:
+def _resume(path: Path, n: int, model: str, max_tokens: int | None = None) -> set[str]:
     """Repair the log's tail after a crash; return the query ids complete for ``model``.
 
     A truncated last line is cut; a trailing group of ``model`` with fewer than ``n`` samples
     (a write interrupted by the crash) is dropped. Any other group of ``model`` must hold
-    exactly samples ``0..n-1``.
+    exactly samples ``0..n-1``. With ``max_tokens`` (a checkpoint log), a sample is complete
+    when its last row is its natural end (``final``) or its answer at ``max_tokens``.
     """
     rows, truncated = _read_log(path)
     complete: set[str] = set()
@@ -399,8 +412,13 @@ def _resume(path: Path, n: int, model: str) -> set[str]:
     for (row_model, query_id), positions in _groups(rows).items():
         if row_model != model:
             continue
-        indices = sorted(rows[p].sample_idx for p in positions)
-        if indices == list(range(n)):
+        if max_tokens is None:
+            indices = sorted(rows[p].sample_idx for p in positions)
+            whole = indices == list(range(n))
+        else:
+            indices = sorted({rows[p].sample_idx for p in positions})
+            whole = indices == list(range(n)) and _traces_end(rows, positions, max_tokens)
+        if whole:
             complete.add(query_id)
         elif _is_torn_tail(positions, indices, len(rows), n):
             for p in positions:
@@ -409,7 +427,8 @@ def _resume(path: Path, n: int, model: str) -> set[str]:
             raise SampleLogError(
                 f"query {query_id!r} of model {model!r} has samples {indices[:8]}"
                 f"{'...' if len(indices) > 8 else ''} but collect with n={n} writes samples "
-                f"0..{n - 1}; resume with the n of the existing log or write a new file",
+                f"0..{n - 1}{' each to its end' if max_tokens else ''}; resume with the n "
+                "(and --max-tokens) of the existing log or write a new file",
                 path=str(path),
             )
     if truncated or not all(keep):
@@ -418,11 +437,19 @@ def _resume(path: Path, n: int, model: str) -> set[str]:
     return complete
 
 
+def _traces_end(rows: list[_Row], positions: list[int], max_tokens: int) -> bool:
+    """Whether every sample's last checkpoint row is its natural end or at ``max_tokens``."""
+    last: dict[int, _Row] = {}
+    for p in positions:
+        last[rows[p].sample_idx] = rows[p]
+    return all(r.final or (r.think_tokens or 0) >= max_tokens for r in last.values())
+
+
 def _is_torn_tail(positions: list[int], indices: list[int], n_rows: int, n: int) -> bool:
     """Whether a group is the last write of the file, cut short by a crash."""
     contiguous_tail = positions == list(range(n_rows - len(positions), n_rows))
     distinct = len(set(indices)) == len(indices)
-    return contiguous_tail and distinct and len(indices) < n and indices[-1] < n
+    return contiguous_tail and distinct and len(indices) <= n and indices[-1] < n
 
 
 def _open_append(path: Path) -> int:
@@ -479,12 +506,62 @@ def _finish(path: Path, model: str, query_ids: list[str]) -> tuple[float | None,
         data = b"".join(rows[p].raw for p in order)
         atomic_write(path, lambda fh: fh.write(data), mode="wb")
     ours = [r for r in rows if r.model == model and r.query_id in rank]
-    graded = [r.correct for r in ours if r.correct is not None]
+    if any(r.think_tokens is not None for r in ours):  # a checkpoint log: score each trace's end
+        ends = {(r.query_id, r.sample_idx): r for r in ours}
+        graded = [r.correct for r in ends.values() if r.correct is not None]
+        spent = sum(r.think_tokens or 0 for r in ends.values()) + sum(r.answer_tokens for r in ours)
+    else:
+        graded = [r.correct for r in ours if r.correct is not None]
+        spent = sum(r.tokens for r in ours if r.tokens is not None)
     accuracy = sum(graded) / len(graded) if graded else None
-    return accuracy, sum(r.tokens for r in ours if r.tokens is not None)
+    return accuracy, spent
 
 
 # --- sampling -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CheckpointProbes:
+    """What ``collect --checkpoints`` records: the forced answer at each checkpoint of a trace.
+
+    Attributes
+    ----------
+    checkpoints : tuple of int
+        Strictly increasing thinking-token counts, each below ``collect``'s ``max_tokens``
+        (the longest trace).
+    continuation : {"vllm", "sglang", "llama.cpp"}
+        How the server continues a partial assistant message
+        (:data:`computealloc.forcing.CONTINUATIONS`).
+    answer_tokens : int
+        Output tokens allowed to each forced answer.
+    """
+
+    checkpoints: tuple[int, ...]
+    continuation: str = "vllm"
+    answer_tokens: int = 32
+
+
+def _encode_traces(query: Query, traces: Sequence[Sequence[Checkpoint]], model: str) -> bytes:
+    """The JSONL lines of one query's checkpoint rows (a checkpoint log, ``docs/thinking.md``)."""
+    lines = []
+    for idx, rows in enumerate(traces):
+        for row in rows:
+            correct = None if query.gold is None else is_equivalent(row.answer, query.gold)
+            record = {
+                "query_id": query.query_id,
+                "sample_idx": idx,
+                "model": model,
+                "prompt": query.prompt,
+                "gold": query.gold,
+                "think_tokens": row.think_tokens,
+                "answer": row.answer,
+                "correct": correct,
+                "final": row.final,
+                "answer_tokens": row.answer_tokens,
+                **query.metadata,
+            }
+            lines.append(json.dumps(record, ensure_ascii=False, allow_nan=False))
+    return ("\n".join(lines) + "\n").encode("utf-8")
 
 
 def _encode(query: Query, completions: list[Completion], model: str) -> bytes:
@@ -554,6 +631,7 @@ async def collect(
     seed: int | None = None,
     max_failures: int = 0,
     progress: Callable[[CollectProgress], None] | None = None,
+    checkpoints: CheckpointProbes | None = None,
 ) -> CollectResult:
     """Sample every query ``n`` times and append the samples to a JSONL sample log.
 
@@ -582,6 +660,10 @@ async def collect(
         Failed queries are not written, so a rerun retries them.
     progress : callable, optional
         Called with a :class:`CollectProgress` once at the start and after every query.
+    checkpoints : CheckpointProbes, optional
+        Record a checkpoint log instead: each of the ``n`` traces runs to its natural end (at
+        most ``max_tokens``, required) and is probed for its forced answer at every checkpoint
+        it passes (:func:`computealloc.forcing.probe_trace`); one row per checkpoint.
 
     Returns
     -------
@@ -627,28 +709,94 @@ async def collect(
         else _check_queries(queries)
     )
     params = sampling_params(temperature, max_tokens, seed)
+    sample = _sampler(backend, n, params, checkpoints)
     path = _check_out_path(out_path)
     started = time.monotonic()
     with _log_lock(path):
         return await _collect_locked(
-            items, backend, n, path, params, concurrency, max_failures, progress, started
+            items,
+            backend.model,
+            n,
+            sample,
+            _resume(path, n, backend.model, max_tokens if checkpoints else None),
+            path,
+            concurrency,
+            max_failures,
+            progress,
+            started,
         )
+
+
+#: Samples one query: the bytes of its rows, to append in one write.
+_Sampler = Callable[[Query], Awaitable[bytes]]
+
+
+def _sampler(
+    backend: Backend, n: int, params: dict[str, Any], checkpoints: CheckpointProbes | None
+) -> _Sampler:
+    """How :func:`collect` samples one query: ``n`` completions, or ``n`` probed traces."""
+    if checkpoints is None:
+
+        async def completions(query: Query) -> bytes:
+            drawn = await backend.sample(query.prompt, n, params=params)
+            if len(drawn) != n:
+                raise BackendError(
+                    f"the backend returned {len(drawn)} completions for one request of "
+                    f"n={n} samples; expected exactly {n} (a server that ignores or misreads "
+                    "`n`; try use_n=False, --use-n false)",
+                    retryable=False,
+                )
+            return _encode(query, drawn, backend.model)
+
+        return completions
+    if "max_tokens" not in params:
+        raise ValueError(
+            "The 'max_tokens' parameter of collect is required with 'checkpoints': it is the "
+            "longest trace."
+        )
+    if checkpoints.continuation not in CONTINUATIONS:
+        raise ValueError(
+            f"The continuation of CheckpointProbes must be one of {sorted(CONTINUATIONS)}. "
+            f"Got {checkpoints.continuation!r} instead."
+        )
+    longest = params.pop("max_tokens")
+    seed = params.pop("seed", None)
+
+    async def traces(query: Query) -> bytes:
+        async def one(j: int) -> list[Checkpoint]:
+            extra = {} if seed is None else {"seed": int(seed) + j}
+            rows, _ = await probe_trace(
+                backend,
+                query.prompt,
+                checkpoints.checkpoints,
+                max_tokens=longest,
+                continuation=CONTINUATIONS[checkpoints.continuation],
+                answer_tokens=checkpoints.answer_tokens,
+                params={**params, **extra},
+            )
+            return rows
+
+        drawn = await gather_or_cancel(one(j) for j in range(n))
+        return _encode_traces(query, drawn, backend.model)
+
+    ThinkingPlan((*checkpoints.checkpoints, longest), None, checkpoints.answer_tokens)  # checks
+    return traces
 
 
 async def _collect_locked(
     items: list[Query],
-    backend: Backend,
+    model: str,
     n: int,
+    sample: _Sampler,
+    complete: set[str],
     path: Path,
-    params: dict[str, Any],
     concurrency: int,
     max_failures: int,
     progress: Callable[[CollectProgress], None] | None,
     started: float,
 ) -> CollectResult:
-    """:func:`collect` once the log's lock is held."""
+    """:func:`collect` once the log's lock is held and its tail repaired."""
     existed = path.exists()
-    complete = _resume(path, n, backend.model)
     todo = [q for q in items if q.query_id not in complete]
     state = {"completed": len(items) - len(todo), "samples": 0}
     failed: dict[str, str] = {}
@@ -667,24 +815,14 @@ async def _collect_locked(
 
     async def handle(query: Query, fd: int) -> None:
         try:
-            completions = await backend.sample(query.prompt, n, params=params)
+            data = await sample(query)
         except BackendError as exc:
             failed[query.query_id] = str(exc)
             report()
             if len(failed) > max_failures:
                 raise
             return
-        if len(completions) != n:
-            failed[query.query_id] = (
-                f"the backend returned {len(completions)} completions for one request of "
-                f"n={n} samples; expected exactly {n} (a server that ignores or misreads `n`; "
-                "try use_n=False, --use-n false)"
-            )
-            report()
-            if len(failed) > max_failures:
-                raise BackendError(failed[query.query_id], retryable=False)
-            return
-        _append(fd, _encode(query, completions, backend.model))
+        _append(fd, data)
         state["completed"] += 1
         state["samples"] += n
         report()
@@ -704,7 +842,7 @@ async def _collect_locked(
         os.close(fd)
         if not existed and path.stat().st_size == 0:
             path.unlink()  # nothing was written: leave no empty log behind
-    accuracy, tokens = _finish(path, backend.model, [q.query_id for q in items])
+    accuracy, tokens = _finish(path, model, [q.query_id for q in items])
     return CollectResult(
         path=path,
         n_queries=len(items),
@@ -793,6 +931,7 @@ def run_collect(
     client: Literal["aiohttp", "openai"] = "aiohttp",
     max_failures: int = 0,
     progress: Callable[[CollectProgress], None] | None = None,
+    checkpoints: CheckpointProbes | None = None,
 ) -> CollectResult:
     """Build a backend, run :func:`collect` on it and close it (what ``computealloc collect`` does).
 
@@ -800,6 +939,8 @@ def run_collect(
     ----------
     queries, out_path, n, concurrency, temperature, max_tokens, seed, max_failures, progress
         As in :func:`collect`.
+    checkpoints : CheckpointProbes, optional
+        As in :func:`collect` (a server, not a replay).
     base_url : str, optional
         An OpenAI-compatible server (``.../v1``); needs ``model``. Exactly one of ``base_url``
         and ``replay`` is given.
@@ -864,6 +1005,7 @@ def run_collect(
                 seed=seed,
                 max_failures=max_failures,
                 progress=progress,
+                checkpoints=checkpoints,
             )
 
     return asyncio.run(main())
@@ -902,6 +1044,7 @@ def run_collect_arms(
     client: Literal["aiohttp", "openai"] = "aiohttp",
     max_failures: int = 0,
     progress: Callable[[str, CollectProgress], None] | None = None,
+    checkpoints: CheckpointProbes | None = None,
 ) -> dict[str, CollectResult]:
     """Draw ``n`` samples per query from every arm into one log, arm after arm.
 
@@ -911,7 +1054,7 @@ def run_collect_arms(
 
     Parameters
     ----------
-    queries, out_path, n, concurrency, temperature, max_tokens, seed, max_failures
+    queries, out_path, n, concurrency, temperature, max_tokens, seed, max_failures, checkpoints
         As in :func:`collect`.
     arms : sequence of Arm
         Distinct names.
@@ -952,6 +1095,7 @@ def run_collect_arms(
                         seed=seed,
                         max_failures=max_failures,
                         progress=report,
+                        checkpoints=checkpoints,
                     )
                 finally:
                     await backend.aclose()

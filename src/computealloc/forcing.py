@@ -292,11 +292,14 @@ class Checkpoint:
         The forced answer there, or the natural one at the end.
     final : bool
         True for the thought's natural end (``think_tokens`` is then its whole length).
+    answer_tokens : int
+        Output tokens of the forced answer (0 at the natural end: the answer is in the thought).
     """
 
     think_tokens: int
     answer: str | None
     final: bool
+    answer_tokens: int = 0
 
 
 async def probe_trace(
@@ -351,7 +354,8 @@ async def probe_trace(
             return rows, run.result(thought, rows[-1].answer, "natural")
         last = i == len(plan.checkpoints) - 1
         text, _ = await run.request("answer" if last else "probe", thought + suffix, answer_tokens)
-        rows.append(Checkpoint(run.thinking, extract(text), final=False))
+        spent = run.segments[-1].output_tokens
+        rows.append(Checkpoint(run.thinking, extract(text), final=False, answer_tokens=spent))
         run.probes.append((run.thinking, rows[-1].answer))
     return rows, run.result(text, rows[-1].answer, "cap")
 

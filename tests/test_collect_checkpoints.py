@@ -1,0 +1,116 @@
+"""collect --checkpoints: checkpoint logs recorded from a reasoning server (a fake one that
+follows vLLM's continuation fields), exact against the known traces, resumable, read back."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from computealloc.checkpoints import read_checkpoints, thinking_log
+from computealloc.cli import app
+from computealloc.collect import CheckpointProbes, run_collect
+from fake_openai_server import make_app, running
+from fake_reasoning import gold_of, reasoning, trace_of
+
+PROMPTS = [f"puzzle {i}" for i in range(12)]
+POINTS = (10, 40, 90)
+LONGEST = 300
+
+
+def _queries(path: Path) -> Path:
+    path.write_text(
+        "".join(
+            json.dumps({"query_id": f"p{i}", "prompt": p, "gold": gold_of(p)}) + "\n"
+            for i, p in enumerate(PROMPTS)
+        )
+    )
+    return path
+
+
+def _expected(prompt: str, seed: int) -> list[tuple[int, str, bool, int]]:
+    """(think_tokens, answer, final, answer_tokens) of one trace, from the fake's definition."""
+    trace = trace_of(prompt, seed)
+    rows = [
+        (t, trace.answers[min(t, trace.length)], False, 1) for t in POINTS if t < len(trace.words)
+    ]
+    return [*rows, (len(trace.words), trace.answers[-1], True, 0)]
+
+
+@pytest.fixture(scope="module")
+def server():  # type: ignore[no-untyped-def]
+    served: list[int] = []
+    with running(make_app(reasoning("vllm", served))) as url:
+        yield url, served
+
+
+def test_collect_checkpoints_records_every_checkpoint_and_counts_every_token(server, tmp_path):
+    url, served = server
+    before = len(served)
+    out = tmp_path / "log.jsonl"
+    result = run_collect(
+        _queries(tmp_path / "q.jsonl"),
+        out,
+        n=2,
+        base_url=url,
+        model="fake-r1",
+        max_tokens=LONGEST,
+        seed=0,
+        checkpoints=CheckpointProbes(POINTS, "vllm", answer_tokens=4),
+    )
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    for i, prompt in enumerate(PROMPTS):
+        for j in range(2):
+            got = [
+                (r["think_tokens"], r["answer"], r["final"], r["answer_tokens"])
+                for r in rows
+                if r["query_id"] == f"p{i}" and r["sample_idx"] == j
+            ]
+            assert got == _expected(prompt, j), (prompt, j)
+    assert result.output_tokens == sum(served[before:])  # thinking + every forced answer
+    log = read_checkpoints(out)
+    arms = thinking_log(log, "cap@40,full")
+    assert set(arms.models) == {"cap@40", "full"}
+    ends = [r for r in rows if r["final"]]
+    assert result.accuracy == pytest.approx(sum(r["correct"] for r in ends) / len(ends))
+
+
+def test_collect_checkpoints_resumes_a_torn_log_to_the_same_file(server, tmp_path):
+    url, _ = server
+    queries = _queries(tmp_path / "q.jsonl")
+    probes = CheckpointProbes(POINTS, "vllm", answer_tokens=4)
+    args = {"n": 2, "base_url": url, "model": "fake-r1", "max_tokens": LONGEST, "seed": 0}
+    whole = tmp_path / "whole.jsonl"
+    run_collect(queries, whole, checkpoints=probes, **args)  # type: ignore[arg-type]
+    data = whole.read_bytes()
+    lines = data.splitlines(keepends=True)
+    torn = tmp_path / "torn.jsonl"
+    # a crash in the middle of the last query's write: some of its rows and half a line
+    cut = sum(len(line) for line in lines[: len(lines) - 3]) + len(lines[-3]) // 2
+    torn.write_bytes(data[:cut])
+    result = run_collect(queries, torn, checkpoints=probes, **args)  # type: ignore[arg-type]
+    assert result.n_resumed == len(PROMPTS) - 1
+    assert torn.read_bytes() == data
+
+
+def test_cli_collect_checkpoints_and_its_flag_errors(server, tmp_path):
+    url, _ = server
+    queries = _queries(tmp_path / "q.jsonl")
+    out = tmp_path / "cli.jsonl"
+    base = ["collect", str(queries), "-o", str(out), "--base-url", url, "--model", "fake-r1"]
+    runner = CliRunner()
+    done = runner.invoke(
+        app, [*base, "-n", "1", "--max-tokens", "300", "--checkpoints", "10,40,90"]
+    )
+    assert done.exit_code == 0, done.output
+    assert read_checkpoints(out).n_queries == len(PROMPTS)
+    for flags, said in [
+        (["--checkpoints", "10,40"], "--max-tokens"),
+        (["--checkpoints", "40,10", "--max-tokens", "300"], "strictly increasing"),
+        (["--checkpoints", "10,x", "--max-tokens", "300"], "comma-separated"),
+        (["--checkpoints", "10,400", "--max-tokens", "300"], "below --max-tokens"),
+    ]:
+        failed = runner.invoke(app, [*base, "-n", "1", *flags])
+        assert failed.exit_code == 2 and said in " ".join(failed.output.split()), failed.output
