@@ -3,10 +3,12 @@
 Runs every case as a real ``computealloc`` process and sorts each outcome into one class:
 
 - ``clean error``: a non-zero exit with a message and no Python traceback;
-- ``success``: exit 0 (right for inputs that are valid, e.g. a BOM or an extra column);
+- ``success``: exit 0 (right for inputs that are valid, e.g. a BOM or an extra column, and
+  for inputs that must be accepted with a warning, when the warning was printed);
 - ``traceback``: a Python traceback was printed (a defect);
 - ``abort``: the process died of a signal (a defect);
-- ``wrong success``: exit 0 on an input that must be refused (a defect).
+- ``wrong success``: exit 0 on an input that must be refused, or without the warning it
+  must give (a defect).
 
 Usage (a few minutes on 2 cores)::
 
@@ -35,11 +37,12 @@ CLI = [sys.executable, "-c", "from computealloc.cli import app; app()"]
 
 @dataclass(frozen=True)
 class Case:
-    """One malformed input: a name, the file's bytes (or a path maker) and whether it is valid."""
+    """One input: a name, how to write it, and what is right: ``"error"`` (refused),
+    ``"valid"`` (accepted) or ``"warn"`` (accepted with a printed warning)."""
 
     name: str
     write: Callable[[Path], Path]
-    valid: bool = False
+    expect: str = "error"
 
 
 def _rows(n_queries: int = 24, n: int = 8) -> list[dict[str, object]]:
@@ -127,10 +130,10 @@ def cases() -> list[Case]:
     """The malformed (and a few valid but unusual) logs."""
     big = 2**65
     out = [
-        Case("valid jsonl", _file("ok.jsonl", _jsonl(_rows())), valid=True),
-        Case("valid csv", _file("ok.csv", _csv(_rows())), valid=True),
-        Case("csv with BOM", _file("bom.csv", b"\xef\xbb\xbf" + _csv(_rows())), valid=True),
-        Case("extra column", _file("extra.jsonl", _edit("jsonl", _set(0, "note", "x"))), True),
+        Case("valid jsonl", _file("ok.jsonl", _jsonl(_rows())), "valid"),
+        Case("valid csv", _file("ok.csv", _csv(_rows())), "valid"),
+        Case("csv with BOM", _file("bom.csv", b"\xef\xbb\xbf" + _csv(_rows())), "valid"),
+        Case("extra column", _file("extra.jsonl", _edit("jsonl", _set(0, "note", "x"))), "valid"),
         Case("empty file", _file("empty.jsonl", b"")),
         Case("header only", _file("header.csv", b"query_id,sample_idx,answer,correct\n")),
         Case("binary garbage", _file("garbage.jsonl", bytes(range(256)) * 4)),
@@ -139,8 +142,16 @@ def cases() -> list[Case]:
         Case("json array line", _file("array.jsonl", b"[1, 2, 3]\n" + _jsonl(_rows()))),
         Case("deep json", _file("deep.jsonl", b"[" * 100000 + b"]" * 100000 + b"\n")),
         Case("missing query_id", _file("noqid.jsonl", _edit("jsonl", _drop("query_id")))),
-        Case("missing answer", _file("noans.jsonl", _edit("jsonl", _drop("answer")))),
-        Case("is_correct column", _file("isc.csv", _edit("csv", _rename("correct", "is_correct")))),
+        Case(
+            "missing answer (optional column)",
+            _file("noans.jsonl", _edit("jsonl", _drop("answer"))),
+            "valid",
+        ),
+        Case(
+            "is_correct column",
+            _file("isc.csv", _edit("csv", _rename("correct", "is_correct"))),
+            "warn",
+        ),
         Case("query_id list", _file("qlist.jsonl", _edit("jsonl", _set(3, "query_id", [1])))),
         Case("sample_idx 1.5", _file("s15.jsonl", _edit("jsonl", _set(3, "sample_idx", 1.5)))),
         Case("sample_idx -1", _file("sneg.jsonl", _edit("jsonl", _set(3, "sample_idx", -1)))),
@@ -157,7 +168,7 @@ def cases() -> list[Case]:
         Case("tokens inf", _file("inf.csv", _edit("csv", _set(4, "tokens", "inf")))),
         Case("tokens negative", _file("negt.jsonl", _edit("jsonl", _set(4, "tokens", -3)))),
         Case("answer object", _file("ansobj.jsonl", _edit("jsonl", _set(5, "answer", {"a": 1})))),
-        Case("one short query", _file("short.jsonl", _edit("jsonl", _short_query)), valid=True),
+        Case("one short query", _file("short.jsonl", _edit("jsonl", _short_query)), "warn"),
         Case("missing file", lambda folder: folder / "does-not-exist.jsonl"),
         Case("a directory", _directory),
     ]
@@ -218,13 +229,14 @@ def run(args: list[str], timeout: float = 300) -> tuple[int, str]:
     return done.returncode, done.stdout + done.stderr
 
 
-def classify(code: int, output: str, valid: bool) -> str:
+def classify(code: int, output: str, expect: str) -> str:
     if code < 0 or code >= 128:
         return "abort"
     if "Traceback (most recent call last)" in output:
         return "traceback"
     if code == 0:
-        return "success" if valid else "wrong success"
+        right = expect == "valid" or (expect == "warn" and "warning" in output)
+        return "success" if right else "wrong success"
     return "clean error"
 
 
@@ -275,14 +287,14 @@ def main() -> int:
             log = case.write(folder)
             for command in _commands(log, folder, options.quick):
                 code, output = run(command)
-                outcome = classify(code, output, case.valid)
+                outcome = classify(code, output, case.expect)
                 tally[outcome] += 1
                 if outcome in ("traceback", "abort", "wrong success"):
                     defects.append(f"{outcome}: {case.name}: {command[0]}: {output[-300:]!r}")
         ok_log = cases()[0].write(root)
         for command in _parameters(ok_log, root):
             code, output = run(command)
-            outcome = classify(code, output, valid=False)
+            outcome = classify(code, output, "error")
             tally[outcome] += 1
             if outcome != "clean error":
                 defects.append(f"{outcome}: parameters {command[1:]}: {output[-300:]!r}")
