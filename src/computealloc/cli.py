@@ -951,13 +951,16 @@ def evaluate_cmd(
         TimeElapsedColumn,
     )
 
+    from computealloc.checkpoints import thinking_log
     from computealloc.comparison import primary_protocol, verdict_lines
     from computealloc.evaluation import METHODS, PROTOCOLS, SEQUENTIAL, footprint
     from computealloc.evaluation import evaluate as run_evaluation
-    from computealloc.report import write_report
+    from computealloc.report import thinking_lines, write_report
 
     pricing = _pricing(cost, price)
-    sample_log = _open_log(log, repeats)
+    loaded = _open_any(log, repeats)  # a checkpoint log: its thinking arms + early-exit rules
+    checkpoints = None if isinstance(loaded, SampleLog) else loaded
+    sample_log = loaded if isinstance(loaded, SampleLog) else thinking_log(loaded)
     try:
         budget_list = [check_budget(float(b), "--budgets") for b in budgets.split(",")]
     except ValueError as exc:
@@ -1015,6 +1018,7 @@ def evaluate_cmd(
                 cost=pricing.unit,
                 prices=pricing.prices or None,
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
+                checkpoints=checkpoints,
             )
         except ValueError as exc:
             console.print(f"[red]error:[/red] {exc}")
@@ -1023,5 +1027,7 @@ def evaluate_cmd(
     protocol_shown = primary_protocol(result)
     console.print(f"[bold]{sample_log.source}[/bold]: verdict ({protocol_shown} protocol)")
     for line in verdict_lines(result):
+        console.print(f"  {line}", highlight=False)
+    for line in thinking_lines(result):
         console.print(f"  {line}", highlight=False)
     console.print(f"full report -> {paths.get('report.html', out)}")
