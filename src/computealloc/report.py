@@ -626,14 +626,15 @@ def plot_thinking_frontier(
     methods = [m for m in dict.fromkeys(curves["method"]) if m != "oracle_in_sample"]
     from matplotlib.colors import to_hex
 
-    colors = matplotlib.colormaps["tab10"]
+    tab20 = matplotlib.colormaps["tab20"]
+    colors = [to_hex(tab20(i)) for i in (*range(0, 20, 2), *range(1, 20, 2))]  # hues first
     markers = "osD^vPX<>hp*"
     fig, axes = _figure(size=(9.0, 5.0))
     ax = axes[0, 0]
     for i, method in enumerate(methods):
         dashed = {"linestyle": "--"} if kind_of(method) == "bound" else {}
         line = curves[curves["method"] == method]
-        color, marker = to_hex(colors(i % 10)), markers[i % len(markers)]
+        color, marker = colors[i % len(colors)], markers[i % len(markers)]
         _series(ax, line, _label(method), color, marker, **dashed)
     if len(full):
         acc, tokens = float(full["accuracy"].iloc[0]), float(full["mean_cost"].iloc[0])
