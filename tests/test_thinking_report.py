@@ -145,11 +145,11 @@ def test_report_has_the_thinking_section(report_dir: Path) -> None:
     rows: dict[str, list[str]] = {}
     for line in md.splitlines():
         cells = [c.strip() for c in line.strip("|").split("|")]
-        if len(cells) == 4 and cells[0].split(" (")[0] in expected:
+        if len(cells) == 5 and cells[0].split(" (")[0] in expected:
             rows.setdefault(cells[0].split(" (")[0], cells)
     assert set(rows) == set(expected)
     for method, reach in expected.items():
-        _, tokens, share, bar = rows[method]
+        _, tokens, share, bar, _ = rows[method]
         if np.isfinite(reach):
             assert float(tokens.replace(",", "")) == pytest.approx(reach, abs=0.5)
             assert share == f"{reach / full_tokens:.0%}"
@@ -162,11 +162,18 @@ def test_terminal_lines_state_the_bar(result: EvaluationResult) -> None:
     lines = thinking_lines(result)
     reach = tokens_to_full(result.summary(), "held-out")
     assert lines[0].startswith(f"full thinking ({FULL_METHOD}, held-out): accuracy ")
-    met = reach[reach["meets_bar"] & (reach["method"] != "oracle")]["method"].tolist()
-    assert lines[-1] == (
+    met = reach[reach["meets_bar"] & (reach["method"] != "oracle")]
+    assert lines[-2] == (
         "bar (<= 35% of full thinking's tokens): "
-        + (f"met by {', '.join(met)}." if met else "not met by any deployable method.")
+        + (
+            f"met by {', '.join(met['method'])}."
+            if len(met)
+            else "not met by any deployable method."
+        )
     )
+    both = met[met["wins_vs_cap"] >= 3]["method"].tolist()
+    assert lines[-1].startswith("issue 16's bar (that, and beating uniform-cap at equal tokens")
+    assert lines[-1].endswith(f"met by {', '.join(both)}." if both else "not met.")
     for method, tokens in zip(reach["method"], reach["tokens_to_full"], strict=True):
         if np.isfinite(tokens):
             assert any(ln.startswith(f"{method} reaches it at {tokens:,.0f} ") for ln in lines)
@@ -176,20 +183,31 @@ def test_tokens_to_full_on_a_hand_made_curve() -> None:
     summary = pd.DataFrame(
         {
             "protocol": "held-out",
-            "method": ["a", "a", "b", "b", "c", FULL_METHOD],
-            "budget": [100.0, 300.0, 100.0, 300.0, 100.0, np.nan],
-            "accuracy": [0.5, 0.9, 0.4, 0.6, 0.8, 0.7],
-            "mean_cost": [110.0, 310.0, 90.0, 280.0, 120.0, 1000.0],
+            "method": ["a", "a", "b", "b", "c", "uniform-cap", "uniform-cap", FULL_METHOD],
+            "budget": [100.0, 300.0, 100.0, 300.0, 100.0, 100.0, 300.0, np.nan],
+            "accuracy": [0.5, 0.9, 0.4, 0.6, 0.8, 0.45, 0.65, 0.7],
+            "mean_cost": [110.0, 310.0, 90.0, 280.0, 120.0, 100.0, 300.0, 1000.0],
         }
     )
     reach = tokens_to_full(summary, "held-out").set_index("method")
     assert reach.loc["a", "tokens_to_full"] == pytest.approx(210.0)  # halfway 110 -> 310
     assert np.isnan(reach.loc["b", "tokens_to_full"])
     assert reach.loc["c", "tokens_to_full"] == 120.0  # starts above: its first point
-    assert reach["meets_bar"].tolist() == [True, False, True]
+    assert reach["meets_bar"].tolist() == [True, False, True, False]
+    # against uniform-cap's curve (0.45 at 100 -> 0.65 at 300) inside 100..300 tokens: a's
+    # 0.5 at 110 beats 0.46 (310 is outside); b's 0.6 at 280 loses to 0.63 (90 is outside)
+    assert reach["wins_vs_cap"].tolist() == [1, 0, 1, 0]
+    assert reach["compared_vs_cap"].tolist() == [1, 1, 1, 0]
     table = thinking_table(summary, "held-out")
-    assert table.iloc[1].tolist() == ["b", "not reached within 310", "–", "not met"]
-    assert table.iloc[0, 1:].tolist() == ["210", "21%", "met"]
+    assert table.iloc[1].tolist() == [
+        "b",
+        "not reached within 310",
+        "–",
+        "not met",
+        "0 of 1 budgets",
+    ]
+    assert table.iloc[0, 1:].tolist() == ["210", "21%", "met", "1 of 1 budgets"]
+    assert table.iloc[3, -1] == "–"
     assert tokens_to_full(summary[summary["method"] != FULL_METHOD], "held-out").empty
 
 

@@ -52,7 +52,7 @@ from computealloc.comparison import (
 )
 from computealloc.evaluation import METHODS, ROUTER, EvaluationResult
 from computealloc.table import atomic_write
-from computealloc.thinking import FULL_METHOD, tokens_to_full
+from computealloc.thinking import BAR_WINS, FULL_METHOD, tokens_to_full
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -527,7 +527,9 @@ def thinking_table(summary: pd.DataFrame, protocol: str) -> pd.DataFrame:
         One row per budgeted method (:func:`computealloc.thinking.tokens_to_full`):
         ``method``, ``tokens to reach full accuracy`` (or ``not reached within N``, N the
         largest mean tokens evaluated), ``share of full's tokens`` and ``bar (<= 35%)``
-        (``met`` / ``not met``).
+        (``met`` / ``not met``), ``beats uniform-cap at equal tokens`` (``k of n budgets``:
+        its points inside ``uniform-cap``'s range of mean tokens that beat ``uniform-cap``'s
+        curve there; ``–`` for ``uniform-cap`` itself).
     """
     reach = tokens_to_full(summary, protocol)
     share = reach.attrs.get("share", np.nan)
@@ -545,6 +547,10 @@ def thinking_table(summary: pd.DataFrame, protocol: str) -> pd.DataFrame:
                 for s, ok in zip(reach["share_of_full"], found, strict=True)
             ],
             f"bar (<= {share:.0%})": ["met" if m else "not met" for m in reach["meets_bar"]],
+            "beats uniform-cap at equal tokens": [
+                f"{w} of {n} budgets" if n else "–"
+                for w, n in zip(reach["wins_vs_cap"], reach["compared_vs_cap"], strict=True)
+            ],
         }
     )
 
@@ -583,15 +589,19 @@ def thinking_lines(result: EvaluationResult, summary: pd.DataFrame | None = None
             + ", ".join(missing)
             + "."
         )
-    met = [
-        str(m)
-        for m, ok in zip(reach["method"], reach["meets_bar"], strict=True)
-        if ok and kind_of(str(m)) != "bound"
-    ]
+    deployable = reach[[kind_of(str(m)) != "bound" for m in reach["method"]]]
+    met = deployable[deployable["meets_bar"]]
+    names = ", ".join(map(str, met["method"]))
     lines.append(
         f"bar (<= {share:.0%} of full thinking's tokens): "
-        + (f"met by {', '.join(met)}." if met else "not met by any deployable method.")
+        + (f"met by {names}." if names else "not met by any deployable method.")
     )
+    if (reach["method"] == "uniform-cap").any():
+        both = ", ".join(map(str, met.loc[met["wins_vs_cap"] >= BAR_WINS, "method"]))
+        lines.append(
+            f"issue 16's bar (that, and beating uniform-cap at equal tokens at >= {BAR_WINS} "
+            "budgets): " + (f"met by {both}." if both else "not met.")
+        )
     return lines
 
 

@@ -47,6 +47,7 @@ from computealloc.splits import split_queries, split_samples
 
 __all__ = [
     "BAR_SHARE",
+    "BAR_WINS",
     "EXIT_METHODS",
     "FULL_METHOD",
     "THINKING_METHODS",
@@ -76,8 +77,10 @@ THINKING_METHODS: dict[str, str] = {
     "learned-exit": "learned",
     FULL_METHOD: "published",
 }
-#: The bar of issue 16: full thinking's accuracy with at most this share of its mean tokens.
+#: The bar of issue 16: full thinking's accuracy with at most this share of its mean tokens,
+#: and beating the uniform cap at equal mean tokens at this many budgets.
 BAR_SHARE = 0.35
+BAR_WINS = 3
 #: Settings of the ``conf`` and ``learned-exit`` knobs (quantiles of the training scores).
 N_KNOB = 64
 
@@ -568,28 +571,47 @@ def tokens_to_full(
         (the realised mean tokens at which its accuracy-vs-tokens curve over the budgets,
         sorted by tokens and linear between them, first reaches :data:`FULL_METHOD`'s
         accuracy; the first point's tokens when it starts above; NaN if it never does),
-        ``share_of_full`` (that over full thinking's mean tokens) and ``meets_bar``
-        (``share_of_full <= share``). ``attrs`` holds ``full_accuracy``, ``full_tokens``,
-        ``share`` and ``max_tokens`` (the largest mean tokens evaluated). Empty without a
-        :data:`FULL_METHOD` row.
+        ``share_of_full`` (that over full thinking's mean tokens), ``meets_bar``
+        (``share_of_full <= share``), ``wins_vs_cap`` and ``compared_vs_cap`` (of its points
+        inside ``uniform-cap``'s range of mean tokens, how many beat ``uniform-cap``'s
+        accuracy curve read at the same mean tokens, and how many there are; 0 and 0 for
+        ``uniform-cap`` itself or without it). ``attrs`` holds ``full_accuracy``,
+        ``full_tokens``, ``share`` and ``max_tokens`` (the largest mean tokens evaluated).
+        Empty without a :data:`FULL_METHOD` row.
     """
     part = summary[summary["protocol"] == protocol]
     full = part[part["method"] == FULL_METHOD]
-    columns = ["method", "tokens_to_full", "share_of_full", "meets_bar"]
+    columns = [
+        "method",
+        "tokens_to_full",
+        "share_of_full",
+        "meets_bar",
+        "wins_vs_cap",
+        "compared_vs_cap",
+    ]
     if full.empty:
         return pd.DataFrame(columns=columns)
     full_acc, full_tokens = float(full["accuracy"].iloc[0]), float(full["mean_cost"].iloc[0])
     curves = part[part["budget"].notna() & part["accuracy"].notna()]
+    cap = curves[curves["method"] == "uniform-cap"].sort_values("mean_cost")
+    cap_cost, cap_acc = cap["mean_cost"].to_numpy(np.float64), cap["accuracy"].to_numpy()
     out = []
     for method, group in curves.groupby("method", sort=False):
         cost = group["mean_cost"].to_numpy(np.float64)
-        reach = _reach(cost, group["accuracy"].to_numpy(np.float64), full_acc)
+        acc = group["accuracy"].to_numpy(np.float64)
+        reach = _reach(cost, acc, full_acc)
+        inside = np.zeros(cost.size, dtype=bool)
+        if cap_cost.size and method != "uniform-cap":
+            inside = (cost >= cap_cost[0]) & (cost <= cap_cost[-1])
+        wins = acc[inside] > np.interp(cost[inside], cap_cost, cap_acc) if inside.any() else inside
         out.append(
             {
                 "method": method,
                 "tokens_to_full": reach,
                 "share_of_full": reach / full_tokens,
                 "meets_bar": bool(reach / full_tokens <= share),
+                "wins_vs_cap": int(wins.sum()),
+                "compared_vs_cap": int(inside.sum()),
             }
         )
     frame = pd.DataFrame(out, columns=columns)
