@@ -20,7 +20,13 @@ from computealloc.cli import app
 from computealloc.comparison import compare, kind_of
 from computealloc.evaluation import METHODS, THINKING, EvaluationResult, evaluate
 from computealloc.report import thinking_lines, thinking_table, write_report
-from computealloc.thinking import BAR_SHARE, EXIT_METHODS, FULL_METHOD, tokens_to_full
+from computealloc.thinking import (
+    BAR_SHARE,
+    EXIT_METHODS,
+    FULL_METHOD,
+    evaluate_thinking,
+    tokens_to_full,
+)
 
 SHARES = (0.2, 0.45, 0.9)  # budgets as shares of full thinking's mean tokens
 SEEDS = 2
@@ -242,3 +248,17 @@ def test_cli_evaluate_on_a_checkpoint_log(tmp_path: Path) -> None:
     assert "bar (<= 35% of full thinking's tokens):" in text
     results = pd.read_csv(out / "results.csv")
     assert set(EXIT_METHODS) <= set(results["method"])
+
+
+def test_rules_are_evaluate_thinkings_on_the_same_splits(
+    log: CheckpointLog, budgets: list[float], result: EvaluationResult
+) -> None:
+    # evaluate's query split and sample halves coincide with evaluate_thinking's own (same
+    # seeds, same sorted queries), so the rules' numbers are identical
+    alone = evaluate_thinking(log, budgets, seeds=SEEDS, protocol="held-out")
+    alone["method"] = alone["method"].replace({"full": FULL_METHOD})
+    mine = result.results[result.results["method"].isin(THINKING)]
+    both = alone.merge(mine, on=["seed", "budget", "method"], suffixes=("", "_evaluate"))
+    assert len(both) == len(alone) == len(mine)
+    np.testing.assert_allclose(both["accuracy"], both["accuracy_evaluate"], atol=1e-12)
+    np.testing.assert_allclose(both["mean_cost"], both["mean_cost_evaluate"], atol=1e-9)

@@ -29,6 +29,10 @@ on the honest protocol (DESIGN, "Evaluation protocol"): queries split into train
 calibration / test by seed; under ``held-out`` each query's traces are split in two halves,
 the rules are fitted and calibrated on half A and every reported number is read from half B
 of the test queries. :func:`thinking_verdict` measures the bar of issue 16 on the result.
+
+:func:`computealloc.evaluation.evaluate` runs the same rules on a checkpoint log as methods
+(:data:`THINKING_METHODS`), on its own query split and sample halves
+(:func:`thinking_rows`), and the report reads :func:`tokens_to_full` off its summary.
 """
 
 from __future__ import annotations
