@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from computealloc.checkpoint_synthetic import synthetic
-from computealloc.checkpoints import CheckpointLog, checkpoint_summary
+from computealloc.checkpoints import CheckpointLog, checkpoint_summary, read_checkpoints
 from computealloc.cli import app
 from computealloc.comparison import compare, kind_of
 from computealloc.evaluation import METHODS, THINKING, EvaluationResult, evaluate
@@ -197,7 +197,7 @@ def test_tokens_to_full_on_a_hand_made_curve() -> None:
     )
     reach = tokens_to_full(summary, "held-out").set_index("method")
     assert reach.loc["a", "tokens_to_full"] == pytest.approx(210.0)  # halfway 110 -> 310
-    assert np.isnan(reach.loc["b", "tokens_to_full"])
+    assert pd.isna(reach.loc["b", "tokens_to_full"])
     assert reach.loc["c", "tokens_to_full"] == 120.0  # starts above: its first point
     assert reach["meets_bar"].tolist() == [True, False, True, False]
     # against uniform-cap's curve (0.45 at 100 -> 0.65 at 300) inside 100..300 tokens: a's
@@ -262,3 +262,19 @@ def test_rules_are_evaluate_thinkings_on_the_same_splits(
     assert len(both) == len(alone) == len(mine)
     np.testing.assert_allclose(both["accuracy"], both["accuracy_evaluate"], atol=1e-12)
     np.testing.assert_allclose(both["mean_cost"], both["mean_cost_evaluate"], atol=1e-9)
+
+
+def test_conf_without_confidences_is_skipped_with_the_reason() -> None:
+    frame = synthetic(60, 4, 4).to_frame().drop(columns=["confidence"])
+    log = read_checkpoints(frame)
+    result = evaluate(
+        log,
+        budgets=[900.0],
+        seeds=1,
+        protocols=("held-out",),
+        methods=["uniform", "oracle", "conf", "stable"],
+        cost="tokens",
+    )
+    assert "stable" in set(result.results["method"])
+    assert "conf" not in set(result.results["method"])
+    assert result.config["skipped"] == ["conf under held-out: the checkpoint log has no confidence"]

@@ -1216,6 +1216,8 @@ def _evaluate(
         think = _thinking_reason(checkpoints, cost, prices) if thinking else None
         if think is not None:
             skipped.extend(f"{m} under {protocol}: {think}" for m in thinking)
+        elif "conf" in thinking and checkpoints is not None and not checkpoints.has_confidence:
+            skipped.append(f"conf under {protocol}: the checkpoint log has no confidence")
         for seed in seed_list:
             tables = _tables(log, protocol, seed, acts, cost, prices, probe_m, prompt_X, cache)
             _check_budgets(tables.dec, budget_list, protocol)
