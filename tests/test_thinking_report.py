@@ -197,7 +197,7 @@ def test_tokens_to_full_on_a_hand_made_curve() -> None:
     )
     reach = tokens_to_full(summary, "held-out").set_index("method")
     assert reach.loc["a", "tokens_to_full"] == pytest.approx(210.0)  # halfway 110 -> 310
-    assert pd.isna(reach.loc["b", "tokens_to_full"])
+    assert reach["tokens_to_full"].isna().tolist() == [False, True, False, True]
     assert reach.loc["c", "tokens_to_full"] == 120.0  # starts above: its first point
     assert reach["meets_bar"].tolist() == [True, False, True, False]
     # against uniform-cap's curve (0.45 at 100 -> 0.65 at 300) inside 100..300 tokens: a's
