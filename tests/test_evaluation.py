@@ -14,6 +14,7 @@ from computealloc.evaluation import (
     ROUTER,
     SEQUENTIAL,
     SEQUENTIAL_ORDERS,
+    THINKING,
     EvaluationResult,
     evaluate,
     routing_metrics,
@@ -80,7 +81,8 @@ def test_results_have_the_contract_columns(result):
         "cost_error",
     ):
         assert extra in cols
-    assert set(result.results["method"]) == set(METHODS) - {ROUTER}  # one model: no routing
+    # one model: no routing; a sample log: no early exit along the thought
+    assert set(result.results["method"]) == set(METHODS) - {ROUTER} - set(THINKING)
     assert set(result.results["protocol"]) == {"in-sample", "held-out"}
 
 

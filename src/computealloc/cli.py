@@ -1285,10 +1285,11 @@ def evaluate_cmd(
     """
     from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
+    from computealloc.checkpoints import thinking_log
     from computealloc.comparison import primary_protocol, verdict_lines
     from computealloc.evaluation import METHODS, PROTOCOLS, SEQUENTIAL, footprint
     from computealloc.evaluation import evaluate as run_evaluation
-    from computealloc.report import write_report
+    from computealloc.report import thinking_lines, write_report
 
     _check_out(out / "report.html")
     pricing = _pricing(cost, price)
@@ -1298,7 +1299,10 @@ def evaluate_cmd(
         raise _fail(
             f"--budgets must be comma-separated numbers in (0, inf). Got {budgets!r}."
         ) from exc
-    sample_log = _drop_short(_open_log(log, repeats, map_), min_samples)
+    loaded = _open_any(log, repeats, map_)  # a checkpoint log: its thinking arms + exit rules
+    checkpoints = None if isinstance(loaded, SampleLog) else loaded
+    opened = loaded if isinstance(loaded, SampleLog) else thinking_log(loaded)
+    sample_log = _drop_short(opened, min_samples)
     protocols = PROTOCOLS if protocol == "both" else (protocol,)
     method_list = (
         [m.strip() for m in methods.split(",")]
@@ -1345,6 +1349,7 @@ def evaluate_cmd(
                 cost=pricing.unit,
                 prices=pricing.prices or None,
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
+                checkpoints=checkpoints,
             )
     except ValueError as exc:
         raise _fail(exc) from exc
@@ -1356,5 +1361,7 @@ def evaluate_cmd(
         highlight=False,
     )
     for line in verdict_lines(result):
+        console.print(f"  {_plain(line)}", highlight=False)
+    for line in thinking_lines(result):
         console.print(f"  {_plain(line)}", highlight=False)
     console.print(f"full report -> {_plain(paths.get('report.html', out))}", highlight=False)

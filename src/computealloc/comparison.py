@@ -25,6 +25,7 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from computealloc.evaluation import GAP_EPS, METHODS, ROUTER, EvaluationResult, cost_to_reach
+from computealloc.thinking import THINKING_METHODS
 
 __all__ = [
     "BOUNDS",
@@ -55,6 +56,8 @@ def kind_of(method: str) -> str:
     """``bound``, ``baseline``, ``peer``, ``published`` (fixed setting), ``learned`` or ``rule``."""
     if method in BOUNDS:
         return "bound"
+    if method in THINKING_METHODS:
+        return THINKING_METHODS[method]
     if method in ("uniform", "random"):
         return "baseline"
     if "@" in method:

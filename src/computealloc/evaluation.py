@@ -49,6 +49,15 @@ Sequential methods (:data:`SEQUENTIAL`)
     and ``esc@5``, which are not calibrated to a budget (``budget`` NaN). They need a
     single-model log, majority actions, ``cost="samples"``, at least 2 samples per query
     and budgets >= 1; they have no per-query records and no imitation metrics.
+Early exit along the thought (:data:`THINKING`)
+    On a checkpoint log (``log`` a :class:`~computealloc.checkpoints.CheckpointLog`, or
+    ``checkpoints`` given), :func:`computealloc.thinking.thinking_rows` on the same query
+    split, seed and sample halves: the budget-calibrated rules ``uniform-cap`` (budget
+    forcing, ``cap@T`` for every query), ``stable``, ``conf`` and computealloc's
+    ``learned-exit``, and ``full/majority@1`` (one trace thought to its end; ``budget``
+    NaN), the reference of "tokens to reach full-thinking accuracy". They need a
+    single-model checkpoint log and ``cost="tokens"`` without prices; they have no per-query
+    records and no imitation metrics.
 ``oracle``
     :func:`computealloc.oracle.solve` on the test queries' decision table, read on the report
     table: the honest oracle (under in-sample the two tables are one).
@@ -79,7 +88,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from numbers import Integral, Real
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -98,6 +107,7 @@ from computealloc.samples import SampleLog
 from computealloc.sequential import SEQUENTIAL_METHODS, sequential_methods
 from computealloc.splits import QuerySplit, split_queries, split_samples
 from computealloc.table import Allocation, OutcomeTable
+from computealloc.thinking import THINKING_METHODS
 from computealloc.units import PriceLike, pricing_of
 
 __all__ = [
@@ -107,6 +117,7 @@ __all__ = [
     "ROUTER",
     "SEQUENTIAL",
     "SEQUENTIAL_ORDERS",
+    "THINKING",
     "EvaluationResult",
     "Footprint",
     "cost_to_reach",
@@ -114,6 +125,9 @@ __all__ = [
     "footprint",
     "routing_metrics",
 ]
+
+if TYPE_CHECKING:
+    from computealloc.checkpoints import CheckpointLog
 
 Float = NDArray[np.float64]
 Int = NDArray[np.int64]
@@ -132,6 +146,9 @@ SEQUENTIAL_ORDERS = 64
 #: RouteLLM's threshold router between the two models of a routing log.
 ROUTER = "router/threshold"
 
+#: The early-exit rules along the thought (:mod:`computealloc.thinking`), run on checkpoint logs.
+THINKING: tuple[str, ...] = tuple(THINKING_METHODS)
+
 #: Every method, in report order.
 METHODS: tuple[str, ...] = (
     "uniform",
@@ -148,6 +165,7 @@ METHODS: tuple[str, ...] = (
     "value+probe/batch",
     ROUTER,
     *SEQUENTIAL,
+    *THINKING,
     "oracle",
     "oracle+probe",
     "oracle_in_sample",
@@ -633,7 +651,7 @@ def _relative_metrics(frame: pd.DataFrame) -> pd.DataFrame:
     closed = (out["accuracy"] - out["uniform_accuracy"]) / gap.where(gap > GAP_EPS)
     out["gap_closed"] = closed
     out["cost_error"] = out["mean_cost"] / out["budget"] - 1.0
-    sequential = out["method"].isin(SEQUENTIAL)
+    sequential = out["method"].isin(SEQUENTIAL) | out["method"].isin(THINKING)
     out.loc[sequential, "regret"] = out["oracle_accuracy"] - out["accuracy"]
     return out
 
@@ -874,6 +892,57 @@ def _sequential_reason(log: SampleLog, cost: str, actions: tuple[Action, ...]) -
     return None
 
 
+def _thinking_reason(
+    checkpoints: CheckpointLog | None, cost: str, prices: Mapping[str, PriceLike] | None
+) -> str | None:
+    """Why the early-exit rules cannot run (None when they can)."""
+    if checkpoints is None:
+        return "early exit along the thought needs a checkpoint log"
+    if len(checkpoints.models) != 1:
+        return "early exit along the thought needs a single-model checkpoint log"
+    if cost != "tokens" or prices:
+        return "early exit along the thought is budgeted in tokens (cost='tokens', no prices)"
+    return None
+
+
+def _thinking_rows(
+    log: SampleLog,
+    checkpoints: CheckpointLog,
+    tables: _Tables,
+    qsplit: QuerySplit,
+    protocol: str,
+    seed: int,
+    budgets: list[float],
+) -> list[dict[str, Any]]:
+    """Rows of the early-exit rules on the query split and sample halves of ``tables``."""
+    from computealloc.thinking import EXIT_METHODS, thinking_rows
+
+    ids = np.asarray(tables.dec.query_ids, dtype=object)
+    half_a = None
+    if protocol != "in-sample":
+        samples = log.samples
+        one_arm = (samples["model"] == samples["model"].iloc[0]).to_numpy()
+        first = samples[one_arm]
+        half_a = pd.Series(
+            split_samples(samples, seed=seed)[one_arm],
+            index=pd.MultiIndex.from_arrays([first["query_id"], first["sample_idx"]]),
+        )
+    rows = thinking_rows(
+        checkpoints,
+        budgets,
+        seed=seed,
+        protocol=protocol,
+        train=list(ids[qsplit.train]),
+        calibration=list(ids[qsplit.calibration]),
+        test=list(ids[qsplit.test]),
+        half_a=half_a,
+        methods=EXIT_METHODS,
+    )
+    for row in rows:
+        row.update(reference="oracle", imitation_accuracy=np.nan, regret_bound=np.nan)
+    return rows
+
+
 def _router_reason(log: SampleLog, actions: tuple[Action, ...]) -> str | None:
     """Why the threshold router cannot run on this log and actions (None when it can)."""
     if len(log.models) != 2:
@@ -988,7 +1057,7 @@ def footprint(
 
 
 def evaluate(
-    log: SampleLog,
+    log: SampleLog | CheckpointLog,
     *,
     actions: str | Iterable[str | Action] | None = None,
     budgets: Iterable[float] = (1, 2, 4, 8),
@@ -1000,6 +1069,7 @@ def evaluate(
     cost: Literal["samples", "tokens", "usd", "chars"] = "samples",
     prices: Mapping[str, PriceLike] | None = None,
     progress: ProgressCallback | None = None,
+    checkpoints: CheckpointLog | None = None,
 ) -> EvaluationResult:
     """Evaluate allocation methods on held-out queries over seeds, budgets and protocols.
 
@@ -1010,8 +1080,10 @@ def evaluate(
 
     Parameters
     ----------
-    log : SampleLog
-        Samples of the queries (one model, or several for routing).
+    log : SampleLog or CheckpointLog
+        Samples of the queries (one model, or several for routing); a checkpoint log is
+        evaluated as its thinking arms (:func:`computealloc.checkpoints.thinking_log`), with
+        the early-exit rules of :data:`THINKING` as methods too.
     actions : str or iterable of str or Action, optional
         Action specs; default :func:`computealloc.estimate.default_actions` per protocol
         (under held-out, ``K`` up to half the smallest pool).
@@ -1043,6 +1115,11 @@ def evaluate(
         budget the share of queries sent to the strong model (RouteLLM's axis).
     progress : callable, optional
         Called as ``progress(done, total)`` after each (protocol, seed, budget) step.
+    checkpoints : CheckpointLog, optional
+        The checkpoint log ``log`` was made from by
+        :func:`~computealloc.checkpoints.thinking_log`: runs the early-exit rules of
+        :data:`THINKING` on it, on the same splits (by default when it has one model and
+        ``cost="tokens"``).
 
     Returns
     -------
@@ -1064,7 +1141,16 @@ def evaluate(
     >>> result = evaluate(datasets.load("mot_cascade:llama-2-13b/gsm/pot2"))  # doctest: +SKIP
     >>> result.summary().query("budget == 4 and protocol == 'held-out'")  # doctest: +SKIP
     """
+    from computealloc.checkpoints import CheckpointLog, thinking_log
+
+    if isinstance(log, CheckpointLog):
+        checkpoints, log = log, thinking_log(log)
     _check_args(log, probe_m, cost, prices)
+    if checkpoints is not None and not isinstance(checkpoints, CheckpointLog):
+        raise TypeError(
+            "The 'checkpoints' parameter of evaluate must be a CheckpointLog or None. Got "
+            f"{type(checkpoints).__name__} instead."
+        )
     budget_list = _budget_list(budgets)
     seed_list = _seed_list(seeds)
     protocol_list = _choice_list("protocols", protocols, PROTOCOLS)
@@ -1075,6 +1161,8 @@ def evaluate(
         method_list = [m for m in method_list if m not in SEQUENTIAL]
     if methods is None and _router_reason(log, ()) is not None:
         method_list = [m for m in method_list if m != ROUTER]
+    if methods is None and _thinking_reason(checkpoints, cost, prices) is not None:
+        method_list = [m for m in method_list if m not in THINKING]
     return _evaluate(
         log,
         actions,
@@ -1087,6 +1175,7 @@ def evaluate(
         cost,
         prices,
         progress,
+        checkpoints,
     )
 
 
@@ -1102,10 +1191,12 @@ def _evaluate(
     cost: str,
     prices: Mapping[str, PriceLike] | None,
     progress: ProgressCallback | None,
+    checkpoints: CheckpointLog | None = None,
 ) -> EvaluationResult:
     """The sweep of :func:`evaluate`, arguments validated."""
     prompt_X = build_features(log).X
-    static = [m for m in method_list if m not in SEQUENTIAL]
+    thinking = [m for m in method_list if m in THINKING]
+    static = [m for m in method_list if m not in SEQUENTIAL and m not in THINKING]
     sequential = [m for m in method_list if m in SEQUENTIAL]
     total = len(protocol_list) * len(seed_list) * len(budget_list)
     rows: list[dict[str, Any]] = []
@@ -1122,6 +1213,11 @@ def _evaluate(
         if router is not None:
             skipped.append(f"{ROUTER} under {protocol}: {router}")
         runnable = [m for m in static if m != ROUTER or router is None]
+        think = _thinking_reason(checkpoints, cost, prices) if thinking else None
+        if think is not None:
+            skipped.extend(f"{m} under {protocol}: {think}" for m in thinking)
+        elif "conf" in thinking and checkpoints is not None and not checkpoints.has_confidence:
+            skipped.append(f"conf under {protocol}: the checkpoint log has no confidence")
         for seed in seed_list:
             tables = _tables(log, protocol, seed, acts, cost, prices, probe_m, prompt_X, cache)
             _check_budgets(tables.dec, budget_list, protocol)
@@ -1130,6 +1226,11 @@ def _evaluate(
             if sequential and reason is None:
                 rows += _sequential_rows(
                     log, tables, protocol, seed, budget_list, sequential, split, prompt_X
+                )
+            if thinking and think is None:
+                assert checkpoints is not None
+                rows += _thinking_rows(
+                    log, checkpoints, tables, qsplit, protocol, seed, budget_list
                 )
             for budget in budget_list:
                 new, recs = _seed_rows(log, tables, qsplit, budget, runnable, fitted, seed, skipped)

@@ -29,6 +29,10 @@ on the honest protocol (DESIGN, "Evaluation protocol"): queries split into train
 calibration / test by seed; under ``held-out`` each query's traces are split in two halves,
 the rules are fitted and calibrated on half A and every reported number is read from half B
 of the test queries. :func:`thinking_verdict` measures the bar of issue 16 on the result.
+
+:func:`computealloc.evaluation.evaluate` runs the same rules on a checkpoint log as methods
+(:data:`THINKING_METHODS`), on its own query split and sample halves
+(:func:`thinking_rows`), and the report reads :func:`tokens_to_full` off its summary.
 """
 
 from __future__ import annotations
@@ -46,12 +50,18 @@ from computealloc.checks import check_budget
 from computealloc.splits import split_queries, split_samples
 
 __all__ = [
+    "BAR_SHARE",
+    "BAR_WINS",
     "EXIT_METHODS",
+    "FULL_METHOD",
+    "THINKING_METHODS",
     "LearnedExit",
     "calibrate_knob",
     "evaluate_thinking",
     "exit_features",
+    "thinking_rows",
     "thinking_verdict",
+    "tokens_to_full",
 ]
 
 Float = NDArray[np.float64]
@@ -60,6 +70,21 @@ Bool = NDArray[np.bool_]
 
 #: The budgeted methods of :func:`evaluate_thinking`, plus the reference ``full``.
 EXIT_METHODS: tuple[str, ...] = ("uniform-cap", "stable", "conf", "learned-exit")
+#: One trace thought to its end: the reference of "tokens to reach full-thinking accuracy".
+FULL_METHOD = "full/majority@1"
+#: The methods :func:`computealloc.evaluation.evaluate` adds on a checkpoint log, each with its
+#: kind in the comparison (:func:`computealloc.comparison.kind_of`): one entry per method.
+THINKING_METHODS: dict[str, str] = {
+    "uniform-cap": "baseline",
+    "stable": "rule",
+    "conf": "rule",
+    "learned-exit": "learned",
+    FULL_METHOD: "published",
+}
+#: The bar of issue 16: full thinking's accuracy with at most this share of its mean tokens,
+#: and beating the uniform cap at equal mean tokens at this many budgets.
+BAR_SHARE = 0.35
+BAR_WINS = 3
 #: Settings of the ``conf`` and ``learned-exit`` knobs (quantiles of the training scores).
 N_KNOB = 64
 
@@ -320,13 +345,98 @@ def _one_seed(
     n_rows = traces.qids.size
     split = split_queries(n_rows, seed=seed)
     half_a, half_b = _halves(traces, protocol, seed)
-    part = np.zeros(n_rows, dtype=np.int64)
-    part[split.calibration], part[split.test] = 1, 2
+    part = np.full(n_rows, -1, dtype=np.int64)
+    part[split.train], part[split.calibration], part[split.test] = 0, 1, 2
+    return _rule_rows(log, traces, budgets, seed, protocol, methods, part, half_a, half_b)
+
+
+def thinking_rows(
+    log: CheckpointLog,
+    budgets: Sequence[float],
+    *,
+    seed: int,
+    protocol: str,
+    train: Sequence[str],
+    calibration: Sequence[str],
+    test: Sequence[str],
+    half_a: pd.Series | None = None,
+    methods: Sequence[str] = EXIT_METHODS,
+) -> list[dict[str, object]]:
+    """The early-exit rules on a given query split and sample halves (one seed).
+
+    What :func:`computealloc.evaluation.evaluate` calls on a checkpoint log, so that the
+    rules read exactly its train / calibration / test queries and its sample halves.
+
+    Parameters
+    ----------
+    log : CheckpointLog
+        A single-model checkpoint log.
+    budgets : sequence of float
+        Mean tokens per query, each > 0.
+    seed : int
+        Seed of the learned rule's classifiers (and the ``seed`` column).
+    protocol : {"held-out", "in-sample"}
+        The protocol, for the ``protocol`` column.
+    train, calibration, test : sequence of str
+        Query ids of each part; queries in none of them are not read.
+    half_a : Series of bool, optional
+        Indexed by ``(query_id, sample_idx)``: True for the traces of half A (fitting and
+        calibration), False for half B (reported numbers); None uses every trace for both
+        (in-sample). A trace missing from the index is read by neither.
+    methods : sequence of str
+        From :data:`EXIT_METHODS`; ``conf`` is left out when the log has no confidences.
+
+    Returns
+    -------
+    list of dict
+        The rows of :func:`evaluate_thinking` for this seed, its ``full`` row named
+        :data:`FULL_METHOD`.
+    """
+    traces = log.traces()
+    qids = pd.Index(traces.qids.astype(str))
+    part = np.full(qids.size, -1, dtype=np.int64)
+    for code, ids in enumerate((train, calibration, test)):
+        at = qids.get_indexer(pd.Index([str(q) for q in ids]))
+        part[at[at >= 0]] = code
+    if half_a is None:
+        everything = np.ones(traces.n_traces, dtype=bool)
+        halves = (everything, everything)
+    else:
+        keys = pd.MultiIndex.from_arrays([qids[traces.row], traces.sample_idx])
+        index = pd.MultiIndex.from_arrays(
+            [
+                half_a.index.get_level_values(0).astype(str),
+                half_a.index.get_level_values(1).astype(np.int64),
+            ]
+        )
+        known = pd.Series(half_a.to_numpy(), index=index).reindex(keys)  # NaN: in neither
+        halves = (known.eq(True).to_numpy(), known.eq(False).to_numpy())
+    chosen = [m for m in methods if m != "conf" or log.has_confidence]
+    rows = _rule_rows(log, traces, list(budgets), seed, protocol, chosen, part, *halves)
+    for row in rows:
+        if row["method"] == "full":
+            row["method"] = FULL_METHOD
+    return rows
+
+
+def _rule_rows(
+    log: CheckpointLog,
+    traces: Traces,
+    budgets: list[float],
+    seed: int,
+    protocol: str,
+    methods: list[str],
+    part: Int,
+    half_a: Bool,
+    half_b: Bool,
+) -> list[dict[str, object]]:
+    """Every rule on one split: ``part`` is 0/1/2 (train/calibration/test) per query, else -1."""
+    n_rows = traces.qids.size
     train = traces.subset(half_a & (part[traces.row] == 0))
     cal = traces.subset(half_a & (part[traces.row] == 1))
     test = traces.subset(half_b & (part[traces.row] == 2))
     learned = LearnedExit(random_state=seed).fit(train) if "learned-exit" in methods else None
-    base = {"protocol": protocol, "seed": seed, "n_test": int(split.test.size)}
+    base = {"protocol": protocol, "seed": seed, "n_test": int((part == 2).sum())}
     full = arm_outcomes(test, "full")
     rows: list[dict[str, object]] = [
         {
@@ -439,4 +549,80 @@ def thinking_verdict(results: pd.DataFrame, *, share: float = 0.35) -> pd.DataFr
         )
     frame = pd.DataFrame(out)
     frame.attrs.update(full_accuracy=full_acc, full_tokens=full_cost)
+    return frame
+
+
+def tokens_to_full(
+    summary: pd.DataFrame, protocol: str, *, share: float = BAR_SHARE
+) -> pd.DataFrame:
+    """Mean tokens at which each method reaches full thinking's accuracy, on an evaluation.
+
+    Parameters
+    ----------
+    summary : DataFrame
+        :meth:`computealloc.evaluation.EvaluationResult.summary` of an evaluation of a
+        checkpoint log with ``cost="tokens"`` (columns ``protocol, budget, method, accuracy,
+        mean_cost``, means over seeds), including the :data:`FULL_METHOD` row.
+    protocol : str
+        The protocol to read.
+    share : float
+        The bar's share of full thinking's mean tokens.
+
+    Returns
+    -------
+    DataFrame
+        One row per budgeted method (order of ``summary``): ``method``, ``tokens_to_full``
+        (the realised mean tokens at which its accuracy-vs-tokens curve over the budgets,
+        sorted by tokens and linear between them, first reaches :data:`FULL_METHOD`'s
+        accuracy; the first point's tokens when it starts above; NaN if it never does),
+        ``share_of_full`` (that over full thinking's mean tokens), ``meets_bar``
+        (``share_of_full <= share``), ``wins_vs_cap`` and ``compared_vs_cap`` (of its points
+        inside ``uniform-cap``'s range of mean tokens, how many beat ``uniform-cap``'s
+        accuracy curve read at the same mean tokens, and how many there are; 0 and 0 for
+        ``uniform-cap`` itself or without it). ``attrs`` holds ``full_accuracy``,
+        ``full_tokens``, ``share`` and ``max_tokens`` (the largest mean tokens evaluated).
+        Empty without a :data:`FULL_METHOD` row.
+    """
+    part = summary[summary["protocol"] == protocol]
+    full = part[part["method"] == FULL_METHOD]
+    columns = [
+        "method",
+        "tokens_to_full",
+        "share_of_full",
+        "meets_bar",
+        "wins_vs_cap",
+        "compared_vs_cap",
+    ]
+    if full.empty:
+        return pd.DataFrame(columns=columns)
+    full_acc, full_tokens = float(full["accuracy"].iloc[0]), float(full["mean_cost"].iloc[0])
+    curves = part[part["budget"].notna() & part["accuracy"].notna()]
+    cap = curves[curves["method"] == "uniform-cap"].sort_values("mean_cost")
+    cap_cost, cap_acc = cap["mean_cost"].to_numpy(np.float64), cap["accuracy"].to_numpy()
+    out = []
+    for method, group in curves.groupby("method", sort=False):
+        cost = group["mean_cost"].to_numpy(np.float64)
+        acc = group["accuracy"].to_numpy(np.float64)
+        reach = _reach(cost, acc, full_acc)
+        inside = np.zeros(cost.size, dtype=bool)
+        if cap_cost.size and method != "uniform-cap":
+            inside = (cost >= cap_cost[0]) & (cost <= cap_cost[-1])
+        wins = acc[inside] > np.interp(cost[inside], cap_cost, cap_acc) if inside.any() else inside
+        out.append(
+            {
+                "method": method,
+                "tokens_to_full": reach,
+                "share_of_full": reach / full_tokens,
+                "meets_bar": bool(reach / full_tokens <= share),
+                "wins_vs_cap": int(wins.sum()),
+                "compared_vs_cap": int(inside.sum()),
+            }
+        )
+    frame = pd.DataFrame(out, columns=columns)
+    frame.attrs.update(
+        full_accuracy=full_acc,
+        full_tokens=full_tokens,
+        share=share,
+        max_tokens=float(curves["mean_cost"].max()) if len(curves) else np.nan,
+    )
     return frame
