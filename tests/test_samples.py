@@ -552,6 +552,15 @@ def test_truncated_jsonl_last_line(tmp_path: Path) -> None:
     )
 
 
+def test_deeply_nested_jsonl_line_is_a_clean_error(tmp_path: Path) -> None:
+    deep = "[" * 100_000 + "]" * 100_000
+    path = _write(tmp_path, "d.jsonl", '{"query_id": "q", "sample_idx": 0}\n' + deep + "\n")
+    _fails(
+        path,
+        f"{path}, line 2: JSON nested too deeply to read; expected one flat JSON object per line",
+    )
+
+
 def test_jsonl_line_that_is_not_an_object(tmp_path: Path) -> None:
     path = _write(tmp_path, "t.jsonl", '{"query_id": "q", "sample_idx": 0}\n[1, 2]\n')
     _fails(path, f"{path}, line 2: expected a JSON object, found a JSON array")

@@ -809,6 +809,12 @@ def _parse_json_lines(text: str, path: str) -> tuple[list[dict[str, Any]], list[
                 path=path,
                 line=number,
             ) from exc
+        except RecursionError:
+            raise SampleLogError(
+                "JSON nested too deeply to read; expected one flat JSON object per line",
+                path=path,
+                line=number,
+            ) from None
         if not isinstance(obj, dict):
             raise SampleLogError(
                 f"expected a JSON object, found a JSON {_json_type(obj)}", path=path, line=number
