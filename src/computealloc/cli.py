@@ -18,6 +18,7 @@ from rich.text import Text
 
 from computealloc import datasets
 from computealloc.checks import check_budget
+from computealloc.methods import fit_help, fittable
 from computealloc.samples import SampleLog, SampleLogError
 from computealloc.table import OutcomeTable, atomic_write
 from computealloc.units import Pricing
@@ -831,11 +832,7 @@ def fit_cmd(
     out: Annotated[Path, typer.Option("-o", "--out", help="Policy file to write (JSON).")],
     method: Annotated[
         str,
-        typer.Option(
-            help="value, imitation, length or uniform (one decision per query), or a "
-            "sequential stopping rule: sequential (computealloc's), sequential/pooled, "
-            "sequential/prior, adaptive-consistency, dirichlet, entropy, majority-share, esc."
-        ),
+        typer.Option(help=fit_help()),
     ] = "value",
     actions: Annotated[
         str | None,
@@ -854,11 +851,10 @@ def fit_cmd(
     """
     from computealloc.fit import fit_policy
     from computealloc.persist import save_policy
-    from computealloc.sequential import FIT_RULES
 
     pricing = _pricing(cost, price)
     sample_log = _open_log(log, repeats)
-    if method in FIT_RULES:
+    if method in fittable("fit_stopping"):
         if actions is not None or cost != "samples" or price or probe_m:
             console.print(
                 f"[red]error:[/red] --method {method} is a sequential stopping rule: it spends "
@@ -872,7 +868,7 @@ def fit_cmd(
             result = fit_policy(
                 sample_log,
                 budget=budget,
-                method=cast(Literal["value", "imitation", "length", "uniform"], method),
+                method=method,
                 actions=actions,
                 cost=pricing.unit,
                 prices=pricing.prices,

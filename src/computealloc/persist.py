@@ -53,6 +53,8 @@ import pandas as pd
 from lightgbm.basic import LightGBMError
 from numpy.typing import NDArray
 
+from computealloc import policies, sequential
+from computealloc.methods import policy_classes, stopping_classes
 from computealloc.persist_schema import (
     CheckedModel,
     CheckedStopping,
@@ -64,17 +66,8 @@ from computealloc.persist_schema import (
     file_error,
     read_document,
 )
-from computealloc.policies import BasePolicy, Imitation, LengthHeuristic, Random, Uniform, Value
-from computealloc.sequential import (
-    BetaRule,
-    CalibratedStopping,
-    DirichletRule,
-    EntropyRule,
-    LagrangianStopping,
-    MajorityShareRule,
-    StoppingRule,
-    WindowRule,
-)
+from computealloc.policies import BasePolicy
+from computealloc.sequential import CalibratedStopping, LagrangianStopping, StoppingRule
 from computealloc.table import atomic_write
 from computealloc.units import Pricing
 
@@ -93,19 +86,10 @@ __all__ = [
 FORMAT = "computealloc.policy"
 STOPPING_FORMAT = "computealloc.stopping"
 VERSION = 1
-_CLASSES: dict[str, type[BasePolicy]] = {
-    cls.__name__: cls for cls in (Uniform, Random, LengthHeuristic, Imitation, Value)
-}
+#: The allow-lists: the classes of the registered methods (:mod:`computealloc.methods`).
+_CLASSES: dict[str, type[BasePolicy]] = {name: getattr(policies, name) for name in policy_classes()}
 _STOPPING_CLASSES: dict[str, type[StoppingRule]] = {
-    cls.__name__: cls
-    for cls in (
-        BetaRule,
-        DirichletRule,
-        EntropyRule,
-        MajorityShareRule,
-        WindowRule,
-        LagrangianStopping,
-    )
+    name: getattr(sequential, name) for name in stopping_classes()
 }
 #: Optional scalar attributes of a fitted policy and their types.
 _SCALARS: dict[str, type[float] | type[int]] = {
