@@ -45,6 +45,8 @@ __all__ = [
     "method_names",
     "policy_classes",
     "register",
+    "rule_label",
+    "rule_labels",
     "stopping_classes",
 ]
 
@@ -176,6 +178,28 @@ def stopping_classes() -> tuple[str, ...]:
     return tuple(
         dict.fromkeys(s.cls for s in _REGISTRY.values() if s.family == "stopping" and s.cls)
     )
+
+
+def rule_labels() -> dict[str, str]:
+    """The method name of each stopping-rule class at its calibrated setting (the ``LABEL`` of
+    a live stopping rule's ``LABEL@t`` actions and metrics)."""
+    return {
+        str(s.cls): s.name for s in _REGISTRY.values() if s.fit == "fit_stopping" and not s.params
+    }
+
+
+def rule_label(cls: str) -> str:
+    """:func:`rule_labels` of the class named ``cls``.
+
+    Raises
+    ------
+    TypeError
+        When no registered stopping method uses ``cls``.
+    """
+    labels = rule_labels()
+    if cls not in labels:
+        raise TypeError(f"The stopping rules are {sorted(labels)}. Got {cls} instead.")
+    return labels[cls]
 
 
 def fit_help() -> str:

@@ -13,9 +13,9 @@ the scores into actions under a budget, in two ways:
 from __future__ import annotations
 
 from abc import ABCMeta, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -26,6 +26,11 @@ from sklearn.exceptions import NotFittedError
 from computealloc.calibrate import apply_lambda, calibrate_lambda, solve_scores
 from computealloc.checks import check_budget
 from computealloc.table import Allocation, OutcomeTable
+
+if TYPE_CHECKING:
+    from computealloc.backends.base import Backend
+    from computealloc.deploy import RuntimeOptions
+    from computealloc.runtime import AnsweringRuntime
 
 __all__ = ["BasePolicy", "BoostedPolicy", "check_budget", "check_rows", "mixed_mean", "row_ids"]
 
@@ -65,6 +70,47 @@ class BasePolicy(BaseEstimator, metaclass=ABCMeta):
     _scores_are_accuracies = False
 
     random_state: int | None
+
+    # --- the deployable contract (computealloc.deploy.Deployable) ----------------------------
+
+    @property
+    def deploy_unit(self) -> str:
+        """The cost unit of the costs and the budget (``cost_unit_``; fitted policies)."""
+        return str(self.cost_unit_)
+
+    @property
+    def deploy_prices(self) -> dict[str, str]:
+        """Price per arm the policy was fitted with (``prices_``; empty: 1 per unit)."""
+        return dict(getattr(self, "prices_", {}))
+
+    @property
+    def deploy_actions(self) -> tuple[str, ...]:
+        """The action specs (``actions_``)."""
+        return tuple(self.actions_)
+
+    def describe_rule(self) -> str:
+        """``"CLASS policy, N actions"``."""
+        return f"{type(self).__name__} policy, {len(self.actions_)} actions"
+
+    def open_runtime(
+        self,
+        backends: Backend | Mapping[str, Backend],
+        *,
+        budget: float,
+        options: RuntimeOptions,
+    ) -> AnsweringRuntime:
+        """A :class:`~computealloc.runtime.Runtime` running this policy on ``backends``."""
+        from computealloc.runtime import Runtime
+
+        return Runtime(
+            self,
+            backends,
+            budget=budget,
+            probe_m=options.probe_m,
+            prices=options.prices,
+            temperature=options.temperature,
+            max_tokens=options.max_tokens,
+        )
 
     def fit(self, X: ArrayLike | pd.DataFrame, table: OutcomeTable) -> BasePolicy:
         """Fit the policy on training queries.

@@ -223,9 +223,9 @@ class LagrangianStopping(StoppingRule):
     it, not for every query. Unvisited states continue sampling up to the cap.
     """
 
-    _knob = "lam"
-    _knob_range = (-1.0, 1.0)
-    _knob_raises_cost = False
+    knob = "lam"
+    knob_range = (-1.0, 1.0)
+    knob_raises_cost = False
 
     def __init__(
         self,

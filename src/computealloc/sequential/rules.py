@@ -45,15 +45,15 @@ class StoppingRule(BaseEstimator, metaclass=ABCMeta):
     A rule looks at the answers drawn so far and says whether to stop. Subclasses implement
     :meth:`_fires`, the rule's condition at every prefix of replayed trajectories; the class
     adds the caps, the per-query :meth:`should_stop` and the budget knob used by
-    :func:`calibrate_stopping` (the parameter named by ``_knob``).
+    :func:`calibrate_stopping` (the parameter named by ``knob``).
     """
 
     #: The parameter that :func:`calibrate_stopping` tunes, its range, and whether raising it
     #: spends more samples.
-    _knob: ClassVar[str] = "threshold"
-    _knob_range: ClassVar[tuple[float, float]] = (0.0, 1.0)
-    _knob_raises_cost: ClassVar[bool] = True
-    _knob_integer: ClassVar[bool] = False
+    knob: ClassVar[str] = "threshold"
+    knob_range: ClassVar[tuple[float, float]] = (0.0, 1.0)
+    knob_raises_cost: ClassVar[bool] = True
+    knob_integer: ClassVar[bool] = False
 
     max_samples: int | None
 
@@ -104,10 +104,10 @@ class StoppingRule(BaseEstimator, metaclass=ABCMeta):
         """The cap of a live query after ``t`` samples (no cap known: not yet reached)."""
         return self.max_samples if self.max_samples is not None else t + 1
 
-    def _with_knob(self, value: float) -> StoppingRule:
+    def with_knob(self, value: float) -> StoppingRule:
         """A copy of the rule with its budget knob set to ``value`` (fitted state shared)."""
         new = copy.copy(self)
-        setattr(new, self._knob, int(value) if self._knob_integer else float(value))
+        setattr(new, self.knob, int(value) if self.knob_integer else float(value))
         return new
 
 
@@ -146,7 +146,7 @@ class BetaRule(StoppingRule):
     for Efficient Reasoning and Coding with LLMs." EMNLP 2023.
     """
 
-    _knob_range = (0.5, 1.0)
+    knob_range = (0.5, 1.0)
 
     def __init__(self, *, threshold: float = 0.95, max_samples: int | None = None) -> None:
         self.threshold = threshold
@@ -282,7 +282,7 @@ class EntropyRule(StoppingRule):
         Cap on the samples per query.
     """
 
-    _knob_raises_cost = False
+    knob_raises_cost = False
 
     def __init__(
         self, *, threshold: float = 0.25, min_samples: int = 2, max_samples: int | None = None
@@ -320,7 +320,7 @@ class MajorityShareRule(StoppingRule):
         Cap on the samples per query.
     """
 
-    _knob_range = (0.0, 2.0)
+    knob_range = (0.0, 2.0)
 
     def __init__(
         self, *, threshold: float = 0.8, min_samples: int = 2, max_samples: int | None = None
@@ -355,9 +355,9 @@ class WindowRule(StoppingRule):
     Early-stopping Self-Consistency for Multi-step Reasoning." ICLR 2024.
     """
 
-    _knob = "window"
-    _knob_range = (1.0, 4096.0)
-    _knob_integer = True
+    knob = "window"
+    knob_range = (1.0, 4096.0)
+    knob_integer = True
 
     def __init__(self, *, window: int = 5, max_samples: int | None = None) -> None:
         self.window = window
