@@ -715,7 +715,7 @@ class Runtime(AnsweringRuntime):
         )
 
     def _lam_floor(self) -> float:
-        accuracies = bool(getattr(type(self.policy), "_scores_are_accuracies", False))
+        accuracies = bool(self.policy.scores_are_accuracies)
         return 0.0 if accuracies else -math.inf
 
     def _realised(self, drawn: list[Completion], arm: str) -> tuple[float, bool]:
@@ -770,7 +770,7 @@ def _check_policy(policy: object) -> None:
             "The 'policy' parameter of Runtime must be a fitted BasePolicy. "
             f"Got {type(policy).__name__} instead."
         )
-    policy._check_fitted()
+    policy.check_fitted()
     if isinstance(policy, Random):
         raise ValueError(
             "The Random policy has no per-action scores, so the runtime cannot price its "

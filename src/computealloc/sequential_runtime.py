@@ -380,7 +380,7 @@ def _calibrated(rule: object) -> CalibratedStopping:
             f"SequentialRuntime runs the rules {sorted(RULE_LABELS)}. Got {name} instead."
         )
     if isinstance(calibrated.low, LagrangianStopping):
-        calibrated.low._check_fitted()
+        calibrated.low.check_fitted()
     return calibrated
 
 

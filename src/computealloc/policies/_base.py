@@ -67,7 +67,7 @@ class BasePolicy(BaseEstimator, metaclass=ABCMeta):
     #: Whether :meth:`scores` are predicted accuracies: an allocation's ``accuracy`` field is
     #: then the policy's own forecast, and a budget beyond the best predicted actions is left
     #: slack. Other scores (log-probabilities) always spend the budget (negative price).
-    _scores_are_accuracies = False
+    scores_are_accuracies = False
 
     random_state: int | None
 
@@ -180,8 +180,8 @@ class BasePolicy(BaseEstimator, metaclass=ABCMeta):
         budget = check_budget(budget, f"{type(self).__name__}.allocate")
         s = self.scores(X)
         c = self._costs(costs, s.shape[0])
-        allocation = solve_scores(s, c, budget, match_budget=not self._scores_are_accuracies)
-        accuracy = mixed_mean(allocation, s) if self._scores_are_accuracies else float("nan")
+        allocation = solve_scores(s, c, budget, match_budget=not self.scores_are_accuracies)
+        accuracy = mixed_mean(allocation, s) if self.scores_are_accuracies else float("nan")
         return replace(
             allocation, accuracy=accuracy, action_names=self.actions_, query_ids=row_ids(X)
         )
@@ -213,7 +213,7 @@ class BasePolicy(BaseEstimator, metaclass=ABCMeta):
         budget = check_budget(budget, f"{type(self).__name__}.calibrate")
         s = self.scores(X)
         lam, mix = calibrate_lambda(
-            s, self._costs(costs, s.shape[0]), budget, match_budget=not self._scores_are_accuracies
+            s, self._costs(costs, s.shape[0]), budget, match_budget=not self.scores_are_accuracies
         )
         self.lam_, self.mix_, self.budget_ = lam, mix, budget
         return self
@@ -251,13 +251,14 @@ class BasePolicy(BaseEstimator, metaclass=ABCMeta):
 
     def _check_calibrated(self) -> None:
         if not hasattr(self, "budget_"):
-            self._check_fitted()
+            self.check_fitted()
             raise NotFittedError(
                 f"This {type(self).__name__} instance is not calibrated yet. Call 'calibrate' "
                 "with calibration queries and a budget before 'predict', or use 'allocate'."
             )
 
-    def _check_fitted(self) -> None:
+    def check_fitted(self) -> None:
+        """Raise :class:`~sklearn.exceptions.NotFittedError` unless :meth:`fit` was called."""
         if not hasattr(self, "actions_"):
             raise NotFittedError(
                 f"This {type(self).__name__} instance is not fitted yet. Call 'fit' with "
@@ -277,7 +278,7 @@ class BasePolicy(BaseEstimator, metaclass=ABCMeta):
             if names is not None:
                 self.feature_names_in_ = np.asarray(names, dtype=object)
             return x
-        self._check_fitted()
+        self.check_fitted()
         if x.shape[1] != self.n_features_in_:
             raise ValueError(
                 f"`X` has {x.shape[1]} features, but {type(self).__name__} was fitted with "
@@ -300,12 +301,12 @@ class BasePolicy(BaseEstimator, metaclass=ABCMeta):
             )
         return np.broadcast_to(c, (n_queries, k)).astype(np.float64)
 
-    def _state(self) -> dict[str, Any]:
+    def fitted_state(self) -> dict[str, Any]:
         """JSON-serialisable fitted state beyond the base attributes (see :mod:`persist`)."""
         return {}
 
-    def _set_state(self, state: dict[str, Any]) -> None:
-        """Restore what :meth:`_state` returned."""
+    def set_fitted_state(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`fitted_state` returned."""
 
 
 class BoostedPolicy(BasePolicy):

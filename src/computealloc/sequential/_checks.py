@@ -12,7 +12,7 @@ from computealloc.samples import SampleLog
 Float = NDArray[np.float64]
 
 
-def _check_int(value: object, name: str, where: str, *, low: int, high: int | None = None) -> int:
+def check_int(value: object, name: str, where: str, *, low: int, high: int | None = None) -> int:
     ok = isinstance(value, Integral) and not isinstance(value, bool)
     ok = ok and low <= int(value) and (high is None or int(value) <= high)  # type: ignore[call-overload]
     if not ok:
@@ -24,11 +24,11 @@ def _check_int(value: object, name: str, where: str, *, low: int, high: int | No
     return int(value)  # type: ignore[call-overload]
 
 
-def _cap_of(max_samples: object, where: str) -> int:
-    return _check_int(max_samples, "max_samples", where, low=1)
+def cap_of(max_samples: object, where: str) -> int:
+    return check_int(max_samples, "max_samples", where, low=1)
 
 
-def _prior_array(prior: ArrayLike | None, n_rows: int) -> Float | None:
+def prior_array(prior: ArrayLike | None, n_rows: int) -> Float | None:
     if prior is None:
         return None
     p = np.asarray(prior, dtype=np.float64).reshape(-1)
@@ -37,7 +37,7 @@ def _prior_array(prior: ArrayLike | None, n_rows: int) -> Float | None:
     return p
 
 
-def _check_log(log: object, where: str) -> None:
+def check_log(log: object, where: str) -> None:
     if not isinstance(log, SampleLog):
         raise TypeError(
             f"The 'log' parameter of {where} must be a SampleLog. Got {type(log).__name__} instead."

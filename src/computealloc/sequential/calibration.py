@@ -19,8 +19,8 @@ from numpy.typing import ArrayLike, NDArray
 
 from computealloc.checks import check_budget
 from computealloc.methods import rule_label
-from computealloc.sequential._checks import _prior_array
-from computealloc.sequential.pools import AnswerPools, Trajectories, _replay_cached
+from computealloc.sequential._checks import prior_array
+from computealloc.sequential.pools import AnswerPools, Trajectories, replay_cached
 from computealloc.sequential.rules import StoppingRule
 
 if TYPE_CHECKING:
@@ -231,8 +231,8 @@ def calibrate_stopping(
             f"(samples per query). Got {budget!r} instead."
         )
     _check_rule(rule, "calibrate_stopping")
-    traj = _replay_cached(pools, n_orders, random_state, rule.max_samples)
-    pri = _prior_array(prior, pools.n_queries)
+    traj = replay_cached(pools, n_orders, random_state, rule.max_samples)
+    pri = prior_array(prior, pools.n_queries)
 
     def cost(value: float) -> float:
         return float(rule.with_knob(value).stopping_times(traj, pri).mean())
@@ -330,8 +330,8 @@ def evaluate_stopping(
     0.75
     """
     _check_rule(rule, "evaluate_stopping")
-    traj = _replay_cached(pools, n_orders, random_state, rule.max_samples)
-    acc, samples = _expected(rule, traj, _prior_array(prior, pools.n_queries))
+    traj = replay_cached(pools, n_orders, random_state, rule.max_samples)
+    acc, samples = _expected(rule, traj, prior_array(prior, pools.n_queries))
     se = _order_se
     return StoppingResult(
         float(acc.mean()),

@@ -23,7 +23,7 @@ from computealloc.features import build_features
 from computealloc.methods import fittable, get_method, method_names
 from computealloc.samples import SampleLog
 from computealloc.sequential import rules as rules_module
-from computealloc.sequential._checks import _cap_of, _check_log
+from computealloc.sequential._checks import cap_of, check_log
 from computealloc.sequential.calibration import (
     CalibratedStopping,
     StoppingResult,
@@ -31,7 +31,7 @@ from computealloc.sequential.calibration import (
     evaluate_stopping,
 )
 from computealloc.sequential.lagrangian import LagrangianStopping
-from computealloc.sequential.pools import AnswerPools, _model_of, answer_pools
+from computealloc.sequential.pools import AnswerPools, answer_pools, model_of
 from computealloc.sequential.rules import StoppingRule
 from computealloc.splits import split_queries, split_samples
 
@@ -217,9 +217,9 @@ def sequential_methods(
             f"The 'protocol' parameter of sequential_methods must be one of "
             f"{', '.join(map(repr, _PROTOCOLS))}. Got {protocol!r} instead."
         )
-    _check_log(log, "sequential_methods")
+    check_log(log, "sequential_methods")
     wanted = _method_set(methods)
-    name = _model_of(log, model, "sequential_methods")
+    name = model_of(log, model, "sequential_methods")
     sets = _sets(log, protocol, seed, name, split, features)
     rows = _published_rows(sets, seed, n_orders, max_samples, wanted)
     rows += _budget_rows(sets, budget_list, seed, n_orders, max_samples, wanted)
@@ -465,10 +465,10 @@ def fit_stopping(
             f"The 'method' parameter of fit_stopping must be one of {', '.join(FIT_RULES)}. "
             f"Got {method!r} instead."
         )
-    _check_log(log, "fit_stopping")
-    sets = _sets(log, "in-sample", seed, _model_of(log, model, "fit_stopping"), split, None)
+    check_log(log, "fit_stopping")
+    sets = _sets(log, "in-sample", seed, model_of(log, model, "fit_stopping"), split, None)
     largest = int(max(sets.train.n.max(), sets.cal.n.max(), sets.test.n.max()))
-    cap = largest if max_samples is None else _cap_of(max_samples, "fit_stopping")
+    cap = largest if max_samples is None else cap_of(max_samples, "fit_stopping")
     rules, learned = _rule_set(sets, seed, n_orders, cap, {method})
     calibrated = _calibrate(sets, rules, budget, seed, n_orders)
     chosen = _best_learned(calibrated, learned) if method == "sequential" else method

@@ -21,7 +21,7 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.special import betainc, gammainc, gammaincinv
 from sklearn.base import BaseEstimator
 
-from computealloc.sequential._checks import _check_int, _prior_array
+from computealloc.sequential._checks import check_int, prior_array
 from computealloc.sequential.pools import MAX_TOP_K, Trajectories, _answers_trajectory
 
 __all__ = [
@@ -72,7 +72,7 @@ class StoppingRule(BaseEstimator, metaclass=ABCMeta):
             Per-query prior scores, for rules that read them (:class:`LagrangianStopping`).
         """
         cap = traj.cap if self.max_samples is None else np.minimum(traj.cap, self.max_samples)
-        fires = self._fires(traj, _prior_array(prior, traj.cap.shape[0]))
+        fires = self._fires(traj, prior_array(prior, traj.cap.shape[0]))
         fires = fires | (traj.t[None, None, :] >= cap[:, None, None])
         return np.argmax(fires, axis=2).astype(np.int64) + 1
 
@@ -240,7 +240,7 @@ class DirichletRule(StoppingRule):
 
     def confidence(self, traj: Trajectories) -> Float:
         """Posterior probability that the leader is the largest share, shape (N, R, width)."""
-        _check_int(self.top_k, "top_k", "DirichletRule", low=2, high=MAX_TOP_K)
+        check_int(self.top_k, "top_k", "DirichletRule", low=2, high=MAX_TOP_K)
         return _dirichlet_confidence(traj, int(self.top_k))
 
     def _fires(self, traj: Trajectories, prior: Float | None) -> Bool:
@@ -364,7 +364,7 @@ class WindowRule(StoppingRule):
         self.max_samples = max_samples
 
     def _fires(self, traj: Trajectories, prior: Float | None) -> Bool:
-        _check_int(self.window, "window", "WindowRule", low=1)
+        check_int(self.window, "window", "WindowRule", low=1)
         return (_run_lengths(traj.labels) >= self.window) & (traj.t % self.window == 0)
 
 
