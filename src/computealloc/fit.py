@@ -8,12 +8,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from computealloc import policies
 from computealloc.actions import Action, parse_actions
 from computealloc.checks import check_budget
 from computealloc.estimate import default_actions, estimate, query_golds
 from computealloc.features import build_features, probe_mask
-from computealloc.methods import fittable, get_method
+from computealloc.methods import fittable, get_method, load_class
 from computealloc.policies import BasePolicy, Uniform, mixed_mean
 from computealloc.reuse import probe_table
 from computealloc.samples import SampleLog
@@ -68,7 +67,7 @@ def _make(method: str, budget: float, seed: int) -> BasePolicy:
             f"Got {method!r} instead."
         )
     spec = get_method(method)
-    cls: type[BasePolicy] = getattr(policies, str(spec.cls))
+    cls: type[BasePolicy] = load_class(method)
     budget_param = {"budget": budget} if spec.takes_budget else {}
     return cls(**spec.params, **budget_param, random_state=seed)
 

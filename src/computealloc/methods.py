@@ -25,6 +25,7 @@ Adding a method is one module (its class, under ``policies/`` or ``sequential/``
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -37,13 +38,14 @@ __all__ = [
     "FitBy",
     "Kind",
     "MethodSpec",
+    "classes",
     "evaluated",
     "fit_help",
     "fittable",
     "get_method",
     "kind_of",
+    "load_class",
     "method_names",
-    "policy_classes",
     "register",
     "rule_label",
     "rule_labels",
@@ -74,8 +76,10 @@ class MethodSpec:
     deployable : bool
         Whether ``fit`` can write it and ``serve`` run it.
     cls : str or None
-        Name of the class that implements it (in :mod:`computealloc.policies` for a policy, in
-        :mod:`computealloc.sequential` for a stopping rule); the file formats allow-list it.
+        Name of the class that implements it; the file formats allow-list it.
+    module : str or None
+        The module that defines ``cls``; by default :mod:`computealloc.policies` for a
+        policy, :mod:`computealloc.sequential` for a stopping rule.
     params : mapping of str to Any
         Constructor parameters ``fit`` gives the class (besides ``random_state``).
     takes_budget : bool
@@ -91,6 +95,7 @@ class MethodSpec:
     fit: FitBy | None = None
     deployable: bool = False
     cls: str | None = None
+    module: str | None = None
     params: Mapping[str, Any] = field(default_factory=dict)
     takes_budget: bool = False
     evaluated: bool = True
@@ -167,17 +172,40 @@ def kind_of(method: str) -> str:
     return "published" if "@" in method else "rule"
 
 
-def policy_classes() -> tuple[str, ...]:
-    """Names of the policy classes the registered methods use (the policy file allow-list)."""
-    return tuple(dict.fromkeys(s.cls for s in _REGISTRY.values() if s.family == "policy" and s.cls))
-
-
 def stopping_classes() -> tuple[str, ...]:
     """Names of the stopping-rule classes the registered methods use (the stopping file
     allow-list)."""
     return tuple(
         dict.fromkeys(s.cls for s in _REGISTRY.values() if s.family == "stopping" and s.cls)
     )
+
+
+_HOMES: dict[str, str] = {"policy": "computealloc.policies", "stopping": "computealloc.sequential"}
+
+
+def load_class(name: str) -> type[Any]:
+    """The class that implements registered method ``name`` (imported on first use).
+
+    Raises
+    ------
+    ValueError
+        When ``name`` is not registered or has no class.
+    """
+    spec = get_method(name)
+    if spec.cls is None:
+        raise ValueError(f"The method {name!r} has no class (it is evaluated only).")
+    cls: type[Any] = getattr(importlib.import_module(spec.module or _HOMES[spec.family]), spec.cls)
+    return cls
+
+
+def classes(family: Family) -> dict[str, type[Any]]:
+    """Every class the registered methods of ``family`` use, by class name (the file formats'
+    allow-lists), in registration order."""
+    out: dict[str, type[Any]] = {}
+    for spec in _REGISTRY.values():
+        if spec.family == family and spec.cls is not None and spec.cls not in out:
+            out[spec.cls] = load_class(spec.name)
+    return out
 
 
 def rule_labels() -> dict[str, str]:

@@ -53,8 +53,7 @@ import pandas as pd
 from lightgbm.basic import LightGBMError
 from numpy.typing import NDArray
 
-from computealloc import policies, sequential
-from computealloc.methods import policy_classes, stopping_classes
+from computealloc.methods import classes
 from computealloc.persist_schema import (
     CheckedModel,
     CheckedStopping,
@@ -87,10 +86,8 @@ FORMAT = "computealloc.policy"
 STOPPING_FORMAT = "computealloc.stopping"
 VERSION = 1
 #: The allow-lists: the classes of the registered methods (:mod:`computealloc.methods`).
-_CLASSES: dict[str, type[BasePolicy]] = {name: getattr(policies, name) for name in policy_classes()}
-_STOPPING_CLASSES: dict[str, type[StoppingRule]] = {
-    name: getattr(sequential, name) for name in stopping_classes()
-}
+_CLASSES: dict[str, type[BasePolicy]] = classes("policy")
+_STOPPING_CLASSES: dict[str, type[StoppingRule]] = classes("stopping")
 #: Optional scalar attributes of a fitted policy and their types.
 _SCALARS: dict[str, type[float] | type[int]] = {
     "lam_": float,

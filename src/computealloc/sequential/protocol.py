@@ -20,9 +20,8 @@ from numpy.typing import NDArray
 from computealloc.checks import check_budget
 from computealloc.estimate import majority_accuracy
 from computealloc.features import build_features
-from computealloc.methods import fittable, get_method, method_names
+from computealloc.methods import fittable, get_method, load_class, method_names
 from computealloc.samples import SampleLog
-from computealloc.sequential import rules as rules_module
 from computealloc.sequential._checks import cap_of, check_log
 from computealloc.sequential.calibration import (
     CalibratedStopping,
@@ -107,7 +106,7 @@ def _method_rules(max_samples: int | None) -> dict[str, StoppingRule]:
 
 def _rule_class(name: str) -> type[StoppingRule]:
     """The stopping-rule class of registered method ``name``."""
-    cls: type[StoppingRule] = getattr(rules_module, str(get_method(name).cls))
+    cls: type[StoppingRule] = load_class(name)
     return cls
 
 
