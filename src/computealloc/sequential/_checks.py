@@ -13,6 +13,7 @@ Float = NDArray[np.float64]
 
 
 def check_int(value: object, name: str, where: str, *, low: int, high: int | None = None) -> int:
+    """``value`` as an int in ``[low, high]``; ValueError naming ``where`` and ``name`` else."""
     ok = isinstance(value, Integral) and not isinstance(value, bool)
     ok = ok and low <= int(value) and (high is None or int(value) <= high)  # type: ignore[call-overload]
     if not ok:
@@ -25,10 +26,12 @@ def check_int(value: object, name: str, where: str, *, low: int, high: int | Non
 
 
 def cap_of(max_samples: object, where: str) -> int:
+    """``max_samples`` as an int >= 1 (ValueError naming ``where``)."""
     return check_int(max_samples, "max_samples", where, low=1)
 
 
 def prior_array(prior: ArrayLike | None, n_rows: int) -> Float | None:
+    """Per-query prior scores as a float array of ``n_rows`` (None stays None)."""
     if prior is None:
         return None
     p = np.asarray(prior, dtype=np.float64).reshape(-1)
@@ -38,6 +41,7 @@ def prior_array(prior: ArrayLike | None, n_rows: int) -> Float | None:
 
 
 def check_log(log: object, where: str) -> None:
+    """TypeError naming ``where`` unless ``log`` is a SampleLog."""
     if not isinstance(log, SampleLog):
         raise TypeError(
             f"The 'log' parameter of {where} must be a SampleLog. Got {type(log).__name__} instead."

@@ -18,7 +18,7 @@ from numpy.typing import ArrayLike, NDArray
 from sklearn.model_selection import KFold
 
 from computealloc.sequential._checks import check_int
-from computealloc.sequential.pools import AnswerPools, Trajectories, _check_pools, replay
+from computealloc.sequential.pools import AnswerPools, Trajectories, check_pools, replay
 from computealloc.sequential.rules import StoppingRule
 
 __all__ = ["LagrangianStopping"]
@@ -260,7 +260,7 @@ class LagrangianStopping(StoppingRule):
         -------
         self
         """
-        _check_pools(pools, "LagrangianStopping.fit")
+        check_pools(pools, "LagrangianStopping.fit")
         self._pseudo_visits()
         check_int(self.n_groups, "n_groups", "LagrangianStopping", low=1)
         check_int(self.n_orders, "n_orders", "LagrangianStopping", low=1)

@@ -142,6 +142,7 @@ def answer_pools(
 
 
 def model_of(log: SampleLog, model: str | None, where: str) -> str:
+    """The model whose samples are used: ``model``, or the log's only one (ValueError else)."""
     models = log.models
     if model is None:
         if len(models) != 1:
@@ -321,7 +322,7 @@ def replay(
     Trajectories
     """
     check_int(n_orders, "n_orders", "replay", low=1)
-    _check_pools(pools, "replay")
+    check_pools(pools, "replay")
     cap = pools.n if max_samples is None else np.minimum(pools.n, cap_of(max_samples, "replay"))
     width = max(int(cap.max(initial=1)), 1)
     labels = _orders(pools, n_orders, width, random_state)
@@ -336,7 +337,7 @@ def replay_cached(
     return replay(pools, n_orders=n_orders, random_state=random_state, max_samples=max_samples)
 
 
-def _answers_trajectory(answers: Sequence[object], cap: int) -> Trajectories:
+def answers_trajectory(answers: Sequence[object], cap: int) -> Trajectories:
     """One live query's answers so far as a one-order trajectory (correctness unknown: 0)."""
     first: dict[object, int] = {}  # label of each answer: 1 + order of first appearance
     codes = [_ABSTAIN if a is None else first.setdefault(a, len(first) + 1) for a in answers]
@@ -347,7 +348,8 @@ def _answers_trajectory(answers: Sequence[object], cap: int) -> Trajectories:
 # --------------------------------------------------------------------------- validation
 
 
-def _check_pools(pools: object, where: str) -> None:
+def check_pools(pools: object, where: str) -> None:
+    """TypeError naming ``where`` unless ``pools`` is AnswerPools; ValueError if one is empty."""
     if not isinstance(pools, AnswerPools):
         raise TypeError(
             f"The 'pools' parameter of {where} must be AnswerPools. Got {type(pools).__name__} "

@@ -22,7 +22,7 @@ from scipy.special import betainc, gammainc, gammaincinv
 from sklearn.base import BaseEstimator
 
 from computealloc.sequential._checks import check_int, prior_array
-from computealloc.sequential.pools import MAX_TOP_K, Trajectories, _answers_trajectory
+from computealloc.sequential.pools import MAX_TOP_K, Trajectories, answers_trajectory
 
 __all__ = [
     "BetaRule",
@@ -96,7 +96,7 @@ class StoppingRule(BaseEstimator, metaclass=ABCMeta):
             return False
         if self.max_samples is not None and t >= self.max_samples:
             return True
-        traj = _answers_trajectory(answers, self._live_cap(t))
+        traj = answers_trajectory(answers, self._live_cap(t))
         pri = None if prior is None else np.array([float(prior)])
         return bool(self._fires(traj, pri)[0, 0, t - 1])
 
