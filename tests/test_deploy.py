@@ -57,6 +57,22 @@ def test_open_runtime_builds_the_runtime_of_either_rule(log, rules):
     assert sequential.describe() == stopping.describe_rule()
 
 
+def test_every_deployable_saves_json_that_load_file_reads_back(tmp_path, log, rules):
+    from computealloc.persist import load_file
+
+    prompts = log.queries["prompt"].tolist()[:10]
+    for i, rule in enumerate(rules):
+        path = tmp_path / f"rule{i}.json"
+        rule.save(path)
+        back = load_file(path)
+        assert type(back) is type(rule) and back.describe_rule() == rule.describe_rule()
+        assert back.deploy_actions == rule.deploy_actions
+        first = open_runtime(rule, ReplayBackend(log, seed=1), budget=3.0).run_stream(prompts)
+        again = open_runtime(back, ReplayBackend(log, seed=1), budget=3.0).run_stream(prompts)
+        assert [a.action for a in first] == [a.action for a in again]
+        assert [a.text for a in first] == [a.text for a in again]
+
+
 def test_open_runtime_refuses_what_it_cannot_serve(log, rules):
     with pytest.raises(TypeError, match="must be a fitted policy or a calibrated stopping rule"):
         open_runtime(object(), ReplayBackend(log), budget=3.0)  # type: ignore[arg-type]

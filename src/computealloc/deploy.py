@@ -2,16 +2,17 @@
 
 A per-query policy (:class:`~computealloc.policies.BasePolicy`, fitted) and a calibrated
 stopping rule (:class:`~computealloc.sequential.CalibratedStopping`) are both
-:class:`Deployable`: each states its cost unit and prices, its actions and the most one query
-can cost, describes itself in a line, and builds the runtime that executes it live
+:class:`Deployable`: each states its cost unit, its prices and its actions, describes itself
+in a line, saves its JSON state (no pickle), and builds the runtime that executes it live
 (:meth:`Deployable.open_runtime`). :func:`open_runtime` is the one place the serving path
-(:mod:`computealloc.server`) turns a loaded rule and its backends into a runtime; what it returns
-is an :class:`~computealloc.runtime.AnsweringRuntime` (answer, ledger, controller, worst cost,
-arms, aclose), whichever kind of rule it runs.
+(:mod:`computealloc.server`) turns a loaded rule and its backends into a runtime; what it
+returns is an :class:`~computealloc.runtime.AnsweringRuntime` (answer, ledger, controller,
+worst cost, arms, aclose), whichever kind of rule it runs.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
@@ -71,6 +72,11 @@ class Deployable(Protocol):
 
     def describe_rule(self) -> str:
         """One line naming the rule, for banners and logs."""
+        ...
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the rule's JSON state (no pickle; :func:`computealloc.persist.load_file`
+        reads it back)."""
         ...
 
     def open_runtime(

@@ -12,6 +12,7 @@ the scores into actions under a budget, in two ways:
 
 from __future__ import annotations
 
+import os
 from abc import ABCMeta, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -91,6 +92,12 @@ class BasePolicy(BaseEstimator, metaclass=ABCMeta):
     def describe_rule(self) -> str:
         """``"CLASS policy, N actions"``."""
         return f"{type(self).__name__} policy, {len(self.actions_)} actions"
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the fitted policy as JSON (:func:`computealloc.persist.save_policy`)."""
+        from computealloc.persist import save_policy
+
+        save_policy(self, path)
 
     def open_runtime(
         self,

@@ -9,6 +9,7 @@ returns the rule's expected accuracy and samples (:class:`StoppingResult`);
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -118,6 +119,12 @@ class CalibratedStopping:
     def describe_rule(self) -> str:
         """``"stopping rule CLASS"``."""
         return f"stopping rule {type(self.low).__name__}"
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the calibrated rule as JSON (:func:`computealloc.persist.save_stopping`)."""
+        from computealloc.persist import save_stopping
+
+        save_stopping(self, path)
 
     def open_runtime(
         self,
