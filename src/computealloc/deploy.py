@@ -13,7 +13,7 @@ worst cost, arms, aclose), whichever kind of rule it runs.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
@@ -31,9 +31,10 @@ class RuntimeOptions:
 
     Attributes
     ----------
-    prices : mapping of str to price, optional
-        Price per arm (:mod:`computealloc.units`); a policy checks them against the prices it
-        was fitted with. A stopping rule counts samples and ignores them.
+    prices : mapping of str to price, or sequence of ``ARM=PRICE`` str, optional
+        Price per arm (:mod:`computealloc.units`), parsed in the rule's cost unit; a policy
+        checks them against the prices it was fitted with. A stopping rule counts samples and
+        ignores them.
     probe_m : int, optional
         Probe samples per query of a policy with probe features (default: the policy's).
     batch_size : int
@@ -44,7 +45,7 @@ class RuntimeOptions:
         Cap on output tokens per sample.
     """
 
-    prices: Mapping[str, PriceLike] | None = None
+    prices: Mapping[str, PriceLike] | Sequence[str] | None = None
     probe_m: int | None = None
     batch_size: int = 1
     temperature: float = 0.7

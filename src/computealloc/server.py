@@ -98,7 +98,7 @@ from computealloc.deploy import RuntimeOptions, open_runtime
 from computealloc.fleet import AccountLink, CapExceeded, Fleet, KeyBudget, read_keys
 from computealloc.runtime import AnsweringRuntime, RuntimeAnswer
 from computealloc.spend_store import MemoryStore, SpendStore, open_store
-from computealloc.units import Price, PriceLike, Pricing
+from computealloc.units import Price, PriceLike
 from computealloc.workers import WorkerState, gather, publish
 
 __all__ = [
@@ -1551,7 +1551,7 @@ def _build_app(
     )
 
     options = RuntimeOptions(
-        prices=None if prices is None else Pricing.parse(policy.deploy_unit, prices).prices,
+        prices=prices,
         probe_m=probe_m,
         batch_size=batch_size,
         temperature=temperature,

@@ -108,13 +108,15 @@ class BasePolicy(BaseEstimator, metaclass=ABCMeta):
     ) -> AnsweringRuntime:
         """A :class:`~computealloc.runtime.Runtime` running this policy on ``backends``."""
         from computealloc.runtime import Runtime
+        from computealloc.units import Pricing
 
+        given = options.prices
         return Runtime(
             self,
             backends,
             budget=budget,
             probe_m=options.probe_m,
-            prices=options.prices,
+            prices=None if given is None else Pricing.parse(self.deploy_unit, given).prices,
             temperature=options.temperature,
             max_tokens=options.max_tokens,
         )
