@@ -326,7 +326,7 @@ def test_mean_samples_are_monotone_in_each_knob():
     policy = fitted_policy()
 
     def cost(rule: StoppingRule, value: float) -> float:
-        return float(rule._with_knob(value).stopping_times(traj).mean())
+        return float(rule.with_knob(value).stopping_times(traj).mean())
 
     thresholds = np.linspace(0.5, 1.0, 21)
     assert np.all(np.diff([cost(BetaRule(), v) for v in thresholds]) >= 0)

@@ -110,7 +110,7 @@ def test_every_live_stop_is_where_the_rule_stops(log, fitted):
     rule = fitted.rule.low
     for result in results:
         keys = [s.answer for s in result.samples]
-        fired = [rule._with_knob(result.lam).should_stop(keys[:t]) for t in range(1, result.k + 1)]
+        fired = [rule.with_knob(result.lam).should_stop(keys[:t]) for t in range(1, result.k + 1)]
         assert not any(fired[:-1])
         assert fired[-1] or result.k == runtime.max_samples
 

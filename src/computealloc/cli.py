@@ -23,16 +23,15 @@ from rich.text import Text
 
 from computealloc import datasets
 from computealloc.checks import check_budget
-from computealloc.fit import FIT_METHODS
+from computealloc.methods import fit_help, fittable
 from computealloc.samples import SampleLog, SampleLogError, SampleLogWarning
-from computealloc.sequential import FIT_RULES
 from computealloc.table import OutcomeTable, atomic_write
 from computealloc.units import CostUnit, Pricing
 
 if TYPE_CHECKING:
     FitMethod = str
-else:  # the choices typer lists and completes, from the registries of fit and sequential
-    FitMethod = Literal[(*FIT_METHODS, *FIT_RULES)]
+else:  # the choices typer lists and completes, from the one registry of methods
+    FitMethod = Literal[(*fittable("fit_policy"), *fittable("fit_stopping"))]
 
 if TYPE_CHECKING:
     from computealloc.checkpoints import CheckpointLog
@@ -1142,11 +1141,7 @@ def fit_cmd(
     ],
     method: Annotated[
         FitMethod,
-        typer.Option(
-            help=f"A policy ({', '.join(FIT_METHODS)}: one decision per query) or a sequential "
-            f"stopping rule ({', '.join(FIT_RULES)}: samples one at a time; 'sequential' is "
-            "computealloc's)."
-        ),
+        typer.Option(help=fit_help()),
     ] = "value",
     actions: Annotated[
         str | None,
@@ -1174,13 +1169,15 @@ def fit_cmd(
 
     _check_out(out)
     pricing = _pricing(cost, price)
-    if method in FIT_RULES and (actions is not None or cost != "samples" or price or probe_m):
+    if method in fittable("fit_stopping") and (
+        actions is not None or cost != "samples" or price or probe_m
+    ):
         raise _fail(
             f"--method {method} is a sequential stopping rule: it spends samples one at a "
             "time, so --actions, --cost, --price and --probe-m do not apply."
         )
     sample_log = _drop_short(_open_log(log, repeats, map_), min_samples)
-    if method in FIT_RULES:
+    if method in fittable("fit_stopping"):
         _fit_stopping(sample_log, budget, method, out, seed)
         return
     try:
@@ -1188,7 +1185,7 @@ def fit_cmd(
             result = fit_policy(
                 sample_log,
                 budget=budget,
-                method=cast(Literal["value", "imitation", "length", "uniform"], method),
+                method=method,
                 actions=actions,
                 cost=pricing.unit,
                 prices=pricing.prices,

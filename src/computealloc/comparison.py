@@ -24,14 +24,15 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from computealloc.evaluation import GAP_EPS, METHODS, ROUTER, EvaluationResult, cost_to_reach
-from computealloc.thinking import THINKING_METHODS
+from computealloc.evaluation import GAP_EPS, METHODS, EvaluationResult, cost_to_reach
+from computealloc.methods import kind_of, method_names
 
 __all__ = [
     "BOUNDS",
     "OVERSPEND",
     "Verdict",
     "compare",
+    "kind_of",
     "primary_protocol",
     "unit_label",
     "verdict",
@@ -41,7 +42,7 @@ __all__ = [
 Float = NDArray[np.float64]
 
 #: Hindsight bounds: they see the outcomes they are scored on (or half of them); not deployable.
-BOUNDS: tuple[str, ...] = ("oracle", "oracle+probe", "oracle_in_sample")
+BOUNDS: tuple[str, ...] = tuple(m for m in METHODS if kind_of(m) == "bound")
 
 #: A realised mean cost this far above the budget (relative) is flagged as overspending.
 OVERSPEND = 0.02
@@ -49,24 +50,13 @@ OVERSPEND = 0.02
 _Z95 = 1.959963984540054
 
 #: Published peers (their published rule calibrated to the budget).
-PEERS: tuple[str, ...] = ("adaptive-consistency", "esc", ROUTER)
-
-
-def kind_of(method: str) -> str:
-    """``bound``, ``baseline``, ``peer``, ``published`` (fixed setting), ``learned`` or ``rule``."""
-    if method in BOUNDS:
-        return "bound"
-    if method in THINKING_METHODS:
-        return THINKING_METHODS[method]
-    if method in ("uniform", "random"):
-        return "baseline"
-    if "@" in method:
-        return "published"
-    if method in PEERS:
-        return "peer"
-    if method.split("/")[0] in ("length", "imitation", "value", "imitation+probe", "value+probe"):
-        return "learned"
-    return "rule"
+#: Stopping-rule peers first, then the policy peers (the order reports list them in).
+PEERS: tuple[str, ...] = tuple(
+    m
+    for family in ("stopping", "policy")
+    for m in method_names(family=family, evaluated=True)
+    if kind_of(m) == "peer"
+)
 
 
 def primary_protocol(result: EvaluationResult) -> str:

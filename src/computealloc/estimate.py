@@ -119,7 +119,7 @@ def _vote_groups(
     return np.where(answered | correct, group, -1)
 
 
-def _cluster_frame(
+def cluster_frame(
     frame: pd.DataFrame,
     row: Int,
     n_rows: int,
@@ -196,7 +196,7 @@ def cluster_samples(
     frame, row = frame[known], row[known]
     cost = None if costs is None else costs[mine][known]
     gold = None if golds is None else np.asarray(golds, dtype=object).reshape(-1)
-    return _cluster_frame(frame, row, len(qids), qids, model, gold, cost)
+    return cluster_frame(frame, row, len(qids), qids, model, gold, cost)
 
 
 def _require(

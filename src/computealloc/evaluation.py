@@ -98,9 +98,9 @@ from computealloc.actions import Action, parse_actions
 from computealloc.checks import FEASIBLE_RTOL, check_feasible
 from computealloc.estimate import default_actions, estimate, query_golds
 from computealloc.features import build_features, probe_mask
+from computealloc.methods import ROUTER, evaluated
 from computealloc.oracle import solve
-from computealloc.policies import Imitation, LengthHeuristic, Random, Uniform, Value
-from computealloc.policies._base import BasePolicy
+from computealloc.policies import BasePolicy, Imitation, LengthHeuristic, Random, Uniform, Value
 from computealloc.reuse import probe_table
 from computealloc.routing import threshold_router
 from computealloc.samples import SampleLog
@@ -138,38 +138,16 @@ PROTOCOLS: tuple[str, ...] = ("in-sample", "held-out")
 
 #: The sequential methods of :func:`computealloc.sequential.sequential_methods` that
 #: :func:`evaluate` runs (its ``uniform-majority`` is ``uniform`` here).
-SEQUENTIAL: tuple[str, ...] = tuple(m for m in SEQUENTIAL_METHODS if m != "uniform-majority")
+SEQUENTIAL: tuple[str, ...] = tuple(m for m in SEQUENTIAL_METHODS if m in evaluated())
 
 #: Replayed orders per query of the sequential methods.
 SEQUENTIAL_ORDERS = 64
 
-#: RouteLLM's threshold router between the two models of a routing log.
-ROUTER = "router/threshold"
-
 #: The early-exit rules along the thought (:mod:`computealloc.thinking`), run on checkpoint logs.
 THINKING: tuple[str, ...] = tuple(THINKING_METHODS)
 
-#: Every method, in report order.
-METHODS: tuple[str, ...] = (
-    "uniform",
-    "random",
-    "length",
-    "length/batch",
-    "imitation",
-    "imitation/batch",
-    "value",
-    "value/batch",
-    "imitation+probe",
-    "imitation+probe/batch",
-    "value+probe",
-    "value+probe/batch",
-    ROUTER,
-    *SEQUENTIAL,
-    *THINKING,
-    "oracle",
-    "oracle+probe",
-    "oracle_in_sample",
-)
+#: Every method, in report order (:data:`computealloc.methods.REGISTRY`'s evaluated ones).
+METHODS: tuple[str, ...] = evaluated()
 
 #: A uniform-to-oracle gap not above this (in accuracy) makes ``gap_closed`` NaN.
 GAP_EPS = 1e-6

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -13,14 +12,8 @@ from computealloc.actions import Action, parse_actions
 from computealloc.checks import check_budget
 from computealloc.estimate import default_actions, estimate, query_golds
 from computealloc.features import build_features, probe_mask
-from computealloc.policies import (
-    BasePolicy,
-    Imitation,
-    LengthHeuristic,
-    Uniform,
-    Value,
-    mixed_mean,
-)
+from computealloc.methods import fittable, get_method, load_class
+from computealloc.policies import BasePolicy, Uniform, mixed_mean
 from computealloc.reuse import probe_table
 from computealloc.samples import SampleLog
 from computealloc.splits import split_queries
@@ -29,8 +22,10 @@ from computealloc.units import PriceLike, pricing_of
 
 __all__ = ["FIT_METHODS", "FitResult", "fit_policy"]
 
-FIT_METHODS = ("value", "imitation", "length", "uniform")
-Method = Literal["value", "imitation", "length", "uniform"]
+#: Names :func:`fit_policy` fits (the registry's ``fit="fit_policy"`` methods).
+FIT_METHODS: tuple[str, ...] = fittable("fit_policy")
+#: A name of :data:`FIT_METHODS` (kept as an alias for older imports).
+Method = str
 
 
 @dataclass(frozen=True)
@@ -65,18 +60,16 @@ class FitResult:
 
 
 def _make(method: str, budget: float, seed: int) -> BasePolicy:
-    makers = {
-        "value": lambda: Value(random_state=seed),
-        "imitation": lambda: Imitation(budget=budget, random_state=seed),
-        "length": lambda: LengthHeuristic(feature="n_chars", random_state=seed),
-        "uniform": lambda: Uniform(random_state=seed),
-    }
-    if method not in makers:
+    """The unfitted policy of registered method ``method`` (:mod:`computealloc.methods`)."""
+    if method not in FIT_METHODS:
         raise ValueError(
             f"The 'method' parameter of fit_policy must be one of {', '.join(FIT_METHODS)}. "
             f"Got {method!r} instead."
         )
-    return makers[method]()
+    spec = get_method(method)
+    cls: type[BasePolicy] = load_class(method)
+    budget_param = {"budget": budget} if spec.takes_budget else {}
+    return cls(**spec.params, **budget_param, random_state=seed)
 
 
 def _table_and_features(
@@ -118,8 +111,10 @@ def fit_policy(
         Queries with their sampled responses.
     budget : float
         Mean cost per query (in ``cost`` units) the calibrated rule should spend.
-    method : {"value", "imitation", "length", "uniform"}
-        Predict-then-allocate, oracle imitation, the prompt-length heuristic, or uniform.
+    method : str
+        One of :data:`FIT_METHODS` (:mod:`computealloc.methods`): ``"value"``
+        (predict-then-allocate), ``"imitation"`` (oracle imitation), ``"length"`` (the
+        prompt-length heuristic) or ``"uniform"``.
     actions : str or sequence, optional
         Action specs; default :func:`~computealloc.estimate.default_actions`.
     cost, prices

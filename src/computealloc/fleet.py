@@ -38,8 +38,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from computealloc.budget import BudgetController
-from computealloc.runtime import Ledger, Runtime
-from computealloc.sequential_runtime import SequentialRuntime
+from computealloc.runtime import AnsweringRuntime, Ledger
 from computealloc.spend_store import Cap, SpendStore, StoreUnavailable, SyncResult
 from computealloc.workers import WorkerState, combine
 
@@ -189,7 +188,7 @@ class AccountLink:
         The account's name in the store (replicas with the same name share the budget).
     replica : str
         This replica's id (:func:`replica_id`).
-    runtime : Runtime or SequentialRuntime
+    runtime : AnsweringRuntime
         The runtime spending the account's budget (its controller and ledger).
     statuses : Counter of int, optional
         Chat requests per HTTP status, published with the account.
@@ -217,7 +216,7 @@ class AccountLink:
         store: SpendStore,
         account: str,
         replica: str,
-        runtime: Runtime | SequentialRuntime,
+        runtime: AnsweringRuntime,
         *,
         statuses: Counter[int] | None = None,
         key: KeyBudget | None = None,
@@ -482,7 +481,7 @@ class Fleet:
     name : str
         The budget's name: replicas with the same store and name share the budget, and each
         key's budget ``NAME/key/KEYNAME``.
-    runtime : Runtime or SequentialRuntime
+    runtime : AnsweringRuntime
         The runtime of requests that carry no key of ``keys``.
     statuses : Counter of int
         Chat requests per HTTP status on this replica (published with the main account).
@@ -495,9 +494,9 @@ class Fleet:
         self,
         store: SpendStore,
         name: str,
-        runtime: Runtime | SequentialRuntime,
+        runtime: AnsweringRuntime,
         statuses: Counter[int],
-        keys: Sequence[tuple[KeyBudget, Runtime | SequentialRuntime, float]] = (),
+        keys: Sequence[tuple[KeyBudget, AnsweringRuntime, float]] = (),
     ) -> None:
         self.store = store
         self.name = name

@@ -53,6 +53,7 @@ import pandas as pd
 from lightgbm.basic import LightGBMError
 from numpy.typing import NDArray
 
+from computealloc.methods import classes
 from computealloc.persist_schema import (
     CheckedModel,
     CheckedStopping,
@@ -64,17 +65,8 @@ from computealloc.persist_schema import (
     file_error,
     read_document,
 )
-from computealloc.policies import BasePolicy, Imitation, LengthHeuristic, Random, Uniform, Value
-from computealloc.sequential import (
-    BetaRule,
-    CalibratedStopping,
-    DirichletRule,
-    EntropyRule,
-    LagrangianStopping,
-    MajorityShareRule,
-    StoppingRule,
-    WindowRule,
-)
+from computealloc.policies import BasePolicy
+from computealloc.sequential import CalibratedStopping, LagrangianStopping, StoppingRule
 from computealloc.table import atomic_write
 from computealloc.units import Pricing
 
@@ -93,20 +85,9 @@ __all__ = [
 FORMAT = "computealloc.policy"
 STOPPING_FORMAT = "computealloc.stopping"
 VERSION = 1
-_CLASSES: dict[str, type[BasePolicy]] = {
-    cls.__name__: cls for cls in (Uniform, Random, LengthHeuristic, Imitation, Value)
-}
-_STOPPING_CLASSES: dict[str, type[StoppingRule]] = {
-    cls.__name__: cls
-    for cls in (
-        BetaRule,
-        DirichletRule,
-        EntropyRule,
-        MajorityShareRule,
-        WindowRule,
-        LagrangianStopping,
-    )
-}
+#: The allow-lists: the classes of the registered methods (:mod:`computealloc.methods`).
+_CLASSES: dict[str, type[BasePolicy]] = classes("policy")
+_STOPPING_CLASSES: dict[str, type[StoppingRule]] = classes("stopping")
 #: Optional scalar attributes of a fitted policy and their types.
 _SCALARS: dict[str, type[float] | type[int]] = {
     "lam_": float,
@@ -272,14 +253,19 @@ def save_policy(policy: BasePolicy, path: str | os.PathLike[str]) -> None:
         raise TypeError(
             f"save_policy supports the policies {sorted(_CLASSES)}. Got {name} instead."
         )
-    policy._check_fitted()
+    policy.check_fitted()
     params = policy.get_params(deep=False)
     if not isinstance(params.get("random_state"), (int, type(None))):
         raise ValueError(
             "Only a policy whose random_state is an int or None can be saved. Got "
             f"{type(params['random_state']).__name__}."
         )
-    payload = {"class": name, "params": params, "fitted": _fitted(policy), "state": policy._state()}
+    payload = {
+        "class": name,
+        "params": params,
+        "fitted": _fitted(policy),
+        "state": policy.fitted_state(),
+    }
     _write_document(path, _POLICY, payload)
 
 
@@ -318,7 +304,7 @@ def _restore(path: str | os.PathLike[str], checked: PolicyPayload[Any, Any]) -> 
             value = getattr(fitted, name)
             if value is not None:
                 setattr(policy, name, kind(value))
-        policy._set_state({k: _plain(v) for k, v in checked.state if v is not None})
+        policy.set_fitted_state({k: _plain(v) for k, v in checked.state if v is not None})
     with _building(path, _POLICY, "the policy does not score a query"):
         _score_one(policy)
     return policy
@@ -416,7 +402,7 @@ def _rule_state(rule: StoppingRule) -> dict[str, Any]:
     """JSON-serialisable fitted state of a rule (empty for the unfitted published rules)."""
     if not isinstance(rule, LagrangianStopping):
         return {}
-    rule._check_fitted()
+    rule.check_fitted()
     model = rule.prior_model_
     state: dict[str, Any] = {name: _sparse(getattr(rule, name)) for name in _SPARSE}
     state["horizon_"] = int(rule.horizon_)
@@ -437,7 +423,7 @@ def _rebuild(path: str | os.PathLike[str], checked: CheckedStopping) -> Calibrat
             low.group_edges_ = np.asarray(state.group_edges_, dtype=np.float64)
             model = state.prior_model_
             low.prior_model_ = None if model is None else lgb.Booster(model_str=model.text)
-            low._reset_caches()
+            low.reset_caches()
         high = copy.copy(low).set_params(**p.params.high.model_dump())
         figures = (math.nan if v is None else float(v) for v in (p.budget, p.samples, p.accuracy))
         rule = CalibratedStopping(low, high, float(p.mix), *figures)
@@ -456,7 +442,7 @@ def _decide_one(rule: CalibratedStopping) -> None:
     for setting in (rule.low, rule.high):
         setting.should_stop(["a"], prior)
     if isinstance(low, LagrangianStopping):
-        low._reset_caches()  # the check's decision tables are not kept
+        low.reset_caches()  # the check's decision tables are not kept
 
 
 def _rule_params(rule: StoppingRule) -> dict[str, Any]:

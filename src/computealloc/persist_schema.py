@@ -36,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationErr
 
 from computealloc.actions import parse_actions
 from computealloc.lgbm_text import ModelInfo, ModelTextError, check_model_text
+from computealloc.methods import stopping_classes
 from computealloc.sequential.pools import MAX_TOP_K
 from computealloc.units import Pricing
 
@@ -604,6 +605,20 @@ class LagrangianParams(_RuleParams):
     random_state: Seed = 0
 
 
+class RegisteredParams(_RuleParams):
+    """Parameters of a registered rule without a schema of its own
+    (:mod:`computealloc.methods`): any names, each None, a bool, an int, a finite float or a
+    str (what ``save_stopping`` writes); its constructor checks the values."""
+
+    model_config = ConfigDict(strict=True, extra="allow", frozen=True)
+
+    def model_post_init(self, context: Any, /) -> None:
+        for name, value in (self.model_extra or {}).items():
+            plain = value is None or isinstance(value, (bool, int, str))
+            if not plain and not (isinstance(value, float) and math.isfinite(value)):
+                raise ValueError(f"{name} must be null, a number or a string. Got {value!r}.")
+
+
 class Settings(_Strict, Generic[P]):
     """The constructor parameters of the two calibrated settings."""
 
@@ -655,6 +670,8 @@ _STOPPING_MODELS: dict[str, type[StoppingPayload[Any, Any]]] = {
     "WindowRule": StoppingPayload[WindowParams, EmptyState],
     "LagrangianStopping": StoppingPayload[LagrangianParams, LagrangianState],
 }
+#: The schema of a registered rule class that has none of its own (unfitted rules only).
+_REGISTERED = StoppingPayload[RegisteredParams, EmptyState]
 _KNOBS = {"WindowRule": "window", "LagrangianStopping": "lam"}
 _N_MOVES = 3
 
@@ -684,14 +701,18 @@ def check_stopping_payload(payload: Any) -> CheckedStopping:
     if not isinstance(payload, dict):
         raise FieldError(("payload",), f"must be an object. Got {type(payload).__name__}.")
     name = payload.get("class")
-    model = _STOPPING_MODELS.get(name) if isinstance(name, str) else None
+    known: dict[str, type[StoppingPayload[Any, Any]]] = {
+        **{c: _REGISTERED for c in stopping_classes()},
+        **_STOPPING_MODELS,
+    }
+    model = known.get(name) if isinstance(name, str) else None
     if model is None:
-        raise FieldError(
-            ("payload", "class"), f"{name!r:.80} is not one of {sorted(_STOPPING_MODELS)}."
-        )
+        raise FieldError(("payload", "class"), f"{name!r:.80} is not one of {sorted(known)}.")
     checked = _validated(model, payload, ("payload",))
-    knob = _KNOBS.get(checked.class_, "threshold")
     low, high = checked.params.low.model_dump(), checked.params.high.model_dump()
+    differ = [key for key, value in high.items() if value != low.get(key)]
+    default = differ[0] if model is _REGISTERED and differ else "threshold"
+    knob = _KNOBS.get(checked.class_, default)
     for key, value in high.items():
         if key != knob and value != low[key]:
             raise FieldError(

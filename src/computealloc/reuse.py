@@ -16,7 +16,7 @@ import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 
 from computealloc.actions import parse_action
-from computealloc.estimate import _cluster_frame, conditional_majority
+from computealloc.estimate import cluster_frame, conditional_majority
 from computealloc.table import OutcomeTable
 
 __all__ = ["probe_table", "reuse_accuracy"]
@@ -70,7 +70,7 @@ def reuse_accuracy(
     qids = np.asarray(list(query_ids), dtype=object)
     model = str(frame["model"].iloc[0]) if len(frame) else "default"
     gold = None if golds is None else np.asarray(golds, dtype=object).reshape(-1)
-    clusters = _cluster_frame(frame, row, n_q, qids, model, gold)
+    clusters = cluster_frame(frame, row, n_q, qids, model, gold)
     slot, width = clusters.slot, clusters.others.shape[1] + 1
     counts = np.zeros((2, n_q, width), dtype=np.int64)
     votes = slot >= 0

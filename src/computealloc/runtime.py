@@ -229,7 +229,62 @@ def check_prompt(prompt: object, where: str) -> str:
 
 
 class AnsweringRuntime(ABC):
-    """What every runtime offers: answer one query, several at once, or a stream."""
+    """What every runtime offers, whichever rule it runs (what the server and the fleet use).
+
+    A runtime answers one query, several at once, or a stream; keeps a :class:`Ledger` of what
+    it spent and (when its price moves online) a controller; knows its arms, its actions, its
+    cost unit and budget, and the most one query can be expected to cost. Build one with
+    :func:`computealloc.deploy.open_runtime`.
+
+    Attributes
+    ----------
+    budget : float
+        Target mean cost per query, in ``cost_unit``.
+    cost_unit : str
+        Unit of the costs, the budget and the ledger.
+    actions : tuple of str
+        Action specs the runtime can take (the ledger and the metrics count them).
+    controller : BudgetController or None
+        The online price (None when the rule runs at a fixed setting, or until it starts).
+    """
+
+    budget: float
+    cost_unit: str
+    actions: tuple[str, ...]
+    controller: BudgetController | None
+
+    @property
+    @abstractmethod
+    def ledger(self) -> Ledger:
+        """A snapshot of the totals spent so far."""
+
+    @property
+    @abstractmethod
+    def lam(self) -> float:
+        """The current price (or fixed knob) the runtime decides with."""
+
+    @property
+    @abstractmethod
+    def arms(self) -> dict[str, Backend]:
+        """The backend of every arm the runtime draws from."""
+
+    @property
+    @abstractmethod
+    def worst_cost(self) -> float:
+        """The most one query can be expected to cost, in ``cost_unit`` (held against a cap)."""
+
+    @abstractmethod
+    def describe(self) -> str:
+        """One line naming the rule the runtime runs (the server's banner)."""
+
+    @abstractmethod
+    async def aclose(self) -> None:
+        """Close every backend."""
+
+    def upstream(self) -> dict[str, BackendStats]:
+        """Upstream calls per arm (the backends' :class:`~computealloc.backends.BackendStats`;
+        arms without counters are left out)."""
+        return upstream_stats(self.arms)
 
     @abstractmethod
     async def answer(
@@ -489,10 +544,14 @@ class Runtime(AnsweringRuntime):
         """The backend of every arm the policy's actions draw from."""
         return {p.arm: p.backend for p in self._plans}
 
-    def upstream(self) -> dict[str, BackendStats]:
-        """Upstream calls per arm (the backends' :class:`~computealloc.backends.BackendStats`;
-        arms without counters are left out)."""
-        return upstream_stats(self.arms)
+    @property
+    def worst_cost(self) -> float:
+        """The costliest action's mean cost (the policy's ``costs_``)."""
+        return float(max(self.policy.costs_))
+
+    def describe(self) -> str:
+        """``"CLASS policy, N actions"``."""
+        return self.policy.describe_rule()
 
     async def aclose(self) -> None:
         """Close every backend."""
@@ -656,7 +715,7 @@ class Runtime(AnsweringRuntime):
         )
 
     def _lam_floor(self) -> float:
-        accuracies = bool(getattr(type(self.policy), "_scores_are_accuracies", False))
+        accuracies = bool(self.policy.scores_are_accuracies)
         return 0.0 if accuracies else -math.inf
 
     def _realised(self, drawn: list[Completion], arm: str) -> tuple[float, bool]:
@@ -711,7 +770,7 @@ def _check_policy(policy: object) -> None:
             "The 'policy' parameter of Runtime must be a fitted BasePolicy. "
             f"Got {type(policy).__name__} instead."
         )
-    policy._check_fitted()
+    policy.check_fitted()
     if isinstance(policy, Random):
         raise ValueError(
             "The Random policy has no per-action scores, so the runtime cannot price its "

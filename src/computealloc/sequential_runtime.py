@@ -28,7 +28,6 @@ import numpy as np
 
 from computealloc.backends.base import (
     Backend,
-    BackendStats,
     Completion,
     Prompt,
     check_params,
@@ -37,6 +36,7 @@ from computealloc.backends.base import (
 )
 from computealloc.budget import BudgetController
 from computealloc.features import PROMPT_FEATURES, prompt_features
+from computealloc.methods import rule_labels
 from computealloc.runtime import (
     AnsweringRuntime,
     Ledger,
@@ -45,7 +45,6 @@ from computealloc.runtime import (
     charged,
     check_prompt,
     check_sampling,
-    upstream_stats,
     voted_answer,
 )
 from computealloc.sequential import CalibratedStopping, LagrangianStopping, StoppingRule
@@ -53,14 +52,7 @@ from computealloc.sequential import CalibratedStopping, LagrangianStopping, Stop
 __all__ = ["RULE_LABELS", "SequentialRuntime"]
 
 #: Name of each rule class in action specs and metrics (the methods of ``evaluate``).
-RULE_LABELS: dict[str, str] = {
-    "LagrangianStopping": "sequential",
-    "BetaRule": "adaptive-consistency",
-    "DirichletRule": "dirichlet",
-    "EntropyRule": "entropy",
-    "MajorityShareRule": "majority-share",
-    "WindowRule": "esc",
-}
+RULE_LABELS: dict[str, str] = rule_labels()
 #: Grid of the live price, in units of the controller's scale, anchored at its ``lam0``: a query
 #: runs at the grid point nearest the controller's price, so the prices met in a stream share
 #: cached decision tables (one costs ~15 ms to compute at a horizon of 40).
@@ -170,16 +162,21 @@ class SequentialRuntime(AnsweringRuntime):
         """The current price of a sample; for a fixed setting, its knob (mix-weighted)."""
         if self.controller is not None:
             return self.controller.lam
-        return _knob(self.rule)
+        return self.rule.knob_value()
 
     @property
     def arms(self) -> dict[str, Backend]:
         """The one arm sampled, by its model name, and its backend."""
         return {self.backend.model: self.backend}
 
-    def upstream(self) -> dict[str, BackendStats]:
-        """Upstream calls of the arm (its backend's counters; empty when it keeps none)."""
-        return upstream_stats(self.arms)
+    @property
+    def worst_cost(self) -> float:
+        """``max_samples``: a query never draws more."""
+        return float(self.max_samples)
+
+    def describe(self) -> str:
+        """``"stopping rule CLASS"``."""
+        return self.rule.describe_rule()
 
     async def aclose(self) -> None:
         """Close the backend."""
@@ -269,9 +266,9 @@ class SequentialRuntime(AnsweringRuntime):
         if self.controller is not None:
             lam0, step = self.controller.lam0, self.controller.scale * _PRICE_GRID
             lam = lam0 + round((self.controller.reserve(self.budget) - lam0) / step) * step
-            return self.rule.low._with_knob(lam), lam
+            return self.rule.low.with_knob(lam), lam
         rule = self.rule.pick(self._rng)
-        return rule, float(getattr(rule, rule._knob))
+        return rule, float(getattr(rule, rule.knob))
 
     def _prior(self, prompt: str) -> float | None:
         """The query's prior score, for a rule with a feature prior."""
@@ -349,7 +346,7 @@ class SequentialRuntime(AnsweringRuntime):
                 )
             return None
         if controller is None:
-            lam0 = float(np.clip(_knob(self.rule), -1.0, 1.0))
+            lam0 = float(np.clip(self.rule.knob_value(), -1.0, 1.0))
             return BudgetController(
                 self.budget,
                 lam0,
@@ -383,15 +380,8 @@ def _calibrated(rule: object) -> CalibratedStopping:
             f"SequentialRuntime runs the rules {sorted(RULE_LABELS)}. Got {name} instead."
         )
     if isinstance(calibrated.low, LagrangianStopping):
-        calibrated.low._check_fitted()
+        calibrated.low.check_fitted()
     return calibrated
-
-
-def _knob(rule: CalibratedStopping) -> float:
-    """The mix-weighted knob of a calibrated rule."""
-    name = rule.low._knob
-    low, high = float(getattr(rule.low, name)), float(getattr(rule.high, name))
-    return (1.0 - rule.mix) * low + rule.mix * high
 
 
 def _check_positive_int(value: object, name: str) -> int:

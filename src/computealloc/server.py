@@ -94,12 +94,11 @@ from computealloc.backends import (
     ReplayBackend,
     UnknownPromptError,
 )
+from computealloc.deploy import RuntimeOptions, open_runtime
 from computealloc.fleet import AccountLink, CapExceeded, Fleet, KeyBudget, read_keys
-from computealloc.policies import BasePolicy
-from computealloc.runtime import Runtime, RuntimeAnswer
-from computealloc.sequential_runtime import SequentialRuntime
+from computealloc.runtime import AnsweringRuntime, RuntimeAnswer
 from computealloc.spend_store import MemoryStore, SpendStore, open_store
-from computealloc.units import Price, PriceLike, Pricing
+from computealloc.units import Price, PriceLike
 from computealloc.workers import WorkerState, gather, publish
 
 __all__ = [
@@ -157,8 +156,9 @@ _PUBLISH_S = 0.25
 #: Environment variable naming the file (mode 0600) of :func:`serve`'s settings, which its
 #: worker processes read (the settings hold API keys: they never travel in the environment).
 _SETTINGS_ENV = "COMPUTEALLOC_SERVE_SETTINGS_FILE"
-#: What the app serves: a policy choosing an action per query, or a sequential stopping rule.
-ServedRuntime = Runtime | SequentialRuntime
+#: What the app serves: the runtime of any deployable rule (a policy choosing an action per
+#: query, or a sequential stopping rule), built by :func:`computealloc.deploy.open_runtime`.
+ServedRuntime = AnsweringRuntime
 
 
 # --- request and error models -----------------------------------------------------------------
@@ -460,7 +460,7 @@ def create_app(
 
     Parameters
     ----------
-    runtime : Runtime or SequentialRuntime
+    runtime : AnsweringRuntime
         Applies the policy and keeps the ledger; its backends are closed at shutdown.
     api_key : str, optional
         When given, ``/v1/...`` routes and ``/openapi.json`` (and ``/docs``, ``/redoc``) need
@@ -507,7 +507,7 @@ def create_app(
     folder = None if shared_dir is None else Path(shared_dir)
     fleet = None
     if store is not None or keys:
-        accounts = [(key, rt, _worst_cost(rt)) for key, rt in keys]
+        accounts = [(key, rt, rt.worst_cost) for key, rt in keys]
         fleet = Fleet(store or MemoryStore(), budget_name, runtime, statuses, accounts)
         folder = None
 
@@ -693,8 +693,8 @@ def _check_app_args(
         (
             "runtime",
             runtime,
-            "a Runtime or a SequentialRuntime",
-            isinstance(runtime, (Runtime, SequentialRuntime)),
+            "a Runtime, a SequentialRuntime or another AnsweringRuntime",
+            isinstance(runtime, AnsweringRuntime),
         ),
         (
             "api_key",
@@ -734,13 +734,6 @@ def _check_app_args(
             raise ValueError(
                 f"The '{name}' parameter of create_app must be {expected}. Got {shown} instead."
             )
-
-
-def _worst_cost(runtime: ServedRuntime) -> float:
-    """The most one query of ``runtime`` can be expected to cost (held against a cap)."""
-    if isinstance(runtime, SequentialRuntime):
-        return float(runtime.max_samples)
-    return float(max(runtime.policy.costs_))
 
 
 def _account(fleet: Fleet | None, expected: bytes | None, given: str) -> AccountLink | None:
@@ -1476,10 +1469,7 @@ def banner(
     """
     shown = "127.0.0.1" if host in ("0.0.0.0", "") else ("::1" if host == "::" else host)
     url = f"http://[{shown}]:{port}" if ":" in shown else f"http://{shown}:{port}"
-    if isinstance(runtime, SequentialRuntime):
-        method = f"stopping rule {type(runtime.rule.low).__name__}"
-    else:
-        method = f"{type(runtime.policy).__name__} policy, {len(runtime.actions)} actions"
+    method = runtime.describe()
     arms = "\n".join(
         f"    {arm} -> {getattr(b, 'base_url', None) or 'replayed log'}"
         for arm, b in runtime.arms.items()
@@ -1560,31 +1550,16 @@ def _build_app(
         client=client,
     )
 
+    options = RuntimeOptions(
+        prices=prices,
+        probe_m=probe_m,
+        batch_size=batch_size,
+        temperature=temperature,
+        max_tokens=max_tokens,
+    )
+
     def runtime_at(budget: float) -> ServedRuntime:
-        if isinstance(policy, BasePolicy):
-            given = None if prices is None else Pricing.parse(policy.cost_unit_, prices).prices
-            return Runtime(
-                policy,
-                backends,
-                budget=budget,
-                probe_m=probe_m,
-                prices=given,
-                temperature=temperature,
-                max_tokens=max_tokens,
-            )
-        if not isinstance(backends, dict):
-            return SequentialRuntime(
-                policy,
-                backends,
-                budget=budget,
-                batch_size=batch_size,
-                temperature=temperature,
-                max_tokens=max_tokens,
-            )
-        raise ValueError(
-            f"A stopping rule samples one model; the backend {backend!r} serves "
-            f"{len(backends)} models. Pass --model to pick one."
-        )
+        return open_runtime(policy, backends, budget=budget, options=options)
 
     return create_app(
         runtime_at(budget),

@@ -47,6 +47,7 @@ from numpy.typing import NDArray
 
 from computealloc.checkpoints import CheckpointLog, Outcome, Traces, arm_outcomes, stop_outcome
 from computealloc.checks import check_budget
+from computealloc.methods import kind_of, method_names
 from computealloc.splits import split_queries, split_samples
 
 __all__ = [
@@ -74,13 +75,7 @@ EXIT_METHODS: tuple[str, ...] = ("uniform-cap", "stable", "conf", "learned-exit"
 FULL_METHOD = "full/majority@1"
 #: The methods :func:`computealloc.evaluation.evaluate` adds on a checkpoint log, each with its
 #: kind in the comparison (:func:`computealloc.comparison.kind_of`): one entry per method.
-THINKING_METHODS: dict[str, str] = {
-    "uniform-cap": "baseline",
-    "stable": "rule",
-    "conf": "rule",
-    "learned-exit": "learned",
-    FULL_METHOD: "published",
-}
+THINKING_METHODS: dict[str, str] = {name: kind_of(name) for name in method_names(family="thinking")}
 #: The bar of issue 16: full thinking's accuracy with at most this share of its mean tokens,
 #: and beating the uniform cap at equal mean tokens at this many budgets.
 BAR_SHARE = 0.35

@@ -12,10 +12,11 @@ the scores into actions under a budget, in two ways:
 
 from __future__ import annotations
 
+import os
 from abc import ABCMeta, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -26,6 +27,11 @@ from sklearn.exceptions import NotFittedError
 from computealloc.calibrate import apply_lambda, calibrate_lambda, solve_scores
 from computealloc.checks import check_budget
 from computealloc.table import Allocation, OutcomeTable
+
+if TYPE_CHECKING:
+    from computealloc.backends.base import Backend
+    from computealloc.deploy import RuntimeOptions
+    from computealloc.runtime import AnsweringRuntime
 
 __all__ = ["BasePolicy", "BoostedPolicy", "check_budget", "check_rows", "mixed_mean", "row_ids"]
 
@@ -62,9 +68,58 @@ class BasePolicy(BaseEstimator, metaclass=ABCMeta):
     #: Whether :meth:`scores` are predicted accuracies: an allocation's ``accuracy`` field is
     #: then the policy's own forecast, and a budget beyond the best predicted actions is left
     #: slack. Other scores (log-probabilities) always spend the budget (negative price).
-    _scores_are_accuracies = False
+    scores_are_accuracies = False
 
     random_state: int | None
+
+    # --- the deployable contract (computealloc.deploy.Deployable) ----------------------------
+
+    @property
+    def deploy_unit(self) -> str:
+        """The cost unit of the costs and the budget (``cost_unit_``; fitted policies)."""
+        return str(self.cost_unit_)
+
+    @property
+    def deploy_prices(self) -> dict[str, str]:
+        """Price per arm the policy was fitted with (``prices_``; empty: 1 per unit)."""
+        return dict(getattr(self, "prices_", {}))
+
+    @property
+    def deploy_actions(self) -> tuple[str, ...]:
+        """The action specs (``actions_``)."""
+        return tuple(self.actions_)
+
+    def describe_rule(self) -> str:
+        """``"CLASS policy, N actions"``."""
+        return f"{type(self).__name__} policy, {len(self.actions_)} actions"
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the fitted policy as JSON (:func:`computealloc.persist.save_policy`)."""
+        from computealloc.persist import save_policy
+
+        save_policy(self, path)
+
+    def open_runtime(
+        self,
+        backends: Backend | Mapping[str, Backend],
+        *,
+        budget: float,
+        options: RuntimeOptions,
+    ) -> AnsweringRuntime:
+        """A :class:`~computealloc.runtime.Runtime` running this policy on ``backends``."""
+        from computealloc.runtime import Runtime
+        from computealloc.units import Pricing
+
+        given = options.prices
+        return Runtime(
+            self,
+            backends,
+            budget=budget,
+            probe_m=options.probe_m,
+            prices=None if given is None else Pricing.parse(self.deploy_unit, given).prices,
+            temperature=options.temperature,
+            max_tokens=options.max_tokens,
+        )
 
     def fit(self, X: ArrayLike | pd.DataFrame, table: OutcomeTable) -> BasePolicy:
         """Fit the policy on training queries.
@@ -134,8 +189,8 @@ class BasePolicy(BaseEstimator, metaclass=ABCMeta):
         budget = check_budget(budget, f"{type(self).__name__}.allocate")
         s = self.scores(X)
         c = self._costs(costs, s.shape[0])
-        allocation = solve_scores(s, c, budget, match_budget=not self._scores_are_accuracies)
-        accuracy = mixed_mean(allocation, s) if self._scores_are_accuracies else float("nan")
+        allocation = solve_scores(s, c, budget, match_budget=not self.scores_are_accuracies)
+        accuracy = mixed_mean(allocation, s) if self.scores_are_accuracies else float("nan")
         return replace(
             allocation, accuracy=accuracy, action_names=self.actions_, query_ids=row_ids(X)
         )
@@ -167,7 +222,7 @@ class BasePolicy(BaseEstimator, metaclass=ABCMeta):
         budget = check_budget(budget, f"{type(self).__name__}.calibrate")
         s = self.scores(X)
         lam, mix = calibrate_lambda(
-            s, self._costs(costs, s.shape[0]), budget, match_budget=not self._scores_are_accuracies
+            s, self._costs(costs, s.shape[0]), budget, match_budget=not self.scores_are_accuracies
         )
         self.lam_, self.mix_, self.budget_ = lam, mix, budget
         return self
@@ -205,13 +260,14 @@ class BasePolicy(BaseEstimator, metaclass=ABCMeta):
 
     def _check_calibrated(self) -> None:
         if not hasattr(self, "budget_"):
-            self._check_fitted()
+            self.check_fitted()
             raise NotFittedError(
                 f"This {type(self).__name__} instance is not calibrated yet. Call 'calibrate' "
                 "with calibration queries and a budget before 'predict', or use 'allocate'."
             )
 
-    def _check_fitted(self) -> None:
+    def check_fitted(self) -> None:
+        """Raise :class:`~sklearn.exceptions.NotFittedError` unless :meth:`fit` was called."""
         if not hasattr(self, "actions_"):
             raise NotFittedError(
                 f"This {type(self).__name__} instance is not fitted yet. Call 'fit' with "
@@ -231,7 +287,7 @@ class BasePolicy(BaseEstimator, metaclass=ABCMeta):
             if names is not None:
                 self.feature_names_in_ = np.asarray(names, dtype=object)
             return x
-        self._check_fitted()
+        self.check_fitted()
         if x.shape[1] != self.n_features_in_:
             raise ValueError(
                 f"`X` has {x.shape[1]} features, but {type(self).__name__} was fitted with "
@@ -254,12 +310,12 @@ class BasePolicy(BaseEstimator, metaclass=ABCMeta):
             )
         return np.broadcast_to(c, (n_queries, k)).astype(np.float64)
 
-    def _state(self) -> dict[str, Any]:
+    def fitted_state(self) -> dict[str, Any]:
         """JSON-serialisable fitted state beyond the base attributes (see :mod:`persist`)."""
         return {}
 
-    def _set_state(self, state: dict[str, Any]) -> None:
-        """Restore what :meth:`_state` returned."""
+    def set_fitted_state(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`fitted_state` returned."""
 
 
 class BoostedPolicy(BasePolicy):

@@ -165,7 +165,7 @@ class Uniform(BasePolicy):
     [1, 1]
     """
 
-    _scores_are_accuracies = True
+    scores_are_accuracies = True
 
     def __init__(self, *, random_state: int | None = None) -> None:
         self.random_state = random_state
@@ -220,13 +220,13 @@ class Uniform(BasePolicy):
         draw = np.random.default_rng(seed).random(n)
         return np.where(draw < self.mix_, self.high_, self.low_).astype(np.int64)
 
-    def _state(self) -> dict[str, Any]:
+    def fitted_state(self) -> dict[str, Any]:
         state: dict[str, Any] = {"accuracy_": self.accuracy_.tolist()}
         if hasattr(self, "budget_"):
             state.update(low_=self.low_, high_=self.high_)
         return state
 
-    def _set_state(self, state: dict[str, Any]) -> None:
+    def set_fitted_state(self, state: dict[str, Any]) -> None:
         self.accuracy_ = np.asarray(state["accuracy_"], dtype=np.float64)
         if "low_" in state:
             self.low_, self.high_ = int(state["low_"]), int(state["high_"])
@@ -294,10 +294,10 @@ class Random(BasePolicy):
         rng = np.random.default_rng(seed)
         return np.asarray(rng.choice(len(self.probs_), size=n, p=self.probs_), dtype=np.int64)
 
-    def _state(self) -> dict[str, Any]:
+    def fitted_state(self) -> dict[str, Any]:
         return {"probs_": self.probs_.tolist()} if hasattr(self, "budget_") else {}
 
-    def _set_state(self, state: dict[str, Any]) -> None:
+    def set_fitted_state(self, state: dict[str, Any]) -> None:
         if "probs_" in state:
             self.probs_ = np.asarray(state["probs_"], dtype=np.float64)
 
@@ -355,8 +355,8 @@ class LengthHeuristic(BasePolicy):
         x = self._check_X(X, reset=False)
         return self._length(x)[:, None] * np.log1p(self.costs_)[None, :]
 
-    def _state(self) -> dict[str, Any]:
+    def fitted_state(self) -> dict[str, Any]:
         return {"feature_index_": self.feature_index_}
 
-    def _set_state(self, state: dict[str, Any]) -> None:
+    def set_fitted_state(self, state: dict[str, Any]) -> None:
         self.feature_index_ = int(state["feature_index_"])

@@ -136,9 +136,9 @@ class Imitation(BoostedPolicy):
         labels = oracle_labels(table, check_budget(self.budget, "Imitation"))
         return float((proba.argmax(axis=1) == labels).mean())
 
-    def _state(self) -> dict[str, Any]:
+    def fitted_state(self) -> dict[str, Any]:
         return {"classes_": self.classes_.tolist(), "booster_": self.booster_.model_to_string()}
 
-    def _set_state(self, state: dict[str, Any]) -> None:
+    def set_fitted_state(self, state: dict[str, Any]) -> None:
         self.classes_ = np.asarray(state["classes_"], dtype=np.int64)
         self.booster_ = lgb.Booster(model_str=state["booster_"])

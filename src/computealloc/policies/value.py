@@ -59,7 +59,7 @@ class Value(BoostedPolicy):
     lowers the accuracy of a query the model usually gets wrong.
     """
 
-    _scores_are_accuracies = True
+    scores_are_accuracies = True
 
     def __init__(
         self,
@@ -107,9 +107,9 @@ class Value(BoostedPolicy):
             pred[:, others] += pred[:, [self.base_]]
         return np.clip(pred, 0.0, 1.0)
 
-    def _state(self) -> dict[str, Any]:
+    def fitted_state(self) -> dict[str, Any]:
         return {"base_": self.base_, "boosters_": [b.model_to_string() for b in self.boosters_]}
 
-    def _set_state(self, state: dict[str, Any]) -> None:
+    def set_fitted_state(self, state: dict[str, Any]) -> None:
         self.base_ = int(state["base_"])
         self.boosters_ = [lgb.Booster(model_str=s) for s in state["boosters_"]]

@@ -12,7 +12,8 @@ from computealloc.samples import SampleLog
 Float = NDArray[np.float64]
 
 
-def _check_int(value: object, name: str, where: str, *, low: int, high: int | None = None) -> int:
+def check_int(value: object, name: str, where: str, *, low: int, high: int | None = None) -> int:
+    """``value`` as an int in ``[low, high]``; ValueError naming ``where`` and ``name`` else."""
     ok = isinstance(value, Integral) and not isinstance(value, bool)
     ok = ok and low <= int(value) and (high is None or int(value) <= high)  # type: ignore[call-overload]
     if not ok:
@@ -24,11 +25,13 @@ def _check_int(value: object, name: str, where: str, *, low: int, high: int | No
     return int(value)  # type: ignore[call-overload]
 
 
-def _cap_of(max_samples: object, where: str) -> int:
-    return _check_int(max_samples, "max_samples", where, low=1)
+def cap_of(max_samples: object, where: str) -> int:
+    """``max_samples`` as an int >= 1 (ValueError naming ``where``)."""
+    return check_int(max_samples, "max_samples", where, low=1)
 
 
-def _prior_array(prior: ArrayLike | None, n_rows: int) -> Float | None:
+def prior_array(prior: ArrayLike | None, n_rows: int) -> Float | None:
+    """Per-query prior scores as a float array of ``n_rows`` (None stays None)."""
     if prior is None:
         return None
     p = np.asarray(prior, dtype=np.float64).reshape(-1)
@@ -37,7 +40,8 @@ def _prior_array(prior: ArrayLike | None, n_rows: int) -> Float | None:
     return p
 
 
-def _check_log(log: object, where: str) -> None:
+def check_log(log: object, where: str) -> None:
+    """TypeError naming ``where`` unless ``log`` is a SampleLog."""
     if not isinstance(log, SampleLog):
         raise TypeError(
             f"The 'log' parameter of {where} must be a SampleLog. Got {type(log).__name__} instead."

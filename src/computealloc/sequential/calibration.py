@@ -9,17 +9,25 @@ returns the rule's expected accuracy and samples (:class:`StoppingResult`);
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import os
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 
 from computealloc.checks import check_budget
-from computealloc.sequential._checks import _prior_array
-from computealloc.sequential.pools import AnswerPools, Trajectories, _replay_cached
+from computealloc.methods import rule_label
+from computealloc.sequential._checks import prior_array
+from computealloc.sequential.pools import AnswerPools, Trajectories, replay_cached
 from computealloc.sequential.rules import StoppingRule
+
+if TYPE_CHECKING:
+    from computealloc.backends.base import Backend
+    from computealloc.deploy import RuntimeOptions
+    from computealloc.runtime import AnsweringRuntime
 
 __all__ = [
     "CalibratedStopping",
@@ -80,26 +88,90 @@ class CalibratedStopping:
 
     def describe(self) -> str:
         """The knob values and the mix, e.g. ``"threshold=0.9375|0.9375 mix=0.31"``."""
-        name = self.low._knob
+        name = self.low.knob
         lo, hi = getattr(self.low, name), getattr(self.high, name)
         return f"{name}={lo:.6g}|{hi:.6g} mix={self.mix:.3f}"
+
+    def knob_value(self) -> float:
+        """The mix-weighted knob: ``(1 - mix) * low + mix * high``."""
+        name = self.low.knob
+        low, high = float(getattr(self.low, name)), float(getattr(self.high, name))
+        return (1.0 - self.mix) * low + self.mix * high
+
+    # --- the deployable contract (computealloc.deploy.Deployable) ----------------------------
+
+    @property
+    def deploy_unit(self) -> str:
+        """``"samples"``: a stopping rule spends samples one at a time."""
+        return "samples"
+
+    @property
+    def deploy_prices(self) -> dict[str, str]:
+        """Empty: every sample costs 1."""
+        return {}
+
+    @property
+    def deploy_actions(self) -> tuple[str, ...]:
+        """``"LABEL@t"`` for every sample count up to the cap (empty without a cap)."""
+        label = rule_label(type(self.low).__name__)
+        return tuple(f"{label}@{t}" for t in range(1, (self.max_samples or 0) + 1))
+
+    def describe_rule(self) -> str:
+        """``"stopping rule CLASS"``."""
+        return f"stopping rule {type(self.low).__name__}"
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the calibrated rule as JSON (:func:`computealloc.persist.save_stopping`)."""
+        from computealloc.persist import save_stopping
+
+        save_stopping(self, path)
+
+    def open_runtime(
+        self,
+        backends: Backend | Mapping[str, Backend],
+        *,
+        budget: float,
+        options: RuntimeOptions,
+    ) -> AnsweringRuntime:
+        """A :class:`~computealloc.sequential_runtime.SequentialRuntime` of this rule.
+
+        Raises
+        ------
+        ValueError
+            When ``backends`` holds several arms (a stopping rule samples one model).
+        """
+        from computealloc.sequential_runtime import SequentialRuntime
+
+        if isinstance(backends, Mapping):
+            raise ValueError(
+                f"A stopping rule samples one model; the backends serve {len(backends)} models "
+                f"({', '.join(backends)}). Pass --model to pick one."
+            )
+        return SequentialRuntime(
+            self,
+            backends,
+            budget=budget,
+            batch_size=options.batch_size,
+            temperature=options.temperature,
+            max_tokens=options.max_tokens,
+        )
 
 
 def _bracket(
     cost: Callable[[float], float], rule: StoppingRule, width: int, budget: float
 ) -> tuple[float, float, float, float]:
     """Knob values ``(cheap, costly)`` next to each other whose costs bracket ``budget``."""
-    lo, hi = rule._knob_range
-    if rule._knob_integer:
+    lo, hi = rule.knob_range
+    if rule.knob_integer:
         hi = float(min(hi, width + 1))
-    cheap, costly = (lo, hi) if rule._knob_raises_cost else (hi, lo)
+    cheap, costly = (lo, hi) if rule.knob_raises_cost else (hi, lo)
     c_cheap, c_costly = cost(cheap), cost(costly)
     if budget <= c_cheap:
         return cheap, cheap, c_cheap, c_cheap
     if budget >= c_costly:
         return costly, costly, c_costly, c_costly
     for _ in range(_BISECT_STEPS):
-        mid = float((cheap + costly) // 2) if rule._knob_integer else (cheap + costly) / 2
+        mid = float((cheap + costly) // 2) if rule.knob_integer else (cheap + costly) / 2
         if mid in (cheap, costly):
             break
         c_mid = cost(mid)
@@ -166,16 +238,16 @@ def calibrate_stopping(
             f"(samples per query). Got {budget!r} instead."
         )
     _check_rule(rule, "calibrate_stopping")
-    traj = _replay_cached(pools, n_orders, random_state, rule.max_samples)
-    pri = _prior_array(prior, pools.n_queries)
+    traj = replay_cached(pools, n_orders, random_state, rule.max_samples)
+    pri = prior_array(prior, pools.n_queries)
 
     def cost(value: float) -> float:
-        return float(rule._with_knob(value).stopping_times(traj, pri).mean())
+        return float(rule.with_knob(value).stopping_times(traj, pri).mean())
 
     cheap, costly, c_cheap, c_costly = _bracket(cost, rule, traj.width, budget)
     gap = c_costly - c_cheap
     mix = float(np.clip((budget - c_cheap) / gap, 0.0, 1.0)) if gap > 0 else 0.0
-    low, high = rule._with_knob(cheap), rule._with_knob(costly)
+    low, high = rule.with_knob(cheap), rule.with_knob(costly)
     calibrated = CalibratedStopping(low, high, mix, budget, 0.0, 0.0)
     acc, samples = _expected(calibrated, traj, pri)
     return CalibratedStopping(low, high, mix, budget, float(samples.mean()), float(acc.mean()))
@@ -265,8 +337,8 @@ def evaluate_stopping(
     0.75
     """
     _check_rule(rule, "evaluate_stopping")
-    traj = _replay_cached(pools, n_orders, random_state, rule.max_samples)
-    acc, samples = _expected(rule, traj, _prior_array(prior, pools.n_queries))
+    traj = replay_cached(pools, n_orders, random_state, rule.max_samples)
+    acc, samples = _expected(rule, traj, prior_array(prior, pools.n_queries))
     se = _order_se
     return StoppingResult(
         float(acc.mean()),

@@ -17,8 +17,8 @@ import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 from sklearn.model_selection import KFold
 
-from computealloc.sequential._checks import _check_int
-from computealloc.sequential.pools import AnswerPools, Trajectories, _check_pools, replay
+from computealloc.sequential._checks import check_int
+from computealloc.sequential.pools import AnswerPools, Trajectories, check_pools, replay
 from computealloc.sequential.rules import StoppingRule
 
 __all__ = ["LagrangianStopping"]
@@ -223,9 +223,9 @@ class LagrangianStopping(StoppingRule):
     it, not for every query. Unvisited states continue sampling up to the cap.
     """
 
-    _knob = "lam"
-    _knob_range = (-1.0, 1.0)
-    _knob_raises_cost = False
+    knob = "lam"
+    knob_range = (-1.0, 1.0)
+    knob_raises_cost = False
 
     def __init__(
         self,
@@ -260,10 +260,10 @@ class LagrangianStopping(StoppingRule):
         -------
         self
         """
-        _check_pools(pools, "LagrangianStopping.fit")
+        check_pools(pools, "LagrangianStopping.fit")
         self._pseudo_visits()
-        _check_int(self.n_groups, "n_groups", "LagrangianStopping", low=1)
-        _check_int(self.n_orders, "n_orders", "LagrangianStopping", low=1)
+        check_int(self.n_groups, "n_groups", "LagrangianStopping", low=1)
+        check_int(self.n_orders, "n_orders", "LagrangianStopping", low=1)
         traj = replay(
             pools,
             n_orders=self.n_orders,
@@ -284,10 +284,10 @@ class LagrangianStopping(StoppingRule):
             )
         self.visits_, self.correct_, self.moves_ = visits, correct, moves
         self.horizon_ = traj.width
-        self._reset_caches()
+        self.reset_caches()
         return self
 
-    def _reset_caches(self) -> None:
+    def reset_caches(self) -> None:
         """Forget the decision tables and dynamics computed so far (after fit, or a load)."""
         self._cache: dict[tuple[float, float], NDArray[np.int8]] = {}
         self._dynamics_cache: dict[float, _Dynamics] = {}
@@ -324,7 +324,7 @@ class LagrangianStopping(StoppingRule):
 
     def predict_prior(self, X: ArrayLike | pd.DataFrame) -> Float:
         """Prior scores (predicted agreement) of queries, shape (n_queries,); 0 without a prior."""
-        self._check_fitted()
+        self.check_fitted()
         x = np.asarray(X, dtype=np.float64)
         x = x.reshape(1, -1) if x.ndim == 1 else x
         if self.prior_model_ is None:
@@ -342,7 +342,7 @@ class LagrangianStopping(StoppingRule):
         ndarray of shape (n_tables, horizon_, horizon_ + 1, horizon_ + 1), int8
             1 stop, 0 continue, -1 state never visited in training.
         """
-        self._check_fitted()
+        self.check_fitted()
         price = float(self.lam if lam is None else lam)
         k = self._pseudo_visits()
         if (price, k) not in self._cache:
@@ -370,10 +370,11 @@ class LagrangianStopping(StoppingRule):
         return float(k) * self.n_orders
 
     def _live_cap(self, t: int) -> int:
-        self._check_fitted()
+        self.check_fitted()
         return self.horizon_
 
-    def _check_fitted(self) -> None:
+    def check_fitted(self) -> None:
+        """Raise ValueError unless :meth:`fit` was called (or the state was loaded)."""
         if not hasattr(self, "visits_"):
             raise ValueError(
                 "This LagrangianStopping instance is not fitted yet. Call 'fit' with training "

@@ -20,7 +20,7 @@ from scipy.special import xlogy
 
 from computealloc.estimate import cluster_samples, query_golds
 from computealloc.samples import SampleLog
-from computealloc.sequential._checks import _cap_of, _check_int, _check_log
+from computealloc.sequential._checks import cap_of, check_int, check_log
 
 __all__ = ["MAX_TOP_K", "AnswerPools", "Trajectories", "answer_pools", "replay"]
 
@@ -122,8 +122,8 @@ def answer_pools(
     -------
     AnswerPools
     """
-    _check_log(log, "answer_pools")
-    name = _model_of(log, model, "answer_pools")
+    check_log(log, "answer_pools")
+    name = model_of(log, model, "answer_pools")
     samples = log.samples
     if sample_mask is not None:
         samples = samples[np.asarray(sample_mask, dtype=bool)]
@@ -141,7 +141,8 @@ def answer_pools(
     )
 
 
-def _model_of(log: SampleLog, model: str | None, where: str) -> str:
+def model_of(log: SampleLog, model: str | None, where: str) -> str:
+    """The model whose samples are used: ``model``, or the log's only one (ValueError else)."""
     models = log.models
     if model is None:
         if len(models) != 1:
@@ -320,23 +321,23 @@ def replay(
     -------
     Trajectories
     """
-    _check_int(n_orders, "n_orders", "replay", low=1)
-    _check_pools(pools, "replay")
-    cap = pools.n if max_samples is None else np.minimum(pools.n, _cap_of(max_samples, "replay"))
+    check_int(n_orders, "n_orders", "replay", low=1)
+    check_pools(pools, "replay")
+    cap = pools.n if max_samples is None else np.minimum(pools.n, cap_of(max_samples, "replay"))
     width = max(int(cap.max(initial=1)), 1)
     labels = _orders(pools, n_orders, width, random_state)
     return _trajectories(labels, cap, correct=pools.correct_clusters)
 
 
 @lru_cache(maxsize=2)
-def _replay_cached(
+def replay_cached(
     pools: AnswerPools, n_orders: int, random_state: int, max_samples: int | None
 ) -> Trajectories:
     """:func:`replay`, cached for the calibration and test pools of a budget sweep."""
     return replay(pools, n_orders=n_orders, random_state=random_state, max_samples=max_samples)
 
 
-def _answers_trajectory(answers: Sequence[object], cap: int) -> Trajectories:
+def answers_trajectory(answers: Sequence[object], cap: int) -> Trajectories:
     """One live query's answers so far as a one-order trajectory (correctness unknown: 0)."""
     first: dict[object, int] = {}  # label of each answer: 1 + order of first appearance
     codes = [_ABSTAIN if a is None else first.setdefault(a, len(first) + 1) for a in answers]
@@ -347,7 +348,8 @@ def _answers_trajectory(answers: Sequence[object], cap: int) -> Trajectories:
 # --------------------------------------------------------------------------- validation
 
 
-def _check_pools(pools: object, where: str) -> None:
+def check_pools(pools: object, where: str) -> None:
+    """TypeError naming ``where`` unless ``pools`` is AnswerPools; ValueError if one is empty."""
     if not isinstance(pools, AnswerPools):
         raise TypeError(
             f"The 'pools' parameter of {where} must be AnswerPools. Got {type(pools).__name__} "

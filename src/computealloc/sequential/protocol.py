@@ -20,8 +20,9 @@ from numpy.typing import NDArray
 from computealloc.checks import check_budget
 from computealloc.estimate import majority_accuracy
 from computealloc.features import build_features
+from computealloc.methods import fittable, get_method, load_class, method_names
 from computealloc.samples import SampleLog
-from computealloc.sequential._checks import _cap_of, _check_log
+from computealloc.sequential._checks import cap_of, check_log
 from computealloc.sequential.calibration import (
     CalibratedStopping,
     StoppingResult,
@@ -29,15 +30,8 @@ from computealloc.sequential.calibration import (
     evaluate_stopping,
 )
 from computealloc.sequential.lagrangian import LagrangianStopping
-from computealloc.sequential.pools import AnswerPools, _model_of, answer_pools
-from computealloc.sequential.rules import (
-    BetaRule,
-    DirichletRule,
-    EntropyRule,
-    MajorityShareRule,
-    StoppingRule,
-    WindowRule,
-)
+from computealloc.sequential.pools import AnswerPools, answer_pools, model_of
+from computealloc.sequential.rules import StoppingRule
 from computealloc.splits import split_queries, split_samples
 
 __all__ = [
@@ -58,22 +52,19 @@ _PROTOCOLS = ("held-out", "in-sample")
 
 #: Methods of :func:`sequential_methods`, in report order. ``@`` names a fixed published
 #: setting (not calibrated to the budget).
-SEQUENTIAL_METHODS: tuple[str, ...] = (
-    "uniform-majority",
-    "adaptive-consistency@0.95",
-    "esc@5",
-    "adaptive-consistency",
-    "dirichlet",
-    "entropy",
-    "majority-share",
-    "esc",
-    "sequential/pooled",
-    "sequential/prior",
-    "sequential",
-)
+SEQUENTIAL_METHODS: tuple[str, ...] = method_names(family="stopping")
 
 #: Prior groups of ``sequential/prior``.
-PRIOR_GROUPS = 3
+PRIOR_GROUPS: int = get_method("sequential/prior").params["n_groups"]
+
+#: The published fixed settings (not calibrated to the budget).
+_PUBLISHED: tuple[str, ...] = tuple(
+    m for m in method_names(family="stopping") if get_method(m).kind == "published"
+)
+#: The learned rules (:class:`LagrangianStopping` with a number of prior groups).
+_LEARNED: tuple[str, ...] = tuple(
+    m for m in method_names(family="stopping") if "n_groups" in get_method(m).params
+)
 
 
 def _protocol_pools(
@@ -105,13 +96,18 @@ def _uniform_majority(pools: AnswerPools, budget: float) -> tuple[float, float]:
 
 
 def _method_rules(max_samples: int | None) -> dict[str, StoppingRule]:
+    """The budget-calibrated published rules of the registry, in report order (unfitted)."""
     return {
-        "adaptive-consistency": BetaRule(max_samples=max_samples),
-        "dirichlet": DirichletRule(max_samples=max_samples),
-        "entropy": EntropyRule(max_samples=max_samples),
-        "majority-share": MajorityShareRule(max_samples=max_samples),
-        "esc": WindowRule(max_samples=max_samples),
+        name: _rule_class(name)(**get_method(name).params, max_samples=max_samples)
+        for name in FIT_RULES
+        if get_method(name).cls != LagrangianStopping.__name__
     }
+
+
+def _rule_class(name: str) -> type[StoppingRule]:
+    """The stopping-rule class of registered method ``name``."""
+    cls: type[StoppingRule] = load_class(name)
+    return cls
 
 
 @dataclass(frozen=True)
@@ -220,9 +216,9 @@ def sequential_methods(
             f"The 'protocol' parameter of sequential_methods must be one of "
             f"{', '.join(map(repr, _PROTOCOLS))}. Got {protocol!r} instead."
         )
-    _check_log(log, "sequential_methods")
+    check_log(log, "sequential_methods")
     wanted = _method_set(methods)
-    name = _model_of(log, model, "sequential_methods")
+    name = model_of(log, model, "sequential_methods")
     sets = _sets(log, protocol, seed, name, split, features)
     rows = _published_rows(sets, seed, n_orders, max_samples, wanted)
     rows += _budget_rows(sets, budget_list, seed, n_orders, max_samples, wanted)
@@ -265,12 +261,10 @@ def _published_rows(
     sets: _Sets, seed: int, n_orders: int, max_samples: int | None, wanted: set[str]
 ) -> list[dict[str, Any]]:
     rows = []
-    for name, rule in (
-        ("adaptive-consistency@0.95", BetaRule(threshold=0.95, max_samples=max_samples)),
-        ("esc@5", WindowRule(window=5, max_samples=max_samples)),
-    ):
+    for name in _PUBLISHED:
         if name not in wanted:
             continue
+        rule = _rule_class(name)(**get_method(name).params, max_samples=max_samples)
         res = evaluate_stopping(rule, sets.test, n_orders=n_orders, random_state=_stream(seed, 2))
         rows.append(_row(name, np.nan, res, None))
     return rows
@@ -286,9 +280,10 @@ def _learned_rules(
 ) -> dict[str, tuple[StoppingRule, Float | None, Float | None]]:
     """The fitted sequential policies asked for, with their calibration and test priors."""
     out: dict[str, tuple[StoppingRule, Float | None, Float | None]] = {}
-    for name, n_groups in (("sequential/pooled", 1), ("sequential/prior", PRIOR_GROUPS)):
+    for name in _LEARNED:
         if name not in wanted and "sequential" not in wanted:
             continue
+        n_groups = int(get_method(name).params["n_groups"])
         policy = LagrangianStopping(
             n_groups=n_groups,
             max_samples=max_samples,
@@ -387,11 +382,7 @@ def _budget_rows(
 
 #: Rules :func:`fit_stopping` can fit: the budget-calibrated methods of
 #: :func:`sequential_methods`.
-FIT_RULES: tuple[str, ...] = tuple(
-    m
-    for m in SEQUENTIAL_METHODS
-    if m not in ("uniform-majority", "adaptive-consistency@0.95", "esc@5")
-)
+FIT_RULES: tuple[str, ...] = fittable("fit_stopping")
 
 
 @dataclass(frozen=True)
@@ -473,10 +464,10 @@ def fit_stopping(
             f"The 'method' parameter of fit_stopping must be one of {', '.join(FIT_RULES)}. "
             f"Got {method!r} instead."
         )
-    _check_log(log, "fit_stopping")
-    sets = _sets(log, "in-sample", seed, _model_of(log, model, "fit_stopping"), split, None)
+    check_log(log, "fit_stopping")
+    sets = _sets(log, "in-sample", seed, model_of(log, model, "fit_stopping"), split, None)
     largest = int(max(sets.train.n.max(), sets.cal.n.max(), sets.test.n.max()))
-    cap = largest if max_samples is None else _cap_of(max_samples, "fit_stopping")
+    cap = largest if max_samples is None else cap_of(max_samples, "fit_stopping")
     rules, learned = _rule_set(sets, seed, n_orders, cap, {method})
     calibrated = _calibrate(sets, rules, budget, seed, n_orders)
     chosen = _best_learned(calibrated, learned) if method == "sequential" else method

@@ -21,8 +21,8 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.special import betainc, gammainc, gammaincinv
 from sklearn.base import BaseEstimator
 
-from computealloc.sequential._checks import _check_int, _prior_array
-from computealloc.sequential.pools import MAX_TOP_K, Trajectories, _answers_trajectory
+from computealloc.sequential._checks import check_int, prior_array
+from computealloc.sequential.pools import MAX_TOP_K, Trajectories, answers_trajectory
 
 __all__ = [
     "BetaRule",
@@ -45,15 +45,15 @@ class StoppingRule(BaseEstimator, metaclass=ABCMeta):
     A rule looks at the answers drawn so far and says whether to stop. Subclasses implement
     :meth:`_fires`, the rule's condition at every prefix of replayed trajectories; the class
     adds the caps, the per-query :meth:`should_stop` and the budget knob used by
-    :func:`calibrate_stopping` (the parameter named by ``_knob``).
+    :func:`calibrate_stopping` (the parameter named by ``knob``).
     """
 
     #: The parameter that :func:`calibrate_stopping` tunes, its range, and whether raising it
     #: spends more samples.
-    _knob: ClassVar[str] = "threshold"
-    _knob_range: ClassVar[tuple[float, float]] = (0.0, 1.0)
-    _knob_raises_cost: ClassVar[bool] = True
-    _knob_integer: ClassVar[bool] = False
+    knob: ClassVar[str] = "threshold"
+    knob_range: ClassVar[tuple[float, float]] = (0.0, 1.0)
+    knob_raises_cost: ClassVar[bool] = True
+    knob_integer: ClassVar[bool] = False
 
     max_samples: int | None
 
@@ -72,7 +72,7 @@ class StoppingRule(BaseEstimator, metaclass=ABCMeta):
             Per-query prior scores, for rules that read them (:class:`LagrangianStopping`).
         """
         cap = traj.cap if self.max_samples is None else np.minimum(traj.cap, self.max_samples)
-        fires = self._fires(traj, _prior_array(prior, traj.cap.shape[0]))
+        fires = self._fires(traj, prior_array(prior, traj.cap.shape[0]))
         fires = fires | (traj.t[None, None, :] >= cap[:, None, None])
         return np.argmax(fires, axis=2).astype(np.int64) + 1
 
@@ -96,7 +96,7 @@ class StoppingRule(BaseEstimator, metaclass=ABCMeta):
             return False
         if self.max_samples is not None and t >= self.max_samples:
             return True
-        traj = _answers_trajectory(answers, self._live_cap(t))
+        traj = answers_trajectory(answers, self._live_cap(t))
         pri = None if prior is None else np.array([float(prior)])
         return bool(self._fires(traj, pri)[0, 0, t - 1])
 
@@ -104,10 +104,10 @@ class StoppingRule(BaseEstimator, metaclass=ABCMeta):
         """The cap of a live query after ``t`` samples (no cap known: not yet reached)."""
         return self.max_samples if self.max_samples is not None else t + 1
 
-    def _with_knob(self, value: float) -> StoppingRule:
+    def with_knob(self, value: float) -> StoppingRule:
         """A copy of the rule with its budget knob set to ``value`` (fitted state shared)."""
         new = copy.copy(self)
-        setattr(new, self._knob, int(value) if self._knob_integer else float(value))
+        setattr(new, self.knob, int(value) if self.knob_integer else float(value))
         return new
 
 
@@ -146,7 +146,7 @@ class BetaRule(StoppingRule):
     for Efficient Reasoning and Coding with LLMs." EMNLP 2023.
     """
 
-    _knob_range = (0.5, 1.0)
+    knob_range = (0.5, 1.0)
 
     def __init__(self, *, threshold: float = 0.95, max_samples: int | None = None) -> None:
         self.threshold = threshold
@@ -240,7 +240,7 @@ class DirichletRule(StoppingRule):
 
     def confidence(self, traj: Trajectories) -> Float:
         """Posterior probability that the leader is the largest share, shape (N, R, width)."""
-        _check_int(self.top_k, "top_k", "DirichletRule", low=2, high=MAX_TOP_K)
+        check_int(self.top_k, "top_k", "DirichletRule", low=2, high=MAX_TOP_K)
         return _dirichlet_confidence(traj, int(self.top_k))
 
     def _fires(self, traj: Trajectories, prior: Float | None) -> Bool:
@@ -282,7 +282,7 @@ class EntropyRule(StoppingRule):
         Cap on the samples per query.
     """
 
-    _knob_raises_cost = False
+    knob_raises_cost = False
 
     def __init__(
         self, *, threshold: float = 0.25, min_samples: int = 2, max_samples: int | None = None
@@ -320,7 +320,7 @@ class MajorityShareRule(StoppingRule):
         Cap on the samples per query.
     """
 
-    _knob_range = (0.0, 2.0)
+    knob_range = (0.0, 2.0)
 
     def __init__(
         self, *, threshold: float = 0.8, min_samples: int = 2, max_samples: int | None = None
@@ -355,16 +355,16 @@ class WindowRule(StoppingRule):
     Early-stopping Self-Consistency for Multi-step Reasoning." ICLR 2024.
     """
 
-    _knob = "window"
-    _knob_range = (1.0, 4096.0)
-    _knob_integer = True
+    knob = "window"
+    knob_range = (1.0, 4096.0)
+    knob_integer = True
 
     def __init__(self, *, window: int = 5, max_samples: int | None = None) -> None:
         self.window = window
         self.max_samples = max_samples
 
     def _fires(self, traj: Trajectories, prior: Float | None) -> Bool:
-        _check_int(self.window, "window", "WindowRule", low=1)
+        check_int(self.window, "window", "WindowRule", low=1)
         return (_run_lengths(traj.labels) >= self.window) & (traj.t % self.window == 0)
 
 
