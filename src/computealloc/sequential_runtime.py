@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -39,6 +40,7 @@ from computealloc.budget import BudgetController
 from computealloc.features import PROMPT_FEATURES, prompt_features
 from computealloc.runtime import (
     AnsweringRuntime,
+    InFlight,
     Ledger,
     RuntimeAnswer,
     answer_key,
@@ -156,6 +158,7 @@ class SequentialRuntime(AnsweringRuntime):
         self._rng = np.random.default_rng(random_state)
         self._lock = threading.Lock()
         self._ledger = Ledger()
+        self.in_flight = InFlight(lambda drawn, arm: float(len(drawn)))
 
     # --- state ----------------------------------------------------------------------------
 
@@ -217,7 +220,10 @@ class SequentialRuntime(AnsweringRuntime):
         prior = self._prior(text)
         rule, lam = self._setting()
         drawn: list[Completion] = []
-        with receipt() as received:
+        with (
+            self.in_flight.flight(self.backend.model) as flight,
+            receipt(partial(self.in_flight.receive, flight)) as received,
+        ):
             try:
                 await self._sample_until_stop(rule, prompt, request, prior, drawn)
             except BaseException:
