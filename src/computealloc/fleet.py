@@ -264,6 +264,7 @@ class AccountLink:
         self._dirty = asyncio.Event()
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self._watched: BudgetController | None = None
         runtime.in_flight.subscribe(self._dirty.set)  # a reply arrived, or a query settled
 
@@ -446,9 +447,10 @@ class AccountLink:
             self._dirty.set()
 
     async def _run(self) -> None:
-        while True:
-            try:
-                await asyncio.wait_for(self._dirty.wait(), self.interval)
+        while not self._stopping:
+            try:  # not wait_for: on 3.11 it can swallow a cancel (stop) that meets a change
+                async with asyncio.timeout(self.interval):
+                    await self._dirty.wait()
             except TimeoutError:  # renew the lease, poll the fleet
                 changed = True
             else:  # let the request that changed the totals finish first, gather more changes
@@ -463,11 +465,14 @@ class AccountLink:
     async def start(self) -> None:
         """First sync (the controller starts from the fleet's totals), then keep in step."""
         await self.sync()
+        self._stopping = False
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
         """Stop syncing after a last sync of everything spent."""
         if self._task is not None:
+            self._stopping = True  # also ends the loop where a client library ate the cancel
+            self._dirty.set()
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
