@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -35,7 +36,7 @@ from computealloc.persist import save_policy  # noqa: E402
 from computealloc.runtime import Runtime  # noqa: E402
 from computealloc.server import create_app  # noqa: E402
 from computealloc.spend_store import MemoryStore, RedisStore  # noqa: E402
-from fake_openai_server import make_app, replaying, running  # noqa: E402
+from fake_openai_server import make_app, running  # noqa: E402
 from redis_server import REDIS_SERVER, RedisServer, free_port  # noqa: E402
 from test_runtime import fit_value, synthetic_log  # noqa: E402
 
@@ -241,12 +242,28 @@ def test_redis_down_then_back_answers_everything_and_loses_nothing(redis_server,
 
 
 def test_a_replica_sigkilled_in_flight_leaves_an_exact_ledger(redis_server, policy, log, tmp_path):
-    """Its reservations expire with its lease; what it answered stays counted, once."""
+    """Its reservations expire with its lease; what it answered, and what its queries in
+    flight had received, stays counted, once: the fleet's ledger is what the backend
+    delivered."""
     save_policy(policy, tmp_path / "policy.json")
-    slow = make_app(replaying(ReplayBackend(log)), latency_s=2.0)
+    replay, seen, delivered = ReplayBackend(log), Counter(), Counter()
+    partial, release = threading.Event(), threading.Event()
+
+    async def respond(request, n):
+        """Every request answered, or (``partial``) only the first of each prompt."""
+        seen[request.prompt] += 1
+        if partial.is_set() and seen[request.prompt] > 1:
+            while not release.is_set():  # past the kill: nobody reads the reply
+                await asyncio.sleep(0.02)
+            return await replay.sample(request.prompt, n)
+        got = await replay.sample(request.prompt, n)
+        delivered["samples"] += len(got)
+        return got
+
     prompts = list(log.queries["prompt"])
     with ExitStack() as stack:
-        backend = stack.enter_context(running(slow))
+        stack.callback(release.set)
+        backend = stack.enter_context(running(make_app(respond, n_mode="ignore")))
         (base, runtime), *_ = _replicas(
             stack, 1, policy, log, store_url=redis_server.url, budget_name="kill"
         )
@@ -256,26 +273,34 @@ def test_a_replica_sigkilled_in_flight_leaves_an_exact_ledger(redis_server, poli
         answered = [_ask(victim_base, prompts[i]).json()["computealloc"] for i in range(2)]
         for i in range(4):
             assert _ask(base, prompts[i]).status_code == 200
+        seen.clear()
+        partial.set()  # from now on a query of k > 1 samples gets one and waits for the rest
         in_flight = [
-            threading.Thread(target=lambda p=p: _try(victim_base, p)) for p in prompts[2:6]
+            threading.Thread(target=lambda p=p: _try(victim_base, p)) for p in prompts[10:16]
         ]
         for thread in in_flight:
             thread.start()
-        time.sleep(0.7)  # their reservations are in the store
+        time.sleep(1.0)  # first replies in and synced; reservations in the store
         before = _snapshot(redis_server.url, "kill")
+        at_kill = delivered["samples"]
         victim.send_signal(signal.SIGKILL)
         victim.wait()
         time.sleep(5.5)  # the store's lease
         after = _snapshot(redis_server.url, "kill")
         metrics = _metrics(base)
+        release.set()
         for thread in in_flight:
             thread.join()
-    assert before["r:in_flight"] == 4
+    unsettled = before["u:queries"]
+    assert unsettled > 0 and before["u:samples"] == unsettled == before["r:in_flight"]
     assert after["r:in_flight"] == 0 and after["r:reserved"] == 0
-    victim_cost = sum(a["cost"] for a in answered)
-    assert metrics["computealloc_queries_total"] == 6
-    assert metrics["computealloc_cost_total"] == runtime.ledger.cost + victim_cost
-    assert after["c:spent"] == runtime.ledger.cost + victim_cost
+    assert (after["u:queries"], after["u:samples"]) == (unsettled, unsettled)  # kept
+    assert after["l:samples"] + after["u:samples"] == runtime.ledger.samples + at_kill
+    assert metrics["computealloc_samples_total"] == runtime.ledger.samples + at_kill
+    assert metrics["computealloc_queries_total"] == 4 + 2 + 6  # each once, settled or not
+    assert metrics["computealloc_cost_total"] == after["l:cost"] + after["u:cost"]
+    assert after["c:spent"] == after["l:cost"]  # the price counts settled queries
+    assert sum(a["cost"] for a in answered) + runtime.ledger.cost <= after["l:cost"]
 
 
 class Trickle:

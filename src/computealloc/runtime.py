@@ -522,6 +522,8 @@ class Runtime(AnsweringRuntime):
         Unit of the costs and the budget.
     pricing : Pricing
         The cost unit and the price of every arm.
+    in_flight : InFlight
+        Replies received by queries not settled yet (counted into the ledger when they settle).
 
     Notes
     -----

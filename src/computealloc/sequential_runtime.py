@@ -122,6 +122,8 @@ class SequentialRuntime(AnsweringRuntime):
         the ledger and the metrics), LABEL from :data:`RULE_LABELS`.
     cost_unit : str
         ``"samples"``.
+    in_flight : InFlight
+        Replies received by queries not settled yet (counted into the ledger when they settle).
     """
 
     cost_unit = "samples"
