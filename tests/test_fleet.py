@@ -34,6 +34,8 @@ from computealloc.cli import app as cli  # noqa: E402
 from computealloc.fleet import AccountLink, KeyBudget, KeysFileError, read_keys, state_of  # noqa: E402
 from computealloc.persist import save_policy  # noqa: E402
 from computealloc.runtime import Runtime  # noqa: E402
+from computealloc.sequential import BetaRule  # noqa: E402
+from computealloc.sequential_runtime import SequentialRuntime  # noqa: E402
 from computealloc.server import create_app  # noqa: E402
 from computealloc.spend_store import MemoryStore, RedisStore  # noqa: E402
 from fake_openai_server import make_app, running  # noqa: E402
@@ -405,6 +407,29 @@ def test_replies_of_queries_in_flight_are_synced_once_settled_or_not(kind, polic
             asyncio.run(scenario(server))
         finally:
             server.stop()
+
+
+def test_a_sequential_runtime_publishes_its_replies_in_flight_once(log):
+    async def scenario() -> None:
+        backend = Trickle(log)
+        runtime = SequentialRuntime(BetaRule(), backend, budget=4.0, max_samples=7, batch_size=3)
+        store = MemoryStore()
+        link = AccountLink(store, "seq", "replica-1", runtime, interval=0.05)
+        await link.start()
+        task = asyncio.ensure_future(runtime.answer(str(log.queries["prompt"].iloc[0])))
+        await asyncio.sleep(0.05)  # one sample of the first batch in, the rest held back
+        mid = (await store.snapshot("seq")).fleet
+        assert runtime.ledger.samples == 0 and runtime.in_flight.totals().samples == 1
+        assert (mid["u:queries"], mid["u:samples"], mid["u:cost"], mid["l:samples"]) == (1, 1, 1, 0)
+        backend.gate.set()
+        answer = await task
+        await link.stop()
+        end = (await store.snapshot("seq")).fleet
+        assert _ledger(end).samples == runtime.ledger.samples == backend.delivered == answer.k
+        assert (_ledger(end).queries, end["u:samples"], end["u:queries"]) == (1, 0, 0)
+        assert _ledger(end).cost == runtime.ledger.cost == answer.k
+
+    asyncio.run(scenario())
 
 
 def test_workers_of_one_server_are_replicas_of_the_fleet(redis_server, policy, log, tmp_path):
