@@ -20,8 +20,8 @@ samples per query and the keys ``team-a`` (B = 2) and ``team-b`` (B = 4.5).
    at two thirds replica 2 is SIGKILLed. A client whose request fails on a dead replica sends
    it again to the next replica (as a load balancer does). Checked: no request fails; after the
    run the fleet's totals equal the survivors' own totals plus what the killed replica had
-   synced; the reservations of its queries in flight expired; ledger against the backend
-   (the difference is what the killed replica's queries in flight drew and never settled).
+   synced (settled, and received by its queries in flight: replies are synced as they
+   arrive); the reservations of its queries in flight expired; ledger against the backend.
 3. Store latency. A one-sample policy on a healthy instant backend, one proxy on the Redis
    store and one in process, rounds interleaved, one client: request latency p50/p99 per store
    for the main account (the store is synced off the request path) and for a capped key (the
@@ -278,12 +278,14 @@ def faults(folder: Path, prompts: list[str], policy: Path, keys: Path) -> dict[s
         survivors = bases[:2]
         metrics = [_metrics(base) for base in survivors]
         dead = _dead_queries(redis.url, metrics)
+        unsettled = {f: _replica_total(redis.url, f) for f in ("u:queries", "u:samples")}
         stats = httpx.get(f"{backend}/stats").json()
         expired = _store_field(redis.url, "r:in_flight")
     return {
         "run": run,
         "metrics": metrics,
         "dead": dead,
+        "unsettled": unsettled,
         "down": seen["down"],
         "in_flight_at_kill": seen["in_flight"],
         "in_flight_after": expired,
@@ -302,19 +304,24 @@ def _store_field(url: str, name: str) -> float:
         client.close()
 
 
-def _dead_queries(url: str, metrics: list[dict[str, float]]) -> float:
-    """Queries (every account) that replicas other than the survivors synced to the store."""
+def _replica_total(url: str, name: str) -> float:
+    """A contribution field summed over every replica and account, read from Redis."""
     import redis
 
     client = redis.Redis.from_url(url, decode_responses=True)
     try:
-        synced = sum(
-            float(client.hget(key, "l:queries") or 0.0)
+        return sum(
+            float(client.hget(key, name) or 0.0)
             for account in (NAME, *(f"{NAME}/key/{k}" for k in KEYS))
             for key in client.scan_iter(f"computealloc:{{{account}}}:replica:*")
         )
     finally:
         client.close()
+
+
+def _dead_queries(url: str, metrics: list[dict[str, float]]) -> float:
+    """Settled queries (every account) that replicas other than the survivors synced."""
+    synced = _replica_total(url, "l:queries")
     return synced - sum(m["computealloc_replica_queries_total"] for m in metrics)
 
 
@@ -405,26 +412,34 @@ def report(steady_run: dict, fault_run: dict, latency: dict[str, list[float]]) -
     frun: FleetLoad = fault_run["run"]
     fm, down = fault_run["metrics"], fault_run["down"]
     own = sum(m["computealloc_replica_queries_total"] for m in fm)
+    answers = sum(len(c) for c in frun.costs.values())
+    u_queries, u_samples = (fault_run["unsettled"][f] for f in ("u:queries", "u:samples"))
+    fleet_queries, fleet_samples = (
+        fm[0][f"computealloc_{f}_total"] for f in ("queries", "samples")
+    )
     lines += [
         "",
         "Faults (same load; Redis SIGKILLed at 1/3 and restarted 1 s later from its append-only "
         "file, replica 2 SIGKILLed at 2/3; clients resend a failed request to the next replica):",
         "",
         f"- client statuses {dict(frun.statuses)} ({frun.resent} requests resent after the "
-        f"replica was killed); answers received {sum(len(c) for c in frun.costs.values())}, "
-        f"queries in the fleet's ledger {fm[0]['computealloc_queries_total']:.0f} (what the "
-        "killed replica answered after its last successful sync is not in it)",
+        f"replica was killed); answers received {answers}, queries in the fleet's ledger "
+        f"{fleet_queries:.0f} = answers + the killed replica's queries in flight that had "
+        f"received a reply ({u_queries:.0f}, {u_samples:.0f} samples, resent by their clients) "
+        f"- answers it settled after its last sync ({answers + u_queries - fleet_queries:.0f})",
         f"- while Redis was down, replica 0: store_up {down['computealloc_store_up']:.0f}, "
         f"store errors {down['computealloc_store_errors_total']:.0f}",
-        f"- fleet queries after the run {fm[0]['computealloc_queries_total']:.0f} = survivors' own "
-        f"{own:.0f} + the killed replica's synced {fault_run['dead']:.0f}; "
+        f"- fleet queries after the run {fleet_queries:.0f} = survivors' own {own:.0f} + the "
+        f"killed replica's synced {fault_run['dead']:.0f} settled and {u_queries:.0f} unsettled; "
         f"both survivors report the same: "
         f"{fm[0]['computealloc_queries_total'] == fm[1]['computealloc_queries_total']}",
         f"- main-account queries in flight in the store when the replica died "
         f"{fault_run['in_flight_at_kill']:.0f}, after its lease {fault_run['in_flight_after']:.0f}",
-        f"- fleet ledger samples {fm[0]['computealloc_samples_total']:.0f}, completions the "
-        f"backend delivered {fault_run['delivered']} (the difference was drawn by the killed "
-        "replica's queries in flight, which never settled)",
+        f"- fleet ledger samples {fleet_samples:.0f}, completions the backend delivered "
+        f"{fault_run['delivered']} (difference {fault_run['delivered'] - fleet_samples:.0f}: "
+        "the backend counts a request when it arrives, so requests of the killed replica still "
+        "being answered when it died count as delivered; and replies it received in its last "
+        "sync window, 2 ms, are lost with it)",
         "",
         "| accounts after the faults | budget | queries | fleet mean cost | vs budget |",
         "|---|---|---|---|---|",

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -30,12 +31,14 @@ from typer.testing import CliRunner  # noqa: E402
 
 from computealloc.backends import ReplayBackend  # noqa: E402
 from computealloc.cli import app as cli  # noqa: E402
-from computealloc.fleet import KeyBudget, KeysFileError, read_keys  # noqa: E402
+from computealloc.fleet import AccountLink, KeyBudget, KeysFileError, read_keys, state_of  # noqa: E402
 from computealloc.persist import save_policy  # noqa: E402
 from computealloc.runtime import Runtime  # noqa: E402
+from computealloc.sequential import BetaRule  # noqa: E402
+from computealloc.sequential_runtime import SequentialRuntime  # noqa: E402
 from computealloc.server import create_app  # noqa: E402
-from computealloc.spend_store import RedisStore  # noqa: E402
-from fake_openai_server import make_app, replaying, running  # noqa: E402
+from computealloc.spend_store import MemoryStore, RedisStore  # noqa: E402
+from fake_openai_server import make_app, running  # noqa: E402
 from redis_server import REDIS_SERVER, RedisServer, free_port  # noqa: E402
 from test_runtime import fit_value, synthetic_log  # noqa: E402
 
@@ -241,12 +244,28 @@ def test_redis_down_then_back_answers_everything_and_loses_nothing(redis_server,
 
 
 def test_a_replica_sigkilled_in_flight_leaves_an_exact_ledger(redis_server, policy, log, tmp_path):
-    """Its reservations expire with its lease; what it answered stays counted, once."""
+    """Its reservations expire with its lease; what it answered, and what its queries in
+    flight had received, stays counted, once: the fleet's ledger is what the backend
+    delivered."""
     save_policy(policy, tmp_path / "policy.json")
-    slow = make_app(replaying(ReplayBackend(log)), latency_s=2.0)
+    replay, seen, delivered = ReplayBackend(log), Counter(), Counter()
+    partial, release = threading.Event(), threading.Event()
+
+    async def respond(request, n):
+        """Every request answered, or (``partial``) only the first of each prompt."""
+        seen[request.prompt] += 1
+        if partial.is_set() and seen[request.prompt] > 1:
+            while not release.is_set():  # past the kill: nobody reads the reply
+                await asyncio.sleep(0.02)
+            return await replay.sample(request.prompt, n)
+        got = await replay.sample(request.prompt, n)
+        delivered["samples"] += len(got)
+        return got
+
     prompts = list(log.queries["prompt"])
     with ExitStack() as stack:
-        backend = stack.enter_context(running(slow))
+        stack.callback(release.set)
+        backend = stack.enter_context(running(make_app(respond, n_mode="ignore")))
         (base, runtime), *_ = _replicas(
             stack, 1, policy, log, store_url=redis_server.url, budget_name="kill"
         )
@@ -256,26 +275,161 @@ def test_a_replica_sigkilled_in_flight_leaves_an_exact_ledger(redis_server, poli
         answered = [_ask(victim_base, prompts[i]).json()["computealloc"] for i in range(2)]
         for i in range(4):
             assert _ask(base, prompts[i]).status_code == 200
+        seen.clear()
+        partial.set()  # from now on a query of k > 1 samples gets one and waits for the rest
         in_flight = [
-            threading.Thread(target=lambda p=p: _try(victim_base, p)) for p in prompts[2:6]
+            threading.Thread(target=lambda p=p: _try(victim_base, p)) for p in prompts[10:16]
         ]
         for thread in in_flight:
             thread.start()
-        time.sleep(0.7)  # their reservations are in the store
+        time.sleep(1.0)  # first replies in and synced; reservations in the store
         before = _snapshot(redis_server.url, "kill")
+        at_kill = delivered["samples"]
         victim.send_signal(signal.SIGKILL)
         victim.wait()
         time.sleep(5.5)  # the store's lease
         after = _snapshot(redis_server.url, "kill")
         metrics = _metrics(base)
+        release.set()
         for thread in in_flight:
             thread.join()
-    assert before["r:in_flight"] == 4
+    unsettled = before["u:queries"]
+    assert unsettled > 0 and before["u:samples"] == unsettled == before["r:in_flight"]
     assert after["r:in_flight"] == 0 and after["r:reserved"] == 0
-    victim_cost = sum(a["cost"] for a in answered)
-    assert metrics["computealloc_queries_total"] == 6
-    assert metrics["computealloc_cost_total"] == runtime.ledger.cost + victim_cost
-    assert after["c:spent"] == runtime.ledger.cost + victim_cost
+    assert (after["u:queries"], after["u:samples"]) == (unsettled, unsettled)  # kept
+    assert after["l:samples"] + after["u:samples"] == runtime.ledger.samples + at_kill
+    assert metrics["computealloc_samples_total"] == runtime.ledger.samples + at_kill
+    assert metrics["computealloc_queries_total"] == 4 + 2 + 6  # each once, settled or not
+    assert metrics["computealloc_cost_total"] == after["l:cost"] + after["u:cost"]
+    assert after["c:spent"] == after["l:cost"]  # the price counts settled queries
+    assert sum(a["cost"] for a in answered) + runtime.ledger.cost <= after["l:cost"]
+
+
+class Trickle:
+    """A replayed backend that delivers the first sample of each call at once and the others
+    when ``gate`` is set; ``delivered`` counts the samples it handed over."""
+
+    model = "m"
+
+    def __init__(self, log) -> None:
+        self.replay = ReplayBackend(log)
+        self.gate = asyncio.Event()
+        self.delivered = 0
+
+    async def sample(self, prompt, n, *, params=None):
+        got = await self.replay.sample(prompt, 1, params=params)  # in the query's receipt
+        self.delivered += 1
+        if n > 1:
+            await self.gate.wait()
+            got += await self.replay.sample(prompt, n - 1, params=params)
+            self.delivered += n - 1
+        return got
+
+    async def aclose(self) -> None:
+        pass
+
+
+def _ledger(fields: dict[str, float]):
+    return state_of(fields, float("nan")).ledger
+
+
+@pytest.mark.parametrize("kind", ["memory", "redis"])
+def test_replies_of_queries_in_flight_are_synced_once_settled_or_not(kind, policy, log, tmp_path):
+    """A replica synced with queries in flight: the store counts what they received (kept
+    past the lease, as after a SIGKILL); settling them later, after a store outage too, moves
+    those replies to the ledger without counting them twice."""
+    if kind == "redis" and REDIS_SERVER is None:
+        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    prompts = list(log.queries["prompt"])
+
+    async def scenario(redis: RedisServer | None) -> None:
+        store = MemoryStore(lease_s=0.1) if redis is None else RedisStore(redis.url, lease_s=0.1)
+        backend = Trickle(log)
+        runtime = Runtime(policy, backend, budget=BUDGET)
+        link = AccountLink(store, "flight", "replica-1", runtime, interval=0.05)
+        await link.start()
+        backend.gate.set()
+        for prompt in prompts[:4]:
+            await runtime.answer(prompt)
+        backend.gate.clear()
+        tasks = [asyncio.ensure_future(runtime.answer(p)) for p in prompts[4:16]]
+        await asyncio.sleep(0.05)  # first replies in, synced 2 ms later
+        link._task.cancel()  # the replica stops syncing, as if SIGKILLed
+        with contextlib.suppress(asyncio.CancelledError):
+            await link._task
+        await asyncio.sleep(0.2)  # its lease lapses
+        dead = (await store.snapshot("flight")).fleet
+        unsettled = runtime.in_flight.totals()
+        assert unsettled.queries > 0 and dead["u:queries"] == unsettled.queries
+        assert dead.get("r:in_flight", 0.0) == 0 and dead.get("r:reserved", 0.0) == 0
+        assert (
+            _ledger(dead).samples == backend.delivered == runtime.ledger.samples + unsettled.samples
+        )
+        assert _ledger(dead).queries == runtime.ledger.queries + unsettled.queries
+        assert _ledger(dead).cost == runtime.ledger.cost + unsettled.cost
+
+        backend.gate.set()  # the queries settle; the next sync moves their replies
+        await asyncio.gather(*tasks)
+        await link.sync()
+        settled = (await store.snapshot("flight")).fleet
+        ledger = runtime.ledger
+        assert runtime.in_flight.totals().queries == 0 and settled["u:samples"] == 0
+        assert _ledger(settled).samples == ledger.samples == backend.delivered
+        assert (_ledger(settled).queries, _ledger(settled).cost) == (ledger.queries, ledger.cost)
+        assert settled["c:spent"] == ledger.cost
+
+        if redis is not None:  # in flight, synced; Redis dies; they settle; Redis is back
+            await link.start()
+            backend.gate.clear()
+            tasks = [asyncio.ensure_future(runtime.answer(p)) for p in prompts[16:28]]
+            await asyncio.sleep(0.05)
+            assert (await store.snapshot("flight")).fleet["u:samples"] > 0
+            redis.stop()
+            backend.gate.set()
+            await asyncio.gather(*tasks)
+            await link.sync()
+            assert not link.up
+            redis.start()  # from its append-only file: it still holds the in-flight sync
+            await link.sync()
+            back = (await store.snapshot("flight")).fleet
+            ledger = runtime.ledger
+            assert link.up and back["u:samples"] == 0 and back["u:queries"] == 0
+            assert _ledger(back).samples == ledger.samples == backend.delivered
+            assert (_ledger(back).queries, _ledger(back).cost) == (ledger.queries, ledger.cost)
+            await link.stop()
+        await store.aclose()
+
+    if kind == "memory":
+        asyncio.run(scenario(None))
+    else:
+        server = RedisServer(tmp_path / "redis", persist=True)
+        try:
+            asyncio.run(scenario(server))
+        finally:
+            server.stop()
+
+
+def test_a_sequential_runtime_publishes_its_replies_in_flight_once(log):
+    async def scenario() -> None:
+        backend = Trickle(log)
+        runtime = SequentialRuntime(BetaRule(), backend, budget=4.0, max_samples=7, batch_size=3)
+        store = MemoryStore()
+        link = AccountLink(store, "seq", "replica-1", runtime, interval=0.05)
+        await link.start()
+        task = asyncio.ensure_future(runtime.answer(str(log.queries["prompt"].iloc[0])))
+        await asyncio.sleep(0.05)  # one sample of the first batch in, the rest held back
+        mid = (await store.snapshot("seq")).fleet
+        assert runtime.ledger.samples == 0 and runtime.in_flight.totals().samples == 1
+        assert (mid["u:queries"], mid["u:samples"], mid["u:cost"], mid["l:samples"]) == (1, 1, 1, 0)
+        backend.gate.set()
+        answer = await task
+        await link.stop()
+        end = (await store.snapshot("seq")).fleet
+        assert _ledger(end).samples == runtime.ledger.samples == backend.delivered == answer.k
+        assert (_ledger(end).queries, end["u:samples"], end["u:queries"]) == (1, 0, 0)
+        assert _ledger(end).cost == runtime.ledger.cost == answer.k
+
+    asyncio.run(scenario())
 
 
 def test_workers_of_one_server_are_replicas_of_the_fleet(redis_server, policy, log, tmp_path):

@@ -13,10 +13,26 @@ controller prices its own spend plus the fleet's last known totals, caps are che
 that view, and :attr:`AccountLink.up` turns False (``/health``, ``computealloc_store_up``).
 Every sync states the replica's totals rather than increments, so the first sync after the
 store returns reconciles everything spent meanwhile, and nothing is counted twice even when a
-reply was lost. A replica that dies stops renewing its lease: its reservations (queries in
-flight) leave the fleet's totals after the store's lease; what it had settled and synced stays
-counted (a replica that dies while the store is unavailable loses what it spent since its last
-successful sync).
+reply was lost.
+
+Replies are counted as they arrive. The runtime counts every reply its backends receive for a
+query in flight (:class:`~computealloc.runtime.InFlight`), and the link publishes those
+totals as ``u:`` fields (unsettled: queries with a reply, samples, tokens, cost, per arm)
+beside the ``l:`` ledger fields; when the query settles its replies move from the one to the
+other in the same step, so a sync never sees them twice or not at all. Both are kept
+contribution fields, not reservations, and the fleet's ledger (``/metrics``, ``/health``) is
+their sum: every reply counted from the sync after it arrived (2 ms), a query once it has a
+reply.
+
+A replica that dies stops renewing its lease: its reservations (the expected cost of its
+queries in flight, the holds against a cap) leave the fleet's totals after the store's lease,
+while everything it had received up to its last sync stays counted, settled or not. What it
+received in the last coalescing window before it died (2 ms plus one sync's round trip) is
+lost; so is what it received since its last successful sync when it dies while the store is
+unavailable. The budget controller's totals (``c:`` fields, the price) count a query when it
+settles: what a killed replica's unsettled queries received is in the fleet's ledger, not in
+its controller's spend. While a keyed query runs, what it has received counts against the
+key's cap besides its hold (conservative, until it settles).
 """
 
 from __future__ import annotations
@@ -64,6 +80,9 @@ _CONTROLLER_FIELDS = {
     "area": "c:area",
 }
 _LEDGER_FIELDS = ("queries", "failed", "samples", "output_tokens", "prompt_tokens", "cost")
+#: Ledger fields of the replies received by queries in flight (``u:``, unsettled; per arm
+#: ``us:`` and ``uc:``), kept like the ledger's (not reservations: they outlive the lease).
+_UNSETTLED_FIELDS = ("queries", "samples", "output_tokens", "prompt_tokens", "cost")
 #: Seconds a change waits before it is synced (requests finishing meanwhile share the sync).
 _COALESCE_S = 0.002
 _PERIODS = {"hour": 3600.0, "day": 86400.0, "week": 604800.0, "month": 2592000.0}
@@ -244,7 +263,9 @@ class AccountLink:
         self._dirty = asyncio.Event()
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self._watched: BudgetController | None = None
+        runtime.in_flight.subscribe(self._dirty.set)  # a reply arrived, or a query settled
 
     # --- contribution and fleet view ------------------------------------------------------
 
@@ -256,19 +277,32 @@ class AccountLink:
             for name, value in controller.totals().items():
                 out[_CONTROLLER_FIELDS[name]] = value
         ledger = self.runtime.ledger
+        unsettled = self.runtime.in_flight.totals()  # read with the ledger: no await between
         for name in _LEDGER_FIELDS:
             out[f"l:{name}"] = float(getattr(ledger, name))
         out.update({f"a:{a}": float(n) for a, n in ledger.actions.items()})
         out.update({f"as:{a}": float(n) for a, n in ledger.arm_samples.items()})
         out.update({f"ac:{a}": float(c) for a, c in ledger.arm_cost.items()})
+        for name in _UNSETTLED_FIELDS:
+            out[f"u:{name}"] = float(getattr(unsettled, name))
+        for name in self._pushed:  # an arm with nothing in flight any more states 0
+            if name.startswith(("us:", "uc:")):
+                out[name] = 0.0
+        out.update({f"us:{a}": float(n) for a, n in unsettled.arm_samples.items()})
+        out.update({f"uc:{a}": float(c) for a, c in unsettled.arm_cost.items()})
         if self.statuses is not None:
             out.update({f"s:{code}": float(n) for code, n in self.statuses.items()})
         out["l:refused"] = float(self.refused)
         if self.key is not None and self.key.cap is not None:
-            index, base = self._period_of(ledger.cost)
-            out[f"p:{index}"] = ledger.cost - base
+            cost = ledger.cost + unsettled.cost
+            index, base = self._period_of(cost)
+            out[f"p:{index}"] = cost - base
             out[f"r:held:{index}"] = self._holds
         return out
+
+    def _cost(self) -> float:
+        """Cost this replica spent on the account: settled, and received by queries in flight."""
+        return self.runtime.ledger.cost + self.runtime.in_flight.totals().cost
 
     def _period_of(self, cost: float) -> tuple[int, float]:
         assert self.key is not None
@@ -300,7 +334,7 @@ class AccountLink:
         if self.key is None or self.key.cap is None:
             return math.nan
         view = self.view()
-        index = self._period_of(self.runtime.ledger.cost)[0]
+        index = self._period_of(self._cost())[0]
         return view.get(f"p:{index}", 0.0)
 
     def _controller(self) -> BudgetController | None:
@@ -356,7 +390,7 @@ class AccountLink:
 
     def _cap(self) -> Cap:
         assert self.key is not None and self.key.cap is not None
-        index = self._period_of(self.runtime.ledger.cost)[0]
+        index = self._period_of(self._cost())[0]
         return Cap(self.key.cap, f"p:{index}", f"r:held:{index}")
 
     def _fits_locally(self, cap: Cap, hold: float) -> bool:
@@ -412,9 +446,10 @@ class AccountLink:
             self._dirty.set()
 
     async def _run(self) -> None:
-        while True:
-            try:
-                await asyncio.wait_for(self._dirty.wait(), self.interval)
+        while not self._stopping:
+            try:  # not wait_for: on 3.11 it can swallow a cancel (stop) that meets a change
+                async with asyncio.timeout(self.interval):
+                    await self._dirty.wait()
             except TimeoutError:  # renew the lease, poll the fleet
                 changed = True
             else:  # let the request that changed the totals finish first, gather more changes
@@ -429,11 +464,14 @@ class AccountLink:
     async def start(self) -> None:
         """First sync (the controller starts from the fleet's totals), then keep in step."""
         await self.sync()
+        self._stopping = False
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
         """Stop syncing after a last sync of everything spent."""
         if self._task is not None:
+            self._stopping = True  # also ends the loop where a client library ate the cancel
+            self._dirty.set()
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
@@ -452,17 +490,30 @@ class AccountLink:
 
 
 def state_of(fields: Mapping[str, float], lam: float) -> WorkerState:
-    """A :class:`~computealloc.workers.WorkerState` from contribution fields."""
+    """A :class:`~computealloc.workers.WorkerState` from contribution fields: the ledger counts
+    what was settled and what queries in flight received (``l:`` plus ``u:`` fields)."""
+
+    def total(name: str) -> float:
+        return fields.get(f"l:{name}", 0.0) + fields.get(f"u:{name}", 0.0)
+
+    def per_arm(settled: str, unsettled: str) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for prefix in (settled, unsettled):
+            for f, v in fields.items():
+                if f.startswith(prefix) and (v or prefix == settled):
+                    out[f[len(prefix) :]] = out.get(f[len(prefix) :], 0.0) + v
+        return out
+
     ledger = Ledger(
-        queries=round(fields.get("l:queries", 0.0)),
+        queries=round(total("queries")),
         failed=round(fields.get("l:failed", 0.0)),
-        samples=round(fields.get("l:samples", 0.0)),
-        output_tokens=round(fields.get("l:output_tokens", 0.0)),
-        cost=fields.get("l:cost", 0.0),
+        samples=round(total("samples")),
+        output_tokens=round(total("output_tokens")),
+        cost=total("cost"),
         actions={f[2:]: round(v) for f, v in fields.items() if f.startswith("a:")},
-        prompt_tokens=round(fields.get("l:prompt_tokens", 0.0)),
-        arm_samples={f[3:]: round(v) for f, v in fields.items() if f.startswith("as:")},
-        arm_cost={f[3:]: v for f, v in fields.items() if f.startswith("ac:")},
+        prompt_tokens=round(total("prompt_tokens")),
+        arm_samples={a: round(v) for a, v in per_arm("as:", "us:").items()},
+        arm_cost=per_arm("ac:", "uc:"),
     )
     statuses = {int(f[2:]): round(v) for f, v in fields.items() if f.startswith("s:")}
     return WorkerState(ledger, statuses, lam)

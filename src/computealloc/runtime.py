@@ -15,8 +15,10 @@ import math
 import threading
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -48,6 +50,7 @@ from computealloc.voting import Vote, answer_key, answer_of, majority_vote
 __all__ = [
     "AnsweringRuntime",
     "FeatureFunction",
+    "InFlight",
     "Ledger",
     "Runtime",
     "RuntimeAnswer",
@@ -399,6 +402,111 @@ class Ledger:
         )
 
 
+@dataclass
+class Flight:
+    """The replies one query in flight has received so far, priced as they arrived.
+
+    Attributes
+    ----------
+    arm : str
+        The arm the query draws from now (replies are priced and counted under it).
+    received : list of Completion
+        Every reply received, in arrival order.
+    arm_samples, arm_cost : dict of str to int, dict of str to float
+        Replies and their cost per arm.
+    """
+
+    arm: str
+    received: list[Completion] = field(default_factory=list)
+    arm_samples: dict[str, int] = field(default_factory=dict)
+    arm_cost: dict[str, float] = field(default_factory=dict)
+
+
+_NOTHING = Ledger()
+
+
+class InFlight:
+    """Replies received by a runtime's queries in flight, counted before their queries settle.
+
+    A runtime opens a :meth:`flight` per query, hands its :meth:`receive` to the query's
+    :func:`~computealloc.backends.receipt` (called as each reply arrives), and adds the query
+    to its ledger when it settles, just before the flight closes with no await between: on
+    the event loop, ``ledger + totals()`` counts each reply once, from its arrival on. A fleet
+    publishes :meth:`totals` with the ledger (:mod:`computealloc.fleet`), so a replica killed
+    with queries in flight has synced what they had received.
+
+    Parameters
+    ----------
+    price : callable
+        ``price(completions, arm) -> cost`` of replies, in the runtime's cost unit.
+    """
+
+    def __init__(self, price: Callable[[list[Completion], str], float]) -> None:
+        self._price = price
+        self._flights: dict[int, Flight] = {}
+        self._lock = threading.Lock()
+        self._listeners: list[Callable[[], None]] = []
+
+    def subscribe(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` after every reply received and every flight closed."""
+        self._listeners.append(callback)
+
+    def _notify(self) -> None:
+        for callback in self._listeners:
+            callback()
+
+    @contextmanager
+    def flight(self, arm: str) -> Iterator[Flight]:
+        """One query's flight, drawing from ``arm``; closed (uncounted) when the block ends."""
+        one = Flight(arm)
+        with self._lock:
+            self._flights[id(one)] = one
+        try:
+            yield one
+        finally:
+            with self._lock:
+                del self._flights[id(one)]
+            if one.received:
+                self._notify()
+
+    def receive(self, flight: Flight, completions: list[Completion]) -> None:
+        """Count ``completions``, just received by ``flight``'s query."""
+        cost = self._price(completions, flight.arm)
+        with self._lock:
+            arm = flight.arm
+            flight.received.extend(completions)
+            flight.arm_samples[arm] = flight.arm_samples.get(arm, 0) + len(completions)
+            flight.arm_cost[arm] = flight.arm_cost.get(arm, 0.0) + cost
+        self._notify()
+
+    def totals(self) -> Ledger:
+        """What the queries in flight received, as a ledger: ``queries`` counts those with a
+        reply; ``failed`` and ``actions`` are empty."""
+        with self._lock:
+            flights = [
+                (list(f.received), dict(f.arm_samples), dict(f.arm_cost))
+                for f in self._flights.values()
+                if f.received
+            ]
+        if not flights:
+            return _NOTHING
+        arm_samples: Counter[str] = Counter()
+        arm_cost: dict[str, float] = {}
+        for _, samples, costs in flights:
+            arm_samples.update(samples)
+            for arm, cost in costs.items():
+                arm_cost[arm] = arm_cost.get(arm, 0.0) + cost
+        return Ledger(
+            queries=len(flights),
+            samples=sum(len(received) for received, _, _ in flights),
+            output_tokens=sum(c.output_tokens or 0 for received, _, _ in flights for c in received),
+            cost=sum(arm_cost.values()),
+            prompt_tokens=sum(_prompt_tokens(received) or 0 for received, _, _ in flights),
+            arm_samples=dict(arm_samples),
+            arm_cost=arm_cost,
+        )
+
+
 @dataclass(frozen=True)
 class _Plan:
     """How to execute one action: draw ``k`` samples of ``arm`` from ``backend``, combine."""
@@ -469,6 +577,8 @@ class Runtime(AnsweringRuntime):
         Unit of the costs and the budget.
     pricing : Pricing
         The cost unit and the price of every arm.
+    in_flight : InFlight
+        Replies received by queries not settled yet (counted into the ledger when they settle).
 
     Notes
     -----
@@ -520,6 +630,7 @@ class Runtime(AnsweringRuntime):
         self._rng = np.random.default_rng(random_state)
         self._lock = threading.Lock()
         self._ledger = Ledger()
+        self.in_flight = InFlight(lambda drawn, arm: self._realised(drawn, arm)[0])
         self._queue: list[_Pending] = []
         self._drainer: asyncio.Task[None] | None = None
         self._fixed_scores: NDArray[np.float64] | None = None
@@ -590,7 +701,11 @@ class Runtime(AnsweringRuntime):
         request = {**self.request_params, **check_params(params, "Runtime.answer")}
         probes: list[Completion] = []
         probe_backend = None if self._probe_plan is None else self._probe_plan.backend
-        with receipt() as received:
+        first = (self._probe_plan or self._plans[0]).arm
+        with (
+            self.in_flight.flight(first) as flight,
+            receipt(partial(self.in_flight.receive, flight)) as received,
+        ):
             try:
                 probes = await self._draw(probe_backend, prompt, self.probe_m, request)
                 index, lam, expected = await self._decide(text, probes)
@@ -598,6 +713,7 @@ class Runtime(AnsweringRuntime):
                 self._account(charged(probes, received), None, None, failed=True)
                 raise
             plan = self._plans[index]
+            flight.arm = plan.arm
             reused = probes if plan.backend is probe_backend else []
             try:
                 extra = await self._draw(plan.backend, prompt, plan.k - len(reused), request)

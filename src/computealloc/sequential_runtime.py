@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -39,6 +40,7 @@ from computealloc.features import PROMPT_FEATURES, prompt_features
 from computealloc.methods import rule_labels
 from computealloc.runtime import (
     AnsweringRuntime,
+    InFlight,
     Ledger,
     RuntimeAnswer,
     answer_key,
@@ -112,6 +114,8 @@ class SequentialRuntime(AnsweringRuntime):
         the ledger and the metrics), LABEL from :data:`RULE_LABELS`.
     cost_unit : str
         ``"samples"``.
+    in_flight : InFlight
+        Replies received by queries not settled yet (counted into the ledger when they settle).
     """
 
     cost_unit = "samples"
@@ -148,6 +152,7 @@ class SequentialRuntime(AnsweringRuntime):
         self._rng = np.random.default_rng(random_state)
         self._lock = threading.Lock()
         self._ledger = Ledger()
+        self.in_flight = InFlight(lambda drawn, arm: float(len(drawn)))
 
     # --- state ----------------------------------------------------------------------------
 
@@ -214,7 +219,10 @@ class SequentialRuntime(AnsweringRuntime):
         prior = self._prior(text)
         rule, lam = self._setting()
         drawn: list[Completion] = []
-        with receipt() as received:
+        with (
+            self.in_flight.flight(self.backend.model) as flight,
+            receipt(partial(self.in_flight.receive, flight)) as received,
+        ):
             try:
                 await self._sample_until_stop(rule, prompt, request, prior, drawn)
             except BaseException:

@@ -2,9 +2,10 @@
 
 Every replica of a fleet owns a *contribution* to each budget account it serves: flat
 numeric fields that only grow or shrink with its own traffic (the budget controller's
-totals, the ledger, requests per status, the spend of the current cap period, the expected
-cost of its queries in flight). A store keeps, per account, each replica's last contribution
-and the fleet's totals (their sum), and offers one atomic step:
+totals, the ledger, what its queries in flight have received so far, requests per status,
+the spend of the current cap period, the expected cost of its queries in flight). A store
+keeps, per account, each replica's last contribution and the fleet's totals (their sum), and
+offers one atomic step:
 
 ``sync(account, replica, fields)``
     Replace this replica's contribution by ``fields`` and add the difference to the fleet's
@@ -22,7 +23,7 @@ With a ``cap``, the sync is admitted only if the fleet's spend plus holds stays 
 afterwards (the hard cap of an API key); otherwise nothing changes. Fields whose names start
 with ``r:`` are *reservations*: each sync renews the replica's lease, and when a lease lapses
 (a replica killed with queries in flight) its reservations leave the fleet's totals, while
-what it spent stays counted.
+every other field, what it spent and what its queries in flight had received, stays counted.
 
 :class:`MemoryStore` holds the accounts in this process (a single server, the default);
 :class:`RedisStore` holds them on a Redis server shared by the replicas.

@@ -178,12 +178,17 @@ class BackendStats:
     outcomes: Counter[str] = field(default_factory=Counter)
 
 
-#: The completions received from upstream by the current query (see :func:`receipt`).
-_RECEIPT: ContextVar[list[Completion] | None] = ContextVar("computealloc_receipt", default=None)
+#: The completions received from upstream by the current query, and who is told of each
+#: arrival (see :func:`receipt`).
+_RECEIPT: ContextVar[tuple[list[Completion], Callable[[list[Completion]], None] | None] | None] = (
+    ContextVar("computealloc_receipt", default=None)
+)
 
 
 @contextmanager
-def receipt() -> Iterator[list[Completion]]:
+def receipt(
+    on_receive: Callable[[list[Completion]], None] | None = None,
+) -> Iterator[list[Completion]]:
     """Collect every completion a backend receives inside the block, in arrival order.
 
     Backends call :func:`record_received` for every reply they parse, including replies the
@@ -193,13 +198,19 @@ def receipt() -> Iterator[list[Completion]]:
     completion the upstream delivered (and billed). Tasks started inside the block share the
     list (they copy the context).
 
+    Parameters
+    ----------
+    on_receive : callable, optional
+        Called as ``on_receive(completions)`` with each batch as it arrives (after it joined
+        the list), so that a runtime can count replies before its query settles.
+
     Yields
     ------
     list of Completion
         Grows as replies arrive.
     """
     received: list[Completion] = []
-    token = _RECEIPT.set(received)
+    token = _RECEIPT.set((received, on_receive))
     try:
         yield received
     finally:
@@ -208,9 +219,13 @@ def receipt() -> Iterator[list[Completion]]:
 
 def record_received(completions: Iterable[Completion]) -> None:
     """Add ``completions``, just received from upstream, to the current :func:`receipt`."""
-    received = _RECEIPT.get()
-    if received is not None:
-        received.extend(completions)
+    current = _RECEIPT.get()
+    if current is not None:
+        received, on_receive = current
+        got = list(completions)
+        received.extend(got)
+        if on_receive is not None and got:
+            on_receive(got)
 
 
 @dataclass(frozen=True)
