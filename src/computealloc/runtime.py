@@ -249,12 +249,15 @@ class AnsweringRuntime(ABC):
         Action specs the runtime can take (the ledger and the metrics count them).
     controller : BudgetController or None
         The online price (None when the rule runs at a fixed setting, or until it starts).
+    in_flight : InFlight
+        What the queries not yet settled have received (the fleet syncs it as it arrives).
     """
 
     budget: float
     cost_unit: str
     actions: tuple[str, ...]
     controller: BudgetController | None
+    in_flight: InFlight
 
     @property
     @abstractmethod
