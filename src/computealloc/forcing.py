@@ -466,7 +466,8 @@ class ThinkingBackend:
     -----
     For the runtime's ledger (:func:`~computealloc.backends.receipt`), a finished thought is
     received as its one completion (its segments are not charged again), and a thought cut
-    short by an error or a deadline as the segments it received. ``sample(prompt, n)`` runs
+    short by an error or a deadline as the segments it received (so a fleet's in-flight count
+    sees a thought when it finishes, not segment by segment). ``sample(prompt, n)`` runs
     ``n`` thoughts concurrently; a ``seed`` in the request
     parameters becomes ``seed + j`` for thought ``j`` (so the ``n`` thoughts differ), and a
     ``max_tokens`` there is replaced by the plan's per-request limits.
