@@ -40,6 +40,15 @@ def check_file(path: Path) -> None:
 
 
 def format_of(path: Path, format: str | None) -> Format:
+    """The file format: ``format`` when given (checked), else from the suffix (``.gz`` aside).
+
+    Raises
+    ------
+    ValueError
+        For a ``format`` that is not ``"csv"``, ``"jsonl"``, ``"parquet"`` or None.
+    SampleLogError
+        When the suffix names no known format.
+    """
     if format is not None:
         if format not in ("csv", "jsonl", "parquet"):
             raise ValueError(

@@ -170,6 +170,7 @@ def _nested_answers(record: dict[str, Any], path: str, line: int) -> list[dict[s
 
 
 def jsonl_bytes(frame: pd.DataFrame) -> bytes:
+    """UTF-8 JSONL of ``frame``, one object per row, nulls (NA, NaN) written as ``null``."""
     plain = frame.astype(object).where(frame.notna(), None)
     lines = (json.dumps(r, ensure_ascii=False, allow_nan=False) for r in plain.to_dict("records"))
     return "".join(f"{line}\n" for line in lines).encode("utf-8")

@@ -30,8 +30,8 @@ from computealloc.table import atomic_write
 class SampleLog:
     """Validated sample log.
 
-    Build one with :func:`read_samples` or :meth:`SampleLog.from_frame`; direct construction
-    skips validation.
+    Build one with :func:`~computealloc.samples.read_samples` or
+    :meth:`SampleLog.from_frame`; direct construction skips validation.
 
     Attributes
     ----------
@@ -250,6 +250,28 @@ class SampleLog:
 def build(
     raw: pd.DataFrame, origin: RecordOrigin, *, grade: bool, run_columns: Sequence[str] | None
 ) -> SampleLog:
+    """Validate raw records into a :class:`SampleLog` (what every reader ends with).
+
+    Parameters
+    ----------
+    raw : DataFrame of shape (n_records, n_columns)
+        Records as read, RangeIndex = record position.
+    origin : RecordOrigin
+        Where the records came from, for error messages; its path becomes the log's source.
+    grade : bool
+        Grade null ``correct`` against the query's gold.
+    run_columns : sequence of str, optional
+        Columns whose joined values become the ``model`` label.
+
+    Returns
+    -------
+    SampleLog
+
+    Raises
+    ------
+    SampleLogError
+        Naming the file, line (or row) and field.
+    """
     frame = normalise(raw, origin, run_columns)
     check_unique(frame, origin)
     for name in ("prompt", "gold"):

@@ -11,6 +11,11 @@ from computealloc.samples.errors import RecordOrigin, SampleLogError
 
 
 def read_parquet(path: Path) -> tuple[pd.DataFrame, RecordOrigin]:
+    """The table's records, and an origin that reports them by 0-based row.
+
+    A NaN in a float ``tokens`` or ``score`` column is an error here (pandas would read it as
+    null); an empty or unreadable file is a :class:`SampleLogError` naming the file.
+    """
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq

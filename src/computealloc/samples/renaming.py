@@ -98,6 +98,8 @@ def warn_lookalikes(
 
 
 def check_columns_map(columns: Mapping[str, str] | None, owner: str) -> None:
+    """Raise ValueError (naming ``owner``) unless ``columns`` is None or a mapping of distinct
+    non-empty names."""
     if columns is not None and (
         not isinstance(columns, Mapping)
         or not all(

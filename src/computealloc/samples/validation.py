@@ -19,6 +19,8 @@ from computealloc.samples.values import CONVERTERS, FILL, as_text, check_scalar
 
 
 def check_run_columns(run_columns: Sequence[str] | None, owner: str) -> None:
+    """Raise ValueError (naming ``owner``) unless ``run_columns`` is None or a non-empty
+    sequence of column names."""
     if run_columns is not None and (
         isinstance(run_columns, str)
         or not run_columns
@@ -120,6 +122,7 @@ def _label_part(column: pd.Series, name: str, origin: RecordOrigin) -> pd.Series
 
 
 def check_unique(frame: pd.DataFrame, origin: RecordOrigin) -> None:
+    """Raise at the second record of a repeated (model, query_id, sample_idx), naming the first."""
     key = ["model", "query_id", "sample_idx"]
     duplicated = frame.duplicated(key).to_numpy()
     if not duplicated.any():
@@ -142,6 +145,7 @@ def check_unique(frame: pd.DataFrame, origin: RecordOrigin) -> None:
 
 
 def check_per_query(frame: pd.DataFrame, name: str, origin: RecordOrigin) -> None:
+    """Raise at the first record whose non-null ``name`` differs from its query's first value."""
     values = frame[name]
     first = values.groupby(frame["query_id"], sort=False).transform("first")
     clash = (values.notna() & (values != first)).to_numpy()

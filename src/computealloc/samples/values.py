@@ -116,6 +116,7 @@ def _as_correct(raw: pd.Series, origin: RecordOrigin) -> pd.Series:
     return true.astype("boolean").where(true | false, pd.NA)
 
 
+#: The converter of each known column: raw column and origin in, typed column out.
 CONVERTERS: dict[str, Callable[[pd.Series, RecordOrigin], pd.Series]] = {
     "query_id": _as_query_id,
     "sample_idx": _as_sample_idx,
@@ -130,6 +131,7 @@ CONVERTERS: dict[str, Callable[[pd.Series, RecordOrigin], pd.Series]] = {
 }
 
 
+#: The dtype of each optional column when it is absent (filled with nulls).
 FILL = {
     "answer": "str",
     "correct": "boolean",
