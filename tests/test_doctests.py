@@ -21,6 +21,7 @@ MODULES = [
     "routing",
     "runtime",
     "samples",
+    "samples.reading",
     "sequential.calibration",
     "sequential.protocol",
     "sequential.rules",

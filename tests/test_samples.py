@@ -12,13 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from computealloc.samples import (
-    SampleLog,
-    SampleLogError,
-    _quote_parity_lines,
-    _scan_csv,
-    read_samples,
-)
+from computealloc.samples import SampleLog, SampleLogError, read_samples
+from computealloc.samples.csvfile import quote_parity_lines, scan_csv
 from conftest import needs_data
 
 HEADER = "query_id,sample_idx,answer,correct,tokens,score,gold,prompt\n"
@@ -422,8 +417,8 @@ TRICKY_CSV = (
 
 
 def test_quote_parity_line_table_equals_csv_module() -> None:
-    fast_header, fast_lines = _quote_parity_lines(TRICKY_CSV.encode())
-    header, lines = _scan_csv(TRICKY_CSV, "x")
+    fast_header, fast_lines = quote_parity_lines(TRICKY_CSV.encode())
+    header, lines = scan_csv(TRICKY_CSV, "x")
     assert (header, lines.tolist()) == (2, [3, 6, 9])
     assert (fast_header, fast_lines.tolist()) == (header, lines.tolist())
 
