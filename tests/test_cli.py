@@ -275,9 +275,9 @@ def test_evaluate_bad_budgets_exit_2(tmp_path: Path) -> None:
 def test_evaluate_warns_before_a_long_run_and_names_the_flags(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import computealloc.evaluation as evaluation
+    from computealloc.evaluation import footprints
 
-    monkeypatch.setattr(evaluation, "_STEP_S", 100.0)  # as if each step took 100 s
+    monkeypatch.setattr(footprints, "STEP_S", 100.0)  # as if each step took 100 s
     args = ["evaluate", str(_log(tmp_path)), "--budgets", "2", "--seeds", "1"]
     res = runner.invoke(app, [*args, "--protocol", "in-sample", "--out", str(tmp_path / "ev")])
     assert res.exit_code == 0, res.output

@@ -14,6 +14,7 @@ MODULES = [
     "datasets",
     "estimate",
     "evaluation",
+    "evaluation.result",
     "features",
     "grading",
     "ibpo",

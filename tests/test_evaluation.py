@@ -17,6 +17,7 @@ from computealloc.evaluation import (
     THINKING,
     EvaluationResult,
     evaluate,
+    policy_runs,
     routing_metrics,
 )
 from computealloc.oracle import solve
@@ -213,7 +214,7 @@ def test_no_test_query_is_fitted_or_calibrated_on(log, monkeypatch):
             seen["allocate"].append(set(X.index))
             return super().allocate(X, budget, costs)
 
-    monkeypatch.setattr(evaluation_module, "Value", Spy)
+    monkeypatch.setattr(policy_runs, "Value", Spy)
     evaluate(log, budgets=(2,), seeds=1, protocols="held-out", methods=["value", "value/batch"])
     fit, cal, test = seen["fit"][0], seen["calibrate"][0], seen["predict"][0]
     assert fit and cal and test
@@ -325,7 +326,7 @@ def test_router_share_spends_the_budget_on_the_calibration_queries(budget):
     rng = np.random.default_rng(3)
     scores = rng.integers(0, 12, 200).astype(float)  # many ties
     weak, strong = rng.uniform(1, 5, 200), rng.uniform(4, 10, 200)
-    share = evaluation_module._router_share(scores, weak, strong, budget)
+    share = policy_runs.router_share(scores, weak, strong, budget)
     assert 0 < share < 1
     assert _routed_cost(scores, share, weak, strong) == pytest.approx(budget)
 
@@ -334,7 +335,7 @@ def test_router_share_of_constant_costs_is_the_linear_mix():
     scores = np.random.default_rng(0).random(40)
     weak, strong = np.full(40, 1.0), np.full(40, 3.0)
     for budget, share in [(2.0, 0.5), (1.5, 0.25), (0.5, 0.0), (3.0, 1.0), (9.0, 1.0)]:
-        assert evaluation_module._router_share(scores, weak, strong, budget) == pytest.approx(share)
+        assert policy_runs.router_share(scores, weak, strong, budget) == pytest.approx(share)
 
 
 def test_router_scored_by_the_true_gain_makes_the_oracles_choice():
@@ -343,7 +344,7 @@ def test_router_scored_by_the_true_gain_makes_the_oracles_choice():
     gain = rng.permutation(np.linspace(-0.2, 0.5, 50))  # distinct, 35 positive
     table = OutcomeTable(np.column_stack([weak, weak + gain]), np.tile([0.0, 1.0], (50, 1)))
     for budget in (0.1, 0.2, 0.4):
-        share = evaluation_module._router_share(gain, table.C[:, 0], table.C[:, 1], budget)
+        share = policy_runs.router_share(gain, table.C[:, 0], table.C[:, 1], budget)
         strong, _ = threshold_router(gain, share)
         assert share == pytest.approx(budget)
         assert np.array_equal(strong.astype(int), solve(table, budget).actions)
@@ -361,7 +362,7 @@ def test_router_in_evaluate_is_a_threshold_on_its_scores(monkeypatch):
             assert self.target == "gain"
             return truth.loc[X.index].to_numpy()
 
-    monkeypatch.setattr(evaluation_module, "Value", TrueGain)
+    monkeypatch.setattr(policy_runs, "Value", TrueGain)
     res = evaluate(
         two,
         actions=actions,
