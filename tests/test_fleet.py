@@ -329,6 +329,21 @@ class Trickle:
         pass
 
 
+async def _until_synced(store, runtime, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+    """Wait until the store holds the replies of the queries in flight (polled, not slept: a
+    loaded machine may take longer than the 2 ms coalescing window)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < deadline:
+        flying = runtime.in_flight.totals()
+        fleet = (await store.snapshot("flight")).fleet
+        if flying.queries > 0 and fleet.get("u:samples", 0.0) == flying.samples:
+            await asyncio.sleep(0.02)  # no more replies are on their way (the gate is shut)
+            if runtime.in_flight.totals() == flying:
+                return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the replies in flight were not synced in time")
+
+
 def _ledger(fields: dict[str, float]):
     return state_of(fields, float("nan")).ledger
 
@@ -353,7 +368,7 @@ def test_replies_of_queries_in_flight_are_synced_once_settled_or_not(kind, polic
             await runtime.answer(prompt)
         backend.gate.clear()
         tasks = [asyncio.ensure_future(runtime.answer(p)) for p in prompts[4:16]]
-        await asyncio.sleep(0.05)  # first replies in, synced 2 ms later
+        await _until_synced(store, runtime)  # first replies in, synced 2 ms later
         link._task.cancel()  # the replica stops syncing, as if SIGKILLed
         with contextlib.suppress(asyncio.CancelledError):
             await link._task
@@ -382,7 +397,7 @@ def test_replies_of_queries_in_flight_are_synced_once_settled_or_not(kind, polic
             await link.start()
             backend.gate.clear()
             tasks = [asyncio.ensure_future(runtime.answer(p)) for p in prompts[16:28]]
-            await asyncio.sleep(0.05)
+            await _until_synced(store, runtime)
             assert (await store.snapshot("flight")).fleet["u:samples"] > 0
             redis.stop()
             backend.gate.set()
