@@ -7,7 +7,7 @@ import re
 import time
 from pathlib import Path
 
-from computealloc.table import atomic_write
+from computealloc.files import atomic_write
 
 RESULTS = Path(__file__).with_name("results.md")
 HEADER = "# Benchmark results\n\nEach section is rewritten by the script named in its heading.\n"

@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 
 from benchmarks._results import write_section
-from computealloc.estimate import estimate, majority_accuracy
-from computealloc.samples import SampleLog
+from computealloc.data.samples import SampleLog
+from computealloc.estimation.estimate import estimate, majority_accuracy
 
 N_QUERIES, N_SAMPLES, MAX_CLUSTERS, TARGET_S = 10_000, 64, 10, 1.0
 

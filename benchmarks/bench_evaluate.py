@@ -15,7 +15,7 @@ import os
 import time
 
 from benchmarks._results import write_section
-from computealloc import datasets
+from computealloc.data import datasets
 from computealloc.evaluation import evaluate
 
 SOURCE, TARGET_S = "mot_cascade:llama-2-13b/gsm/pot2", 60.0

@@ -4,7 +4,7 @@ Processes on loopback: a real ``redis-server`` (append-only file, fsync every se
 default for ``appendonly yes``), the fake
 OpenAI-compatible backend of ``benchmarks/bench_serve.py`` (10% injected faults: HTTP 500,
 timeouts, malformed JSON, retried by the proxies), three proxy replicas (separate processes,
-``create_app`` with a :class:`~computealloc.spend_store.RedisStore`, one budget name, a keys
+``create_app`` with a :class:`~computealloc.serving.spend_store.RedisStore`, one budget name, a keys
 file of two API keys with their own budgets) and this load generator (64 keep-alive clients).
 
 Traffic is uneven: half of the clients talk to replica 0 and send only the hardest half of the
@@ -81,12 +81,12 @@ NAME = "bench"
 
 def run_replica(port: int, backend_url: str, policy: str, keys: str, store: str) -> None:
     """One replica: the main budget and the keys' budgets, on ``store``."""
-    from computealloc.backends import OpenAIBackend, RetryPolicy
-    from computealloc.fleet import read_keys
-    from computealloc.persist import load_policy
-    from computealloc.runtime import Runtime
-    from computealloc.server import create_app
-    from computealloc.spend_store import open_store
+    from computealloc.data.backends import OpenAIBackend, RetryPolicy
+    from computealloc.fitting.persist import load_policy
+    from computealloc.serving.fleet import read_keys
+    from computealloc.serving.runtime import Runtime
+    from computealloc.serving.server import create_app
+    from computealloc.serving.spend_store import open_store
 
     retry = RetryPolicy(max_attempts=10, initial_delay=0.01, max_delay=0.2)
     backend = OpenAIBackend(

@@ -22,8 +22,8 @@ import numpy as np
 import pandas as pd
 
 from benchmarks._results import write_section
+from computealloc.data.samples import SampleLog, read_samples
 from computealloc.evaluation import evaluate, footprint
-from computealloc.samples import SampleLog, read_samples
 
 BUDGETS, SEEDS = (1, 2, 4, 8), 3
 
@@ -50,7 +50,7 @@ def _load(case: str) -> SampleLog:
     if case.startswith("verifier"):
         n_q, n_s = (int(x) for x in case.split(":")[1].split("x"))
         return verifier_log(n_q, n_s)
-    from computealloc import datasets
+    from computealloc.data import datasets
 
     return datasets.load(case)
 

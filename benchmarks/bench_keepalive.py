@@ -10,7 +10,7 @@ the server closed an idle connection (nothing to log), the client reads EOF. The
 server keep-alive longer than every client's and load balancer's idle timeout, so that the
 client always closes first (``computealloc serve --keep-alive``, default 75 s).
 
-One run measures both settings side by side: two proxies (``computealloc.server.serve``, a
+One run measures both settings side by side: two proxies (``computealloc.serving.server.serve``, a
 replayed log, a one-action policy) run as separate processes, one with ``keep_alive=5``
 (uvicorn's default) and one with ``keep_alive=75``, and the same load generator drives both at
 once: ``--clients`` clients per proxy, each an ``httpx.AsyncClient`` with one keep-alive
@@ -59,7 +59,7 @@ def _free_port() -> int:
 def start_proxy(policy: Path, log: Path, port: int, keep_alive: float) -> subprocess.Popen[bytes]:
     """``serve`` in a child process (no access log, so the proxy's output is its errors)."""
     code = (
-        "from computealloc.server import serve; "
+        "from computealloc.serving.server import serve; "
         f"serve({str(policy)!r}, 1.0, {'replay:' + str(log)!r}, port={port}, "
         f"keep_alive={keep_alive}, access_log=False, echo=lambda _: None)"
     )

@@ -1,4 +1,5 @@
-"""Benchmark :func:`computealloc.persist.load_policy`: a fitted value policy loaded with every
+"""Benchmark :func:`computealloc.fitting.persist.load_policy`: a fitted value policy loaded with
+every
 check (bounded read, schema, LightGBM text check, one scored query) against the bare load
 (``json.loads`` and one ``lightgbm.Booster`` per action), in one run.
 
@@ -27,11 +28,11 @@ import numpy as np
 import pandas as pd
 
 from benchmarks._results import write_section
-from computealloc.lgbm_text import check_model_text
-from computealloc.persist import _digest, _score_one, load_policy, save_policy
-from computealloc.persist_schema import check_policy_payload, read_document
-from computealloc.policies import Value
-from computealloc.table import OutcomeTable
+from computealloc.estimation.table import OutcomeTable
+from computealloc.fitting.lgbm_text import check_model_text
+from computealloc.fitting.persist import _digest, _score_one, load_policy, save_policy
+from computealloc.fitting.persist_schema import check_policy_payload, read_document
+from computealloc.fitting.policies import Value
 
 
 def fitted_policy(n_actions: int, trees: int, *, n: int = 2000, seed: int = 0) -> Value:

@@ -26,8 +26,8 @@ import numpy as np
 import pandas as pd
 
 from benchmarks._results import write_section
-from computealloc import datasets
-from computealloc.sequential import sequential_methods
+from computealloc.data import datasets
+from computealloc.fitting.sequential import sequential_methods
 
 SOURCES: dict[str, tuple[list[float], list[float]]] = {
     # source: (budgets of the main table, extra budgets of the curve grid)

@@ -1,15 +1,15 @@
 """Serving sequential stopping rules on a replayed stream whose second half is much harder.
 
-Each rule is fitted with :func:`computealloc.sequential.fit_stopping` (train / calibration
+Each rule is fitted with :func:`computealloc.fitting.sequential.fit_stopping` (train / calibration
 queries of the log, budget B samples per query) and then served by
-:class:`computealloc.sequential_runtime.SequentialRuntime` over a replayed stream of the log's
-queries: the easier half (by the agreement of their logged samples) twice, then the harder half
-twice. computealloc's :class:`~computealloc.sequential.LagrangianStopping` runs with the online
-price (default controller) and, for comparison, at its calibrated setting (``online=False``);
-Adaptive-Consistency runs at its calibrated setting (its threshold is not a price). Reported:
-realised mean samples per query over the whole stream and per half against B, accuracy of the
-voted answers, and the runtime's CPU per query (sampling from the in-process replay backend
-included; no HTTP, see ``bench_serve`` for the proxy).
+:class:`computealloc.serving.sequential_runtime.SequentialRuntime` over a replayed stream of the
+log's queries: the easier half (by the agreement of their logged samples) twice, then the harder
+half twice. computealloc's :class:`~computealloc.fitting.sequential.LagrangianStopping` runs with
+the online price (default controller) and, for comparison, at its calibrated setting
+(``online=False``); Adaptive-Consistency runs at its calibrated setting (its threshold is not a
+price). Reported: realised mean samples per query over the whole stream and per half against B,
+accuracy of the voted answers, and the runtime's CPU per query (sampling from the in-process replay
+backend included; no HTTP, see ``bench_serve`` for the proxy).
 
 Run: ``PYTHONPATH=src python -m benchmarks.bench_sequential_serve [--write]``
 (``--write`` replaces this benchmark's section of ``benchmarks/results.md``).
@@ -23,11 +23,11 @@ import time
 import numpy as np
 
 from benchmarks._results import write_section
-from computealloc import datasets
-from computealloc.backends import ReplayBackend
-from computealloc.samples import SampleLog
-from computealloc.sequential import answer_pools, fit_stopping
-from computealloc.sequential_runtime import SequentialRuntime
+from computealloc.data import datasets
+from computealloc.data.backends import ReplayBackend
+from computealloc.data.samples import SampleLog
+from computealloc.fitting.sequential import answer_pools, fit_stopping
+from computealloc.serving.sequential_runtime import SequentialRuntime
 
 SOURCES = {
     "mot_cascade:gpt-3.5-turbo/date/cot1-40": [4.0, 8.0],

@@ -1,7 +1,7 @@
 """The proxy under load: robustness and budget with a faulty backend, overhead over direct calls.
 
 Three processes on loopback: a fake OpenAI-compatible backend (``tests/fake_openai_server``),
-the proxy (:mod:`computealloc.server` under uvicorn) and this load generator. The load
+the proxy (:mod:`computealloc.serving.server` under uvicorn) and this load generator. The load
 generator is a minimal keep-alive HTTP/1.1 client, one connection per simulated client, that
 costs about 0.05 ms of CPU per request; the direct and the proxied path are driven by the same
 code. (An ``httpx`` client costs 1 to 6 ms of CPU per request at 64 connections: on two cores
@@ -62,11 +62,11 @@ import pandas as pd
 import uvicorn
 
 from benchmarks._results import write_section
-from computealloc.estimate import estimate
-from computealloc.features import build_features
-from computealloc.persist import save_policy
-from computealloc.policies import Uniform, Value
-from computealloc.samples import SampleLog
+from computealloc.data.samples import SampleLog
+from computealloc.estimation.estimate import estimate
+from computealloc.estimation.features import build_features
+from computealloc.fitting.persist import save_policy
+from computealloc.fitting.policies import Uniform, Value
 
 ROOT = Path(__file__).resolve().parents[1]
 N_REQUESTS, CONCURRENCY, FAULT_RATE, BUDGET = 5_000, 64, 0.10, 3.0
@@ -147,10 +147,10 @@ def run_backend(port: int, fault_rate: float, latency_s: float) -> None:
 
 def run_proxy(port: int, backend_url: str, policy: str, budget: float) -> None:
     """The proxy with one request per sample (exact token counts, exact ledger check)."""
-    from computealloc.backends import OpenAIBackend, RetryPolicy
-    from computealloc.persist import load_policy
-    from computealloc.runtime import Runtime
-    from computealloc.server import create_app
+    from computealloc.data.backends import OpenAIBackend, RetryPolicy
+    from computealloc.fitting.persist import load_policy
+    from computealloc.serving.runtime import Runtime
+    from computealloc.serving.server import create_app
 
     retry = RetryPolicy(max_attempts=10, initial_delay=0.01, max_delay=0.2)
     backend = OpenAIBackend(

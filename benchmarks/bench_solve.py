@@ -1,4 +1,5 @@
-"""Benchmark :func:`computealloc.oracle.solve`: the exact solver against one ``np.argsort`` and
+"""Benchmark :func:`computealloc.estimation.oracle.solve`: the exact solver against one
+``np.argsort`` and
 one ``np.partition`` of the N*K increments, bisection, and HiGHS, all measured in one run.
 
 Run from the repository root::
@@ -23,8 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks._results import write_section
-from computealloc.oracle import solve
-from computealloc.table import OutcomeTable
+from computealloc.estimation.oracle import solve
+from computealloc.estimation.table import OutcomeTable
 
 MB = 2**20
 

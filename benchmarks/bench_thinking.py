@@ -4,17 +4,17 @@ Held-out protocol, 3 seeds (DESIGN, "Evaluation protocol"): queries split 60/20/
 train / calibration / test, each query's traces into halves A (fitting, calibration) and B
 (reported numbers). Two kinds of methods, on the same splits:
 
-- early exit along the thought (:func:`computealloc.thinking.evaluate_thinking`): the
+- early exit along the thought (:func:`computealloc.evaluation.thinking.evaluate_thinking`): the
   uniform cap (budget forcing), ``stable@W``, ``conf@TAU`` and the learned exit rule, each
   calibrated to the budget on the calibration queries;
 - per-query policies over the thinking actions ``cap@T/majority@K`` and ``full/majority@K``
-  (:func:`computealloc.evaluation.evaluate` on :func:`computealloc.checkpoints.thinking_log`,
+  (:func:`computealloc.evaluation.evaluate` on :func:`computealloc.data.checkpoints.thinking_log`,
   ``cost="tokens"``): what ``computealloc evaluate LOG --cost tokens --protocol held-out``
   reports (``policy/...``); and the value policy over the same arms with confidence-aware
   votes too, ``weighted@K``, ``top_half@K``, ``best_of@K`` (``policy+conf/...``).
 
 Budgets are shares of full thinking's mean tokens (one trace, no cap) on the whole log. The
-verdict (:func:`computealloc.thinking.thinking_verdict`, on means over seeds) says, per
+verdict (:func:`computealloc.evaluation.thinking.thinking_verdict`, on means over seeds) says, per
 method, the mean tokens at which it reaches full thinking's accuracy (the bar: at most 35% of
 full's) and at how many budgets it beats the uniform cap at equal realised mean tokens (the
 bar: three).
@@ -31,9 +31,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from computealloc.checkpoint_synthetic import synthetic
-from computealloc.checkpoints import checkpoint_summary, read_checkpoints, thinking_log
-from computealloc.thinking import evaluate_thinking, thinking_verdict
+from computealloc.data.checkpoint_synthetic import synthetic
+from computealloc.data.checkpoints import checkpoint_summary, read_checkpoints, thinking_log
+from computealloc.evaluation.thinking import evaluate_thinking, thinking_verdict
 
 SHARES = (0.1, 0.15, 0.2, 0.25, 0.35, 0.5, 0.75)
 POLICIES = ("uniform", "value", "imitation", "value/batch", "oracle")

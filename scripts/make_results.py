@@ -8,8 +8,8 @@ One command reproduces the document (a few minutes on 2 cores)::
 The data root is ``COMPUTEALLOC_DATA`` (default ``../shared/data``). Every number comes from
 :func:`computealloc.evaluation.evaluate` (seeded query splits, both protocols where the data has
 several samples per query) except the sanity check, which recomputes DESIGN's "What the data
-already says" figures on all queries with :func:`computealloc.estimate.estimate` and
-:func:`computealloc.oracle.solve`.
+already says" figures on all queries with :func:`computealloc.estimation.estimate.estimate` and
+:func:`computealloc.estimation.oracle.solve`.
 """
 
 from __future__ import annotations
@@ -27,17 +27,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from computealloc import datasets
-from computealloc.comparison import primary_protocol, verdict_lines
-from computealloc.estimate import default_actions, estimate
+from computealloc.data import datasets
+from computealloc.data.samples import SampleLog, read_samples
+from computealloc.data.splits import split_samples
+from computealloc.estimation.estimate import default_actions, estimate
+from computealloc.estimation.oracle import solve
 from computealloc.evaluation import METHODS, ROUTER, SEQUENTIAL, EvaluationResult, evaluate
-from computealloc.oracle import solve
-from computealloc.policies import mixed_mean
-from computealloc.report import accuracy_table, markdown_table, write_report
-from computealloc.samples import SampleLog, read_samples
-from computealloc.sequential import sequential_methods
-from computealloc.splits import split_samples
-from computealloc.table import atomic_write
+from computealloc.evaluation.comparison import primary_protocol, verdict_lines
+from computealloc.evaluation.report import accuracy_table, markdown_table, write_report
+from computealloc.files import atomic_write
+from computealloc.fitting.policies import mixed_mean
+from computealloc.fitting.sequential import sequential_methods
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "results.md"
@@ -760,7 +760,7 @@ are defined in `computealloc.evaluation` (module docstring); in short:
 - Oracles are hindsight bounds (they see the outcomes of the queries they allocate); under
   held-out the honest oracle decides on half A and is scored on half B, so it is not an
   upper bound and can fall below uniform.
-- Each source opens with a verdict per budget (`computealloc.comparison`): the deployable
+- Each source opens with a verdict per budget (`computealloc.evaluation.comparison`): the deployable
   method with the largest gain over uniform *at its realised cost* (uniform's curve read
   there), with a 95% interval over seeds and test queries, "not resolved" where it covers 0;
   methods more than 2% over the budget are not eligible and are flagged ⚠ in the tables.

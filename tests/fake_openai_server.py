@@ -23,7 +23,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
-from computealloc.backends import Completion, ReplayBackend, UnknownPromptError
+from computealloc.data.backends import Completion, ReplayBackend, UnknownPromptError
 
 FaultKind = Literal["500", "429", "timeout", "malformed"]
 NMode = Literal["native", "reject", "ignore", "undercount"]

@@ -17,8 +17,8 @@ import random
 from dataclasses import dataclass
 from typing import Literal
 
-from computealloc.backends import Completion
-from computealloc.forcing import DEFAULT_SUFFIX
+from computealloc.data.backends import Completion
+from computealloc.data.forcing import DEFAULT_SUFFIX
 from fake_openai_server import ChatRequest, Responder
 
 WORD = "hmm"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from computealloc.actions import Action, parse_action, parse_actions
-from computealloc.kinds import kind_names
+from computealloc.estimation.actions import Action, parse_action, parse_actions
+from computealloc.estimation.kinds import kind_names
 
 
 @pytest.mark.parametrize(

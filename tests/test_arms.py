@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from computealloc.arms import Arm, ArmBackend, open_arms, parse_arm
-from computealloc.backends import Completion, OpenAIBackend, ReplayBackend
+from computealloc.data.arms import Arm, ArmBackend, open_arms, parse_arm
+from computealloc.data.backends import Completion, OpenAIBackend, ReplayBackend
 from test_runtime import synthetic_log
 
 
@@ -108,7 +108,7 @@ def test_collect_draws_n_samples_from_every_arm_into_one_resumable_log(tmp_path)
     from typer.testing import CliRunner
 
     from computealloc.cli import app
-    from computealloc.samples import read_samples
+    from computealloc.data.samples import read_samples
     from fake_openai_server import make_app, running
 
     queries = tmp_path / "q.jsonl"

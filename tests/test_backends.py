@@ -21,7 +21,7 @@ pytest.importorskip("aiohttp")
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
-from computealloc.backends import (
+from computealloc.data.backends import (
     BackendError,
     Completion,
     OpenAIBackend,
@@ -31,13 +31,13 @@ from computealloc.backends import (
     gather_or_cancel,
     retry_async,
 )
-from computealloc.backends.openai_compat import (
+from computealloc.data.backends.openai_compat import (
     _env_proxy,
     _refuses_n,
     _undercounted,
     split_output_tokens,
 )
-from computealloc.samples import read_samples
+from computealloc.data.samples import read_samples
 from fake_openai_server import ChatRequest, make_app, replaying, running, scripted
 
 FAST = RetryPolicy(max_attempts=8, initial_delay=0.001, max_delay=0.01)

@@ -1,18 +1,19 @@
-"""Tests of computealloc.calibrate: the dual price of a streaming rule and its tie mixing."""
+"""Tests of computealloc.fitting.calibrate: the dual price of a streaming rule and its tie
+mixing."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from computealloc.calibrate import (
+from computealloc.estimation.oracle import solve
+from computealloc.estimation.table import OutcomeTable
+from computealloc.fitting.calibrate import (
     apply_lambda,
     calibrate_lambda,
     lagrangian_bracket,
     solve_scores,
 )
-from computealloc.oracle import solve
-from computealloc.table import OutcomeTable
 
 COSTS = np.array([1.0, 2.0, 4.0, 8.0])
 

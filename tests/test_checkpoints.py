@@ -12,8 +12,9 @@ import pytest
 from typer.testing import CliRunner
 
 from computealloc import estimate, solve
-from computealloc.checkpoint_synthetic import synthetic, synthetic_frame
-from computealloc.checkpoints import (
+from computealloc.cli import app
+from computealloc.data.checkpoint_synthetic import synthetic, synthetic_frame
+from computealloc.data.checkpoints import (
     CheckpointLog,
     arm_outcomes,
     checkpoint_summary,
@@ -23,10 +24,9 @@ from computealloc.checkpoints import (
     read_log,
     thinking_log,
 )
-from computealloc.cli import app
-from computealloc.samples import SampleLog, SampleLogError
-from computealloc.splits import split_samples
-from computealloc.thinking import calibrate_knob, evaluate_thinking, thinking_verdict
+from computealloc.data.samples import SampleLog, SampleLogError
+from computealloc.data.splits import split_samples
+from computealloc.evaluation.thinking import calibrate_knob, evaluate_thinking, thinking_verdict
 
 runner = CliRunner()
 HEADER = "query_id,sample_idx,think_tokens,answer,correct,confidence,final\n"
@@ -432,7 +432,9 @@ def test_evaluate_runs_end_to_end_on_a_checkpoint_log(tmp_path: Path) -> None:
     assert (abs(uniform["mean_cost"] / uniform["budget"] - 1) < 0.25).all()
 
 
-@pytest.mark.parametrize("name", ["checkpoints.log", "checkpoints.arms", "checkpoint_synthetic"])
+@pytest.mark.parametrize(
+    "name", ["data.checkpoints.log", "data.checkpoints.arms", "data.checkpoint_synthetic"]
+)
 def test_docstring_examples_run(name: str) -> None:
     import doctest
     import importlib
@@ -558,8 +560,8 @@ def test_several_models_get_prefixed_arms_and_their_own_split_group() -> None:
 
 
 def test_early_exit_decisions_never_read_test_queries_or_half_b() -> None:
-    from computealloc.splits import split_queries
-    from computealloc.thinking import _halves
+    from computealloc.data.splits import split_queries
+    from computealloc.evaluation.thinking import _halves
 
     log = synthetic(80, 4, seed=5)
     traces = log.traces()

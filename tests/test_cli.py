@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from computealloc.cli import app
-from computealloc.table import OutcomeTable
+from computealloc.estimation.table import OutcomeTable
 from conftest import needs_data
 
 runner = CliRunner()
@@ -193,7 +193,7 @@ def test_solve_infeasible_budget_exits_2(tmp_path: Path) -> None:
 
 
 def test_fit_writes_a_loadable_policy(tmp_path: Path) -> None:
-    from computealloc.persist import load_policy
+    from computealloc.fitting.persist import load_policy
 
     out = tmp_path / "policy.json"
     res = runner.invoke(
@@ -217,8 +217,8 @@ def test_fit_writes_a_loadable_policy(tmp_path: Path) -> None:
 
 
 def test_fit_sequential_writes_a_servable_stopping_rule(tmp_path: Path) -> None:
-    from computealloc.persist import load_file
-    from computealloc.sequential import CalibratedStopping, LagrangianStopping
+    from computealloc.fitting.persist import load_file
+    from computealloc.fitting.sequential import CalibratedStopping, LagrangianStopping
 
     out = tmp_path / "rule.json"
     args = ["fit", str(_log(tmp_path)), "--budget", "2", "--method", "sequential", "-o", str(out)]

@@ -21,9 +21,9 @@ pytest.importorskip("aiohttp")
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
-from computealloc import datasets
-from computealloc.backends import BackendError, OpenAIBackend, ReplayBackend, RetryPolicy
-from computealloc.collect import (
+from computealloc.data import datasets
+from computealloc.data.backends import BackendError, OpenAIBackend, ReplayBackend, RetryPolicy
+from computealloc.data.collect import (
     OUTPUT_COLUMNS,
     CollectError,
     Query,
@@ -32,7 +32,7 @@ from computealloc.collect import (
     read_queries,
     run_collect,
 )
-from computealloc.samples import SampleLogError, read_samples
+from computealloc.data.samples import SampleLogError, read_samples
 from conftest import needs_data
 from fake_openai_server import ChatRequest, make_app, replaying, running, scripted
 
@@ -452,7 +452,7 @@ def test_sigkill_at_any_moment_then_rerun_equals_an_uninterrupted_run(tmp_path):
             "max_attempts": 12,
         }
         script = (
-            "import json, sys; from computealloc.collect import run_collect; "
+            "import json, sys; from computealloc.data.collect import run_collect; "
             "run_collect(sys.argv[1], sys.argv[2], **json.loads(sys.argv[3]))"
         )
         env = {**os.environ, "PYTHONPATH": str(SRC)}

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from computealloc.checkpoints import read_checkpoints, thinking_log
 from computealloc.cli import app
-from computealloc.collect import CheckpointProbes, run_collect
+from computealloc.data.checkpoints import read_checkpoints, thinking_log
+from computealloc.data.collect import CheckpointProbes, run_collect
 from fake_openai_server import make_app, running
 from fake_reasoning import gold_of, reasoning, trace_of
 

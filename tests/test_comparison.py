@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from computealloc.comparison import compare, kind_of, verdict, verdict_lines
 from computealloc.evaluation import EvaluationResult
+from computealloc.evaluation.comparison import compare, kind_of, verdict, verdict_lines
 
 QIDS = ["a", "b", "c", "d"]
 
@@ -144,7 +144,7 @@ def test_kinds():
 
 
 def test_without_uniform_there_is_no_verdict_and_no_crash(tmp_path):
-    from computealloc.report import write_report
+    from computealloc.evaluation.report import write_report
 
     result = _result({"value": UNIFORM, "oracle": ORACLE}, {})
     assert compare(result)["gain"].isna().all()

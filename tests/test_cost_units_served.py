@@ -14,14 +14,14 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from computealloc.backends import ReplayBackend
-from computealloc.fit import fit_policy
-from computealloc.persist import load_file, save_policy, save_stopping
-from computealloc.runtime import Runtime
-from computealloc.sequential import fit_stopping
-from computealloc.sequential_runtime import SequentialRuntime
-from computealloc.server import create_app
-from computealloc.units import COST_UNITS
+from computealloc.data.backends import ReplayBackend
+from computealloc.estimation.units import COST_UNITS
+from computealloc.fitting.fit import fit_policy
+from computealloc.fitting.persist import load_file, save_policy, save_stopping
+from computealloc.fitting.sequential import fit_stopping
+from computealloc.serving.runtime import Runtime
+from computealloc.serving.sequential_runtime import SequentialRuntime
+from computealloc.serving.server import create_app
 from test_runtime import synthetic_log
 
 ACTIONS = "majority@1,majority@2,majority@4,majority@8"

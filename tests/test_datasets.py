@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from computealloc import datasets
-from computealloc.datasets import DataSourceNotFoundError
+from computealloc.data import datasets
+from computealloc.data.datasets import DataSourceNotFoundError
 from conftest import needs_data
 
 NAMES = ["mot_cascade", "qwen25math_rm_maj", "routellm", "routerdc", "zeroeval_gsm8k",
@@ -70,7 +70,7 @@ def test_missing_source_names_the_variable(monkeypatch, tmp_path):
     msg = (
         r"Data source 'mot_cascade' not found under .* \(missing samples.csv.gz; set "
         r"COMPUTEALLOC_DATA to the folder holding the public sources; see "
-        r"computealloc.datasets.sources\(\) for how to obtain each\)"
+        r"computealloc.data.datasets.sources\(\) for how to obtain each\)"
     )
     with pytest.raises(DataSourceNotFoundError, match=msg):
         datasets.load("mot_cascade")

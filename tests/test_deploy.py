@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from computealloc.backends import ReplayBackend
-from computealloc.deploy import Deployable, RuntimeOptions, open_runtime
-from computealloc.runtime import AnsweringRuntime, Runtime
-from computealloc.sequential import fit_stopping
-from computealloc.sequential_runtime import SequentialRuntime
+from computealloc.data.backends import ReplayBackend
+from computealloc.fitting.sequential import fit_stopping
+from computealloc.serving.deploy import Deployable, RuntimeOptions, open_runtime
+from computealloc.serving.runtime import AnsweringRuntime, Runtime
+from computealloc.serving.sequential_runtime import SequentialRuntime
 from test_runtime import fit_value, synthetic_log
 
 
@@ -58,7 +58,7 @@ def test_open_runtime_builds_the_runtime_of_either_rule(log, rules):
 
 
 def test_every_deployable_saves_json_that_load_file_reads_back(tmp_path, log, rules):
-    from computealloc.persist import load_file
+    from computealloc.fitting.persist import load_file
 
     prompts = log.queries["prompt"].tolist()[:10]
     for i, rule in enumerate(rules):

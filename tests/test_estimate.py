@@ -14,8 +14,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from computealloc.actions import Action
-from computealloc.estimate import (
+from computealloc.data.samples import SampleLog
+from computealloc.estimation.actions import Action
+from computealloc.estimation.estimate import (
     MAX_POOL_SIZE,
     best_of_accuracy,
     default_actions,
@@ -23,7 +24,6 @@ from computealloc.estimate import (
     majority_accuracy,
     pass_at_k,
 )
-from computealloc.samples import SampleLog
 from conftest import needs_data
 
 ABSTAIN, GOLD = -1, 0  # pool labels: -1 abstains, 0 is the correct answer, 1, 2, ... are wrong
@@ -694,7 +694,7 @@ def test_answers_equal_to_the_gold_vote_together() -> None:
 
 
 def test_replay_and_estimate_agree_on_several_correct_answers() -> None:
-    from computealloc.sequential import answer_pools, replay
+    from computealloc.fitting.sequential import answer_pools, replay
 
     log, pools, _ = verifier_log(5)
     n = min(len(p) for p in pools)

@@ -7,8 +7,11 @@ import pandas as pd
 import pytest
 
 from computealloc import evaluation as evaluation_module
-from computealloc.actions import parse_actions
-from computealloc.estimate import estimate
+from computealloc.data.samples import read_samples
+from computealloc.estimation.actions import parse_actions
+from computealloc.estimation.estimate import estimate
+from computealloc.estimation.oracle import solve
+from computealloc.estimation.table import OutcomeTable
 from computealloc.evaluation import (
     METHODS,
     ROUTER,
@@ -20,12 +23,9 @@ from computealloc.evaluation import (
     policy_runs,
     routing_metrics,
 )
-from computealloc.oracle import solve
-from computealloc.policies import Value
-from computealloc.routing import threshold_router
-from computealloc.samples import read_samples
-from computealloc.sequential import sequential_methods
-from computealloc.table import OutcomeTable
+from computealloc.evaluation.routing import threshold_router
+from computealloc.fitting.policies import Value
+from computealloc.fitting.sequential import sequential_methods
 from conftest import needs_data
 
 CONTRACT = ["source", "protocol", "seed", "budget", "method", "accuracy", "mean_cost"]
@@ -475,7 +475,7 @@ def test_chars_cost_is_characters_per_sample():
 
 @needs_data
 def test_real_data_router_between_the_two_models(shared_data):
-    from computealloc import datasets
+    from computealloc.data import datasets
 
     log = datasets.load("routellm:gsm8k", root=shared_data)
     weak, strong = "mistralai/Mixtral-8x7B-Instruct-v0.1", "gpt-4-1106-preview"
@@ -501,7 +501,7 @@ def test_real_data_router_between_the_two_models(shared_data):
 
 @needs_data
 def test_real_data_uniform_matches_the_estimated_table(shared_data):
-    from computealloc import datasets
+    from computealloc.data import datasets
 
     log = datasets.load("mot_cascade:llama-2-13b/gsm/pot2", root=shared_data)
     table = estimate(log, "majority@4")

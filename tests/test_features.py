@@ -1,4 +1,5 @@
-"""Tests of computealloc.features: hand-checked prompt features, probe features, builder."""
+"""Tests of computealloc.estimation.features: hand-checked prompt features, probe features,
+builder."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from computealloc import features
-from computealloc.features import (
+from computealloc.data.samples import read_samples
+from computealloc.estimation import features
+from computealloc.estimation.features import (
     PROBE_FEATURES,
     PROMPT_FEATURES,
     build_features,
@@ -19,7 +21,6 @@ from computealloc.features import (
     probe_mask,
     prompt_features,
 )
-from computealloc.samples import read_samples
 from conftest import needs_data
 
 PROMPTS = [
@@ -276,7 +277,7 @@ def test_embedding_features_when_installed():
 
 @pytest.mark.usefixtures("shared_data")
 def test_real_gsm_features_complete():
-    from computealloc import datasets
+    from computealloc.data import datasets
 
     log = datasets.load("mot_cascade:llama-2-13b/gsm/pot2")
     fm = build_features(log, probe_m=2, random_state=0)
@@ -347,7 +348,7 @@ def test_prompt_features_match_pandas_on_tricky_prompts(prompts):
 
 @needs_data
 def test_prompt_features_match_pandas_on_real_prompts():
-    from computealloc import datasets
+    from computealloc.data import datasets
 
     prompts = datasets.load("mot_cascade:llama-2-13b/gsm/pot2").queries["prompt"].tolist()
     _assert_raw_equal(prompts)

@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from computealloc.fit import fit_policy
-from computealloc.persist import load_policy, save_policy
-from computealloc.samples import SampleLog
+from computealloc.data.samples import SampleLog
+from computealloc.fitting.fit import fit_policy
+from computealloc.fitting.persist import load_policy, save_policy
 
 
 def _log(n_queries: int = 300, n_samples: int = 8, seed: int = 0) -> SampleLog:
@@ -51,8 +51,8 @@ def test_probe_policy_charges_probes_once() -> None:
 
 
 def test_a_saved_probe_policy_tells_the_runtime_its_probes(tmp_path) -> None:
-    from computealloc.backends import ReplayBackend
-    from computealloc.runtime import Runtime
+    from computealloc.data.backends import ReplayBackend
+    from computealloc.serving.runtime import Runtime
 
     log = _log()
     result = fit_policy(log, budget=4.0, method="value", probe_m=2, seed=0)
@@ -68,7 +68,7 @@ def test_saved_policy_predicts_the_same(tmp_path) -> None:
     result = fit_policy(log, budget=2.0, method="value", seed=0)
     save_policy(result.policy, tmp_path / "p.json")
     loaded = load_policy(tmp_path / "p.json")
-    from computealloc.features import build_features
+    from computealloc.estimation.features import build_features
 
     X = build_features(log).X
     np.testing.assert_array_equal(

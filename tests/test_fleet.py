@@ -29,15 +29,15 @@ httpx = pytest.importorskip("httpx")
 
 from typer.testing import CliRunner  # noqa: E402
 
-from computealloc.backends import ReplayBackend  # noqa: E402
 from computealloc.cli import app as cli  # noqa: E402
-from computealloc.fleet import AccountLink, KeyBudget, KeysFileError, read_keys, state_of  # noqa: E402
-from computealloc.persist import save_policy  # noqa: E402
-from computealloc.runtime import Runtime  # noqa: E402
-from computealloc.sequential import BetaRule  # noqa: E402
-from computealloc.sequential_runtime import SequentialRuntime  # noqa: E402
-from computealloc.server import create_app  # noqa: E402
-from computealloc.spend_store import MemoryStore, RedisStore  # noqa: E402
+from computealloc.data.backends import ReplayBackend  # noqa: E402
+from computealloc.fitting.persist import save_policy  # noqa: E402
+from computealloc.fitting.sequential import BetaRule  # noqa: E402
+from computealloc.serving.fleet import AccountLink, KeyBudget, KeysFileError, read_keys, state_of  # noqa: E402
+from computealloc.serving.runtime import Runtime  # noqa: E402
+from computealloc.serving.sequential_runtime import SequentialRuntime  # noqa: E402
+from computealloc.serving.server import create_app  # noqa: E402
+from computealloc.serving.spend_store import MemoryStore, RedisStore  # noqa: E402
 from fake_openai_server import make_app, running  # noqa: E402
 from redis_server import REDIS_SERVER, RedisServer, free_port  # noqa: E402
 from test_runtime import fit_value, synthetic_log  # noqa: E402
@@ -468,7 +468,7 @@ def _serve(tmp_path, backend: str, store: str, name: str, **kwargs):
     port = free_port()
     options = "".join(f", {k}={v!r}" for k, v in kwargs.items())
     code = (
-        "from computealloc.server import serve; "
+        "from computealloc.serving.server import serve; "
         f"serve({str(tmp_path / 'policy.json')!r}, {BUDGET}, {backend!r}, port={port}, "
         f"access_log=False, spend_store={store!r}, budget_name={name!r}, "
         f"api_key={MAIN!r}{options})"

@@ -1,4 +1,4 @@
-"""Budget forcing and checkpoint early exit (computealloc.forcing) against a fake reasoning
+"""Budget forcing and checkpoint early exit (computealloc.data.forcing) against a fake reasoning
 server that follows vLLM's and llama.cpp's continuation, and the continuation mechanics
 against the real llama-server."""
 
@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 import llama_server
-from computealloc.backends import OpenAIBackend, RetryPolicy
-from computealloc.forcing import CONTINUATIONS, ThinkingPlan, Thought, think
+from computealloc.data.backends import OpenAIBackend, RetryPolicy
+from computealloc.data.forcing import CONTINUATIONS, ThinkingPlan, Thought, think
 from fake_openai_server import make_app, running
 from fake_reasoning import trace_of
 
@@ -172,11 +172,11 @@ def test_llama_server_continues_the_thought_in_place(llama_jinja):
 
 
 def test_thinking_arms_collect_fit_and_serve_within_the_token_budget(tmp_path):
-    from computealloc.arms import Arm, Thinking, open_arms
-    from computealloc.collect import run_collect_arms
-    from computealloc.fit import fit_policy
-    from computealloc.runtime import Runtime
-    from computealloc.samples import read_samples
+    from computealloc.data.arms import Arm, Thinking, open_arms
+    from computealloc.data.collect import run_collect_arms
+    from computealloc.data.samples import read_samples
+    from computealloc.fitting.fit import fit_policy
+    from computealloc.serving.runtime import Runtime
     from fake_openai_server import make_app, running
     from fake_reasoning import gold_of, reasoning
 
@@ -216,7 +216,7 @@ def test_thinking_arms_collect_fit_and_serve_within_the_token_budget(tmp_path):
 
 
 def _probe_trace(url: str, dialect: str, prompt: str, checkpoints: tuple[int, ...]):  # type: ignore[no-untyped-def]
-    from computealloc.forcing import probe_trace
+    from computealloc.data.forcing import probe_trace
 
     async def main():  # type: ignore[no-untyped-def]
         backend = OpenAIBackend(url, "fake-r1", retry=RetryPolicy(max_attempts=1))
@@ -246,10 +246,10 @@ def test_probe_trace_records_every_checkpoint_then_the_natural_end(server):
 
 
 def test_a_thought_cut_short_is_charged_the_tokens_it_received(tmp_path):
-    from computealloc.arms import Arm, Thinking, open_arms
-    from computealloc.backends import BackendError
-    from computealloc.fit import fit_policy
-    from computealloc.runtime import Runtime
+    from computealloc.data.arms import Arm, Thinking, open_arms
+    from computealloc.data.backends import BackendError
+    from computealloc.fitting.fit import fit_policy
+    from computealloc.serving.runtime import Runtime
     from fake_openai_server import make_app, running
     from fake_reasoning import reasoning
     from test_runtime import synthetic_log
@@ -281,8 +281,8 @@ def test_a_thought_cut_short_is_charged_the_tokens_it_received(tmp_path):
 
 @pytest.mark.real_server
 def test_collect_checkpoints_from_the_real_llama_server(llama_jinja, tmp_path):
-    from computealloc.checkpoints import read_checkpoints
-    from computealloc.collect import CheckpointProbes, run_collect
+    from computealloc.data.checkpoints import read_checkpoints
+    from computealloc.data.collect import CheckpointProbes, run_collect
 
     queries = tmp_path / "q.jsonl"
     prompts = ["Count: 1, 2, 3,", "The capital of France is", "Spell 'cat' backwards:"]

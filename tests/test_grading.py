@@ -1,4 +1,4 @@
-"""Tests of computealloc.grading: extraction, normalisation, equivalence and column grading."""
+"""Tests of computealloc.data.grading: extraction, normalisation, equivalence and column grading."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ import pandas as pd
 import pytest
 from math_verify.errors import TimeoutException
 
-from computealloc import grading
-from computealloc.grading import extract_answer, grade, is_equivalent, normalize
+from computealloc.data import grading
+from computealloc.data.grading import extract_answer, grade, is_equivalent, normalize
 from conftest import needs_data
 
 

@@ -22,7 +22,7 @@ import pytest
 from typer.testing import CliRunner
 
 from computealloc.cli import app
-from computealloc.samples import SampleLogError, SampleLogWarning, read_samples
+from computealloc.data.samples import SampleLogError, SampleLogWarning, read_samples
 
 runner = CliRunner()
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -85,7 +85,7 @@ def _collect_process(queries: Path, out: Path, url: str) -> list[str]:
 def test_concurrent_collect_on_one_log_second_writer_exits_at_once(tmp_path: Path) -> None:
     pytest.importorskip("aiohttp")
     pytest.importorskip("uvicorn")
-    from computealloc.collect import run_collect
+    from computealloc.data.collect import run_collect
     from fake_openai_server import make_app, running
 
     queries = _queries(tmp_path / "q.jsonl", 30)
@@ -127,7 +127,7 @@ def test_concurrent_collect_on_one_log_second_writer_exits_at_once(tmp_path: Pat
 
 def test_collect_lock_is_held_from_before_the_log_is_read(tmp_path: Path) -> None:
     """While another process holds OUT.lock, collect refuses before reading or writing."""
-    from computealloc.collect import LogLockedError, run_collect
+    from computealloc.data.collect import LogLockedError, run_collect
 
     out = tmp_path / "log.jsonl"
     out.write_text("not a sample row\n")  # a read would fail with SampleLogError instead
@@ -249,7 +249,7 @@ def test_drop_short_keeps_the_other_queries_and_refuses_to_drop_all() -> None:
     rows = [*_rows(n_queries=3), {"query_id": "x", "sample_idx": 0, "answer": "1"}]
     log = read_samples(pd.DataFrame(rows))
     with pytest.warns(SampleLogWarning, match=r"'x' \(1\)"):
-        from computealloc.estimate import default_actions
+        from computealloc.estimation.estimate import default_actions
 
         default_actions(log)
     kept = log.drop_short(8)
@@ -286,7 +286,7 @@ def test_collect_out_an_existing_directory_is_a_clean_error(tmp_path: Path) -> N
 
 
 def test_collect_library_refuses_a_directory_as_the_log(tmp_path: Path) -> None:
-    from computealloc.collect import run_collect
+    from computealloc.data.collect import run_collect
 
     (tmp_path / "dir.jsonl").mkdir()
     with pytest.raises(SampleLogError, match=r"dir\.jsonl: is a directory"):
@@ -381,7 +381,7 @@ def test_latin1_query_file_names_file_line_and_the_encoding_expected(tmp_path: P
 def test_bom_in_a_query_file_is_accepted_as_sample_logs_accept_it(
     tmp_path: Path, suffix: str
 ) -> None:
-    from computealloc.collect import read_queries
+    from computealloc.data.collect import read_queries
 
     path = tmp_path / f"q{suffix}"
     body = (
@@ -439,8 +439,8 @@ def test_evaluate_methods_typo_names_the_flag_and_lists_the_methods(tmp_path: Pa
 
 
 def test_fit_method_typo_lists_every_fittable_method_and_rule(tmp_path: Path) -> None:
-    from computealloc.fit import FIT_METHODS
-    from computealloc.sequential import FIT_RULES
+    from computealloc.fitting.fit import FIT_METHODS
+    from computealloc.fitting.sequential import FIT_RULES
 
     args = ["fit", str(_log(tmp_path / "log.jsonl")), "--budget", "2", "--method", "valeu"]
     res = runner.invoke(app, [*args, "-o", str(tmp_path / "p.json")])
@@ -610,7 +610,7 @@ def test_ordinary_metadata_columns_do_not_warn(tmp_path: Path, column: str) -> N
 
 @pytest.mark.parametrize("command", ["estimate", "fit", "evaluate", "solve", "collect"])
 def test_out_under_a_file_is_a_clean_error_before_any_work(tmp_path: Path, command: str) -> None:
-    from computealloc.table import OutcomeTable
+    from computealloc.estimation.table import OutcomeTable
 
     log = _log(tmp_path / "log.jsonl")
     out = str(log / "sub" / "out.json")

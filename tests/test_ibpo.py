@@ -11,14 +11,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from computealloc.ibpo import (
+from computealloc.data.samples import read_samples
+from computealloc.estimation.table import OutcomeTable
+from computealloc.training.ibpo import (
     export_sft,
     ibpo_allocation_sweep,
     ibpo_select,
     response_utility,
 )
-from computealloc.samples import read_samples
-from computealloc.table import OutcomeTable
 from conftest import needs_data
 
 # --------------------------------------------------------------------------- references
@@ -663,7 +663,7 @@ def test_sweep_needs_a_table_or_log():
 
 @needs_data
 def test_sweep_on_llama_gsm_pot2(shared_data):
-    from computealloc.datasets import load
+    from computealloc.data.datasets import load
 
     log = load("mot_cascade:llama-2-13b/gsm/pot2", root=shared_data)
     frame = ibpo_allocation_sweep(log, shares=(0.25, 0.5))

@@ -1,4 +1,5 @@
-"""IBPO training (computealloc.ibpo_train): weighted SFT with TRL, on the real Gemma 3 270M.
+"""IBPO training (computealloc.training.ibpo_train): weighted SFT with TRL, on the real Gemma 3
+270M.
 
 The tests marked ``train`` need the ``train`` extra (torch, transformers, trl, datasets, gguf)
 and, for the real model, the ``real-server`` extra (its GGUF, assembled once by
@@ -21,8 +22,9 @@ from typer.testing import CliRunner
 
 import llama_server
 from computealloc.cli import app
-from computealloc.ibpo import export_sft
-from computealloc.ibpo_train import (
+from computealloc.data.samples import read_samples
+from computealloc.training.ibpo import export_sft
+from computealloc.training.ibpo_train import (
     SFTRecord,
     completion_loss,
     load_model,
@@ -30,7 +32,6 @@ from computealloc.ibpo_train import (
     train_sft,
     weighted_sft_trainer,
 )
-from computealloc.samples import read_samples
 
 _TRAIN_MODULES = ("torch", "transformers", "trl", "datasets", "gguf")
 _MISSING = [m for m in _TRAIN_MODULES if importlib.util.find_spec(m) is None]
@@ -388,7 +389,8 @@ def test_cli_train_with_a_bad_model_path_exits_2(tmp_path):
 
 def test_import_computealloc_loads_no_training_library():
     code = (
-        "import sys, computealloc, computealloc.cli, computealloc.ibpo, computealloc.ibpo_train; "
+        "import sys, computealloc, computealloc.cli, computealloc.training.ibpo; "
+        "import computealloc.training.ibpo_train; "
         f"print([m for m in {_TRAIN_MODULES!r} if m in sys.modules])"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

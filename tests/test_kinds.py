@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from computealloc import kinds
-from computealloc.actions import parse_action
-from computealloc.backends import ReplayBackend
-from computealloc.estimate import estimate
-from computealloc.kernels import ClusteredSamples, Float, Int
-from computealloc.kinds import Kind, get_kind, kind_names, register
-from computealloc.runtime import Runtime
-from computealloc.voting import Vote
+from computealloc.data.backends import ReplayBackend
+from computealloc.estimation import kinds
+from computealloc.estimation.actions import parse_action
+from computealloc.estimation.estimate import estimate
+from computealloc.estimation.kernels import ClusteredSamples, Float, Int
+from computealloc.estimation.kinds import Kind, get_kind, kind_names, register
+from computealloc.estimation.voting import Vote
+from computealloc.serving.runtime import Runtime
 from test_runtime import fit_value, synthetic_log
 
 

@@ -1,4 +1,5 @@
-"""Tests of computealloc.lgbm_text: real LightGBM model texts pass, cut or corrupted ones fail
+"""Tests of computealloc.fitting.lgbm_text: real LightGBM model texts pass, cut or corrupted ones
+fail
 with the line at fault, and nothing that passes can take LightGBM down."""
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from computealloc.lgbm_text import ModelTextError, check_model_text
+from computealloc.fitting.lgbm_text import ModelTextError, check_model_text
 
 
 def _data(n: int = 300, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

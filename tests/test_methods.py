@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 
 from computealloc import methods
-from computealloc.comparison import BOUNDS, PEERS
 from computealloc.evaluation import METHODS, ROUTER, SEQUENTIAL, THINKING
-from computealloc.fit import FIT_METHODS
-from computealloc.persist import _CLASSES, _STOPPING_CLASSES
-from computealloc.sequential import FIT_RULES, SEQUENTIAL_METHODS
+from computealloc.evaluation.comparison import BOUNDS, PEERS
+from computealloc.fitting.fit import FIT_METHODS
+from computealloc.fitting.persist import _CLASSES, _STOPPING_CLASSES
+from computealloc.fitting.sequential import FIT_RULES, SEQUENTIAL_METHODS
 
 
 def test_old_names_are_derived_unchanged() -> None:

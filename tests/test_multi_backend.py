@@ -23,7 +23,7 @@ import httpx
 import openai
 import pytest
 
-from computealloc import datasets
+from computealloc.data import datasets
 
 STRONG, WEAK = "gpt-4-1106-preview", "mistralai/Mixtral-8x7B-Instruct-v0.1"
 BUDGET = 0.3

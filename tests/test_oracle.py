@@ -1,4 +1,5 @@
-"""Tests for computealloc.oracle: the LP oracle (exact, bisection, HiGHS) and the MILP certificate.
+"""Tests for computealloc.estimation.oracle: the LP oracle (exact, bisection, HiGHS) and the MILP
+certificate.
 
 Oracles: HiGHS on the same LP, a per-query Python hull with a full sort, brute force over all
 integer allocations, and LP duality (every chosen action maximises ``P - lam * C``).
@@ -14,10 +15,10 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
-import computealloc.oracle as solve_module
-from computealloc.actions import parse_actions
-from computealloc.oracle import certify, solve
-from computealloc.table import Allocation, OutcomeTable
+import computealloc.estimation.oracle as solve_module
+from computealloc.estimation.actions import parse_actions
+from computealloc.estimation.oracle import certify, solve
+from computealloc.estimation.table import Allocation, OutcomeTable
 from conftest import needs_data
 
 METHODS = ("exact", "bisection", "highs")
@@ -449,8 +450,8 @@ def test_one_million_queries() -> None:
     ],
 )
 def test_real_sources_agree_at_standard_budgets(name: str) -> None:
-    from computealloc import datasets
-    from computealloc.estimate import estimate
+    from computealloc.data import datasets
+    from computealloc.estimation.estimate import estimate
 
     table = estimate(datasets.load(name))
     for budget in (1.0, 2.0, 4.0, 8.0):
@@ -578,7 +579,7 @@ ROUTING = [
 @pytest.mark.parametrize(("name", "cost"), ROUTING)
 def test_routing_sources_agree_across_the_feasible_range(name: str, cost: str) -> None:
     """Model-routing tables of every one-sample source: all three solvers agree."""
-    from computealloc import datasets
+    from computealloc.data import datasets
     from computealloc.evaluation import outcome_table
 
     log = datasets.load(name)

@@ -1,4 +1,4 @@
-"""Tests of computealloc.persist: JSON round trips, tamper detection, mismatch errors.
+"""Tests of computealloc.fitting.persist: JSON round trips, tamper detection, mismatch errors.
 
 Policies (``save_policy`` / ``load_policy``) first, then sequential stopping rules
 (``save_stopping`` / ``load_stopping``).
@@ -14,7 +14,8 @@ import pandas as pd
 import pytest
 from sklearn.exceptions import NotFittedError
 
-from computealloc.persist import (
+from computealloc.estimation.table import OutcomeTable
+from computealloc.fitting.persist import (
     PolicyFileError,
     _digest,
     load_policy,
@@ -22,8 +23,8 @@ from computealloc.persist import (
     save_policy,
     save_stopping,
 )
-from computealloc.policies import Imitation, LengthHeuristic, Random, Uniform, Value
-from computealloc.sequential import (
+from computealloc.fitting.policies import Imitation, LengthHeuristic, Random, Uniform, Value
+from computealloc.fitting.sequential import (
     AnswerPools,
     BetaRule,
     CalibratedStopping,
@@ -36,7 +37,6 @@ from computealloc.sequential import (
     evaluate_stopping,
     replay,
 )
-from computealloc.table import OutcomeTable
 from conftest import needs_data
 
 KS = np.array([1.0, 2.0, 4.0, 8.0])
@@ -272,9 +272,9 @@ def test_save_generator_seed(data, tmp_path):
 
 @pytest.mark.usefixtures("shared_data")
 def test_real_features_round_trip(tmp_path):
-    from computealloc import datasets
-    from computealloc.estimate import estimate
-    from computealloc.features import build_features
+    from computealloc.data import datasets
+    from computealloc.estimation.estimate import estimate
+    from computealloc.estimation.features import build_features
 
     log = datasets.load("mot_cascade:llama-2-13b/gsm/pot2")
     X = build_features(log, probe_m=2).X
@@ -619,9 +619,9 @@ def test_save_unserialisable_params(rule, shown, tmp_path):
 
 @needs_data
 def test_real_lagrangian_round_trip(tmp_path):
-    from computealloc import datasets
-    from computealloc.features import build_features
-    from computealloc.sequential import answer_pools
+    from computealloc.data import datasets
+    from computealloc.estimation.features import build_features
+    from computealloc.fitting.sequential import answer_pools
 
     log = datasets.load("mot_cascade:gpt-3.5-turbo/date/cot1-40")
     pools = answer_pools(log)

@@ -1,4 +1,5 @@
-"""Tests of computealloc.policies: budget matching, baselines, imitation, predict-then-allocate."""
+"""Tests of computealloc.fitting.policies: budget matching, baselines, imitation,
+predict-then-allocate."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ import pytest
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
-from computealloc.oracle import solve
-from computealloc.policies import (
+from computealloc.estimation.oracle import solve
+from computealloc.estimation.table import OutcomeTable
+from computealloc.fitting.policies import (
     Imitation,
     LengthHeuristic,
     Random,
@@ -18,8 +20,7 @@ from computealloc.policies import (
     mixed_mean,
     oracle_labels,
 )
-from computealloc.policies.baselines import budget_bracket, budget_matched_probs
-from computealloc.table import OutcomeTable
+from computealloc.fitting.policies.baselines import budget_bracket, budget_matched_probs
 
 KS = np.array([1.0, 2.0, 4.0, 8.0])
 ACTIONS = ("majority@1", "majority@2", "majority@4", "majority@8")

@@ -1,9 +1,9 @@
 """Tampered policy and stopping files: each is refused with a PolicyFileError naming the file
 and the field, before anything is built from it; a file that loads answers queries.
 
-Real policies of every kind :mod:`computealloc.persist` saves are fitted on a small synthetic
-problem, saved, then edited; the edits are re-signed (the checksum recomputed), as an attacker
-or a buggy writer would, so that only the schema stands between the file and the process.
+Real policies of every kind :mod:`computealloc.fitting.persist` saves are fitted on a small
+synthetic problem, saved, then edited; the edits are re-signed (the checksum recomputed), as an
+attacker or a buggy writer would, so that only the schema stands between the file and the process.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from computealloc.persist import (
+from computealloc.estimation.table import OutcomeTable
+from computealloc.fitting.persist import (
     PolicyFileError,
     _digest,
     load_file,
@@ -31,16 +32,15 @@ from computealloc.persist import (
     save_policy,
     save_stopping,
 )
-from computealloc.persist_schema import MAX_DEPTH, json_depth
-from computealloc.policies import Imitation, LengthHeuristic, Random, Uniform, Value
-from computealloc.sequential import (
+from computealloc.fitting.persist_schema import MAX_DEPTH, json_depth
+from computealloc.fitting.policies import Imitation, LengthHeuristic, Random, Uniform, Value
+from computealloc.fitting.sequential import (
     AnswerPools,
     BetaRule,
     LagrangianStopping,
     WindowRule,
     calibrate_stopping,
 )
-from computealloc.table import OutcomeTable
 
 KS = np.array([1.0, 2.0, 4.0, 8.0])
 ACTIONS = ("majority@1", "majority@2", "majority@4", "majority@8")
@@ -477,7 +477,7 @@ def _python_depth(value: Any) -> int:
 
 
 def test_deep_json_past_the_located_prefix_is_refused_without_a_position(tmp_path, monkeypatch):
-    import computealloc.persist_schema as schema
+    import computealloc.fitting.persist_schema as schema
 
     monkeypatch.setattr(schema, "_LOCATE_BYTES", 64)
     path = tmp_path / "deep.json"
@@ -489,7 +489,7 @@ def test_deep_json_past_the_located_prefix_is_refused_without_a_position(tmp_pat
 
 
 def test_oversized_file_is_refused_before_reading_it_all(tmp_path, monkeypatch):
-    import computealloc.persist_schema as schema
+    import computealloc.fitting.persist_schema as schema
 
     monkeypatch.setattr(schema, "MAX_BYTES", 1000)
     path = tmp_path / "big.json"
@@ -533,7 +533,7 @@ def test_truncated_model_does_not_abort_the_process(files, tmp_path):
     path = _tampered(files["value"], tmp_path / "cut.json", _booster(_cut_model, resize=False))
     code = (
         "import sys\n"
-        "from computealloc.persist import PolicyFileError, load_file\n"
+        "from computealloc.fitting.persist import PolicyFileError, load_file\n"
         "try:\n"
         f"    load_file({str(path)!r})\n"
         "except PolicyFileError as exc:\n"

@@ -25,12 +25,12 @@ pytest.importorskip("fastapi")
 httpx = pytest.importorskip("httpx")
 
 import llama_server  # noqa: E402
-from computealloc.backends import BackendError, OpenAIBackend, RetryPolicy  # noqa: E402
-from computealloc.collect import run_collect  # noqa: E402
-from computealloc.fit import fit_policy  # noqa: E402
-from computealloc.runtime import Runtime  # noqa: E402
-from computealloc.samples import read_samples  # noqa: E402
-from computealloc.server import create_app  # noqa: E402
+from computealloc.data.backends import BackendError, OpenAIBackend, RetryPolicy  # noqa: E402
+from computealloc.data.collect import run_collect  # noqa: E402
+from computealloc.data.samples import read_samples  # noqa: E402
+from computealloc.fitting.fit import fit_policy  # noqa: E402
+from computealloc.serving.runtime import Runtime  # noqa: E402
+from computealloc.serving.server import create_app  # noqa: E402
 from fake_openai_server import running  # noqa: E402
 
 pytestmark = pytest.mark.real_server
@@ -120,7 +120,7 @@ def test_collect_resumes_after_sigkill(llama, tmp_path):
     queries, killed = _queries(tmp_path / "q.jsonl", 6), tmp_path / "killed.jsonl"
     args = _args(llama, use_n=False)
     script = (
-        "import json, sys; from computealloc.collect import run_collect; "
+        "import json, sys; from computealloc.data.collect import run_collect; "
         "run_collect(sys.argv[1], sys.argv[2], **json.loads(sys.argv[3]))"
     )
     env = {**os.environ, "PYTHONPATH": str(SRC)}

@@ -8,9 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from computealloc.comparison import compare, verdict, verdict_lines
+from computealloc.data.samples import read_samples
 from computealloc.evaluation import ROUTER, evaluate
-from computealloc.report import (
+from computealloc.evaluation.comparison import compare, verdict, verdict_lines
+from computealloc.evaluation.report import (
     accuracy_table,
     headline_methods,
     markdown_table,
@@ -19,7 +20,6 @@ from computealloc.report import (
     published_table,
     write_report,
 )
-from computealloc.samples import read_samples
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 PUBLISHED = ["adaptive-consistency@0.95", "esc@5"]

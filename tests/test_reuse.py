@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from computealloc.estimate import conditional_majority, estimate, majority_accuracy
-from computealloc.reuse import reuse_accuracy
-from computealloc.samples import read_samples
+from computealloc.data.samples import read_samples
+from computealloc.estimation.estimate import conditional_majority, estimate, majority_accuracy
+from computealloc.estimation.reuse import reuse_accuracy
 
 
 def brute_force(pool, fixed, correct, free, draws):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from computealloc.routing import threshold_router
+from computealloc.evaluation.routing import threshold_router
 
 
 def test_threshold_router_hits_the_share_with_ties():

@@ -10,13 +10,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from computealloc.backends import BackendError, Completion, ReplayBackend
-from computealloc.budget import BudgetController
-from computealloc.estimate import estimate
-from computealloc.features import build_features, probe_mask
-from computealloc.policies import Imitation, LengthHeuristic, Random, Uniform, Value
-from computealloc.runtime import Runtime, RuntimeAnswer, live_features, majority_vote
-from computealloc.samples import SampleLog
+from computealloc.data.backends import BackendError, Completion, ReplayBackend
+from computealloc.data.samples import SampleLog
+from computealloc.estimation.estimate import estimate
+from computealloc.estimation.features import build_features, probe_mask
+from computealloc.fitting.policies import Imitation, LengthHeuristic, Random, Uniform, Value
+from computealloc.serving.budget import BudgetController
+from computealloc.serving.runtime import Runtime, RuntimeAnswer, live_features, majority_vote
 from conftest import needs_data
 
 ACTIONS = "majority@1,majority@2,majority@4,majority@8"
@@ -653,7 +653,7 @@ def test_controller_holds_the_budget_when_the_stream_turns_hard():
 @needs_data
 @pytest.mark.slow
 def test_controller_holds_the_budget_on_a_real_stream_that_turns_hard(shared_data):
-    from computealloc import datasets
+    from computealloc.data import datasets
 
     root = shared_data
     train = datasets.load("mot_cascade:gpt-3.5-turbo/date/cot1", root=root)

@@ -1,4 +1,4 @@
-"""Tests for computealloc.samples: the SampleLog contract, readers, and boundary validation."""
+"""Tests for computealloc.data.samples: the SampleLog contract, readers, and boundary validation."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from computealloc.samples import SampleLog, SampleLogError, read_samples
-from computealloc.samples.csvfile import quote_parity_lines, scan_csv
+from computealloc.data.samples import SampleLog, SampleLogError, read_samples
+from computealloc.data.samples.csvfile import quote_parity_lines, scan_csv
 from conftest import needs_data
 
 HEADER = "query_id,sample_idx,answer,correct,tokens,score,gold,prompt\n"
@@ -294,7 +294,7 @@ def test_nested_line_without_a_list(tmp_path: Path) -> None:
 
 
 def test_grading_on_read_fills_only_null_correct(tmp_path: Path) -> None:
-    from computealloc.grading import grade
+    from computealloc.data.grading import grade
 
     path = _write(
         tmp_path,

@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 from scipy import integrate, stats
 
-from computealloc.estimate import estimate, majority_accuracy
-from computealloc.samples import SampleLog
-from computealloc.sequential import (
+from computealloc.data.samples import SampleLog
+from computealloc.estimation.estimate import estimate, majority_accuracy
+from computealloc.fitting.sequential import (
     SEQUENTIAL_METHODS,
     AnswerPools,
     BetaRule,
@@ -32,8 +32,8 @@ from computealloc.sequential import (
     sequential_methods,
     stopping_curve,
 )
-from computealloc.sequential.lagrangian import _decision_tables
-from computealloc.sequential.pools import _trajectories
+from computealloc.fitting.sequential.lagrangian import _decision_tables
+from computealloc.fitting.sequential.pools import _trajectories
 from conftest import needs_data
 
 # --------------------------------------------------------------------------- helpers
@@ -494,7 +494,7 @@ def test_sequential_methods_rows_and_budgets():
 @needs_data
 @pytest.mark.slow
 def test_sequential_methods_on_real_data(shared_data):
-    from computealloc import datasets
+    from computealloc.data import datasets
 
     log = datasets.load("mot_cascade:llama-2-13b/date/cot1", root=shared_data)
     frame = sequential_methods(log, [2], seed=0, n_orders=16).set_index("method")

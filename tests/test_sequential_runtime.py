@@ -7,10 +7,9 @@ import asyncio
 import numpy as np
 import pytest
 
-from computealloc.backends import Completion, ReplayBackend
-from computealloc.budget import BudgetController
-from computealloc.persist import load_file, save_stopping
-from computealloc.sequential import (
+from computealloc.data.backends import Completion, ReplayBackend
+from computealloc.fitting.persist import load_file, save_stopping
+from computealloc.fitting.sequential import (
     BetaRule,
     LagrangianStopping,
     WindowRule,
@@ -18,7 +17,8 @@ from computealloc.sequential import (
     calibrate_stopping,
     fit_stopping,
 )
-from computealloc.sequential_runtime import SequentialRuntime
+from computealloc.serving.budget import BudgetController
+from computealloc.serving.sequential_runtime import SequentialRuntime
 from test_runtime import synthetic_log
 
 BUDGET = 4.0
@@ -225,7 +225,7 @@ def test_a_published_rule_cannot_follow_another_budget(log):
 def test_the_proxy_serves_a_stopping_rule(log, fitted):
     openai = pytest.importorskip("openai")
     pytest.importorskip("fastapi")
-    from computealloc.server import create_app
+    from computealloc.serving.server import create_app
     from fake_openai_server import running
 
     runtime = SequentialRuntime(fitted.rule, ReplayBackend(log, seed=7))

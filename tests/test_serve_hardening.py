@@ -26,18 +26,18 @@ httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
 from typer.testing import CliRunner  # noqa: E402
 
-from computealloc.backends import (  # noqa: E402
+from computealloc.cli import app as cli  # noqa: E402
+from computealloc.data.backends import (  # noqa: E402
     BackendError,
     OpenAIBackend,
     ReplayBackend,
     RetryPolicy,
     UnknownPromptError,
 )
-from computealloc.cli import app as cli  # noqa: E402
-from computealloc.persist import save_policy  # noqa: E402
-from computealloc.runtime import Runtime  # noqa: E402
-from computealloc.serve_config import ServeConfig  # noqa: E402
-from computealloc.server import DEFAULT_KEEP_ALIVE_S, DEFAULT_PORT, create_app  # noqa: E402
+from computealloc.fitting.persist import save_policy  # noqa: E402
+from computealloc.serving.runtime import Runtime  # noqa: E402
+from computealloc.serving.serve_config import ServeConfig  # noqa: E402
+from computealloc.serving.server import DEFAULT_KEEP_ALIVE_S, DEFAULT_PORT, create_app  # noqa: E402
 from fake_openai_server import make_app, running, scripted  # noqa: E402
 from test_runtime import fit_value, synthetic_log  # noqa: E402
 

@@ -1,7 +1,7 @@
 """The OpenAI-compatible proxy, served on loopback and exercised with the ``openai`` client.
 
 A replay-backed fake OpenAI server runs under uvicorn; the proxy runs under uvicorn in front of
-it (in a thread, and once as a separate process through :func:`computealloc.server.serve`).
+it (in a thread, and once as a separate process through :func:`computealloc.serving.server.serve`).
 """
 
 from __future__ import annotations
@@ -26,11 +26,11 @@ pytest.importorskip("fastapi")
 pytest.importorskip("prometheus_client")
 httpx = pytest.importorskip("httpx")
 
-from computealloc.backends import OpenAIBackend, ReplayBackend, RetryPolicy  # noqa: E402
-from computealloc.grading import extract_answer, normalize  # noqa: E402
-from computealloc.persist import save_policy  # noqa: E402
-from computealloc.runtime import Runtime  # noqa: E402
-from computealloc.server import create_app, open_backends  # noqa: E402
+from computealloc.data.backends import OpenAIBackend, ReplayBackend, RetryPolicy  # noqa: E402
+from computealloc.data.grading import extract_answer, normalize  # noqa: E402
+from computealloc.fitting.persist import save_policy  # noqa: E402
+from computealloc.serving.runtime import Runtime  # noqa: E402
+from computealloc.serving.server import create_app, open_backends  # noqa: E402
 from fake_openai_server import make_app, replaying, running, scripted  # noqa: E402
 from test_runtime import fit_value, synthetic_log  # noqa: E402
 
@@ -393,7 +393,7 @@ def _served(tmp_path, log, policy, **kwargs):
     port = _free_port()
     options = "".join(f", {k}={v!r}" for k, v in kwargs.items())
     code = (
-        "from computealloc.server import serve; "
+        "from computealloc.serving.server import serve; "
         f"serve({str(tmp_path / 'policy.json')!r}, {BUDGET}, 'replay:{path}', port={port}, "
         f"access_log=False{options})"
     )

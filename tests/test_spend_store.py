@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from computealloc.budget import BudgetController
-from computealloc.spend_store import Cap, MemoryStore, RedisStore, SpendStore, open_store
+from computealloc.serving.budget import BudgetController
+from computealloc.serving.spend_store import Cap, MemoryStore, RedisStore, SpendStore, open_store
 from redis_server import REDIS_SERVER, RedisServer
 
 needs_redis = pytest.mark.skipif(
@@ -144,7 +144,7 @@ def test_reservations_expire_with_the_lease_spend_stays(make_store):
 def test_a_replica_sigkilled_with_reservations_leaves_only_its_spend(redis_server):
     code = (
         "import asyncio, os, signal\n"
-        "from computealloc.spend_store import RedisStore\n"
+        "from computealloc.serving.spend_store import RedisStore\n"
         f"store = RedisStore({redis_server.url!r}, lease_s=0.5)\n"
         "asyncio.run(store.sync('acct', 'victim', {'c:spent': 5.0, 'r:reserved': 12.0}))\n"
         "os.kill(os.getpid(), signal.SIGKILL)\n"

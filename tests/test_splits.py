@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from computealloc.splits import seeded_rng, split_queries, split_samples
+from computealloc.data.splits import seeded_rng, split_queries, split_samples
 
 
 def test_query_split_is_a_partition():

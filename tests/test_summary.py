@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from computealloc import datasets
-from computealloc.samples import SampleLog
-from computealloc.summary import summarize
+from computealloc.data import datasets
+from computealloc.data.samples import SampleLog
+from computealloc.estimation.summary import summarize
 from conftest import needs_data
 
 
@@ -296,7 +296,7 @@ def test_zeroeval_math_l5_matches_readme(shared_data, summaries):
 
 
 def test_vote_acc_is_the_estimators_majority_at_n_with_several_correct_answers():
-    from computealloc.estimate import estimate
+    from computealloc.estimation.estimate import estimate
 
     # q0: {A, A, B, C}, B and C correct (two valid expressions): A wins the vote of all four.
     # q1: {B, C, C, D}: C correct wins. The estimator and inspect must agree (0.5).

@@ -14,13 +14,13 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from computealloc.checkpoint_synthetic import synthetic
-from computealloc.checkpoints import CheckpointLog, checkpoint_summary, read_checkpoints
 from computealloc.cli import app
-from computealloc.comparison import compare, kind_of
+from computealloc.data.checkpoint_synthetic import synthetic
+from computealloc.data.checkpoints import CheckpointLog, checkpoint_summary, read_checkpoints
 from computealloc.evaluation import METHODS, THINKING, EvaluationResult, evaluate
-from computealloc.report import thinking_lines, thinking_table, write_report
-from computealloc.thinking import (
+from computealloc.evaluation.comparison import compare, kind_of
+from computealloc.evaluation.report import thinking_lines, thinking_table, write_report
+from computealloc.evaluation.thinking import (
     BAR_SHARE,
     EXIT_METHODS,
     FULL_METHOD,

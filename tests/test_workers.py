@@ -8,8 +8,8 @@ import os
 
 import pytest
 
-from computealloc.runtime import Ledger
-from computealloc.workers import WorkerState, gather, publish
+from computealloc.serving.runtime import Ledger
+from computealloc.serving.workers import WorkerState, gather, publish
 
 
 def _state(queries: int, cost: float, lam: float, action: str = "majority@1") -> WorkerState:

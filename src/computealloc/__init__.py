@@ -6,13 +6,13 @@ Data flows one way: samples -> estimate -> solve -> policies -> evaluate / serve
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from computealloc.actions import Action, parse_action, parse_actions
-from computealloc.estimate import default_actions, estimate
-from computealloc.grading import extract_answer, grade, is_equivalent, normalize
-from computealloc.oracle import Certificate, certify, solve
-from computealloc.samples import SampleLog, SampleLogError, read_samples
-from computealloc.summary import summarize
-from computealloc.table import Allocation, OutcomeTable
+from computealloc.data.grading import extract_answer, grade, is_equivalent, normalize
+from computealloc.data.samples import SampleLog, SampleLogError, read_samples
+from computealloc.estimation.actions import Action, parse_action, parse_actions
+from computealloc.estimation.estimate import default_actions, estimate
+from computealloc.estimation.oracle import Certificate, certify, solve
+from computealloc.estimation.summary import summarize
+from computealloc.estimation.table import Allocation, OutcomeTable
 
 if TYPE_CHECKING:
     from computealloc.evaluation import EvaluationResult, evaluate

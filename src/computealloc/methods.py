@@ -4,16 +4,19 @@ CLI know about every method.
 Every method the project evaluates, fits, saves or reports is one :class:`MethodSpec` in
 :data:`REGISTRY`, in report order. A spec says
 
-- its **family**: ``"policy"`` (one decision per query, :mod:`computealloc.policies`),
-  ``"stopping"`` (samples one at a time until a rule stops, :mod:`computealloc.sequential`),
-  ``"thinking"`` (an early-exit rule along one thought, :mod:`computealloc.thinking`, run on
-  checkpoint logs) or ``"bound"`` (a hindsight bound that sees the outcomes it is scored on);
-- how ``computealloc fit`` **fits** it: ``"fit_policy"`` (:func:`computealloc.fit.fit_policy`),
-  ``"fit_stopping"`` (:func:`computealloc.sequential.fit_stopping`) or None (evaluated only);
+- its **family**: ``"policy"`` (one decision per query, :mod:`computealloc.fitting.policies`),
+  ``"stopping"`` (samples one at a time until a rule stops, :mod:`computealloc.fitting.sequential`),
+  ``"thinking"`` (an early-exit rule along one thought, :mod:`computealloc.evaluation.thinking`, run
+  on checkpoint logs) or ``"bound"`` (a hindsight bound that sees the outcomes it is scored on);
+- how ``computealloc fit`` **fits** it: ``"fit_policy"``
+(:func:`computealloc.fitting.fit.fit_policy`),
+  ``"fit_stopping"`` (:func:`computealloc.fitting.sequential.fit_stopping`) or None (evaluated
+  only);
 - whether it is **deployable** (what ``fit`` writes, ``serve`` runs);
 - its report **kind**: ``learned``, ``baseline``, ``peer`` (a published method calibrated to the
   budget), ``published`` (a published fixed setting), ``rule`` (a stopping rule) or ``bound``;
-- the **class** whose instances it fits and saves (allow-listed by :mod:`computealloc.persist`)
+- the **class** whose instances it fits and saves (allow-listed by
+:mod:`computealloc.fitting.persist`)
   and the constructor parameters ``fit`` gives it;
 - a one-line description (the CLI's help text).
 
@@ -80,8 +83,8 @@ class MethodSpec:
     cls : str or None
         Name of the class that implements it; the file formats allow-list it.
     module : str or None
-        The module that defines ``cls``; by default :mod:`computealloc.policies` for a
-        policy, :mod:`computealloc.sequential` for a stopping rule.
+        The module that defines ``cls``; by default :mod:`computealloc.fitting.policies` for a
+        policy, :mod:`computealloc.fitting.sequential` for a stopping rule.
     params : mapping of str to Any
         Constructor parameters ``fit`` gives the class (besides ``random_state``).
     takes_budget : bool
@@ -182,7 +185,10 @@ def stopping_classes() -> tuple[str, ...]:
     )
 
 
-_HOMES: dict[str, str] = {"policy": "computealloc.policies", "stopping": "computealloc.sequential"}
+_HOMES: dict[str, str] = {
+    "policy": "computealloc.fitting.policies",
+    "stopping": "computealloc.fitting.sequential",
+}
 
 
 def load_class(name: str) -> type[Any]:
@@ -259,7 +265,7 @@ def _stopping(name: str, kind: Kind, description: str, **more: Any) -> MethodSpe
 _FIT_P: dict[str, Any] = {"fit": "fit_policy", "deployable": True}
 _FIT_S: dict[str, Any] = {"fit": "fit_stopping", "deployable": True}
 
-# --- per-query policies (computealloc.policies) --------------------------------------------------
+# --- per-query policies (computealloc.fitting.policies) -------------------------------------------
 _policy("uniform", "baseline", "the same action for every query", cls="Uniform", **_FIT_P)
 _policy("random", "baseline", "a random action per query at the budget", cls="Random")
 _policy(
@@ -288,7 +294,7 @@ _policy("value+probe", "learned", "predict-then-allocate reading probe samples")
 _policy("value+probe/batch", "learned", "value with probes, allocated per batch")
 _policy(ROUTER, "peer", "RouteLLM's threshold router between two models", cls="Value")
 
-# --- sequential stopping rules (computealloc.sequential) -----------------------------------------
+# --- sequential stopping rules (computealloc.fitting.sequential) ----------------------------------
 _stopping("uniform-majority", "rule", "exact majority@B", evaluated=False)
 _stopping(
     "adaptive-consistency@0.95",
@@ -327,7 +333,7 @@ _stopping(
     **_FIT_S,
 )
 
-# --- early exit along one thought (checkpoint logs only; computealloc.thinking) -------------------
+# --- early exit along one thought (checkpoint logs only; computealloc.evaluation.thinking) --------
 _THINKING: tuple[tuple[str, Kind, str], ...] = (
     ("uniform-cap", "baseline", "one thinking cap for every query, calibrated to the budget"),
     ("stable", "rule", "stop once the answer is the same at W checkpoints in a row"),

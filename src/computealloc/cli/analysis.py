@@ -32,8 +32,9 @@ from computealloc.cli.common import (
     warn,
     writing,
 )
-from computealloc.samples import SampleLog
-from computealloc.table import OutcomeTable, atomic_write
+from computealloc.data.samples import SampleLog
+from computealloc.estimation.table import OutcomeTable
+from computealloc.files import atomic_write
 
 
 class _EtaColumn(ProgressColumn):
@@ -82,8 +83,8 @@ def estimate_cmd(
         computealloc estimate mot_cascade:llama-2-13b/gsm/pot2 \
             --actions majority@1,majority@4,majority@16 -o table.parquet
     """
-    from computealloc.actions import parse_actions
-    from computealloc.estimate import estimate
+    from computealloc.estimation.actions import parse_actions
+    from computealloc.estimation.estimate import estimate
 
     check_out(out)
     pricing = parse_pricing(cost, price)
@@ -126,8 +127,8 @@ def solve_cmd(
 
     Example: computealloc solve table.parquet --budget 4 -o actions.csv
     """
-    from computealloc.oracle import certify as certify_fn
-    from computealloc.oracle import solve
+    from computealloc.estimation.oracle import certify as certify_fn
+    from computealloc.estimation.oracle import solve
 
     check_out(out)
     try:
@@ -212,11 +213,11 @@ def evaluate_cmd(
     """
     from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
-    from computealloc.checkpoints import thinking_log
-    from computealloc.comparison import primary_protocol, verdict_lines
+    from computealloc.data.checkpoints import thinking_log
     from computealloc.evaluation import METHODS, PROTOCOLS, SEQUENTIAL, footprint
     from computealloc.evaluation import evaluate as run_evaluation
-    from computealloc.report import thinking_lines, write_report
+    from computealloc.evaluation.comparison import primary_protocol, verdict_lines
+    from computealloc.evaluation.report import thinking_lines, write_report
 
     check_out(out / "report.html")
     pricing = parse_pricing(cost, price)

@@ -19,13 +19,13 @@ from rich.markup import escape
 from rich.progress import Progress, ProgressColumn, TaskID
 from rich.table import Table
 
-from computealloc import datasets
 from computealloc.checks import check_budget
-from computealloc.samples import SampleLog, SampleLogError, SampleLogWarning
-from computealloc.units import CostUnit, Pricing
+from computealloc.data import datasets
+from computealloc.data.samples import SampleLog, SampleLogError, SampleLogWarning
+from computealloc.estimation.units import CostUnit, Pricing
 
 if TYPE_CHECKING:
-    from computealloc.checkpoints import CheckpointLog
+    from computealloc.data.checkpoints import CheckpointLog
 
 
 app = typer.Typer(
@@ -216,12 +216,12 @@ def open_log(log: str, repeats: str = "drop", mapping: list[str] | None = None) 
     """Read a log file, or load a named public source.
 
     A checkpoint log (a ``think_tokens`` column) becomes its thinking arms ``cap@T`` and
-    ``full`` (:func:`computealloc.checkpoints.thinking_log`), an ordinary multi-arm log.
+    ``full`` (:func:`computealloc.data.checkpoints.thinking_log`), an ordinary multi-arm log.
     """
     loaded = open_any(log, repeats, mapping)
     if isinstance(loaded, SampleLog):
         return loaded
-    from computealloc.checkpoints import thinking_log
+    from computealloc.data.checkpoints import thinking_log
 
     return thinking_log(loaded)
 
@@ -233,7 +233,7 @@ def open_any(
     columns = _column_map(mapping or [])
     try:
         if Path(log).exists() or not _is_source(log):
-            from computealloc.checkpoints import read_log
+            from computealloc.data.checkpoints import read_log
 
             with console.status(f"Reading {plain(log)} ..."):
                 return read_log(log, columns=columns or None)

@@ -12,7 +12,6 @@ import typer
 from rich.progress import ProgressColumn, Task, TaskID
 from rich.text import Text
 
-from computealloc import datasets
 from computealloc.cli.common import (
     CLIENT_HELP,
     LogArg,
@@ -27,10 +26,11 @@ from computealloc.cli.common import (
     print_frame,
     progress,
 )
-from computealloc.samples import SampleLog, SampleLogError
+from computealloc.data import datasets
+from computealloc.data.samples import SampleLog, SampleLogError
 
 if TYPE_CHECKING:
-    from computealloc.collect import CheckpointProbes
+    from computealloc.data.collect import CheckpointProbes
 
 
 datasets_app = typer.Typer(help="Named public sources of sample logs.", no_args_is_help=True)
@@ -63,13 +63,13 @@ def inspect(log: LogArg, repeats: RepeatsOpt = "drop", map_: MapOpt = []) -> Non
 
     Example: computealloc inspect mot_cascade:llama-2-13b/gsm/pot2 --repeats keep
     """
-    from computealloc.summary import summarize
+    from computealloc.estimation.summary import summarize
 
     loaded = open_any(log, repeats, map_)
     if isinstance(loaded, SampleLog):
         print_frame(summarize(loaded), f"{loaded.source}")
         return
-    from computealloc.checkpoints import checkpoint_summary
+    from computealloc.data.checkpoints import checkpoint_summary
 
     title = f"{loaded.source}: accuracy and tokens by checkpoint"
     print_frame(checkpoint_summary(loaded), title)
@@ -192,7 +192,7 @@ def collect_cmd(
             --model deepseek-ai/DeepSeek-R1-Distill-Qwen-7B -n 4 --max-tokens 16384 \
             --checkpoints 256,512,1024,2048,4096,8192 -o checkpoints.jsonl
     """
-    from computealloc.collect import CollectError, LogLockedError
+    from computealloc.data.collect import CollectError, LogLockedError
 
     arms = bool(backend) or config is not None
     sources = [
@@ -244,7 +244,7 @@ def _checkpoint_probes(
     replay: str | None,
 ) -> CheckpointProbes | None:
     """--checkpoints and its companions as the library's CheckpointProbes (None without it)."""
-    from computealloc.collect import CheckpointProbes
+    from computealloc.data.collect import CheckpointProbes
 
     if checkpoints is None:
         return None
@@ -301,7 +301,7 @@ def _collect_one(
     options: dict[str, Any],
 ) -> None:
     """``computealloc collect`` from one endpoint or a replayed log."""
-    from computealloc.collect import CollectProgress, run_collect
+    from computealloc.data.collect import CollectProgress, run_collect
 
     with progress(*_collect_columns()) as bar:
         tasks: list[TaskID] = []
@@ -345,9 +345,9 @@ def _collect_arms(
     options: dict[str, Any],
 ) -> None:
     """``computealloc collect`` from arms (--backend NAME=URL, --config)."""
-    from computealloc.arms import parse_arm
-    from computealloc.collect import CollectProgress, run_collect_arms
-    from computealloc.serve_config import load_arms
+    from computealloc.data.arms import parse_arm
+    from computealloc.data.collect import CollectProgress, run_collect_arms
+    from computealloc.serving.serve_config import load_arms
 
     arms = [parse_arm(b) for b in backend] + ([] if config is None else load_arms(config))
     with progress(*_collect_columns()) as bar:

@@ -12,7 +12,7 @@ from computealloc.cli.common import (
     console,
     fail,
 )
-from computealloc.samples import SampleLogError
+from computealloc.data.samples import SampleLogError
 
 
 def _given(ctx: typer.Context, name: str) -> bool:
@@ -23,7 +23,7 @@ def _given(ctx: typer.Context, name: str) -> bool:
 
 def _serve_default(name: str) -> str:
     """The default of a serve setting, for --help (one source: ServeConfig)."""
-    from computealloc.serve_config import ServeConfig
+    from computealloc.serving.serve_config import ServeConfig
 
     default = ServeConfig.model_fields[name].default
     return f" [default: {default}]"
@@ -160,10 +160,10 @@ def serve_cmd(
     --backend gpt-4=http://127.0.0.1:8001/v1 --backend mixtral=http://127.0.0.1:8002/v1
     (listens on http://127.0.0.1:8100/v1 by default).
     """
-    from computealloc.persist import PolicyFileError
-    from computealloc.serve_config import load_serve_config
-    from computealloc.server import serve
-    from computealloc.units import split_prices
+    from computealloc.estimation.units import split_prices
+    from computealloc.fitting.persist import PolicyFileError
+    from computealloc.serving.serve_config import load_serve_config
+    from computealloc.serving.server import serve
 
     flags = {  # the flags given (command line or environment) override the config file
         name: value for name, value in ctx.params.items() if name != "config" and _given(ctx, name)

@@ -28,9 +28,9 @@ from computealloc.cli.common import (
     progress,
     writing,
 )
+from computealloc.data.samples import SampleLog
+from computealloc.files import atomic_write
 from computealloc.methods import fit_help, fittable
-from computealloc.samples import SampleLog
-from computealloc.table import atomic_write
 
 if TYPE_CHECKING:
     FitMethod = str
@@ -116,7 +116,7 @@ def ibpo_cmd(
         computealloc ibpo samples.jsonl --group-col mode --max-share long=0.5 \
             --train gemma-3-270m-q4_k_m.gguf --steps 20 -o run/
     """
-    from computealloc.ibpo import export_sft
+    from computealloc.training.ibpo import export_sft
 
     if max_share is None and (budget is None or cost_col is None):
         raise fail("give --max-share GROUP=SHARE, or --budget with --cost-col.")
@@ -166,7 +166,7 @@ def _ibpo_train(
     seed: int,
     check: Path | None,
 ) -> None:
-    from computealloc.ibpo_train import train_sft
+    from computealloc.training.ibpo_train import train_sft
 
     try:
         with console.status(f"training {plain(model)} for {steps} steps ..."):
@@ -230,8 +230,8 @@ def fit_cmd(
         computealloc fit mot_cascade:llama-2-13b/gsm/pot2 --method value --budget 2 \
             -o policy.json
     """
-    from computealloc.fit import fit_policy
-    from computealloc.persist import save_policy
+    from computealloc.fitting.fit import fit_policy
+    from computealloc.fitting.persist import save_policy
 
     check_out(out)
     pricing = parse_pricing(cost, price)
@@ -273,8 +273,8 @@ def fit_cmd(
 
 def _fit_stopping(sample_log: SampleLog, budget: float, method: str, out: Path, seed: int) -> None:
     """``computealloc fit`` for a sequential stopping rule."""
-    from computealloc.persist import save_stopping
-    from computealloc.sequential import fit_stopping
+    from computealloc.fitting.persist import save_stopping
+    from computealloc.fitting.sequential import fit_stopping
 
     try:
         with console.status("Fitting ..."):

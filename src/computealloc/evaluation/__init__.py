@@ -6,41 +6,42 @@ one or both protocols (DESIGN, "Evaluation protocol"):
 - ``"in-sample"``: accuracies are estimated from all samples of each query, as the paper does;
   decisions and reported numbers read the same table, so the oracle is optimistic;
 - ``"held-out"``: each query's samples are split in two halves by a seeded shuffle
-  (:func:`computealloc.splits.split_samples`); every decision (oracle labels, policy
+  (:func:`computealloc.data.splits.split_samples`); every decision (oracle labels, policy
   training, calibration, probe features) reads half A; every reported accuracy and cost is
   read from half B.
 
 Methods (names in the ``method`` column)
 ---------------------------------------
 ``uniform``, ``random``
-    Budget-matched baselines (:class:`~computealloc.policies.Uniform`,
-    :class:`~computealloc.policies.Random`), allocated on the test batch.
+    Budget-matched baselines (:class:`~computealloc.fitting.policies.Uniform`,
+    :class:`~computealloc.fitting.policies.Random`), allocated on the test batch.
 ``length``, ``imitation``, ``value``
-    :class:`~computealloc.policies.LengthHeuristic`, :class:`~computealloc.policies.Imitation`
-    and :class:`~computealloc.policies.Value` on prompt features: fitted on the train queries,
+    :class:`~computealloc.fitting.policies.LengthHeuristic`,
+    :class:`~computealloc.fitting.policies.Imitation` and
+    :class:`~computealloc.fitting.policies.Value` on prompt features: fitted on the train queries,
     dual price calibrated on the calibration queries, then each test query decided on its own
     (streaming; the realised cost on test is reported as it falls).
 ``imitation+probe``, ``value+probe``
     The same on prompt plus probe features: ``probe_m`` samples of each query are drawn first
     and read; they are reused in the vote and charged once (majority@k costs ``max(k, m)``),
-    and the vote's accuracy given the probes is exact (:mod:`computealloc.reuse`). Under
+    and the vote's accuracy given the probes is exact (:mod:`computealloc.estimation.reuse`). Under
     held-out the probes come from half A and the further votes from half B.
 ``<policy>/batch``
     The learned policy allocating the whole test batch at once
-    (:meth:`~computealloc.policies.BasePolicy.allocate`: the budget is solved on the batch's
+    (:meth:`~computealloc.fitting.policies.BasePolicy.allocate`: the budget is solved on the batch's
     predicted scores, never on its outcomes), so its mean cost is the budget exactly.
 ``router/threshold``
     RouteLLM's threshold router (Ong et al. 2024) for logs with two models: a
-    :class:`~computealloc.policies.Value` with ``target="gain"`` fitted on the train queries
+    :class:`~computealloc.fitting.policies.Value` with ``target="gain"`` fitted on the train queries
     scores each query by the predicted accuracy gain of the strong model's cheapest action
     over the weak model's (the strong model is the more accurate one on train); the share of
     strong calls is the one whose routed mean cost on the calibration queries is the budget,
-    and :func:`computealloc.routing.threshold_router` sends a test query to the strong
+    and :func:`computealloc.evaluation.routing.threshold_router` sends a test query to the strong
     model when its score clears the calibration scores' quantile at that share (streaming;
     the realised test cost is reported as it falls). Needs a log, and actions, of exactly
     two models.
 Sequential methods (:data:`SEQUENTIAL`)
-    :func:`computealloc.sequential.sequential_methods` on the same query split, seed and
+    :func:`computealloc.fitting.sequential.sequential_methods` on the same query split, seed and
     protocol (decisions on half A, replays of half B under held-out): the budget-calibrated
     stopping rules ``adaptive-consistency``, ``dirichlet``, ``entropy``,
     ``majority-share`` and ``esc``, computealloc's optimal stopping policy
@@ -50,8 +51,8 @@ Sequential methods (:data:`SEQUENTIAL`)
     single-model log, majority actions, ``cost="samples"``, at least 2 samples per query
     and budgets >= 1; they have no per-query records and no imitation metrics.
 Early exit along the thought (:data:`THINKING`)
-    On a checkpoint log (``log`` a :class:`~computealloc.checkpoints.CheckpointLog`, or
-    ``checkpoints`` given), :func:`computealloc.thinking.thinking_rows` on the same query
+    On a checkpoint log (``log`` a :class:`~computealloc.data.checkpoints.CheckpointLog`, or
+    ``checkpoints`` given), :func:`computealloc.evaluation.thinking.thinking_rows` on the same query
     split, seed and sample halves: the budget-calibrated rules ``uniform-cap`` (budget
     forcing, ``cap@T`` for every query), ``stable``, ``conf`` and computealloc's
     ``learned-exit``, and ``full/majority@1`` (one trace thought to its end; ``budget``
@@ -59,8 +60,8 @@ Early exit along the thought (:data:`THINKING`)
     single-model checkpoint log and ``cost="tokens"`` without prices; they have no per-query
     records and no imitation metrics.
 ``oracle``
-    :func:`computealloc.oracle.solve` on the test queries' decision table, read on the report
-    table: the honest oracle (under in-sample the two tables are one).
+    :func:`computealloc.estimation.oracle.solve` on the test queries' decision table, read on the
+    report table: the honest oracle (under in-sample the two tables are one).
 ``oracle+probe``
     The oracle that also knows the probe answers (solved on the decision table of the probe
     policies): the reference the probe policies imitate.
@@ -79,7 +80,7 @@ table, the bound of Zhai et al.); ``compute_saved_at_uniform_acc`` = ``1 - c / B
 the cost at which the method's accuracy-vs-cost curve, interpolated linearly over the budgets
 evaluated, first reaches uniform's accuracy at ``B`` (conservative for concave curves; NaN
 when it never does within the budgets evaluated). These per-seed metrics compare at the
-nominal budget; :mod:`computealloc.comparison` (what the report shows) compares at equal
+nominal budget; :mod:`computealloc.evaluation.comparison` (what the report shows) compares at equal
 realised cost, with intervals, and reports ``gap_closed`` only where the gap is resolved.
 
 Modules

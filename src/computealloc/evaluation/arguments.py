@@ -10,12 +10,12 @@ from numbers import Integral, Real
 
 import numpy as np
 
-from computealloc.actions import Action, parse_actions
 from computealloc.checks import check_feasible
-from computealloc.estimate import default_actions
-from computealloc.samples import SampleLog
-from computealloc.table import OutcomeTable
-from computealloc.units import PriceLike, pricing_of
+from computealloc.data.samples import SampleLog
+from computealloc.estimation.actions import Action, parse_actions
+from computealloc.estimation.estimate import default_actions
+from computealloc.estimation.table import OutcomeTable
+from computealloc.estimation.units import PriceLike, pricing_of
 
 __all__ = [
     "check_args",

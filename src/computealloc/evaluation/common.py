@@ -12,9 +12,9 @@ from typing import Literal
 import numpy as np
 from numpy.typing import NDArray
 
+from computealloc.evaluation.thinking import THINKING_METHODS
+from computealloc.fitting.sequential import SEQUENTIAL_METHODS
 from computealloc.methods import evaluated
-from computealloc.sequential import SEQUENTIAL_METHODS
-from computealloc.thinking import THINKING_METHODS
 
 Float = NDArray[np.float64]
 Int = NDArray[np.int64]
@@ -23,14 +23,15 @@ ProgressCallback = Callable[[int, int], None]
 
 PROTOCOLS: tuple[str, ...] = ("in-sample", "held-out")
 
-#: The sequential methods of :func:`computealloc.sequential.sequential_methods` that
+#: The sequential methods of :func:`computealloc.fitting.sequential.sequential_methods` that
 #: :func:`evaluate` runs (its ``uniform-majority`` is ``uniform`` here).
 SEQUENTIAL: tuple[str, ...] = tuple(m for m in SEQUENTIAL_METHODS if m in evaluated())
 
 #: Replayed orders per query of the sequential methods.
 SEQUENTIAL_ORDERS = 64
 
-#: The early-exit rules along the thought (:mod:`computealloc.thinking`), run on checkpoint logs.
+#: The early-exit rules along the thought (:mod:`computealloc.evaluation.thinking`), run on
+#: checkpoint logs.
 THINKING: tuple[str, ...] = tuple(THINKING_METHODS)
 
 #: Every method, in report order (:data:`computealloc.methods.REGISTRY`'s evaluated ones).

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from computealloc.data.samples import SampleLog
 from computealloc.evaluation.arguments import parse_budgets, parse_choices, parse_seeds
 from computealloc.evaluation.common import METHODS, PROTOCOLS, SEQUENTIAL
 from computealloc.evaluation.stopping import sequential_reason
-from computealloc.samples import SampleLog
 
 __all__ = ["Footprint", "footprint"]
 
@@ -60,7 +60,7 @@ def footprint(
 
     Examples
     --------
-    >>> from computealloc import datasets  # doctest: +SKIP
+    >>> from computealloc.data import datasets  # doctest: +SKIP
     >>> footprint(datasets.load("mot_cascade:llama-2-13b/gsm/pot2")).seconds  # doctest: +SKIP
     """
     budget_list = parse_budgets(budgets)

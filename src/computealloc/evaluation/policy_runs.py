@@ -15,17 +15,24 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from computealloc.actions import Action, parse_actions
 from computealloc.checks import FEASIBLE_RTOL
+from computealloc.data.samples import SampleLog
+from computealloc.data.splits import QuerySplit
+from computealloc.estimation.actions import Action, parse_actions
+from computealloc.estimation.oracle import solve
+from computealloc.estimation.table import Allocation, OutcomeTable
 from computealloc.evaluation.common import Float, Int
+from computealloc.evaluation.routing import threshold_router
 from computealloc.evaluation.tables import Tables
+from computealloc.fitting.policies import (
+    BasePolicy,
+    Imitation,
+    LengthHeuristic,
+    Random,
+    Uniform,
+    Value,
+)
 from computealloc.methods import ROUTER
-from computealloc.oracle import solve
-from computealloc.policies import BasePolicy, Imitation, LengthHeuristic, Random, Uniform, Value
-from computealloc.routing import threshold_router
-from computealloc.samples import SampleLog
-from computealloc.splits import QuerySplit
-from computealloc.table import Allocation, OutcomeTable
 
 __all__ = ["fit_static", "router_reason", "router_share", "seed_rows"]
 
@@ -165,8 +172,8 @@ def router_share(scores: Float, weak_cost: Float, strong_cost: Float, budget: fl
     sum(strong_cost - weak_cost over those k)``; the share is the largest (fractional) ``k /
     n`` whose mean cost is within the budget, 0 when none is and 1 when all are. Queries tied
     on the score count their mean extra cost, which is what
-    :func:`~computealloc.routing.threshold_router`'s random tie-break spends in expectation,
-    so the expected routed cost on these queries is the budget exactly. With per-action
+    :func:`~computealloc.evaluation.routing.threshold_router`'s random tie-break spends in
+    expectation, so the expected routed cost on these queries is the budget exactly. With per-action
     constant costs ``c_w < c_s`` the share is ``clip((budget - c_w) / (c_s - c_w), 0, 1)``.
 
     Parameters

@@ -1,9 +1,9 @@
 """The sequential stopping rules and the early-exit rules along the thought, in an evaluation.
 
-:func:`sequential_rows` runs :func:`computealloc.sequential.sequential_methods` and
-:func:`early_exit_rows` runs :func:`computealloc.thinking.thinking_rows` on the query split and
-sample halves of one (protocol, seed); :func:`sequential_reason` and :func:`thinking_reason`
-say why they cannot run on a log.
+:func:`sequential_rows` runs :func:`computealloc.fitting.sequential.sequential_methods` and
+:func:`early_exit_rows` runs :func:`computealloc.evaluation.thinking.thinking_rows` on the query
+split and sample halves of one (protocol, seed); :func:`sequential_reason` and
+:func:`thinking_reason` say why they cannot run on a log.
 """
 
 from __future__ import annotations
@@ -14,16 +14,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from computealloc.actions import Action
+from computealloc.data.samples import SampleLog
+from computealloc.data.splits import QuerySplit, split_samples
+from computealloc.estimation.actions import Action
+from computealloc.estimation.units import PriceLike
 from computealloc.evaluation.common import SEQUENTIAL_ORDERS
 from computealloc.evaluation.tables import Tables
-from computealloc.samples import SampleLog
-from computealloc.sequential import sequential_methods
-from computealloc.splits import QuerySplit, split_samples
-from computealloc.units import PriceLike
+from computealloc.fitting.sequential import sequential_methods
 
 if TYPE_CHECKING:
-    from computealloc.checkpoints import CheckpointLog
+    from computealloc.data.checkpoints import CheckpointLog
 
 __all__ = ["early_exit_rows", "sequential_reason", "sequential_rows", "thinking_reason"]
 
@@ -64,7 +64,7 @@ def early_exit_rows(
     budgets: list[float],
 ) -> list[dict[str, Any]]:
     """Rows of the early-exit rules on the query split and sample halves of ``tables``."""
-    from computealloc.thinking import EXIT_METHODS, thinking_rows
+    from computealloc.evaluation.thinking import EXIT_METHODS, thinking_rows
 
     ids = np.asarray(tables.dec.query_ids, dtype=object)
     half_a = None

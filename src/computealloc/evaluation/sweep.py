@@ -15,7 +15,11 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pandas as pd
 
-from computealloc.actions import Action
+from computealloc.data.samples import SampleLog
+from computealloc.data.splits import split_queries
+from computealloc.estimation.actions import Action
+from computealloc.estimation.features import build_features
+from computealloc.estimation.units import PriceLike
 from computealloc.evaluation.arguments import (
     check_args,
     check_budgets,
@@ -46,14 +50,10 @@ from computealloc.evaluation.stopping import (
     thinking_reason,
 )
 from computealloc.evaluation.tables import protocol_tables
-from computealloc.features import build_features
 from computealloc.methods import ROUTER
-from computealloc.samples import SampleLog
-from computealloc.splits import split_queries
-from computealloc.units import PriceLike
 
 if TYPE_CHECKING:
-    from computealloc.checkpoints import CheckpointLog
+    from computealloc.data.checkpoints import CheckpointLog
 
 __all__ = ["evaluate"]
 
@@ -76,7 +76,7 @@ def evaluate(
     """Evaluate allocation methods on held-out queries over seeds, budgets and protocols.
 
     For each protocol and seed, the queries are split into train / calibration / test
-    (:func:`computealloc.splits.split_queries`); every policy is fitted on train, calibrated
+    (:func:`computealloc.data.splits.split_queries`); every policy is fitted on train, calibrated
     on calibration and scored on test, at every budget. See the package docstring for the
     methods, the protocols and the metrics.
 
@@ -84,10 +84,10 @@ def evaluate(
     ----------
     log : SampleLog or CheckpointLog
         Samples of the queries (one model, or several for routing); a checkpoint log is
-        evaluated as its thinking arms (:func:`computealloc.checkpoints.thinking_log`), with
+        evaluated as its thinking arms (:func:`computealloc.data.checkpoints.thinking_log`), with
         the early-exit rules of :data:`THINKING` as methods too.
     actions : str or iterable of str or Action, optional
-        Action specs; default :func:`computealloc.estimate.default_actions` per protocol
+        Action specs; default :func:`computealloc.estimation.estimate.default_actions` per protocol
         (under held-out, ``K`` up to half the smallest pool).
     budgets : iterable of float
         Mean cost per query, in the cost unit.
@@ -119,7 +119,7 @@ def evaluate(
         Called as ``progress(done, total)`` after each (protocol, seed, budget) step.
     checkpoints : CheckpointLog, optional
         The checkpoint log ``log`` was made from by
-        :func:`~computealloc.checkpoints.thinking_log`: runs the early-exit rules of
+        :func:`~computealloc.data.checkpoints.thinking_log`: runs the early-exit rules of
         :data:`THINKING` on it, on the same splits (by default when it has one model and
         ``cost="tokens"``).
 
@@ -139,11 +139,11 @@ def evaluate(
 
     Examples
     --------
-    >>> from computealloc import datasets  # doctest: +SKIP
+    >>> from computealloc.data import datasets  # doctest: +SKIP
     >>> result = evaluate(datasets.load("mot_cascade:llama-2-13b/gsm/pot2"))  # doctest: +SKIP
     >>> result.summary().query("budget == 4 and protocol == 'held-out'")  # doctest: +SKIP
     """
-    from computealloc.checkpoints import CheckpointLog, thinking_log
+    from computealloc.data.checkpoints import CheckpointLog, thinking_log
 
     if isinstance(log, CheckpointLog):
         checkpoints, log = log, thinking_log(log)

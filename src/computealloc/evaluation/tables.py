@@ -1,9 +1,9 @@
 """The decision and report tables of one (protocol, seed) of an evaluation.
 
 Under ``"in-sample"`` both are the table of all samples; under ``"held-out"`` the decision
-table reads sample half A and the report table half B (:func:`computealloc.splits.split_samples`),
-restricted to the queries both halves can estimate. Probe tables and features come along for
-the ``+probe`` methods.
+table reads sample half A and the report table half B
+(:func:`computealloc.data.splits.split_samples`), restricted to the queries both halves can
+estimate. Probe tables and features come along for the ``+probe`` methods.
 """
 
 from __future__ import annotations
@@ -15,14 +15,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from computealloc.actions import Action
-from computealloc.estimate import estimate, query_golds
-from computealloc.features import build_features, probe_mask
-from computealloc.reuse import probe_table
-from computealloc.samples import SampleLog
-from computealloc.splits import split_samples
-from computealloc.table import OutcomeTable
-from computealloc.units import PriceLike, pricing_of
+from computealloc.data.samples import SampleLog
+from computealloc.data.splits import split_samples
+from computealloc.estimation.actions import Action
+from computealloc.estimation.estimate import estimate, query_golds
+from computealloc.estimation.features import build_features, probe_mask
+from computealloc.estimation.reuse import probe_table
+from computealloc.estimation.table import OutcomeTable
+from computealloc.estimation.units import PriceLike, pricing_of
 
 __all__ = ["Tables", "outcome_table", "protocol_tables"]
 
@@ -43,7 +43,8 @@ def outcome_table(
     cost: str,
     prices: Mapping[str, PriceLike] | None,
 ) -> OutcomeTable:
-    """The outcome table of a (sub)log in a cost unit and prices (:mod:`computealloc.units`).
+    """The outcome table of a (sub)log in a cost unit and prices
+    (:mod:`computealloc.estimation.units`).
 
     Queries with too few samples for an action are dropped.
     """

@@ -1,0 +1,1 @@
+"""Data and collection: sample logs, datasets, grading, splits, backends and arms, collection."""

@@ -1,0 +1,513 @@
+"""Budget forcing and checkpoint early exit against a live server.
+
+A reasoning model thinks, then answers. *Budget forcing* caps the thinking at ``T`` tokens and
+then forces an answer by appending a suffix (``"</think>\\n\\nFinal answer:"``) to the partial
+thought; *checkpoint early exit* probes the forced answer at several points of the thought and
+stops once it has settled (the same answer at ``W`` checkpoints in a row). Both need a server
+that continues a partial assistant message (:data:`CONTINUATIONS`):
+
+* vLLM and SGLang: the chat request fields ``continue_final_message: true`` and
+  ``add_generation_prompt: false``; serve without a reasoning parser so that the thought comes
+  back in ``content``.
+* llama.cpp's ``llama-server``: started with ``--jinja`` and a chat template that leaves a final
+  assistant message open, it continues a conversation that ends with an assistant message
+  (its reply repeats that message, which is removed here).
+
+The thought runs in segments: one request up to the first checkpoint, then one continuation per
+further checkpoint (the server's prefix cache keeps the re-sent thought from being decoded
+again), a probe at each checkpoint where the rule needs one (the thought plus the suffix,
+``answer_tokens`` at most) and the forced answer at the last checkpoint (the cap). A thought
+that ends on its own before the cap (finish reason ``"stop"``) is the answer as it stands.
+Every output token (thinking, probes, answer) is counted in the :class:`Thought`; prompt
+tokens are summed over the requests as the server reports them.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from computealloc.data.backends.base import (
+    Backend,
+    BackendError,
+    Completion,
+    Prompt,
+    check_params,
+    gather_or_cancel,
+    receipt,
+    record_received,
+    to_messages,
+)
+from computealloc.data.grading import extract_answer, normalize
+
+__all__ = [
+    "CONTINUATIONS",
+    "DEFAULT_SUFFIX",
+    "Checkpoint",
+    "Continuation",
+    "Segment",
+    "ThinkingBackend",
+    "ThinkingPlan",
+    "Thought",
+    "probe_trace",
+    "think",
+]
+
+#: What is appended to a partial thought to force the answer.
+DEFAULT_SUFFIX = "\n</think>\n\nFinal answer:"
+
+
+@dataclass(frozen=True)
+class Continuation:
+    """How a server continues a partial assistant message.
+
+    Attributes
+    ----------
+    name : str
+        The server family.
+    params : mapping
+        Request fields that ask for the continuation (merged into a continuation request).
+    echoes : bool
+        Whether the reply repeats the continued message before the new text (removed here).
+    """
+
+    name: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+    echoes: bool = False
+
+
+#: Continuation dialects by server family; ``llama.cpp`` is tested against the real
+#: ``llama-server``, ``vllm`` against a fake that follows vLLM's documented fields, ``sglang``
+#: is untested here.
+CONTINUATIONS: dict[str, Continuation] = {
+    "vllm": Continuation("vllm", {"continue_final_message": True, "add_generation_prompt": False}),
+    "sglang": Continuation(
+        "sglang", {"continue_final_message": True, "add_generation_prompt": False}
+    ),
+    "llama.cpp": Continuation("llama.cpp", echoes=True),
+}
+
+
+@dataclass(frozen=True)
+class ThinkingPlan:
+    """Where to probe a thought and when to stop it.
+
+    Parameters
+    ----------
+    checkpoints : sequence of int
+        Strictly increasing thinking-token counts ``> 0``; the last one is the cap.
+    stable : int or None
+        Stop at the first checkpoint whose probed answer equals the answers of the ``stable - 1``
+        checkpoints before it (``stable >= 1``); None probes only at the cap (budget forcing).
+    answer_tokens : int
+        Output tokens allowed to a probe and to the forced answer (``>= 1``).
+    suffix : str
+        Appended to the partial thought to force the answer.
+
+    Raises
+    ------
+    ValueError
+        When a field is out of its range.
+    """
+
+    checkpoints: tuple[int, ...]
+    stable: int | None = None
+    answer_tokens: int = 32
+    suffix: str = DEFAULT_SUFFIX
+
+    def __post_init__(self) -> None:
+        points = tuple(self.checkpoints)
+        if (
+            not points
+            or not all(isinstance(t, int) and not isinstance(t, bool) and t > 0 for t in points)
+            or any(b <= a for a, b in itertools.pairwise(points))
+        ):
+            raise ValueError(
+                "The checkpoints of a ThinkingPlan must be strictly increasing positive "
+                f"token counts. Got {self.checkpoints!r} instead."
+            )
+        object.__setattr__(self, "checkpoints", points)
+        if self.stable is not None and (isinstance(self.stable, bool) or self.stable < 1):
+            raise ValueError(f"The stable of a ThinkingPlan must be >= 1. Got {self.stable!r}.")
+        if isinstance(self.answer_tokens, bool) or self.answer_tokens < 1:
+            raise ValueError(
+                f"The answer_tokens of a ThinkingPlan must be >= 1. Got {self.answer_tokens!r}."
+            )
+        if not isinstance(self.suffix, str) or not self.suffix:
+            raise ValueError("The suffix of a ThinkingPlan must be a non-empty str.")
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One request of a thought.
+
+    Attributes
+    ----------
+    kind : {"think", "probe", "answer"}
+    prompt_tokens : int or None
+        As the server reported them.
+    output_tokens : int
+    finish_reason : str or None
+    """
+
+    kind: Literal["think", "probe", "answer"]
+    prompt_tokens: int | None
+    output_tokens: int
+    finish_reason: str | None
+
+
+@dataclass(frozen=True)
+class Thought:
+    """A thought run under a :class:`ThinkingPlan`.
+
+    Attributes
+    ----------
+    text : str
+        The answer text: what followed the suffix at the stop, or the whole reply when the
+        thought ended on its own.
+    answer : str or None
+        The answer extracted from ``text``.
+    think_tokens : int
+        Output tokens of the thinking segments (with the answer, when the thought ended on
+        its own).
+    probe_tokens : int
+        Output tokens of the probes before the stop.
+    answer_tokens : int
+        Output tokens of the answer at the stop (0 when the thought ended on its own).
+    stop : {"natural", "settled", "cap"}
+        Why the thought stopped.
+    probes : tuple of (int, str or None)
+        ``(thinking tokens so far, answer)`` at every probe, the stop's included.
+    segments : tuple of Segment
+        Every request, in order.
+    """
+
+    text: str
+    answer: str | None
+    think_tokens: int
+    probe_tokens: int
+    answer_tokens: int
+    stop: Literal["natural", "settled", "cap"]
+    probes: tuple[tuple[int, str | None], ...]
+    segments: tuple[Segment, ...]
+
+    @property
+    def output_tokens(self) -> int:
+        """Every output token spent: thinking, probes and the answer."""
+        return self.think_tokens + self.probe_tokens + self.answer_tokens
+
+    @property
+    def prompt_tokens(self) -> int | None:
+        """Prompt tokens summed over the requests (None when a request did not report them)."""
+        counts = [s.prompt_tokens for s in self.segments]
+        return None if any(c is None for c in counts) else sum(c for c in counts if c is not None)
+
+    def completion(self) -> Completion:
+        """The thought as one :class:`~computealloc.data.backends.Completion` (every output
+        token)."""
+        return Completion(
+            text=self.text,
+            output_tokens=self.output_tokens,
+            finish_reason="stop",
+            prompt_tokens=self.prompt_tokens,
+        )
+
+
+async def think(
+    backend: Backend,
+    prompt: Prompt,
+    plan: ThinkingPlan,
+    *,
+    continuation: Continuation,
+    params: Mapping[str, Any] | None = None,
+    extract: Callable[[str], str | None] = extract_answer,
+) -> Thought:
+    """Run one thought under ``plan`` (see the module).
+
+    Parameters
+    ----------
+    backend : Backend
+        The server, reached through one sample per request.
+    prompt : str or conversation
+        The query.
+    plan : ThinkingPlan
+    continuation : Continuation
+        How the server continues a partial assistant message (:data:`CONTINUATIONS`).
+    params : mapping, optional
+        Request fields of every request (``temperature``, ``seed``, ...); ``max_tokens`` is set
+        here per request and may not be given.
+    extract : callable
+        The answer of a text (compared after :func:`~computealloc.data.grading.normalize`).
+
+    Returns
+    -------
+    Thought
+
+    Raises
+    ------
+    ValueError
+        When ``params`` holds ``max_tokens`` or a reserved field.
+    BackendError
+        When a request fails, or the server reports no token usage (the tokens could not be
+        counted).
+    """
+    base = check_params(params, "think")
+    if "max_tokens" in base:
+        raise ValueError(
+            "The 'params' of think must not set 'max_tokens': the plan sets it per request."
+        )
+    run = _Run(backend, to_messages(prompt), base, continuation)
+    thought = ""
+    for i, cap in enumerate(plan.checkpoints):
+        if cap > run.thinking:
+            text, reason = await run.request("think", thought, cap - run.thinking)
+            thought += text
+            if reason != "length":
+                return run.result(thought, extract(thought), "natural")
+        last = i == len(plan.checkpoints) - 1
+        if plan.stable is None and not last:
+            continue
+        kind: Literal["probe", "answer"] = "answer" if last else "probe"
+        text, _ = await run.request(kind, thought + plan.suffix, plan.answer_tokens)
+        answer = extract(text)
+        run.probes.append((run.thinking, answer))
+        if last:
+            return run.result(text, answer, "cap")
+        if plan.stable is not None and _settled(run.probes, plan.stable):
+            run.retag_last_probe()
+            return run.result(text, answer, "settled")
+    raise AssertionError("unreachable: the last checkpoint always returns")
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """The answer of a thought at one point (a row of a checkpoint log).
+
+    Attributes
+    ----------
+    think_tokens : int
+        Thinking tokens before the answer.
+    answer : str or None
+        The forced answer there, or the natural one at the end.
+    final : bool
+        True for the thought's natural end (``think_tokens`` is then its whole length).
+    answer_tokens : int
+        Output tokens of the forced answer (0 at the natural end: the answer is in the thought).
+    """
+
+    think_tokens: int
+    answer: str | None
+    final: bool
+    answer_tokens: int = 0
+
+
+async def probe_trace(
+    backend: Backend,
+    prompt: Prompt,
+    checkpoints: Sequence[int],
+    *,
+    max_tokens: int,
+    continuation: Continuation,
+    answer_tokens: int = 32,
+    suffix: str = DEFAULT_SUFFIX,
+    params: Mapping[str, Any] | None = None,
+    extract: Callable[[str], str | None] = extract_answer,
+) -> tuple[list[Checkpoint], Thought]:
+    """The forced answer of one thought at every checkpoint, then its natural end.
+
+    What ``collect --checkpoints`` records: the thought runs to its natural end (at most
+    ``max_tokens`` thinking tokens), probed at each checkpoint it passes.
+
+    Parameters
+    ----------
+    checkpoints : sequence of int
+        Strictly increasing thinking-token counts, each below ``max_tokens``.
+    max_tokens : int
+        The longest thought; one that has not ended by then gets a forced answer there (a
+        last row that is not ``final``).
+    backend, prompt, continuation, answer_tokens, suffix, params, extract
+        As in :func:`think`.
+
+    Returns
+    -------
+    rows : list of Checkpoint
+        One per checkpoint passed, in order, then the end.
+    thought : Thought
+        Every request and token spent (probes included).
+
+    Raises
+    ------
+    ValueError
+        When a checkpoint is not below ``max_tokens``, or as :func:`think`.
+    """
+    plan = ThinkingPlan((*checkpoints, max_tokens), None, answer_tokens, suffix)
+    base = check_params(params, "probe_trace")
+    base.pop("max_tokens", None)
+    run = _Run(backend, to_messages(prompt), base, continuation)
+    thought, rows = "", []
+    for i, cap in enumerate(plan.checkpoints):
+        text, reason = await run.request("think", thought, cap - run.thinking)
+        thought += text
+        if reason != "length":
+            rows.append(Checkpoint(run.thinking, extract(thought), final=True))
+            return rows, run.result(thought, rows[-1].answer, "natural")
+        last = i == len(plan.checkpoints) - 1
+        text, _ = await run.request("answer" if last else "probe", thought + suffix, answer_tokens)
+        spent = run.segments[-1].output_tokens
+        rows.append(Checkpoint(run.thinking, extract(text), final=False, answer_tokens=spent))
+        run.probes.append((run.thinking, rows[-1].answer))
+    return rows, run.result(text, rows[-1].answer, "cap")
+
+
+def _settled(probes: Sequence[tuple[int, str | None]], window: int) -> bool:
+    """Whether the last ``window`` probed answers exist and are equal."""
+    if len(probes) < window:
+        return False
+    keys = {None if a is None else normalize(a) for _, a in probes[-window:]}
+    return len(keys) == 1 and None not in keys
+
+
+class _Run:
+    """The requests of one thought and their token counts."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        messages: list[dict[str, Any]],
+        params: dict[str, Any],
+        continuation: Continuation,
+    ) -> None:
+        self.backend = backend
+        self.messages = messages
+        self.params = params
+        self.continuation = continuation
+        self.segments: list[Segment] = []
+        self.probes: list[tuple[int, str | None]] = []
+
+    @property
+    def thinking(self) -> int:
+        """Thinking tokens generated so far."""
+        return sum(s.output_tokens for s in self.segments if s.kind == "think")
+
+    async def request(
+        self, kind: Literal["think", "probe", "answer"], prefix: str, max_tokens: int
+    ) -> tuple[str, str | None]:
+        """Continue ``prefix`` (a fresh reply when empty) by at most ``max_tokens`` tokens."""
+        params = {**self.params, "max_tokens": max_tokens}
+        messages = self.messages
+        if prefix:
+            messages = [*messages, {"role": "assistant", "content": prefix}]
+            params.update(self.continuation.params)
+        (reply,) = await self.backend.sample(messages, 1, params=params)
+        if reply.output_tokens is None:
+            raise BackendError(
+                f"The server behind {self.backend.model!r} reported no token usage; a thought "
+                "under a thinking plan needs it to count its tokens.",
+                retryable=False,
+            )
+        text = reply.text
+        if prefix and self.continuation.echoes:
+            if not text.startswith(prefix):
+                raise BackendError(
+                    f"The server behind {self.backend.model!r} did not continue the partial "
+                    f"assistant message (its reply does not repeat it, as a "
+                    f"{self.continuation.name} server's does).",
+                    retryable=False,
+                )
+            text = text[len(prefix) :]
+        self.segments.append(
+            Segment(kind, reply.prompt_tokens, reply.output_tokens, reply.finish_reason)
+        )
+        return text, reply.finish_reason
+
+    def retag_last_probe(self) -> None:
+        """The probe that settled the thought is its answer."""
+        last = self.segments[-1]
+        self.segments[-1] = Segment(
+            "answer", last.prompt_tokens, last.output_tokens, last.finish_reason
+        )
+
+    def result(
+        self, text: str, answer: str | None, stop: Literal["natural", "settled", "cap"]
+    ) -> Thought:
+        def tokens(kind: str) -> int:
+            return sum(s.output_tokens for s in self.segments if s.kind == kind)
+
+        return Thought(
+            text=text,
+            answer=answer,
+            think_tokens=tokens("think"),
+            probe_tokens=tokens("probe"),
+            answer_tokens=tokens("answer"),
+            stop=stop,
+            probes=tuple(self.probes),
+            segments=tuple(self.segments),
+        )
+
+
+class ThinkingBackend:
+    """A backend whose every sample is a thought run under a :class:`ThinkingPlan`.
+
+    It makes a thinking action an arm: ``cap@512`` is the model behind ``backend`` with the
+    plan ``ThinkingPlan((512,))``, and everything above the backend contract (collect, the
+    runtime, voting, the ledger) works on it unchanged. Each sample's ``output_tokens`` is
+    every token the thought spent (:attr:`Thought.output_tokens`).
+
+    Parameters
+    ----------
+    backend : Backend
+        The server's backend.
+    plan : ThinkingPlan
+    continuation : Continuation
+        How the server continues a partial assistant message.
+
+    Notes
+    -----
+    For the runtime's ledger (:func:`~computealloc.data.backends.receipt`), a finished thought is
+    received as its one completion (its segments are not charged again), and a thought cut
+    short by an error or a deadline as the segments it received (so a fleet's in-flight count
+    sees a thought when it finishes, not segment by segment). ``sample(prompt, n)`` runs
+    ``n`` thoughts concurrently; a ``seed`` in the request
+    parameters becomes ``seed + j`` for thought ``j`` (so the ``n`` thoughts differ), and a
+    ``max_tokens`` there is replaced by the plan's per-request limits.
+    """
+
+    def __init__(self, backend: Backend, plan: ThinkingPlan, continuation: Continuation) -> None:
+        self.backend = backend
+        self.plan = plan
+        self.continuation = continuation
+        self.model = backend.model
+
+    async def sample(
+        self, prompt: Prompt, n: int, *, params: Mapping[str, Any] | None = None
+    ) -> list[Completion]:
+        """``n`` thoughts of ``prompt``, each as one completion (see the class)."""
+        base = {k: v for k, v in check_params(params, "sample").items() if k != "max_tokens"}
+        seed = base.pop("seed", None)
+
+        async def one(j: int) -> Completion:
+            extra = {} if seed is None else {"seed": int(seed) + j}
+            segments: list[Completion] = []
+            try:
+                with receipt() as segments:
+                    thought = await think(
+                        self.backend,
+                        prompt,
+                        self.plan,
+                        continuation=self.continuation,
+                        params={**base, **extra},
+                    )
+            except BaseException:
+                record_received(segments)  # a thought cut short is charged what it received
+                raise
+            completion = thought.completion()
+            record_received([completion])  # charged even when a sibling thought fails
+            return completion
+
+        return await gather_or_cancel(one(j) for j in range(n))
+
+    async def aclose(self) -> None:
+        """Close the wrapped backend."""
+        await self.backend.aclose()

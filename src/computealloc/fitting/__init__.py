@@ -1,0 +1,1 @@
+"""Policies and stopping rules: fitting, calibration and the JSON policy files."""
