@@ -58,7 +58,7 @@ def test_data_root_default_is_shared_data_beside_cwd(monkeypatch, tmp_path):
 def test_data_root_falls_back_to_the_repository(monkeypatch, tmp_path):
     monkeypatch.delenv("COMPUTEALLOC_DATA", raising=False)
     monkeypatch.chdir(tmp_path)
-    repo_data = Path(datasets.__file__).resolve().parents[2].parent / "shared" / "data"
+    repo_data = Path(datasets.__file__).resolve().parents[3].parent / "shared" / "data"
     beside_cwd = tmp_path.parent / "shared" / "data"
     if beside_cwd.is_dir() or not repo_data.is_dir():
         pytest.skip("needs ../shared/data beside the repository and not beside tmp_path")
