@@ -402,7 +402,7 @@ def test_thinking_verdict_reads_a_known_frame() -> None:
 
 def test_inspect_shows_accuracy_and_tokens_by_checkpoint(tmp_path: Path) -> None:
     path = tmp_path / "log.csv"
-    synthetic(12, 3, seed=0).save(path)
+    synthetic(12, 3, seed=0, grid=(0, 256, 512, 1024, 2048, 4096)).save(path)
     res = runner.invoke(app, ["inspect", str(path)])
     assert res.exit_code == 0, res.output
     assert "cap@1024" in res.output and "mean_tokens" in res.output and "full" in res.output
@@ -547,6 +547,7 @@ def test_confidence_voting_refuses_pools_too_large_to_enumerate() -> None:
 def test_several_models_get_prefixed_arms_and_their_own_split_group() -> None:
     a = synthetic_frame(8, 2, seed=0).assign(model="small")
     b = synthetic_frame(8, 2, seed=1).assign(model="large")
+    b["prompt"] = b["query_id"].map(a.groupby("query_id")["prompt"].first())  # same questions
     log = read_checkpoints(pd.concat([a, b], ignore_index=True), grade=False)
     with pytest.raises(ValueError, match="holds 2 models"):
         log.traces()
@@ -580,3 +581,27 @@ def test_early_exit_decisions_never_read_test_queries_or_half_b() -> None:
     pd.testing.assert_frame_equal(before[knobs], after[knobs])
     assert not np.allclose(before["accuracy"], after["accuracy"], equal_nan=True)
     assert not np.allclose(before["mean_cost"], after["mean_cost"], equal_nan=True)
+
+
+@pytest.mark.parametrize("signal", [0.0, 1.0])
+def test_learned_exit_prompt_priors_read_the_difficulty_the_prompt_carries(signal: float) -> None:
+    from computealloc.data.checkpoint_synthetic import SyntheticParams
+    from computealloc.evaluation.thinking import LearnedExit, prompt_matrix
+
+    log = synthetic(600, 4, seed=3, params=SyntheticParams(prompt_signal=signal))
+    traces = log.traces()
+    prompts = prompt_matrix(log, traces)
+    train = traces.row < 400
+    rule = LearnedExit(random_state=0).fit(traces.subset(train), prompts)
+    prior = rule.prior_.predict(prompts[400:])[:, 0]  # predicted share of correct final answers
+    at = np.arange(traces.n_traces)
+    final = traces.correct[at, traces.n_ckpt - 1].astype(float)
+    truth = np.bincount(traces.row, weights=final)[400:] / np.bincount(traces.row)[400:]
+    r = np.corrcoef(prior, truth)[0, 1] if prior.std() > 0 else 0.0
+    if signal == 1.0:  # the prompt's length reads the difficulty exactly (up to rounding)
+        assert r > 0.5
+    else:  # nothing to read: the prior is near-constant and uncorrelated on new queries
+        assert abs(r) < 0.2
+    with pytest.raises(ValueError, match="fitted with prompts"):
+        rule.gain(traces)
+    assert np.isfinite(rule.gain(traces, prompts)[traces.valid]).all()

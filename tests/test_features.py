@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import sys
+import unicodedata
 
 import numpy as np
 import pandas as pd
@@ -324,8 +325,9 @@ def _pandas_raw(prompts):
     if len(keys):
         distinct = keys.groupby(level=0).nunique()
         raw["n_distinct_numbers"][distinct.index.to_numpy()] = distinct.to_numpy(np.float64)
-        largest = pd.to_numeric(keys, errors="coerce").groupby(level=0).max()
-        raw["largest"][largest.index.to_numpy()] = largest.to_numpy(np.float64)
+        ascii_digits = keys.map(lambda k: "".join(str(unicodedata.digit(c, c)) for c in k))
+        largest = pd.to_numeric(ascii_digits, errors="coerce").groupby(level=0).max()
+        raw["largest"][largest.index.to_numpy()] = largest.fillna(-np.inf).to_numpy(np.float64)
     return raw
 
 
@@ -343,7 +345,11 @@ def test_prompt_features_match_pandas_on_tricky_prompts(prompts):
     assert (small.dtypes == np.float64).all() and isinstance(small.index, pd.RangeIndex)
     assert (small.iloc[:2] == 0.0).all().all()
     assert small["n_numbers"].iloc[3] == 6 and small["n_distinct_numbers"].iloc[3] == 6
-    assert small["max_number_log10"].iloc[6] == np.inf
+    assert np.isfinite(small.to_numpy()).all()  # policies reject non-finite features
+    assert small["max_number_log10"].iloc[6] == pytest.approx(np.log10(np.finfo(float).max))
+    if prompts is TRICKY_UNICODE:  # Arabic-Indic digits parse: 7٣ is 73, ٣,٤ is 34
+        assert small["max_number_log10"].iloc[-2] == pytest.approx(math.log10(74.0))
+        assert small["max_number_log10"].iloc[-1] == pytest.approx(math.log10(35.0))
 
 
 @needs_data

@@ -34,6 +34,13 @@ How a trace is drawn
   mean 0 before the answer settles, 3.0 once settled on a correct answer and 2.0 once settled
   on a wrong one, sd 1 (confidence rises as the answer settles; settled confidences near
   0.95, DEER's threshold, with wrong answers somewhat less confident).
+- The prompt reads part of the difficulty: its length in words grows with a noisy reading
+  ``h_i = r z_i + sqrt(1 - r^2) e_i`` of it (``e_i ~ N(0, 1)``, ``r = 0.4``), as the prompts of
+  real questions do: this project's prompt features predict the per-question accuracy logit
+  with a cross-validated Pearson correlation of 0.44 on MATH level 5 (40 models, 721
+  questions, ``zeroeval_math_l5``) and 0.40 on Qwen2.5-Math's MATH samples
+  (``qwen25math_rm_maj``), 0.23 to 0.26 on Llama-2-13B's GSM8K and 0.41 to 0.71 on Date
+  (``mot_cascade``); ``r = 0`` gives prompts that carry nothing.
 - Checkpoints at ``0, 256, 512, ..., 16384`` thinking tokens below the trace length, then
   the natural end (``final``); each forced answer costs ``10 + Poisson(10)`` answer tokens.
 """
@@ -51,7 +58,7 @@ from computealloc.data.checkpoints import CheckpointLog, read_checkpoints
 __all__ = ["GRID", "SyntheticParams", "synthetic", "synthetic_frame"]
 
 #: Checkpoint positions (thinking tokens) of the synthetic log.
-GRID: tuple[int, ...] = (0, 256, 512, 1024, 2048, 4096, 8192, 16384)
+GRID: tuple[int, ...] = tuple(range(0, 16385, 256))
 
 
 @dataclass(frozen=True)
@@ -75,6 +82,7 @@ class SyntheticParams:
     conf_settled_wrong: float = 2.0
     conf_sd: float = 1.0
     n_wrong: int = 3
+    prompt_signal: float = 0.4
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -113,6 +121,8 @@ def synthetic_frame(
             f"synthetic needs n_queries >= 1 and n_samples >= 1. Got {n_queries} and {n_samples}."
         )
     p = params or SyntheticParams()
+    if not 0.0 <= p.prompt_signal <= 1.0:
+        raise ValueError(f"prompt_signal must be in [0, 1]. Got {p.prompt_signal!r}.")
     rng = np.random.default_rng(seed)
     n = n_queries * n_samples
     q = np.repeat(np.arange(n_queries), n_samples)
@@ -164,6 +174,17 @@ def synthetic_frame(
     )
     confidence = _sigmoid(rng.normal(logit_mean, p.conf_sd))
     answer_tokens = 10 + rng.poisson(10, think.shape)
+    reading = p.prompt_signal * difficulty + np.sqrt(1.0 - p.prompt_signal**2) * rng.normal(
+        0.0, 1.0, n_queries
+    )
+    extra = np.clip(np.round(8.0 + 4.0 * reading), 0, None).astype(np.int64)
+    prompts = np.array(
+        [
+            f"synthetic question {i}" + " and one more condition" * int(k)
+            for i, k in enumerate(extra)
+        ],
+        dtype=object,
+    )
 
     trace = np.broadcast_to(np.arange(n)[:, None], think.shape)[keep]
     qq = q[trace]
@@ -180,7 +201,7 @@ def synthetic_frame(
                 (np.arange(think.shape[1]) == think.shape[1] - 1)[None, :] & ~truncated[:, None]
             )[keep],
             "answer_tokens": answer_tokens[keep],
-            "prompt": [f"synthetic question {i}" for i in qq],
+            "prompt": prompts[qq],
             "gold": (qq * 10).astype(str),
             "model": "synthetic-reasoner",
         }

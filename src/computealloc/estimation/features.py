@@ -48,7 +48,8 @@ PROMPT_FEATURES: dict[str, str] = {
     "n_numbers": "numbers (digit runs with thousands commas and a decimal part)",
     "n_distinct_numbers": "distinct numbers (after removing thousands commas)",
     "n_decimals": "numbers with a decimal part",
-    "max_number_log10": "log10(1 + the largest number in the prompt), 0 without numbers",
+    "max_number_log10": "log10(1 + the largest number in the prompt; digits of any script), 0 "
+    "without numbers, at most 308.25 (the largest float)",
     "n_percent": "'%' signs and the word 'percent'",
     "n_dollar": "'$' signs (money in word problems, math mode in LaTeX)",
     "n_latex_commands": "LaTeX commands: a backslash followed by letters",
@@ -155,14 +156,18 @@ def _as_list(prompts: Sequence[str | None] | pd.Series) -> list[str]:
 
 
 def _to_float(key: str) -> float:
-    # pandas.to_numeric's parse of a comma-free number match: non-ASCII digits are NaN
-    return float(key) if key.isascii() else np.nan
+    # a comma-free number match; any script's decimal digits (Bengali, Arabic-Indic, ...) parse,
+    # a non-ASCII decimal separator ("٤٫٥") does not (NaN)
+    try:
+        return float(key)
+    except ValueError:
+        return np.nan
 
 
 def _largest(values: list[float]) -> float:
-    # the "largest" raw value: -inf without numbers, NaN when none of them parses
+    # the "largest" raw value: -inf without a number that parses
     finite = [v for v in values if not np.isnan(v)]
-    return max(finite) if finite else (np.nan if values else -np.inf)
+    return max(finite) if finite else -np.inf
 
 
 def _list_raw(texts: list[str]) -> dict[str, NDArray[np.float64]]:
@@ -220,7 +225,8 @@ def prompt_features(prompts: Sequence[str | None] | pd.Series) -> pd.DataFrame:
     )
     cols["n_lines"] = raw["newlines"] + (raw["n_chars"] > 0)
     cols["n_distinct_numbers"] = raw["n_distinct_numbers"]
-    cols["max_number_log10"] = np.log10(1.0 + largest, out=np.zeros_like(largest), where=has_number)
+    top = np.minimum(largest, np.finfo(np.float64).max)  # a 400-digit number is not inf
+    cols["max_number_log10"] = np.log10(1.0 + top, out=np.zeros_like(top), where=has_number)
     return pd.DataFrame({name: cols[name] for name in PROMPT_FEATURES})
 
 

@@ -60,6 +60,7 @@ __all__ = [
     "calibrate_knob",
     "evaluate_thinking",
     "exit_features",
+    "prompt_matrix",
     "thinking_rows",
     "thinking_verdict",
     "tokens_to_full",
@@ -122,6 +123,19 @@ def _design(x: Float) -> Float:
     return np.concatenate([x, x[:, i] * x[:, j]], axis=1)
 
 
+def prompt_matrix(log: CheckpointLog, traces: Traces) -> Float:
+    """Prompt features of each query of ``traces`` (rows of ``traces.qids``), shape (n_queries, p).
+
+    The columns of :func:`~computealloc.estimation.features.prompt_features`, as signed
+    ``log1p`` of their absolute values (counts spread over orders of magnitude).
+    """
+    from computealloc.estimation.features import prompt_features
+
+    prompts = log.queries.set_index("query_id")["prompt"].reindex(traces.qids)
+    x = prompt_features(prompts.where(prompts.notna(), None)).to_numpy(np.float64)
+    return np.sign(x) * np.log1p(np.abs(x))
+
+
 @dataclass
 class LearnedExit:
     """Stop when the predicted gain of thinking on is at most ``delta``.
@@ -134,35 +148,110 @@ class LearnedExit:
     Attributes
     ----------
     now_, end_ : Pipeline or float
-        Logistic regressions on the standardised :func:`exit_features` and their pairwise
-        products (a float where the training labels have one class):
+        Logistic regressions on the standardised :func:`exit_features`, the prompt priors and
+        their pairwise products (a float where the training labels have one class):
         ``P(current answer correct | features)`` and ``P(final answer correct | features)``.
+    prior_ : Pipeline or None
+        Ridge regression from the prompt features (:func:`prompt_matrix`) to two per-query
+        targets over the training traces: the share of traces whose final answer is correct
+        and the mean ``log1p`` trace length. Its predictions are the *prompt priors*, two
+        columns added to every checkpoint's features (out-of-fold predictions on the training
+        queries, so the classifiers see priors as noisy as on new queries). None when fitted
+        without prompts.
     """
 
     random_state: int = 0
 
-    def fit(self, traces: Traces) -> LearnedExit:
-        """Fit both classifiers on every checkpoint of ``traces``."""
-        x = _design(exit_features(traces)[traces.valid])
+    def fit(self, traces: Traces, prompts: Float | None = None) -> LearnedExit:
+        """Fit the prompt priors and both classifiers on every checkpoint of ``traces``.
+
+        Parameters
+        ----------
+        traces : Traces
+        prompts : ndarray of shape (len(traces.qids), p), optional
+            Prompt features per query (:func:`prompt_matrix`); None fits on the trace alone.
+        """
+        priors = self._fit_priors(traces, prompts)
+        x = self._x(traces, priors)
         at = np.arange(traces.n_traces)
         end = np.broadcast_to(traces.correct[at, traces.n_ckpt - 1][:, None], traces.key.shape)
         self.now_ = self._fit_one(x, traces.correct[traces.valid])
         self.end_ = self._fit_one(x, end[traces.valid])
         return self
 
+    def _fit_priors(self, traces: Traces, prompts: Float | None) -> Float | None:
+        """Fit :attr:`prior_`; return the out-of-fold priors of the training queries."""
+        self.prior_: object | None = None
+        if prompts is None:
+            return None
+        from sklearn.linear_model import RidgeCV
+        from sklearn.model_selection import KFold, cross_val_predict
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        n_rows = traces.qids.size
+        at = np.arange(traces.n_traces)
+        targets = np.stack(
+            [
+                traces.correct[at, traces.n_ckpt - 1].astype(np.float64),
+                np.log1p(traces.length),
+            ],
+            axis=1,
+        )
+        count = np.bincount(traces.row, minlength=n_rows)
+        seen = np.flatnonzero(count > 0)
+        y = (
+            np.stack(
+                [np.bincount(traces.row, weights=t, minlength=n_rows)[seen] for t in targets.T],
+                axis=1,
+            )
+            / count[seen, None]
+        )
+        model = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-2, 4, 13)))
+        folds = min(5, seen.size)
+        if folds < 2:
+            return None
+        priors = np.zeros((n_rows, 2))
+        priors[seen] = cross_val_predict(
+            model, prompts[seen], y, cv=KFold(folds, shuffle=True, random_state=self.random_state)
+        )
+        self.prior_ = model.fit(prompts[seen], y)
+        return priors
+
+    def _x(self, traces: Traces, priors: Float | None) -> Float:
+        """The design matrix of every valid checkpoint: features, priors, pairwise products."""
+        feats = exit_features(traces)
+        if priors is not None:
+            per_trace = np.broadcast_to(
+                priors[traces.row][:, None, :], (*traces.key.shape, priors.shape[1])
+            )
+            feats = np.concatenate([feats, per_trace], axis=-1)
+        return _design(feats[traces.valid])
+
     def _fit_one(self, x: Float, y: Bool) -> object:
+        if y.all() or not y.any():
+            return float(y.mean())  # one class only: a constant forecast
         from sklearn.linear_model import LogisticRegression
         from sklearn.pipeline import make_pipeline
         from sklearn.preprocessing import StandardScaler
 
-        if y.all() or not y.any():
-            return float(y.mean())  # one class only: a constant forecast
-        model = LogisticRegression(C=1.0, max_iter=1000, random_state=self.random_state)
+        model = LogisticRegression(
+            C=1.0, max_iter=1000, solver="newton-cholesky", random_state=self.random_state
+        )
         return make_pipeline(StandardScaler(), model).fit(x, y)
 
-    def gain(self, traces: Traces) -> Float:
-        """Predicted gain of thinking to the end, shape (n_traces, m); -inf in padding."""
-        x = _design(exit_features(traces)[traces.valid])
+    def gain(self, traces: Traces, prompts: Float | None = None) -> Float:
+        """Predicted gain of thinking to the end, shape (n_traces, m); -inf in padding.
+
+        ``prompts`` as in :meth:`fit` (required when fitted with prompts, for
+        ``traces.qids``).
+        """
+        priors = None
+        if self.prior_ is not None:
+            if prompts is None:
+                raise ValueError("This LearnedExit was fitted with prompts; pass `prompts`.")
+            priors = np.asarray(self.prior_.predict(prompts), dtype=np.float64)  # type: ignore[attr-defined]
+        x = self._x(traces, priors)
         out = np.full(traces.key.shape, -np.inf)
         out[traces.valid] = self._predict(self.end_, x) - self._predict(self.now_, x)
         return out
@@ -431,7 +520,8 @@ def _rule_rows(
     train = traces.subset(half_a & (part[traces.row] == 0))
     cal = traces.subset(half_a & (part[traces.row] == 1))
     test = traces.subset(half_b & (part[traces.row] == 2))
-    learned = LearnedExit(random_state=seed).fit(train) if "learned-exit" in methods else None
+    prompts = prompt_matrix(log, traces) if "learned-exit" in methods else None
+    learned = LearnedExit(random_state=seed).fit(train, prompts) if prompts is not None else None
     base = {"protocol": protocol, "seed": seed, "n_test": int((part == 2).sum())}
     full = arm_outcomes(test, "full")
     rows: list[dict[str, object]] = [
@@ -445,7 +535,7 @@ def _rule_rows(
     ]
     for name in methods:
         gains = (
-            (learned.gain(train), learned.gain(cal), learned.gain(test))
+            (learned.gain(train, prompts), learned.gain(cal, prompts), learned.gain(test, prompts))
             if name == "learned-exit" and learned is not None
             else (None, None, None)
         )
