@@ -39,6 +39,7 @@ class ChatRequest(BaseModel):
     max_tokens: int | None = None
     seed: int | None = None
     continue_final_message: bool = False
+    logprobs: bool = False
 
     @property
     def prompt(self) -> str:
@@ -206,6 +207,7 @@ def _body(model: str, completions: list[Completion]) -> dict[str, Any]:
                 "index": j,
                 "message": {"role": "assistant", "content": c.text},
                 "finish_reason": c.finish_reason or "stop",
+                **({} if c.logprobs is None else {"logprobs": _logprobs(c.logprobs)}),
             }
             for j, c in enumerate(completions)
         ],
@@ -215,6 +217,12 @@ def _body(model: str, completions: list[Completion]) -> dict[str, Any]:
         total = sum(t for t in tokens if t is not None)
         body["usage"] = {"prompt_tokens": 1, "completion_tokens": total, "total_tokens": total + 1}
     return body
+
+
+def _logprobs(tokens: tuple[tuple[str, float], ...]) -> dict[str, Any]:
+    """A choice's ``logprobs`` in the OpenAI chat format (the chosen token as its one top)."""
+    entries = [{"token": t, "logprob": lp, "bytes": list(t.encode())} for t, lp in tokens]
+    return {"content": [{**e, "top_logprobs": [e]} for e in entries]}
 
 
 @contextmanager

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +14,13 @@ import pytest
 
 import llama_server
 from computealloc.data.backends import OpenAIBackend, RetryPolicy
-from computealloc.data.forcing import CONTINUATIONS, ThinkingPlan, Thought, think
+from computealloc.data.forcing import (
+    CONTINUATIONS,
+    ThinkingPlan,
+    Thought,
+    answer_confidence,
+    think,
+)
 from fake_openai_server import make_app, running
 from fake_reasoning import trace_of
 
@@ -48,18 +55,29 @@ def _expected(prompt: str, plan: ThinkingPlan) -> tuple[str, str, int, int]:
         if cap >= len(trace.words):
             return "natural", trace.answers[-1], len(trace.words), len(seen)
         last = i == len(plan.checkpoints) - 1
-        if plan.stable is None and not last:
+        if plan.stable is None and plan.confidence is None and not last:
             continue
         seen.append(trace.answers[min(cap, trace.length)])
         if last:
             return "cap", seen[-1], cap, len(seen) - 1
+        sure = math.exp(trace.logprobs[min(cap, trace.length)])
+        if plan.confidence is not None and sure >= plan.confidence:
+            return "confident", seen[-1], cap, len(seen) - 1
         window = seen[-plan.stable :] if plan.stable else []
         if plan.stable and len(window) == plan.stable and len(set(window)) == 1:
             return "settled", seen[-1], cap, len(seen) - 1
     raise AssertionError
 
 
-@pytest.mark.parametrize("plan", [ThinkingPlan((48,)), ThinkingPlan((10, 30, 60, 90), stable=2)])
+PLANS = [
+    ThinkingPlan((48,)),
+    ThinkingPlan((10, 30, 60, 90), stable=2),
+    ThinkingPlan(tuple(range(8, 160, 8)), confidence=0.8),
+    ThinkingPlan(tuple(range(8, 160, 8)), stable=3, confidence=0.9),
+]
+
+
+@pytest.mark.parametrize("plan", PLANS)
 def test_thinking_plans_stop_answer_and_count_every_token(server, plan):
     url, dialect, served = server
     for prompt in PROMPTS:
@@ -72,6 +90,90 @@ def test_thinking_plans_stop_answer_and_count_every_token(server, plan):
         # the ledger's count is every token the server produced for this thought
         assert got.output_tokens == sum(served[before:])
         assert len(got.segments) == len(served) - before
+
+
+def test_confidence_plans_record_each_probe_and_stop_both_ways(server):
+    url, dialect, _ = server
+    plan = ThinkingPlan(tuple(range(8, 160, 8)), stable=3, confidence=0.9)
+    stops = set()
+    for prompt in PROMPTS:
+        got = _think(url, dialect, prompt, plan)
+        trace = trace_of(prompt)
+        expected = [
+            (t, trace.answers[min(t, trace.length)], math.exp(trace.logprobs[min(t, trace.length)]))
+            for t, _, _ in got.probes
+        ]
+        assert [tuple(p) for p in got.probes] == expected
+        assert [p.think_tokens for p in got.probes] == list(plan.checkpoints[: len(got.probes)])
+        stops.add(got.stop)
+    assert stops == {"natural", "settled", "confident", "cap"}  # the brute force sees each rule
+
+
+def test_a_confidence_plan_refuses_a_server_without_logprobs():
+    from dataclasses import replace
+
+    from computealloc.data.backends import BackendError
+    from fake_reasoning import reasoning
+
+    plain = reasoning("vllm", [])
+
+    async def no_logprobs(request, n):  # type: ignore[no-untyped-def]
+        return [replace(c, logprobs=None) for c in await plain(request, n)]
+
+    plan = ThinkingPlan((4, 8), confidence=0.5)
+    with running(make_app(no_logprobs)) as url:
+
+        async def main() -> None:
+            backend = OpenAIBackend(url, "fake-r1", retry=RetryPolicy(max_attempts=1))
+            try:
+                await think(
+                    backend, "q", plan, continuation=CONTINUATIONS["vllm"], label="conf@0.5"
+                )
+            finally:
+                await backend.aclose()
+
+        with pytest.raises(BackendError, match=r"Arm 'conf@0.5' returned no token log-prob"):
+            asyncio.run(main())
+        # without a confidence rule the same server is fine
+        assert _think(url, "vllm", "q", ThinkingPlan((4, 8), stable=2)).stop != "natural"
+
+
+def test_answer_confidence_on_hand_made_tokens():
+    tokens = [(" The", -0.1), (" answer", -0.2), (" is", -0.05), (" \\boxed{", -0.3)]
+    tokens += [("1", -0.5), ("2", -0.25), ("}.", -0.01)]
+    # the answer "12" is spelled by tokens "1" and "2"
+    assert answer_confidence(tokens, "12") == pytest.approx(math.exp(-0.75), abs=0)
+    # "2" alone: the one token "2"
+    assert answer_confidence(tokens, "2") == math.exp(-0.25)
+    # a token that holds the answer and more counts whole: "ans" lies in " answer"
+    assert answer_confidence(tokens, "ans") == math.exp(-0.2)
+    # a span across a token boundary: "is \\b" overlaps " is" and " \\boxed{"
+    assert answer_confidence(tokens, "is \\b") == pytest.approx(math.exp(-0.35), abs=1e-15)
+    # the last occurrence wins
+    twice = [("7", -2.0), (" then ", -0.1), ("7", -0.1)]
+    assert answer_confidence(twice, "7") == math.exp(-0.1)
+    # not in the text, or no answer: the geometric mean of the token probabilities
+    mean = math.exp(sum(lp for _, lp in tokens) / len(tokens))
+    assert answer_confidence(tokens, "1,2") == pytest.approx(mean, abs=1e-15)
+    assert answer_confidence(tokens, None) == pytest.approx(mean, abs=1e-15)
+    assert answer_confidence(tokens, "") == pytest.approx(mean, abs=1e-15)
+    assert answer_confidence([], "4") == 0.0
+    assert answer_confidence([("4", 0.0)], "4") == 1.0
+
+
+def test_logprobs_are_parsed_only_when_well_formed():
+    from computealloc.data.backends.openai_compat import _parse_response
+
+    def reply(logprobs: object) -> bytes:
+        choice = {"message": {"content": "a 4"}, "finish_reason": "stop", "logprobs": logprobs}
+        return json.dumps({"choices": [choice], "usage": {"completion_tokens": 2}}).encode()
+
+    good = {"content": [{"token": "a", "logprob": -0.5}, {"token": " 4", "logprob": 0}]}
+    assert _parse_response(reply(good), "u")[0].logprobs == (("a", -0.5), (" 4", 0.0))
+    for bad in [None, {}, {"content": None}, {"content": [{"token": "a"}]}, {"content": [1]}]:
+        assert _parse_response(reply(bad), "u")[0].logprobs is None
+    positive = {"content": [{"token": "a", "logprob": 0.5}]}
+    assert _parse_response(reply(positive), "u")[0].logprobs is None
 
 
 def test_budget_forcing_caps_the_thinking_exactly(server):
@@ -99,6 +201,17 @@ def test_a_plan_is_validated():
         ThinkingPlan((4,), stable=0)
     with pytest.raises(ValueError, match="answer_tokens"):
         ThinkingPlan((4,), answer_tokens=0)
+    for tau in [0, 1.5, -0.1, True, float("nan"), "0.9"]:
+        with pytest.raises(ValueError, match=r"confidence of a ThinkingPlan must be a float in"):
+            ThinkingPlan((4,), confidence=tau)  # type: ignore[arg-type]
+    assert ThinkingPlan((4,), confidence=1).confidence == 1
+    from pydantic import ValidationError
+
+    from computealloc.data.arms import Thinking
+
+    assert Thinking(checkpoints=(4, 8), confidence=0.9).plan().confidence == 0.9
+    with pytest.raises(ValidationError, match="confidence"):
+        Thinking(checkpoints=(4,), confidence=1.5)
 
 
 def test_max_tokens_in_params_is_refused():
@@ -166,6 +279,31 @@ def test_llama_server_continues_the_thought_in_place(llama_jinja):
     assert answer.prompt_tokens is not None and answer.prompt_tokens > second.prompt_tokens + 6
     assert 1 <= answer.output_tokens <= 4
     assert got.think_tokens == 12 and got.output_tokens == 12 + answer.output_tokens
+
+
+@pytest.mark.real_server
+def test_llama_server_probes_carry_a_confidence(llama_jinja):
+    plan = ThinkingPlan((6, 12), answer_tokens=4, confidence=1.0)  # probes at both, no early stop
+
+    async def main() -> Thought:
+        backend = OpenAIBackend(llama_jinja, llama_server.MODEL, retry=RetryPolicy(max_attempts=2))
+        try:
+            return await think(
+                backend,
+                "What is 2 + 2? Think, then answer.",
+                plan,
+                continuation=CONTINUATIONS["llama.cpp"],
+                params={"temperature": 0, "seed": 0},
+            )
+        finally:
+            await backend.aclose()
+
+    got = asyncio.run(main())
+    assert got.stop in ("cap", "natural")
+    assert got.probes, got
+    for probe in got.probes:
+        assert probe.confidence is not None and 0 <= probe.confidence <= 1, got.probes
+    assert [s.kind for s in got.segments][-1] == "answer"
 
 
 # --- thinking arms: collect -> fit -> serve, every token in the ledger ----------------------
@@ -313,3 +451,5 @@ def test_collect_checkpoints_from_the_real_llama_server(llama_jinja, tmp_path):
         last = mine[-1]
         assert last["final"] or last["think_tokens"] == 16
         assert all(1 <= r["answer_tokens"] <= 3 for r in mine if not r["final"])
+        # every row carries the probability of its answer, from llama-server's logprobs
+        assert all(0 <= r["confidence"] <= 1 for r in mine), mine

@@ -18,6 +18,7 @@ import functools
 import inspect
 import json
 import logging
+import math
 import os
 import random
 import re
@@ -558,6 +559,7 @@ def _parse_response(raw: bytes, base_url: str) -> list[Completion]:
         raise _malformed(base_url, f"no 'choices' list in {raw[:200]!r}")
     texts: list[str] = []
     reasons: list[str | None] = []
+    logprobs: list[tuple[tuple[str, float], ...] | None] = []
     for choice in choices:
         message = choice.get("message") if isinstance(choice, dict) else None
         content = message.get("content") if isinstance(message, dict) else None
@@ -566,13 +568,39 @@ def _parse_response(raw: bytes, base_url: str) -> list[Completion]:
         texts.append(content or "")
         reason = choice.get("finish_reason") if isinstance(choice, dict) else None
         reasons.append(reason if isinstance(reason, str) else None)
+        logprobs.append(_token_logprobs(choice.get("logprobs") if isinstance(choice, dict) else {}))
     usage = body.get("usage") if isinstance(body.get("usage"), dict) else {}
     total, prompt_tokens = (_count(usage.get(f)) for f in ("completion_tokens", "prompt_tokens"))
     tokens = split_output_tokens(total, texts)
     return [
-        Completion(text=t, output_tokens=k, finish_reason=r, prompt_tokens=prompt_tokens)
-        for t, k, r in zip(texts, tokens, reasons, strict=True)
+        Completion(
+            text=t, output_tokens=k, finish_reason=r, prompt_tokens=prompt_tokens, logprobs=lp
+        )
+        for t, k, r, lp in zip(texts, tokens, reasons, logprobs, strict=True)
     ]
+
+
+def _token_logprobs(value: object) -> tuple[tuple[str, float], ...] | None:
+    """``(token, logprob)`` pairs of a choice's ``logprobs.content`` (the OpenAI chat format
+    that vLLM, SGLang and llama.cpp send); None when absent or not of that form."""
+    content = value.get("content") if isinstance(value, dict) else None
+    if not isinstance(content, list):
+        return None
+    pairs = []
+    for entry in content:
+        token = entry.get("token") if isinstance(entry, dict) else None
+        logprob = entry.get("logprob") if isinstance(entry, dict) else None
+        if not isinstance(token, str) or not _is_logprob(logprob):
+            return None
+        pairs.append((token, float(logprob)))  # type: ignore[arg-type]
+    return tuple(pairs)
+
+
+def _is_logprob(value: object) -> bool:
+    """Whether ``value`` is a finite number ``<= 0`` (or ``-inf``, a token of probability 0)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return value <= 0 and not math.isnan(value)
 
 
 def _count(value: object) -> int | None:
