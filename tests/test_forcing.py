@@ -8,7 +8,9 @@ import asyncio
 import json
 import math
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -174,6 +176,82 @@ def test_logprobs_are_parsed_only_when_well_formed():
         assert _parse_response(reply(bad), "u")[0].logprobs is None
     positive = {"content": [{"token": "a", "logprob": 0.5}]}
     assert _parse_response(reply(positive), "u")[0].logprobs is None
+
+
+# --- streamed thoughts: reasoning deltas, probes at each checkpoint crossing -----------------
+
+
+@pytest.fixture(scope="module", params=["vllm", "llama.cpp"])
+def streaming(request: pytest.FixtureRequest) -> Iterator[tuple[str, str, Any]]:
+    """A fake that streams reasoning deltas: with usage in every chunk (vLLM's
+    continuous_usage_stats), or only at the end (llama.cpp: tokens counted by chunk)."""
+    from fake_reasoning import reasoning
+
+    app = make_app(
+        reasoning(request.param, []),
+        reasoning_deltas=True,
+        continuous_usage=request.param == "vllm",
+    )
+    with running(app) as url:
+        yield url, request.param, app
+
+
+@pytest.mark.parametrize("plan", PLANS)
+def test_streamed_thoughts_stop_answer_and_count_like_the_brute_force(streaming, plan):
+    url, dialect, app = streaming
+    plan = replace(plan, stream=True)
+    for prompt in PROMPTS:
+        before = len(app.state.streamed)
+        got = _think(url, dialect, prompt, plan)
+        stop, answer, thinking, probes = _expected(prompt, plan)
+        assert (got.stop, got.answer, got.think_tokens) == (stop, answer, thinking), prompt
+        assert got.probe_tokens == probes
+        assert got.answer_tokens == (0 if stop == "natural" else 1)
+        # one streamed request for the thought; probes land exactly on the checkpoints
+        (streamed,) = app.state.streamed[before:]
+        assert [s.kind for s in got.segments].count("think") == 1
+        assert got.segments[0].kind == "think"
+        assert [p.think_tokens for p in got.probes] == list(plan.checkpoints[: len(got.probes)])
+        # every thinking token charged was sent; a stream closed early sent no more than the cap
+        assert thinking <= streamed <= max(plan.checkpoints[-1], thinking)
+
+
+def test_a_streamed_thought_is_charged_what_it_received(streaming):
+    from computealloc.data.backends import receipt
+    from computealloc.data.forcing import ThinkingBackend
+
+    url, dialect, _ = streaming
+    plan = ThinkingPlan(tuple(range(8, 160, 8)), stable=3, stream=True, answer_tokens=4)
+    prompt = next(p for p in PROMPTS if _expected(p, plan)[0] == "settled")
+
+    async def main():  # type: ignore[no-untyped-def]
+        inner = OpenAIBackend(url, "fake-r1", retry=RetryPolicy(max_attempts=1))
+        backend = ThinkingBackend(inner, plan, CONTINUATIONS[dialect], name="stream@3")
+        try:
+            with receipt() as outer:
+                (thought,) = await backend.sample(prompt, 1)
+            with receipt() as parts:
+                direct = await think(inner, prompt, plan, continuation=CONTINUATIONS[dialect])
+        finally:
+            await backend.aclose()
+        return outer, thought, parts, direct
+
+    outer, thought, parts, direct = asyncio.run(main())
+    assert outer == [thought]  # the runtime's ledger sees the thought as one completion
+    assert len(parts) == len(direct.segments)  # the stream and every probe were received
+    assert thought.output_tokens == direct.output_tokens == sum(c.output_tokens for c in parts)
+    assert direct.stop == "settled" and direct.think_tokens < len(trace_of(prompt).words)
+
+
+def test_a_streamed_plan_needs_a_streaming_backend():
+    from computealloc.data.backends import ReplayBackend
+    from test_runtime import synthetic_log
+
+    backend = ReplayBackend(synthetic_log(4, 2, model="m"), "m")
+    with pytest.raises(ValueError, match="streamed thinking plan needs a backend"):
+        asyncio.run(
+            think(backend, "q", ThinkingPlan((4,), stream=True), continuation=CONTINUATIONS["vllm"])
+        )
 
 
 def test_budget_forcing_caps_the_thinking_exactly(server):

@@ -51,6 +51,9 @@ class Thinking(BaseModel):
         ``TAU`` in (0, 1]: stop once a probed answer's probability (from the token
         log-probabilities) reaches ``TAU`` (live ``conf@TAU``); with ``stable``, whichever fires
         first.
+    stream : bool
+        Think in one streamed request, probed as the thought arrives (``stream: true``),
+        instead of one request per segment.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -61,6 +64,7 @@ class Thinking(BaseModel):
     suffix: str = DEFAULT_SUFFIX
     server: Literal["vllm", "sglang", "llama.cpp"] = "vllm"
     confidence: float | None = None
+    stream: bool = False
 
     @model_validator(mode="after")
     def _plan_is_valid(self) -> Thinking:
@@ -70,7 +74,12 @@ class Thinking(BaseModel):
     def plan(self) -> ThinkingPlan:
         """The plan the forcing module runs."""
         return ThinkingPlan(
-            self.checkpoints, self.stable, self.answer_tokens, self.suffix, self.confidence
+            self.checkpoints,
+            self.stable,
+            self.answer_tokens,
+            self.suffix,
+            self.confidence,
+            self.stream,
         )
 
 

@@ -32,7 +32,7 @@ import itertools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import numpy as np
 
@@ -48,6 +48,9 @@ from computealloc.data.backends.base import (
     to_messages,
 )
 from computealloc.data.grading import extract_answer, normalize
+
+if TYPE_CHECKING:  # aiohttp, which streams need, is an optional dependency
+    from computealloc.data.backends.streaming import ChatStream
 
 __all__ = [
     "CONTINUATIONS",
@@ -122,6 +125,9 @@ class ThinkingPlan:
         (:func:`answer_confidence`) of at least ``TAU``; None: no such rule. With ``stable``
         too, the thought stops where either rule fires first (``"confident"`` when both fire
         at one checkpoint). Its probes ask for token log-probabilities.
+    stream : bool
+        Think in one streamed request (up to the cap) instead of one request per segment; the
+        backend needs an ``open_stream`` method (see :func:`think`).
 
     Raises
     ------
@@ -134,6 +140,7 @@ class ThinkingPlan:
     answer_tokens: int = 32
     suffix: str = DEFAULT_SUFFIX
     confidence: float | None = None
+    stream: bool = False
 
     def __post_init__(self) -> None:
         points = tuple(self.checkpoints)
@@ -162,6 +169,8 @@ class ThinkingPlan:
             raise ValueError(
                 f"The confidence of a ThinkingPlan must be a float in (0, 1]. Got {tau!r} instead."
             )
+        if not isinstance(self.stream, bool):
+            raise ValueError(f"The stream of a ThinkingPlan must be a bool. Got {self.stream!r}.")
 
     @property
     def probes(self) -> bool:
@@ -329,6 +338,14 @@ async def think(
 ) -> Thought:
     """Run one thought under ``plan`` (see the module).
 
+    With ``plan.stream``, the thought is one streamed request (``stream: true``, at most the
+    cap's tokens) read as it arrives (:class:`~computealloc.data.backends.streaming.ChatStream`:
+    ``reasoning_content`` and ``content`` deltas, tokens counted from the server's running
+    usage where it sends one). When ``t`` thinking tokens have arrived at a checkpoint ``t``,
+    the stream is paused (no longer read) while the probe runs, as a continuation of the text
+    received so far plus the suffix; then the stream is read on, or closed when the rule
+    stops. The thinking tokens charged are those received before the close (see Notes).
+
     Parameters
     ----------
     backend : Backend
@@ -350,6 +367,15 @@ async def think(
     -------
     Thought
 
+    Notes
+    -----
+    A paused stream is not a paused decode: servers keep decoding a request whose client does
+    not read (into the connection's buffers, up to the cap) until it is closed. Those tokens,
+    decoded but never received, are not charged; the server's compute for them is spent all
+    the same (at most the probe's latency times the decoding speed per probe). A server that
+    merges several tokens into one chunk makes a probe land a few tokens past its checkpoint
+    (the probe records where it landed).
+
     Raises
     ------
     ValueError
@@ -364,6 +390,8 @@ async def think(
             "The 'params' of think must not set 'max_tokens': the plan sets it per request."
         )
     run = _Run(backend, to_messages(prompt), base, continuation, label)
+    if plan.stream:
+        return await _think_streamed(run, plan, extract)
     thought = ""
     for i, cap in enumerate(plan.checkpoints):
         if cap > run.thinking:
@@ -381,6 +409,48 @@ async def think(
         if stop is not None:
             run.retag_last_probe()
             return run.result(run.last_text, probe.answer, stop)
+    raise AssertionError("unreachable: the last checkpoint always returns")
+
+
+async def _think_streamed(
+    run: _Run, plan: ThinkingPlan, extract: Callable[[str], str | None]
+) -> Thought:
+    """:func:`think` over one streamed thought (see there)."""
+    opener = getattr(run.backend, "open_stream", None)
+    if opener is None:
+        raise ValueError(
+            f"A streamed thinking plan needs a backend that opens streams (an OpenAIBackend); "
+            f"{type(run.backend).__name__} does not."
+        )
+    stream: ChatStream = await opener(
+        run.messages, params={**run.params, "max_tokens": plan.checkpoints[-1]}
+    )
+    run.live, at = stream, len(run.segments)
+    try:
+        for i, point in enumerate(plan.checkpoints):
+            await stream.advance(point)
+            if stream.done and stream.finish_reason is None:
+                raise BackendError(
+                    f"{run.who}'s streamed thought ended after {stream.output_tokens} tokens "
+                    "without a finish reason (the connection was cut).",
+                    retryable=False,
+                )
+            if stream.done and stream.finish_reason != "length":
+                await run.end_stream(at)
+                return run.result(stream.text, extract(stream.text), "natural")
+            last = i == len(plan.checkpoints) - 1 or stream.done
+            if not plan.probes and not last:
+                continue
+            kind: Literal["probe", "answer"] = "answer" if last else "probe"
+            probe = await run.probe(stream.text + plan.suffix, plan, kind, extract)
+            stop = "cap" if last else _stop(run.probes, plan)
+            if stop is not None:
+                if not last:
+                    run.retag_last_probe()
+                await run.end_stream(at)
+                return run.result(run.last_text, probe.answer, stop)
+    finally:
+        await stream.aclose()
     raise AssertionError("unreachable: the last checkpoint always returns")
 
 
@@ -522,11 +592,21 @@ class _Run:
         self.segments: list[Segment] = []
         self.probes: list[Probe] = []
         self.last_text = ""
+        self.live: ChatStream | None = None
 
     @property
     def thinking(self) -> int:
-        """Thinking tokens generated so far."""
-        return sum(s.output_tokens for s in self.segments if s.kind == "think")
+        """Thinking tokens generated (received from a live stream) so far."""
+        live = 0 if self.live is None else self.live.output_tokens
+        return live + sum(s.output_tokens for s in self.segments if s.kind == "think")
+
+    async def end_stream(self, at: int) -> None:
+        """Close the live stream; its tokens become the thinking segment at index ``at``."""
+        stream, self.live = self.live, None
+        assert stream is not None
+        await stream.aclose()
+        segment = Segment("think", stream.prompt_tokens, stream.output_tokens, stream.finish_reason)
+        self.segments.insert(at, segment)
 
     async def request(
         self,
