@@ -384,6 +384,55 @@ def test_llama_server_probes_carry_a_confidence(llama_jinja):
     assert [s.kind for s in got.segments][-1] == "answer"
 
 
+def _llama_think(url: str, prompt: str, plan: ThinkingPlan, **kwargs: Any) -> Thought:
+    async def main() -> Thought:
+        backend = OpenAIBackend(url, llama_server.MODEL, retry=RetryPolicy(max_attempts=2))
+        try:
+            return await think(
+                backend,
+                prompt,
+                plan,
+                continuation=CONTINUATIONS["llama.cpp"],
+                params={"temperature": 0, "seed": 0},
+                **kwargs,
+            )
+        finally:
+            await backend.aclose()
+
+    return asyncio.run(main())
+
+
+@pytest.mark.real_server
+def test_llama_server_streams_the_thought_and_probes_at_each_checkpoint(llama_jinja):
+    # llama-server streams one chunk per token and its usage at the end (it does not split a
+    # reasoning_content out of this non-reasoning model's text: the thought is in content)
+    plan = ThinkingPlan((6, 12), answer_tokens=4, confidence=1.0, stream=True)
+    got = _llama_think(llama_jinja, "Count slowly from one to twenty, in words.", plan)
+    assert got.stop == "cap" and got.think_tokens == 12
+    assert [p.think_tokens for p in got.probes] == [6, 12]  # probed exactly at each checkpoint
+    assert all(p.confidence is not None and 0 <= p.confidence <= 1 for p in got.probes)
+    think_, probe, answer = got.segments
+    assert (think_.kind, probe.kind, answer.kind) == ("think", "probe", "answer")
+    assert (think_.output_tokens, think_.finish_reason) == (12, "length")  # the server's usage
+    # the probe continues the 6 streamed tokens in place (its prompt holds them and the suffix)
+    assert think_.prompt_tokens is not None and probe.prompt_tokens is not None
+    assert probe.prompt_tokens > think_.prompt_tokens + 6
+    assert got.output_tokens == 12 + probe.output_tokens + answer.output_tokens
+
+
+@pytest.mark.real_server
+def test_llama_server_stream_is_closed_when_the_rule_stops(llama_jinja):
+    plan = ThinkingPlan((4, 8, 200), stable=1, answer_tokens=3, stream=True)
+    got = _llama_think(
+        llama_jinja,
+        "Count slowly from one to a hundred, in words.",
+        plan,
+        extract=lambda text: text.strip() or None,  # any reply is an answer: settles at once
+    )
+    assert got.stop == "settled" and got.think_tokens == 4  # 4 of up to 200 tokens received
+    assert [s.kind for s in got.segments] == ["think", "answer"]
+
+
 # --- thinking arms: collect -> fit -> serve, every token in the ledger ----------------------
 
 
