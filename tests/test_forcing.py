@@ -243,6 +243,116 @@ def test_a_streamed_thought_is_charged_what_it_received(streaming):
     assert direct.stop == "settled" and direct.think_tokens < len(trace_of(prompt).words)
 
 
+class _Body:
+    """The body of a streamed reply, line by line (what ChatStream reads of aiohttp's)."""
+
+    def __init__(self, events: list[object]) -> None:
+        lines = [
+            (e if isinstance(e, bytes) else f"data: {json.dumps(e)}".encode()) + b"\n\n"
+            for e in events
+        ]
+        self.lines = [part for line in lines for part in line.splitlines(keepends=True)]
+        self.closed = 0
+
+    @property
+    def content(self) -> _Body:
+        return self
+
+    async def readline(self) -> bytes:
+        return self.lines.pop(0) if self.lines else b""
+
+    def close(self) -> None:
+        self.closed += 1
+
+
+def _chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> dict[str, Any]:
+    return {"choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra}
+
+
+def _read(events: list[object], until: int = 10**9):  # type: ignore[no-untyped-def]
+    from computealloc.data.backends import receipt
+    from computealloc.data.backends.streaming import ChatStream
+
+    body = _Body(events)
+    stream = ChatStream(body, "http://x/v1")  # type: ignore[arg-type]
+
+    async def main() -> list[Any]:
+        with receipt() as got:
+            await stream.advance(until)
+            await stream.aclose()
+            await stream.aclose()  # closing twice records once
+        return got
+
+    got = asyncio.run(main())
+    assert body.closed == 1 and len(got) == 1 and got[0].output_tokens == stream.output_tokens
+    return stream
+
+
+def test_a_stream_counts_tokens_by_usage_logprobs_or_chunks():
+    role = _chunk({"role": "assistant", "content": None})
+    # llama.cpp: one chunk per token, usage only at the end
+    chunks = [role, _chunk({"content": "a"}), _chunk({}), _chunk({"content": "b"})]
+    stream = _read([*chunks, _chunk({}, "length"), b"data: [DONE]"])
+    assert (stream.output_tokens, stream.counted, stream.text) == (3, "chunks", "ab")
+    final = {"choices": [], "usage": {"prompt_tokens": 7, "completion_tokens": 5}}
+    stream = _read([*chunks, _chunk({}, "stop"), final])  # no [DONE]: the body's end
+    assert (stream.output_tokens, stream.counted, stream.prompt_tokens) == (5, "usage", 7)
+    assert stream.finish_reason == "stop" and stream.done
+    # vLLM: a running usage in every chunk, reasoning then content
+    events = [
+        _chunk({"reasoning_content": "x"}, usage={"completion_tokens": 2}),
+        _chunk({"reasoning": "y"}, usage={"completion_tokens": 4}),
+        _chunk({"content": "z"}, "stop", usage={"completion_tokens": 5}),
+    ]
+    stream = _read(events)
+    assert (stream.output_tokens, stream.reasoning, stream.content) == (5, "xy", "z")
+    # log-probabilities: one entry per token
+    entries = {"content": [{"token": "p", "logprob": 0.0}] * 3}
+    event = {"choices": [{"delta": {"content": "ppp"}, "logprobs": entries}]}
+    assert _read([event, event]).output_tokens == 6
+
+
+def test_a_stream_holds_back_the_chunk_past_the_point():
+    tokens = [_chunk({"content": c}) for c in "abcdef"]
+    stream = _read([*tokens, _chunk({}, "stop")], until=4)
+    assert (stream.output_tokens, stream.text, stream.done) == (4, "abcd", False)
+    # the end is read through, not held back
+    stream = _read([*tokens[:4], _chunk({}, "stop"), {"choices": []}], until=4)
+    assert (stream.output_tokens, stream.finish_reason, stream.done) == (4, "stop", True)
+
+
+def test_a_broken_stream_is_a_backend_error():
+    from computealloc.data.backends import BackendError
+
+    with pytest.raises(BackendError, match="streamed reply after 1 tokens: a chunk is not JSON"):
+        _read([_chunk({"content": "a"}), b"data: {oops"])
+    with pytest.raises(BackendError, match="the server sent an error"):
+        _read([{"error": {"message": "out of memory"}}])
+
+    class Cut:
+        model = "m"
+
+        async def open_stream(self, prompt, *, params):  # type: ignore[no-untyped-def]
+            from computealloc.data.backends.streaming import ChatStream
+
+            return ChatStream(_Body([_chunk({"content": "a"})]), "http://x/v1")  # type: ignore[arg-type]
+
+    plan = ThinkingPlan((4,), stream=True)
+    with pytest.raises(BackendError, match="ended after 1 tokens without a finish reason"):
+        asyncio.run(think(Cut(), "q", plan, continuation=CONTINUATIONS["vllm"]))  # type: ignore[arg-type]
+
+
+def test_a_refused_stream_is_a_backend_error():
+    from computealloc.data.backends import BackendError
+
+    plan = ThinkingPlan((4,), stream=True)
+    with (
+        running(make_app(fault_rate=1.0, faults=("500",))) as url,
+        pytest.raises(BackendError, match="HTTP 500"),
+    ):
+        _think(url, "vllm", "q", plan)
+
+
 def test_a_streamed_plan_needs_a_streaming_backend():
     from computealloc.data.backends import ReplayBackend
     from test_runtime import synthetic_log
@@ -288,6 +398,9 @@ def test_a_plan_is_validated():
     from computealloc.data.arms import Thinking
 
     assert Thinking(checkpoints=(4, 8), confidence=0.9).plan().confidence == 0.9
+    assert Thinking(checkpoints=(4, 8), stream=True).plan().stream
+    with pytest.raises(ValueError, match="stream of a ThinkingPlan must be a bool"):
+        ThinkingPlan((4,), stream=1)  # type: ignore[arg-type]
     with pytest.raises(ValidationError, match="confidence"):
         Thinking(checkpoints=(4,), confidence=1.5)
 
