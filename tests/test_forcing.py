@@ -243,6 +243,41 @@ def test_a_streamed_thought_is_charged_what_it_received(streaming):
     assert direct.stop == "settled" and direct.think_tokens < len(trace_of(prompt).words)
 
 
+def test_a_streamed_arm_is_served_and_its_every_token_charged(streaming):
+    from computealloc.data.arms import Arm, Thinking, open_arms
+    from computealloc.fitting.fit import fit_policy
+    from computealloc.serving.runtime import Runtime
+    from test_runtime import synthetic_log
+
+    url, dialect, _ = streaming
+    thinking = Thinking(
+        checkpoints=tuple(range(8, 160, 8)),
+        stable=3,
+        confidence=0.9,
+        answer_tokens=4,
+        server=dialect,
+        stream=True,
+    )
+    arm = Arm(name="early", url=url, model="fake-r1", thinking=thinking)
+    log = synthetic_log(40, 4, model="early")
+    policy = fit_policy(log, budget=1.0, actions="early/majority@1", method="uniform").policy
+    runtime = Runtime(policy, open_arms([arm], max_attempts=1), budget=1.0)
+
+    async def main() -> list[Any]:
+        answers = [await runtime.answer(p) for p in PROMPTS[:12]]
+        await runtime.aclose()
+        return answers
+
+    answers = asyncio.run(main())
+    plan = thinking.plan()
+    expected = [_expected(p, plan) for p in PROMPTS[:12]]
+    tokens = [think + probes + (stop != "natural") for stop, _, think, probes in expected]
+    spent = [sum(c.output_tokens or 0 for c in a.samples) for a in answers]
+    assert spent == tokens  # thinking, probes and answer: brute force
+    assert runtime.ledger.output_tokens == sum(tokens)
+    assert [a.answer for a in answers] == [answer for _, answer, _, _ in expected]
+
+
 class _Body:
     """The body of a streamed reply, line by line (what ChatStream reads of aiohttp's)."""
 

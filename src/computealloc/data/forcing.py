@@ -23,7 +23,9 @@ that ends on its own before the cap (finish reason ``"stop"``) is the answer as 
 Every output token (thinking, probes, answer) is counted in the :class:`Thought`; prompt
 tokens are summed over the requests as the server reports them. A plan with a ``confidence``
 threshold asks its probes for token log-probabilities (``logprobs: true, top_logprobs: 1``,
-which vLLM, SGLang and llama.cpp honour); a server that sends none fails the thought.
+which vLLM, SGLang and llama.cpp honour); a server that sends none fails the thought. A plan
+with ``stream`` thinks in one streamed request instead of segments, probed as the thought
+crosses each checkpoint and closed when the rule stops (:func:`think`).
 """
 
 from __future__ import annotations
