@@ -377,6 +377,24 @@ def test_a_broken_stream_is_a_backend_error():
         asyncio.run(think(Cut(), "q", plan, continuation=CONTINUATIONS["vllm"]))  # type: ignore[arg-type]
 
 
+def test_a_server_that_does_not_stream_is_a_backend_error():
+    from fastapi import FastAPI
+
+    from computealloc.data.backends import BackendError
+
+    app = FastAPI()
+
+    @app.post("/v1/chat/completions")
+    async def chat() -> dict[str, Any]:
+        return {"choices": [{"message": {"content": "hi"}, "finish_reason": "stop"}]}
+
+    with (
+        running(app) as url,
+        pytest.raises(BackendError, match="answered with one JSON body instead of server-sent"),
+    ):
+        _think(url, "vllm", "q", ThinkingPlan((4,), stream=True))
+
+
 def test_a_refused_stream_is_a_backend_error():
     from computealloc.data.backends import BackendError
 

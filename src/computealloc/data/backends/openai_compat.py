@@ -303,7 +303,8 @@ class OpenAIBackend:
         Raises
         ------
         BackendError
-            When the request fails for good.
+            When the request fails for good, or the server answers with one JSON body (it does
+            not stream).
         ValueError
             When ``params`` is malformed, or the backend sends through the official client.
         """
@@ -344,6 +345,16 @@ class OpenAIBackend:
                 error = _status_error(self._url, response.status, raw, None)
                 self.stats.outcomes[error.outcome] += 1
                 raise error
+            if response.content_type == "application/json":  # a server that does not stream
+                raw = await response.read()
+                response.release()
+                self.stats.outcomes["malformed"] += 1
+                raise BackendError(
+                    f"{self._url}: asked to stream, the server answered with one JSON body "
+                    f"instead of server-sent events: {raw[:200]!r}",
+                    retryable=False,
+                    outcome="malformed",
+                )
             self.stats.outcomes["ok"] += 1
             return ChatStream(response, self._url)
 
