@@ -137,6 +137,8 @@ class ChatStream:
                 raise self._error("no chunk within the timeout", "timeout") from exc
             except aiohttp.ClientError as exc:
                 raise self._error(f"{type(exc).__name__}: {exc}", "connection_error") from exc
+            except ValueError as exc:  # aiohttp: a line longer than its read limit
+                raise self._error(f"unreadable event: {exc}", "malformed") from exc
             if not line:
                 return None
             data = line.strip()
