@@ -11,9 +11,11 @@ Output tokens are counted, for each chunk, from the first of: the chunk's
 ``usage.completion_tokens`` (the running total, which vLLM and SGLang send in every chunk when
 asked with ``stream_options.continuous_usage_stats``, and every server sends in the last chunk
 with ``stream_options.include_usage``); the number of entries of its ``logprobs.content`` (one
-per token, when log-probabilities were asked for); one token for a chunk with text (servers
-send one chunk per decoded token, except where a token ends inside a multi-byte character or
-a busy server merges tokens: then the count falls short until the next usage).
+per token, when log-probabilities were asked for); else one token for a chunk with text, or
+with an empty delta that is neither the role header nor the end (a token that a reasoning
+parser swallowed, such as ``</think>``). Servers send one chunk per decoded token, except where
+a token ends inside a multi-byte character or a busy server merges tokens: the last way then
+falls short until the next usage.
 """
 
 from __future__ import annotations
