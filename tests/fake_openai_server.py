@@ -9,18 +9,20 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import random
+import re
 import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Literal
 
 import uvicorn
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel
 
 from computealloc.data.backends import Completion, ReplayBackend, UnknownPromptError
@@ -39,6 +41,9 @@ class ChatRequest(BaseModel):
     max_tokens: int | None = None
     seed: int | None = None
     continue_final_message: bool = False
+    logprobs: bool = False
+    stream: bool = False
+    stream_options: dict[str, Any] | None = None
 
     @property
     def prompt(self) -> str:
@@ -89,6 +94,8 @@ def make_app(
     n_mode: NMode = "native",
     seed: int = 0,
     validation_status: Literal[422, 500] = 422,
+    reasoning_deltas: bool = False,
+    continuous_usage: bool = True,
 ) -> FastAPI:
     """The fake server.
 
@@ -112,16 +119,27 @@ def make_app(
         500 with the body of ``llama-cpp-python``'s server (which wraps the validation error).
     seed : int
         Seed of the fault draws.
+    reasoning_deltas : bool
+        In a streamed reply (``stream: true``, one choice), send the text before ``</think>`` as
+        ``delta.reasoning_content`` and the rest as ``delta.content``, the ``</think>`` token
+        as an empty delta (as a reasoning parser does); else all as ``content``.
+    continuous_usage : bool
+        Honour ``stream_options.continuous_usage_stats`` (usage in every chunk, as vLLM does);
+        else usage comes only in the last chunk (with ``include_usage``, as llama.cpp sends).
 
     Notes
     -----
     ``app.state.requests`` lists the ``n`` of every request received, ``app.state.bodies``
-    their JSON bodies; ``app.state.faults`` counts the faults injected by kind.
+    their JSON bodies; ``app.state.faults`` counts the faults injected by kind;
+    ``app.state.streamed`` the tokens each streamed reply sent before it ended or its client
+    left. A streamed reply sends one chunk per token: the responder's ``logprobs`` tokens when
+    it gives them (it is asked with ``logprobs: true``), else the text's words.
     """
     app = FastAPI()
     app.state.requests = []
     app.state.bodies = []
     app.state.faults = Counter()
+    app.state.streamed = []
     rng = random.Random(seed)
 
     @app.get("/v1/fake/requests")
@@ -156,6 +174,13 @@ def make_app(
             return _invalid(request.temperature, validation_status)
         n = 1 if n_mode == "ignore" else request.n
         try:
+            if request.stream:
+                (reply,) = await responder(request.model_copy(update={"logprobs": True}), 1)
+                options = request.stream_options or {}
+                return StreamingResponse(
+                    _sse(app, request, reply, reasoning_deltas, continuous_usage, options),
+                    media_type="text/event-stream",
+                )
             completions = await responder(request, n)
         except UnknownPromptError as exc:
             return _error(404, str(exc))
@@ -206,6 +231,7 @@ def _body(model: str, completions: list[Completion]) -> dict[str, Any]:
                 "index": j,
                 "message": {"role": "assistant", "content": c.text},
                 "finish_reason": c.finish_reason or "stop",
+                **({} if c.logprobs is None else {"logprobs": _logprobs(c.logprobs)}),
             }
             for j, c in enumerate(completions)
         ],
@@ -215,6 +241,57 @@ def _body(model: str, completions: list[Completion]) -> dict[str, Any]:
         total = sum(t for t in tokens if t is not None)
         body["usage"] = {"prompt_tokens": 1, "completion_tokens": total, "total_tokens": total + 1}
     return body
+
+
+async def _sse(
+    app: FastAPI,
+    request: ChatRequest,
+    reply: Completion,
+    reasoning_deltas: bool,
+    continuous_usage: bool,
+    options: dict[str, Any],
+) -> AsyncIterator[str]:
+    """The server-sent events of ``reply``, one chunk per token (see :func:`make_app`)."""
+    tokens = reply.logprobs or tuple((w, 0.0) for w in re.findall(r"\s*\S+", reply.text))
+    every = continuous_usage and bool(options.get("continuous_usage_stats"))
+    sent, thinking = 0, reasoning_deltas
+
+    def event(choices: list[dict[str, Any]], usage: dict[str, int] | None = None) -> str:
+        body: dict[str, Any] = {"object": "chat.completion.chunk", "model": request.model}
+        body["choices"] = choices
+        if usage is not None:
+            body["usage"] = usage
+        return f"data: {json.dumps(body)}\n\n"
+
+    def usage_now() -> dict[str, int] | None:
+        return {"prompt_tokens": 1, "completion_tokens": sent} if every else None
+
+    try:
+        yield event([{"index": 0, "delta": {"role": "assistant", "content": None}}])
+        for token, logprob in tokens:
+            sent += 1
+            if thinking and "</think>" in token:
+                thinking, delta = False, {}
+            else:
+                delta = {"reasoning_content" if thinking else "content": token}
+            choice: dict[str, Any] = {"index": 0, "delta": delta, "finish_reason": None}
+            if request.logprobs:
+                entry = {"token": token, "logprob": logprob, "top_logprobs": []}
+                choice["logprobs"] = {"content": [entry]}
+            yield event([choice], usage_now())
+        finish = {"index": 0, "delta": {}, "finish_reason": reply.finish_reason or "stop"}
+        yield event([finish], usage_now())
+        if options.get("include_usage"):
+            yield event([], {"prompt_tokens": 1, "completion_tokens": len(tokens)})
+        yield "data: [DONE]\n\n"
+    finally:
+        app.state.streamed.append(sent)
+
+
+def _logprobs(tokens: tuple[tuple[str, float], ...]) -> dict[str, Any]:
+    """A choice's ``logprobs`` in the OpenAI chat format (the chosen token as its one top)."""
+    entries = [{"token": t, "logprob": lp, "bytes": list(t.encode())} for t, lp in tokens]
+    return {"content": [{**e, "top_logprobs": [e]} for e in entries]}
 
 
 @contextmanager

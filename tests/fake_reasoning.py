@@ -7,12 +7,16 @@ point and is the final answer from there on. A prompt's correct answer is :func:
 harder prompts (by their hash) think longer and end on it less often. A request whose last
 message is an assistant message continues it (when the dialect says so): a thought is
 continued word by word, and a thought that ends with the forcing suffix is answered with
-``answers[t]`` (one token). One word is one token.
+``answers[t]`` (one token). One word is one token. Asked for ``logprobs``, a reply sends each
+word's log-probability: ``logprobs[t]`` for the forced answer after ``t`` words (low and
+random while the answer wanders, rising towards 0 once it has settled), ``logprobs[length]``
+for the natural final answer, and :data:`WORD_LOGPROB` for every other word.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import random
 from dataclasses import dataclass
 from typing import Literal
@@ -22,15 +26,19 @@ from computealloc.data.forcing import DEFAULT_SUFFIX
 from fake_openai_server import ChatRequest, Responder
 
 WORD = "hmm"
+#: The log-probability of a thinking word (and of ``</think>``).
+WORD_LOGPROB = -0.05
 
 
 @dataclass(frozen=True)
 class Trace:
-    """A prompt's thought: ``length`` words, forced answers ``answers[0..length]``."""
+    """A prompt's thought: ``length`` words, forced answers ``answers[0..length]`` with
+    log-probabilities ``logprobs[0..length]``."""
 
     length: int
     settle: int
     answers: tuple[str, ...]
+    logprobs: tuple[float, ...]
 
     @property
     def words(self) -> list[str]:
@@ -61,7 +69,16 @@ def trace_of(prompt: str, seed: int | None = None) -> Trace:
         if t % 7 == 0:
             current = str(rng.randint(0, 9))
         answers.append(final if t >= settle else current)
-    return Trace(length, settle, tuple(answers))
+    sure = _rng(f"confidence|{prompt}|{seed}")
+    logprobs = [
+        math.log(
+            sure.uniform(0.05, 0.7)
+            if t < settle
+            else 1 - 0.5 * sure.uniform(0.3, 1) * (length + 1 - t) / (length + 1 - settle)
+        )
+        for t in range(length + 1)
+    ]
+    return Trace(length, settle, tuple(answers), tuple(logprobs))
 
 
 def reasoning(dialect: Literal["vllm", "llama.cpp"], served: list[int]) -> Responder:
@@ -82,13 +99,26 @@ def reasoning(dialect: Literal["vllm", "llama.cpp"], served: list[int]) -> Respo
         if prefix.endswith(DEFAULT_SUFFIX):
             t = min(prefix.count(WORD), trace.length)
             words, reason = [f"\\boxed{{{trace.answers[t]}}}"], "stop"
+            scores = [trace.logprobs[t]]
         else:
-            rest = trace.words[len(prefix.split()) :]
+            start = len(prefix.split())
+            rest = trace.words[start:]
             words, reason = rest[:cap], "length" if len(rest) > cap else "stop"
-        text = "".join(" " + w for w in words)
+            last = len(trace.words) - 1  # the final answer's word
+            scores = [
+                trace.logprobs[-1] if start + i == last else WORD_LOGPROB for i in range(len(words))
+            ]
+        tokens = tuple((" " + w, lp) for w, lp in zip(words, scores, strict=True))
+        text = "".join(t for t, _ in tokens)
         served.append(len(words))
         if dialect == "llama.cpp":
             text = prefix + text
-        return [Completion(text=text, output_tokens=len(words), finish_reason=reason)] * n
+        reply = Completion(
+            text=text,
+            output_tokens=len(words),
+            finish_reason=reason,
+            logprobs=tokens if request.logprobs else None,
+        )
+        return [reply] * n
 
     return respond

@@ -4,6 +4,7 @@ follows vLLM's continuation fields), exact against the known traces, resumable, 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -30,13 +31,17 @@ def _queries(path: Path) -> Path:
     return path
 
 
-def _expected(prompt: str, seed: int) -> list[tuple[int, str, bool, int]]:
-    """(think_tokens, answer, final, answer_tokens) of one trace, from the fake's definition."""
+def _expected(prompt: str, seed: int) -> list[tuple[int, str, bool, int, float]]:
+    """(think_tokens, answer, final, answer_tokens, confidence) of one trace, from the fake's
+    definition (the natural end's confidence is that of its final-answer token)."""
     trace = trace_of(prompt, seed)
     rows = [
-        (t, trace.answers[min(t, trace.length)], False, 1) for t in POINTS if t < len(trace.words)
+        (t, trace.answers[at], False, 1, math.exp(trace.logprobs[at]))
+        for t in POINTS
+        if t < len(trace.words)
+        for at in [min(t, trace.length)]
     ]
-    return [*rows, (len(trace.words), trace.answers[-1], True, 0)]
+    return [*rows, (len(trace.words), trace.answers[-1], True, 0, math.exp(trace.logprobs[-1]))]
 
 
 @pytest.fixture(scope="module")
@@ -64,17 +69,35 @@ def test_collect_checkpoints_records_every_checkpoint_and_counts_every_token(ser
     for i, prompt in enumerate(PROMPTS):
         for j in range(2):
             got = [
-                (r["think_tokens"], r["answer"], r["final"], r["answer_tokens"])
+                (r["think_tokens"], r["answer"], r["final"], r["answer_tokens"], r["confidence"])
                 for r in rows
                 if r["query_id"] == f"p{i}" and r["sample_idx"] == j
             ]
             assert got == _expected(prompt, j), (prompt, j)
     assert result.output_tokens == sum(served[before:])  # thinking + every forced answer
     log = read_checkpoints(out)
-    arms = thinking_log(log, "cap@40,full")
-    assert set(arms.models) == {"cap@40", "full"}
+    assert log.has_confidence
+    arms = thinking_log(log, "cap@40,full,conf@0.8")
+    assert set(arms.models) == {"cap@40", "full", "conf@0.8"}
     ends = [r for r in rows if r["final"]]
     assert result.accuracy == pytest.approx(sum(r["correct"] for r in ends) / len(ends))
+
+
+def test_collect_checkpoints_without_logprobs_writes_no_confidence(server, tmp_path):
+    url, _ = server
+    out = tmp_path / "log.jsonl"
+    run_collect(
+        _queries(tmp_path / "q.jsonl"),
+        out,
+        n=1,
+        base_url=url,
+        model="fake-r1",
+        max_tokens=LONGEST,
+        checkpoints=CheckpointProbes(POINTS, "vllm", answer_tokens=4, logprobs=False),
+    )
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert rows and not any("confidence" in r for r in rows)
+    assert not read_checkpoints(out).has_confidence
 
 
 def test_collect_checkpoints_resumes_a_torn_log_to_the_same_file(server, tmp_path):

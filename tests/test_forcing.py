@@ -6,14 +6,23 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import llama_server
 from computealloc.data.backends import OpenAIBackend, RetryPolicy
-from computealloc.data.forcing import CONTINUATIONS, ThinkingPlan, Thought, think
+from computealloc.data.forcing import (
+    CONTINUATIONS,
+    ThinkingPlan,
+    Thought,
+    answer_confidence,
+    think,
+)
 from fake_openai_server import make_app, running
 from fake_reasoning import trace_of
 
@@ -48,18 +57,29 @@ def _expected(prompt: str, plan: ThinkingPlan) -> tuple[str, str, int, int]:
         if cap >= len(trace.words):
             return "natural", trace.answers[-1], len(trace.words), len(seen)
         last = i == len(plan.checkpoints) - 1
-        if plan.stable is None and not last:
+        if plan.stable is None and plan.confidence is None and not last:
             continue
         seen.append(trace.answers[min(cap, trace.length)])
         if last:
             return "cap", seen[-1], cap, len(seen) - 1
+        sure = math.exp(trace.logprobs[min(cap, trace.length)])
+        if plan.confidence is not None and sure >= plan.confidence:
+            return "confident", seen[-1], cap, len(seen) - 1
         window = seen[-plan.stable :] if plan.stable else []
         if plan.stable and len(window) == plan.stable and len(set(window)) == 1:
             return "settled", seen[-1], cap, len(seen) - 1
     raise AssertionError
 
 
-@pytest.mark.parametrize("plan", [ThinkingPlan((48,)), ThinkingPlan((10, 30, 60, 90), stable=2)])
+PLANS = [
+    ThinkingPlan((48,)),
+    ThinkingPlan((10, 30, 60, 90), stable=2),
+    ThinkingPlan(tuple(range(8, 160, 8)), confidence=0.8),
+    ThinkingPlan(tuple(range(8, 160, 8)), stable=3, confidence=0.9),
+]
+
+
+@pytest.mark.parametrize("plan", PLANS)
 def test_thinking_plans_stop_answer_and_count_every_token(server, plan):
     url, dialect, served = server
     for prompt in PROMPTS:
@@ -72,6 +92,329 @@ def test_thinking_plans_stop_answer_and_count_every_token(server, plan):
         # the ledger's count is every token the server produced for this thought
         assert got.output_tokens == sum(served[before:])
         assert len(got.segments) == len(served) - before
+
+
+def test_confidence_plans_record_each_probe_and_stop_both_ways(server):
+    url, dialect, _ = server
+    plan = ThinkingPlan(tuple(range(8, 160, 8)), stable=3, confidence=0.9)
+    stops = set()
+    for prompt in PROMPTS:
+        got = _think(url, dialect, prompt, plan)
+        trace = trace_of(prompt)
+        expected = [
+            (t, trace.answers[min(t, trace.length)], math.exp(trace.logprobs[min(t, trace.length)]))
+            for t, _, _ in got.probes
+        ]
+        assert [tuple(p) for p in got.probes] == expected
+        assert [p.think_tokens for p in got.probes] == list(plan.checkpoints[: len(got.probes)])
+        stops.add(got.stop)
+    assert stops == {"natural", "settled", "confident", "cap"}  # the brute force sees each rule
+
+
+def test_a_confidence_plan_refuses_a_server_without_logprobs():
+    from dataclasses import replace
+
+    from computealloc.data.backends import BackendError
+    from fake_reasoning import reasoning
+
+    plain = reasoning("vllm", [])
+
+    async def no_logprobs(request, n):  # type: ignore[no-untyped-def]
+        return [replace(c, logprobs=None) for c in await plain(request, n)]
+
+    plan = ThinkingPlan((4, 8), confidence=0.5)
+    with running(make_app(no_logprobs)) as url:
+
+        async def main() -> None:
+            backend = OpenAIBackend(url, "fake-r1", retry=RetryPolicy(max_attempts=1))
+            try:
+                await think(
+                    backend, "q", plan, continuation=CONTINUATIONS["vllm"], label="conf@0.5"
+                )
+            finally:
+                await backend.aclose()
+
+        with pytest.raises(BackendError, match=r"Arm 'conf@0.5' returned no token log-prob"):
+            asyncio.run(main())
+        # without a confidence rule the same server is fine
+        assert _think(url, "vllm", "q", ThinkingPlan((4, 8), stable=2)).stop != "natural"
+
+
+def test_answer_confidence_on_hand_made_tokens():
+    tokens = [(" The", -0.1), (" answer", -0.2), (" is", -0.05), (" \\boxed{", -0.3)]
+    tokens += [("1", -0.5), ("2", -0.25), ("}.", -0.01)]
+    # the answer "12" is spelled by tokens "1" and "2"
+    assert answer_confidence(tokens, "12") == pytest.approx(math.exp(-0.75), abs=0)
+    # "2" alone: the one token "2"
+    assert answer_confidence(tokens, "2") == math.exp(-0.25)
+    # a token that holds the answer and more counts whole: "ans" lies in " answer"
+    assert answer_confidence(tokens, "ans") == math.exp(-0.2)
+    # a span across a token boundary: "is \\b" overlaps " is" and " \\boxed{"
+    assert answer_confidence(tokens, "is \\b") == pytest.approx(math.exp(-0.35), abs=1e-15)
+    # the last occurrence wins
+    twice = [("7", -2.0), (" then ", -0.1), ("7", -0.1)]
+    assert answer_confidence(twice, "7") == math.exp(-0.1)
+    # not in the text, or no answer: the geometric mean of the token probabilities
+    mean = math.exp(sum(lp for _, lp in tokens) / len(tokens))
+    assert answer_confidence(tokens, "1,2") == pytest.approx(mean, abs=1e-15)
+    assert answer_confidence(tokens, None) == pytest.approx(mean, abs=1e-15)
+    assert answer_confidence(tokens, "") == pytest.approx(mean, abs=1e-15)
+    assert answer_confidence([], "4") == 0.0
+    assert answer_confidence([("4", 0.0)], "4") == 1.0
+
+
+def test_logprobs_are_parsed_only_when_well_formed():
+    from computealloc.data.backends.openai_compat import _parse_response
+
+    def reply(logprobs: object) -> bytes:
+        choice = {"message": {"content": "a 4"}, "finish_reason": "stop", "logprobs": logprobs}
+        return json.dumps({"choices": [choice], "usage": {"completion_tokens": 2}}).encode()
+
+    good = {"content": [{"token": "a", "logprob": -0.5}, {"token": " 4", "logprob": 0}]}
+    assert _parse_response(reply(good), "u")[0].logprobs == (("a", -0.5), (" 4", 0.0))
+    for bad in [None, {}, {"content": None}, {"content": [{"token": "a"}]}, {"content": [1]}]:
+        assert _parse_response(reply(bad), "u")[0].logprobs is None
+    positive = {"content": [{"token": "a", "logprob": 0.5}]}
+    assert _parse_response(reply(positive), "u")[0].logprobs is None
+
+
+# --- streamed thoughts: reasoning deltas, probes at each checkpoint crossing -----------------
+
+
+@pytest.fixture(scope="module", params=["vllm", "llama.cpp"])
+def streaming(request: pytest.FixtureRequest) -> Iterator[tuple[str, str, Any]]:
+    """A fake that streams reasoning deltas: with usage in every chunk (vLLM's
+    continuous_usage_stats), or only at the end (llama.cpp: tokens counted by chunk)."""
+    from fake_reasoning import reasoning
+
+    app = make_app(
+        reasoning(request.param, []),
+        reasoning_deltas=True,
+        continuous_usage=request.param == "vllm",
+    )
+    with running(app) as url:
+        yield url, request.param, app
+
+
+@pytest.mark.parametrize("plan", PLANS)
+def test_streamed_thoughts_stop_answer_and_count_like_the_brute_force(streaming, plan):
+    url, dialect, app = streaming
+    plan = replace(plan, stream=True)
+    for prompt in PROMPTS:
+        before = len(app.state.streamed)
+        got = _think(url, dialect, prompt, plan)
+        stop, answer, thinking, probes = _expected(prompt, plan)
+        assert (got.stop, got.answer, got.think_tokens) == (stop, answer, thinking), prompt
+        assert got.probe_tokens == probes
+        assert got.answer_tokens == (0 if stop == "natural" else 1)
+        # one streamed request for the thought; probes land exactly on the checkpoints
+        (streamed,) = app.state.streamed[before:]
+        assert [s.kind for s in got.segments].count("think") == 1
+        assert got.segments[0].kind == "think"
+        assert [p.think_tokens for p in got.probes] == list(plan.checkpoints[: len(got.probes)])
+        # every thinking token charged was sent; a stream closed early sent no more than the cap
+        assert thinking <= streamed <= max(plan.checkpoints[-1], thinking)
+
+
+def test_a_streamed_thought_is_charged_what_it_received(streaming):
+    from computealloc.data.backends import receipt
+    from computealloc.data.forcing import ThinkingBackend
+
+    url, dialect, _ = streaming
+    plan = ThinkingPlan(tuple(range(8, 160, 8)), stable=3, stream=True, answer_tokens=4)
+    prompt = next(p for p in PROMPTS if _expected(p, plan)[0] == "settled")
+
+    async def main():  # type: ignore[no-untyped-def]
+        inner = OpenAIBackend(url, "fake-r1", retry=RetryPolicy(max_attempts=1))
+        backend = ThinkingBackend(inner, plan, CONTINUATIONS[dialect], name="stream@3")
+        try:
+            with receipt() as outer:
+                (thought,) = await backend.sample(prompt, 1)
+            with receipt() as parts:
+                direct = await think(inner, prompt, plan, continuation=CONTINUATIONS[dialect])
+        finally:
+            await backend.aclose()
+        return outer, thought, parts, direct
+
+    outer, thought, parts, direct = asyncio.run(main())
+    assert outer == [thought]  # the runtime's ledger sees the thought as one completion
+    assert len(parts) == len(direct.segments)  # the stream and every probe were received
+    assert thought.output_tokens == direct.output_tokens == sum(c.output_tokens for c in parts)
+    assert direct.stop == "settled" and direct.think_tokens < len(trace_of(prompt).words)
+
+
+def test_a_streamed_arm_is_served_and_its_every_token_charged(streaming):
+    from computealloc.data.arms import Arm, Thinking, open_arms
+    from computealloc.fitting.fit import fit_policy
+    from computealloc.serving.runtime import Runtime
+    from test_runtime import synthetic_log
+
+    url, dialect, _ = streaming
+    thinking = Thinking(
+        checkpoints=tuple(range(8, 160, 8)),
+        stable=3,
+        confidence=0.9,
+        answer_tokens=4,
+        server=dialect,
+        stream=True,
+    )
+    arm = Arm(name="early", url=url, model="fake-r1", thinking=thinking)
+    log = synthetic_log(40, 4, model="early")
+    policy = fit_policy(log, budget=1.0, actions="early/majority@1", method="uniform").policy
+    runtime = Runtime(policy, open_arms([arm], max_attempts=1), budget=1.0)
+
+    async def main() -> list[Any]:
+        answers = [await runtime.answer(p) for p in PROMPTS[:12]]
+        await runtime.aclose()
+        return answers
+
+    answers = asyncio.run(main())
+    plan = thinking.plan()
+    expected = [_expected(p, plan) for p in PROMPTS[:12]]
+    tokens = [think + probes + (stop != "natural") for stop, _, think, probes in expected]
+    spent = [sum(c.output_tokens or 0 for c in a.samples) for a in answers]
+    assert spent == tokens  # thinking, probes and answer: brute force
+    assert runtime.ledger.output_tokens == sum(tokens)
+    assert [a.answer for a in answers] == [answer for _, answer, _, _ in expected]
+
+
+class _Body:
+    """The body of a streamed reply, line by line (what ChatStream reads of aiohttp's)."""
+
+    def __init__(self, events: list[object]) -> None:
+        lines = [
+            (e if isinstance(e, bytes) else f"data: {json.dumps(e)}".encode()) + b"\n\n"
+            for e in events
+        ]
+        self.lines = [part for line in lines for part in line.splitlines(keepends=True)]
+        self.closed = 0
+
+    @property
+    def content(self) -> _Body:
+        return self
+
+    async def readline(self) -> bytes:
+        return self.lines.pop(0) if self.lines else b""
+
+    def close(self) -> None:
+        self.closed += 1
+
+
+def _chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> dict[str, Any]:
+    return {"choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra}
+
+
+def _read(events: list[object], until: int = 10**9):  # type: ignore[no-untyped-def]
+    from computealloc.data.backends import receipt
+    from computealloc.data.backends.streaming import ChatStream
+
+    body = _Body(events)
+    stream = ChatStream(body, "http://x/v1")  # type: ignore[arg-type]
+
+    async def main() -> list[Any]:
+        with receipt() as got:
+            await stream.advance(until)
+            await stream.aclose()
+            await stream.aclose()  # closing twice records once
+        return got
+
+    got = asyncio.run(main())
+    assert body.closed == 1 and len(got) == 1 and got[0].output_tokens == stream.output_tokens
+    return stream
+
+
+def test_a_stream_counts_tokens_by_usage_logprobs_or_chunks():
+    role = _chunk({"role": "assistant", "content": None})
+    # llama.cpp: one chunk per token, usage only at the end
+    chunks = [role, _chunk({"content": "a"}), _chunk({}), _chunk({"content": "b"})]
+    stream = _read([*chunks, _chunk({}, "length"), b"data: [DONE]"])
+    assert (stream.output_tokens, stream.counted, stream.text) == (3, "chunks", "ab")
+    final = {"choices": [], "usage": {"prompt_tokens": 7, "completion_tokens": 5}}
+    stream = _read([*chunks, _chunk({}, "stop"), final])  # no [DONE]: the body's end
+    assert (stream.output_tokens, stream.counted, stream.prompt_tokens) == (5, "usage", 7)
+    assert stream.finish_reason == "stop" and stream.done
+    # vLLM: a running usage in every chunk, reasoning then content
+    events = [
+        _chunk({"reasoning_content": "x"}, usage={"completion_tokens": 2}),
+        _chunk({"reasoning": "y"}, usage={"completion_tokens": 4}),
+        _chunk({"content": "z"}, "stop", usage={"completion_tokens": 5}),
+    ]
+    stream = _read(events)
+    assert (stream.output_tokens, stream.reasoning, stream.content) == (5, "xy", "z")
+    # log-probabilities: one entry per token
+    entries = {"content": [{"token": "p", "logprob": 0.0}] * 3}
+    event = {"choices": [{"delta": {"content": "ppp"}, "logprobs": entries}]}
+    assert _read([event, event]).output_tokens == 6
+
+
+def test_a_stream_holds_back_the_chunk_past_the_point():
+    tokens = [_chunk({"content": c}) for c in "abcdef"]
+    stream = _read([*tokens, _chunk({}, "stop")], until=4)
+    assert (stream.output_tokens, stream.text, stream.done) == (4, "abcd", False)
+    # the end is read through, not held back
+    stream = _read([*tokens[:4], _chunk({}, "stop"), {"choices": []}], until=4)
+    assert (stream.output_tokens, stream.finish_reason, stream.done) == (4, "stop", True)
+
+
+def test_a_broken_stream_is_a_backend_error():
+    from computealloc.data.backends import BackendError
+
+    with pytest.raises(BackendError, match="streamed reply after 1 tokens: a chunk is not JSON"):
+        _read([_chunk({"content": "a"}), b"data: {oops"])
+    with pytest.raises(BackendError, match="the server sent an error"):
+        _read([{"error": {"message": "out of memory"}}])
+
+    class Cut:
+        model = "m"
+
+        async def open_stream(self, prompt, *, params):  # type: ignore[no-untyped-def]
+            from computealloc.data.backends.streaming import ChatStream
+
+            return ChatStream(_Body([_chunk({"content": "a"})]), "http://x/v1")  # type: ignore[arg-type]
+
+    plan = ThinkingPlan((4,), stream=True)
+    with pytest.raises(BackendError, match="ended after 1 tokens without a finish reason"):
+        asyncio.run(think(Cut(), "q", plan, continuation=CONTINUATIONS["vllm"]))  # type: ignore[arg-type]
+
+
+def test_a_server_that_does_not_stream_is_a_backend_error():
+    from fastapi import FastAPI
+
+    from computealloc.data.backends import BackendError
+
+    app = FastAPI()
+
+    @app.post("/v1/chat/completions")
+    async def chat() -> dict[str, Any]:
+        return {"choices": [{"message": {"content": "hi"}, "finish_reason": "stop"}]}
+
+    with (
+        running(app) as url,
+        pytest.raises(BackendError, match="answered with one JSON body instead of server-sent"),
+    ):
+        _think(url, "vllm", "q", ThinkingPlan((4,), stream=True))
+
+
+def test_a_refused_stream_is_a_backend_error():
+    from computealloc.data.backends import BackendError
+
+    plan = ThinkingPlan((4,), stream=True)
+    with (
+        running(make_app(fault_rate=1.0, faults=("500",))) as url,
+        pytest.raises(BackendError, match="HTTP 500"),
+    ):
+        _think(url, "vllm", "q", plan)
+
+
+def test_a_streamed_plan_needs_a_streaming_backend():
+    from computealloc.data.backends import ReplayBackend
+    from test_runtime import synthetic_log
+
+    backend = ReplayBackend(synthetic_log(4, 2, model="m"), "m")
+    with pytest.raises(ValueError, match="streamed thinking plan needs a backend"):
+        asyncio.run(
+            think(backend, "q", ThinkingPlan((4,), stream=True), continuation=CONTINUATIONS["vllm"])
+        )
 
 
 def test_budget_forcing_caps_the_thinking_exactly(server):
@@ -99,6 +442,20 @@ def test_a_plan_is_validated():
         ThinkingPlan((4,), stable=0)
     with pytest.raises(ValueError, match="answer_tokens"):
         ThinkingPlan((4,), answer_tokens=0)
+    for tau in [0, 1.5, -0.1, True, float("nan"), "0.9"]:
+        with pytest.raises(ValueError, match=r"confidence of a ThinkingPlan must be a float in"):
+            ThinkingPlan((4,), confidence=tau)  # type: ignore[arg-type]
+    assert ThinkingPlan((4,), confidence=1).confidence == 1
+    from pydantic import ValidationError
+
+    from computealloc.data.arms import Thinking
+
+    assert Thinking(checkpoints=(4, 8), confidence=0.9).plan().confidence == 0.9
+    assert Thinking(checkpoints=(4, 8), stream=True).plan().stream
+    with pytest.raises(ValueError, match="stream of a ThinkingPlan must be a bool"):
+        ThinkingPlan((4,), stream=1)  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match="confidence"):
+        Thinking(checkpoints=(4,), confidence=1.5)
 
 
 def test_max_tokens_in_params_is_refused():
@@ -166,6 +523,80 @@ def test_llama_server_continues_the_thought_in_place(llama_jinja):
     assert answer.prompt_tokens is not None and answer.prompt_tokens > second.prompt_tokens + 6
     assert 1 <= answer.output_tokens <= 4
     assert got.think_tokens == 12 and got.output_tokens == 12 + answer.output_tokens
+
+
+@pytest.mark.real_server
+def test_llama_server_probes_carry_a_confidence(llama_jinja):
+    plan = ThinkingPlan((6, 12), answer_tokens=4, confidence=1.0)  # probes at both, no early stop
+
+    async def main() -> Thought:
+        backend = OpenAIBackend(llama_jinja, llama_server.MODEL, retry=RetryPolicy(max_attempts=2))
+        try:
+            return await think(
+                backend,
+                "What is 2 + 2? Think, then answer.",
+                plan,
+                continuation=CONTINUATIONS["llama.cpp"],
+                params={"temperature": 0, "seed": 0},
+            )
+        finally:
+            await backend.aclose()
+
+    got = asyncio.run(main())
+    assert got.stop in ("cap", "natural")
+    assert got.probes, got
+    for probe in got.probes:
+        assert probe.confidence is not None and 0 <= probe.confidence <= 1, got.probes
+    assert [s.kind for s in got.segments][-1] == "answer"
+
+
+def _llama_think(url: str, prompt: str, plan: ThinkingPlan, **kwargs: Any) -> Thought:
+    async def main() -> Thought:
+        backend = OpenAIBackend(url, llama_server.MODEL, retry=RetryPolicy(max_attempts=2))
+        try:
+            return await think(
+                backend,
+                prompt,
+                plan,
+                continuation=CONTINUATIONS["llama.cpp"],
+                params={"temperature": 0, "seed": 0},
+                **kwargs,
+            )
+        finally:
+            await backend.aclose()
+
+    return asyncio.run(main())
+
+
+@pytest.mark.real_server
+def test_llama_server_streams_the_thought_and_probes_at_each_checkpoint(llama_jinja):
+    # llama-server streams one chunk per token and its usage at the end (it does not split a
+    # reasoning_content out of this non-reasoning model's text: the thought is in content)
+    plan = ThinkingPlan((6, 12), answer_tokens=4, confidence=1.0, stream=True)
+    got = _llama_think(llama_jinja, "Count slowly from one to twenty, in words.", plan)
+    assert got.stop == "cap" and got.think_tokens == 12
+    assert [p.think_tokens for p in got.probes] == [6, 12]  # probed exactly at each checkpoint
+    assert all(p.confidence is not None and 0 <= p.confidence <= 1 for p in got.probes)
+    think_, probe, answer = got.segments
+    assert (think_.kind, probe.kind, answer.kind) == ("think", "probe", "answer")
+    assert (think_.output_tokens, think_.finish_reason) == (12, "length")  # the server's usage
+    # the probe continues the 6 streamed tokens in place (its prompt holds them and the suffix)
+    assert think_.prompt_tokens is not None and probe.prompt_tokens is not None
+    assert probe.prompt_tokens > think_.prompt_tokens + 6
+    assert got.output_tokens == 12 + probe.output_tokens + answer.output_tokens
+
+
+@pytest.mark.real_server
+def test_llama_server_stream_is_closed_when_the_rule_stops(llama_jinja):
+    plan = ThinkingPlan((4, 8, 200), stable=1, answer_tokens=3, stream=True)
+    got = _llama_think(
+        llama_jinja,
+        "Count slowly from one to a hundred, in words.",
+        plan,
+        extract=lambda text: text.strip() or None,  # any reply is an answer: settles at once
+    )
+    assert got.stop == "settled" and got.think_tokens == 4  # 4 of up to 200 tokens received
+    assert [s.kind for s in got.segments] == ["think", "answer"]
 
 
 # --- thinking arms: collect -> fit -> serve, every token in the ledger ----------------------
@@ -313,3 +744,5 @@ def test_collect_checkpoints_from_the_real_llama_server(llama_jinja, tmp_path):
         last = mine[-1]
         assert last["final"] or last["think_tokens"] == 16
         assert all(1 <= r["answer_tokens"] <= 3 for r in mine if not r["final"])
+        # every row carries the probability of its answer, from llama-server's logprobs
+        assert all(0 <= r["confidence"] <= 1 for r in mine), mine

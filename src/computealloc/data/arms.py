@@ -47,6 +47,13 @@ class Thinking(BaseModel):
     server : {"vllm", "sglang", "llama.cpp"}
         How the server continues a partial assistant message
         (:data:`computealloc.data.forcing.CONTINUATIONS`).
+    confidence : float, optional
+        ``TAU`` in (0, 1]: stop once a probed answer's probability (from the token
+        log-probabilities) reaches ``TAU`` (live ``conf@TAU``); with ``stable``, whichever fires
+        first.
+    stream : bool
+        Think in one streamed request, probed as the thought arrives (``stream: true``),
+        instead of one request per segment.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -56,6 +63,8 @@ class Thinking(BaseModel):
     answer_tokens: int = 32
     suffix: str = DEFAULT_SUFFIX
     server: Literal["vllm", "sglang", "llama.cpp"] = "vllm"
+    confidence: float | None = None
+    stream: bool = False
 
     @model_validator(mode="after")
     def _plan_is_valid(self) -> Thinking:
@@ -64,7 +73,14 @@ class Thinking(BaseModel):
 
     def plan(self) -> ThinkingPlan:
         """The plan the forcing module runs."""
-        return ThinkingPlan(self.checkpoints, self.stable, self.answer_tokens, self.suffix)
+        return ThinkingPlan(
+            self.checkpoints,
+            self.stable,
+            self.answer_tokens,
+            self.suffix,
+            self.confidence,
+            self.stream,
+        )
 
 
 class Arm(BaseModel):
@@ -246,7 +262,7 @@ def open_arms(
             )
             if arm.thinking is not None:
                 backend = ThinkingBackend(
-                    backend, arm.thinking.plan(), CONTINUATIONS[arm.thinking.server]
+                    backend, arm.thinking.plan(), CONTINUATIONS[arm.thinking.server], name=arm.name
                 )
         plain = not arm.params and backend.model == arm.name
         out[arm.name] = backend if plain else ArmBackend(backend, arm.params, arm.name)

@@ -3,8 +3,10 @@
 A reasoning model thinks, then answers. *Budget forcing* caps the thinking at ``T`` tokens and
 then forces an answer by appending a suffix (``"</think>\\n\\nFinal answer:"``) to the partial
 thought; *checkpoint early exit* probes the forced answer at several points of the thought and
-stops once it has settled (the same answer at ``W`` checkpoints in a row). Both need a server
-that continues a partial assistant message (:data:`CONTINUATIONS`):
+stops once it has settled (the same answer at ``W`` checkpoints in a row) or once the model is
+sure of it (the probability of the probed answer, from the token log-probabilities, reaches
+``TAU``: :func:`answer_confidence`). Both need a server that continues a partial assistant
+message (:data:`CONTINUATIONS`):
 
 * vLLM and SGLang: the chat request fields ``continue_final_message: true`` and
   ``add_generation_prompt: false``; serve without a reasoning parser so that the thought comes
@@ -19,15 +21,22 @@ again), a probe at each checkpoint where the rule needs one (the thought plus th
 ``answer_tokens`` at most) and the forced answer at the last checkpoint (the cap). A thought
 that ends on its own before the cap (finish reason ``"stop"``) is the answer as it stands.
 Every output token (thinking, probes, answer) is counted in the :class:`Thought`; prompt
-tokens are summed over the requests as the server reports them.
+tokens are summed over the requests as the server reports them. A plan with a ``confidence``
+threshold asks its probes for token log-probabilities (``logprobs: true, top_logprobs: 1``,
+which vLLM, SGLang and llama.cpp honour); a server that sends none fails the thought. A plan
+with ``stream`` thinks in one streamed request instead of segments, probed as the thought
+crosses each checkpoint and closed when the rule stops (:func:`think`).
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
+
+import numpy as np
 
 from computealloc.data.backends.base import (
     Backend,
@@ -42,21 +51,29 @@ from computealloc.data.backends.base import (
 )
 from computealloc.data.grading import extract_answer, normalize
 
+if TYPE_CHECKING:  # aiohttp, which streams need, is an optional dependency
+    from computealloc.data.backends.streaming import ChatStream
+
 __all__ = [
     "CONTINUATIONS",
     "DEFAULT_SUFFIX",
     "Checkpoint",
     "Continuation",
+    "Probe",
     "Segment",
     "ThinkingBackend",
     "ThinkingPlan",
     "Thought",
+    "answer_confidence",
     "probe_trace",
     "think",
 ]
 
 #: What is appended to a partial thought to force the answer.
 DEFAULT_SUFFIX = "\n</think>\n\nFinal answer:"
+#: Request fields that ask for the log-probability of each output token (the chosen token's
+#: only: ``top_logprobs`` 1, the least that llama.cpp still answers with log-probabilities).
+LOGPROBS: dict[str, Any] = {"logprobs": True, "top_logprobs": 1}
 
 
 @dataclass(frozen=True)
@@ -105,6 +122,14 @@ class ThinkingPlan:
         Output tokens allowed to a probe and to the forced answer (``>= 1``).
     suffix : str
         Appended to the partial thought to force the answer.
+    confidence : float or None
+        ``TAU`` in (0, 1]: stop at the first checkpoint whose probed answer has a confidence
+        (:func:`answer_confidence`) of at least ``TAU``; None: no such rule. With ``stable``
+        too, the thought stops where either rule fires first (``"confident"`` when both fire
+        at one checkpoint). Its probes ask for token log-probabilities.
+    stream : bool
+        Think in one streamed request (up to the cap) instead of one request per segment; the
+        backend needs an ``open_stream`` method (see :func:`think`).
 
     Raises
     ------
@@ -116,6 +141,8 @@ class ThinkingPlan:
     stable: int | None = None
     answer_tokens: int = 32
     suffix: str = DEFAULT_SUFFIX
+    confidence: float | None = None
+    stream: bool = False
 
     def __post_init__(self) -> None:
         points = tuple(self.checkpoints)
@@ -137,6 +164,87 @@ class ThinkingPlan:
             )
         if not isinstance(self.suffix, str) or not self.suffix:
             raise ValueError("The suffix of a ThinkingPlan must be a non-empty str.")
+        tau = self.confidence
+        if tau is not None and (
+            isinstance(tau, bool) or not isinstance(tau, int | float) or not 0 < tau <= 1
+        ):
+            raise ValueError(
+                f"The confidence of a ThinkingPlan must be a float in (0, 1]. Got {tau!r} instead."
+            )
+        if not isinstance(self.stream, bool):
+            raise ValueError(f"The stream of a ThinkingPlan must be a bool. Got {self.stream!r}.")
+
+    @property
+    def probes(self) -> bool:
+        """Whether a rule needs a probe at every checkpoint (not only at the cap)."""
+        return self.stable is not None or self.confidence is not None
+
+
+class Probe(NamedTuple):
+    """The forced answer at one checkpoint of a thought.
+
+    Attributes
+    ----------
+    think_tokens : int
+        Thinking tokens before the probe.
+    answer : str or None
+        The answer extracted from the probe's text.
+    confidence : float or None
+        :func:`answer_confidence` of the probe, when its tokens' log-probabilities were asked
+        for and sent; else None.
+    """
+
+    think_tokens: int
+    answer: str | None
+    confidence: float | None = None
+
+
+def answer_confidence(tokens: Sequence[tuple[str, float]], answer: str | None) -> float:
+    """The model's probability of the answer it gave, from its tokens' log-probabilities.
+
+    Let the reply be the tokens ``s_1 .. s_n`` (texts, concatenated: the reply's text) with
+    natural log-probabilities ``l_1 .. l_n``. When ``answer`` is a non-empty substring of the
+    text, its last occurrence (where answer extraction looks) spans the characters
+    ``[a, b)``, and the confidence is ``exp(sum of l_i over the tokens that overlap [a, b))``:
+    the probability of the tokens that spell the answer, given everything before them. A token
+    that holds the answer and more (``"{42}"``) counts whole. Otherwise (no answer, or one that
+    extraction rewrote so that it is not in the text verbatim, e.g. ``"1,000"`` read as
+    ``"1000"``) the confidence is ``exp(mean of l_1 .. l_n)``, the geometric-mean probability
+    of the reply's tokens. A reply with no tokens has confidence 0.
+
+    Parameters
+    ----------
+    tokens : sequence of (str, float)
+        ``(token text, log-probability)`` of each output token, in order
+        (:attr:`computealloc.data.backends.Completion.logprobs`).
+    answer : str or None
+        The answer extracted from the reply.
+
+    Returns
+    -------
+    float
+        In [0, 1].
+
+    Examples
+    --------
+    >>> import math
+    >>> tokens = [(" The", -0.1), (" answer", -0.2), (" is", -0.1), (" 4", -0.5), (".", -0.3)]
+    >>> math.isclose(answer_confidence(tokens, "4"), math.exp(-0.5))
+    True
+    >>> math.isclose(answer_confidence(tokens, "5"), math.exp(-1.2 / 5))
+    True
+    """
+    if not tokens:
+        return 0.0
+    texts = [t for t, _ in tokens]
+    logprobs = np.array([lp for _, lp in tokens], dtype=np.float64)
+    start = "".join(texts).rfind(answer) if answer else -1
+    if start < 0:
+        return float(math.exp(logprobs.mean()))
+    ends = np.cumsum([len(t) for t in texts])
+    starts = ends - np.array([len(t) for t in texts])
+    spells = (starts < start + len(answer)) & (ends > start)  # type: ignore[arg-type]
+    return float(math.exp(logprobs[spells].sum()))
 
 
 @dataclass(frozen=True)
@@ -158,6 +266,10 @@ class Segment:
     finish_reason: str | None
 
 
+#: Why a thought stopped.
+Stop = Literal["natural", "settled", "confident", "cap"]
+
+
 @dataclass(frozen=True)
 class Thought:
     """A thought run under a :class:`ThinkingPlan`.
@@ -176,10 +288,11 @@ class Thought:
         Output tokens of the probes before the stop.
     answer_tokens : int
         Output tokens of the answer at the stop (0 when the thought ended on its own).
-    stop : {"natural", "settled", "cap"}
+    stop : {"natural", "settled", "confident", "cap"}
         Why the thought stopped.
-    probes : tuple of (int, str or None)
-        ``(thinking tokens so far, answer)`` at every probe, the stop's included.
+    probes : tuple of Probe
+        The thinking tokens so far, the answer and its confidence at every probe, the stop's
+        included.
     segments : tuple of Segment
         Every request, in order.
     """
@@ -189,8 +302,8 @@ class Thought:
     think_tokens: int
     probe_tokens: int
     answer_tokens: int
-    stop: Literal["natural", "settled", "cap"]
-    probes: tuple[tuple[int, str | None], ...]
+    stop: Stop
+    probes: tuple[Probe, ...]
     segments: tuple[Segment, ...]
 
     @property
@@ -223,8 +336,17 @@ async def think(
     continuation: Continuation,
     params: Mapping[str, Any] | None = None,
     extract: Callable[[str], str | None] = extract_answer,
+    label: str | None = None,
 ) -> Thought:
     """Run one thought under ``plan`` (see the module).
+
+    With ``plan.stream``, the thought is one streamed request (``stream: true``, at most the
+    cap's tokens) read as it arrives (:class:`~computealloc.data.backends.streaming.ChatStream`:
+    ``reasoning_content`` and ``content`` deltas, tokens counted from the server's running
+    usage where it sends one). When ``t`` thinking tokens have arrived at a checkpoint ``t``,
+    the stream is paused (no longer read) while the probe runs, as a continuation of the text
+    received so far plus the suffix; then the stream is read on, or closed when the rule
+    stops. The thinking tokens charged are those received before the close (see Notes).
 
     Parameters
     ----------
@@ -240,45 +362,113 @@ async def think(
         here per request and may not be given.
     extract : callable
         The answer of a text (compared after :func:`~computealloc.data.grading.normalize`).
+    label : str, optional
+        What errors call the caller (an arm's name); default: the backend's model.
 
     Returns
     -------
     Thought
+
+    Notes
+    -----
+    A paused stream is not a paused decode: servers keep decoding a request whose client does
+    not read (into the connection's buffers, up to the cap) until it is closed. Those tokens,
+    decoded but never received, are not charged; the server's compute for them is spent all
+    the same (at most the probe's latency times the decoding speed per probe). A server that
+    merges several tokens into one chunk makes a probe land a few tokens past its checkpoint
+    (the probe records where it landed).
 
     Raises
     ------
     ValueError
         When ``params`` holds ``max_tokens`` or a reserved field.
     BackendError
-        When a request fails, or the server reports no token usage (the tokens could not be
-        counted).
+        When a request fails, the server reports no token usage (the tokens could not be
+        counted), or a plan with a ``confidence`` gets a probe without log-probabilities.
     """
     base = check_params(params, "think")
     if "max_tokens" in base:
         raise ValueError(
             "The 'params' of think must not set 'max_tokens': the plan sets it per request."
         )
-    run = _Run(backend, to_messages(prompt), base, continuation)
+    run = _Run(backend, to_messages(prompt), base, continuation, label)
+    if plan.stream:
+        return await _think_streamed(run, plan, extract)
     thought = ""
     for i, cap in enumerate(plan.checkpoints):
         if cap > run.thinking:
-            text, reason = await run.request("think", thought, cap - run.thinking)
+            text, reason, _ = await run.request("think", thought, cap - run.thinking)
             thought += text
             if reason != "length":
                 return run.result(thought, extract(thought), "natural")
         last = i == len(plan.checkpoints) - 1
-        if plan.stable is None and not last:
+        if not plan.probes and not last:
             continue
-        kind: Literal["probe", "answer"] = "answer" if last else "probe"
-        text, _ = await run.request(kind, thought + plan.suffix, plan.answer_tokens)
-        answer = extract(text)
-        run.probes.append((run.thinking, answer))
+        probe = await run.probe(thought + plan.suffix, plan, "answer" if last else "probe", extract)
         if last:
-            return run.result(text, answer, "cap")
-        if plan.stable is not None and _settled(run.probes, plan.stable):
+            return run.result(run.last_text, probe.answer, "cap")
+        stop = _stop(run.probes, plan)
+        if stop is not None:
             run.retag_last_probe()
-            return run.result(text, answer, "settled")
+            return run.result(run.last_text, probe.answer, stop)
     raise AssertionError("unreachable: the last checkpoint always returns")
+
+
+async def _think_streamed(
+    run: _Run, plan: ThinkingPlan, extract: Callable[[str], str | None]
+) -> Thought:
+    """:func:`think` over one streamed thought (see there)."""
+    opener = getattr(run.backend, "open_stream", None)
+    if opener is None:
+        raise ValueError(
+            f"A streamed thinking plan needs a backend that opens streams (an OpenAIBackend); "
+            f"{type(run.backend).__name__} does not."
+        )
+    stream: ChatStream = await opener(
+        run.messages, params={**run.params, "max_tokens": plan.checkpoints[-1]}
+    )
+    run.live, at = stream, len(run.segments)
+    try:
+        for i, point in enumerate(plan.checkpoints):
+            await stream.advance(point)
+            if stream.done and stream.finish_reason is None:
+                raise BackendError(
+                    f"{run.who}'s streamed thought ended after {stream.output_tokens} tokens "
+                    "without a finish reason (the connection was cut).",
+                    retryable=False,
+                )
+            if stream.done and stream.finish_reason != "length":
+                await run.end_stream(at)
+                return run.result(stream.text, extract(stream.text), "natural")
+            last = i == len(plan.checkpoints) - 1 or stream.done
+            if not plan.probes and not last:
+                continue
+            kind: Literal["probe", "answer"] = "answer" if last else "probe"
+            probe = await run.probe(stream.text + plan.suffix, plan, kind, extract)
+            stop = "cap" if last else _stop(run.probes, plan)
+            if stop is not None:
+                if not last:
+                    run.retag_last_probe()
+                await run.end_stream(at)
+                return run.result(run.last_text, probe.answer, stop)
+    finally:
+        await stream.aclose()
+    raise AssertionError("unreachable: the last checkpoint always returns")
+
+
+def _stop(probes: Sequence[Probe], plan: ThinkingPlan) -> Literal["settled", "confident"] | None:
+    """Which rule of ``plan`` stops the thought at its last probe, if any (confidence first)."""
+    last = probes[-1]
+    if (
+        plan.confidence is not None
+        and last.answer is not None
+        and last.confidence is not None
+        and last.confidence >= plan.confidence
+    ):
+        return "confident"
+    if plan.stable is not None and _settled(probes, plan.stable):
+        return "settled"
+    return None
 
 
 @dataclass(frozen=True)
@@ -295,12 +485,16 @@ class Checkpoint:
         True for the thought's natural end (``think_tokens`` is then its whole length).
     answer_tokens : int
         Output tokens of the forced answer (0 at the natural end: the answer is in the thought).
+    confidence : float or None
+        :func:`answer_confidence` of the answer, when the server sent log-probabilities; at the
+        natural end, over the tokens of the thought's last segment.
     """
 
     think_tokens: int
     answer: str | None
     final: bool
     answer_tokens: int = 0
+    confidence: float | None = None
 
 
 async def probe_trace(
@@ -314,6 +508,7 @@ async def probe_trace(
     suffix: str = DEFAULT_SUFFIX,
     params: Mapping[str, Any] | None = None,
     extract: Callable[[str], str | None] = extract_answer,
+    logprobs: bool = True,
 ) -> tuple[list[Checkpoint], Thought]:
     """The forced answer of one thought at every checkpoint, then its natural end.
 
@@ -329,6 +524,9 @@ async def probe_trace(
         last row that is not ``final``).
     backend, prompt, continuation, answer_tokens, suffix, params, extract
         As in :func:`think`.
+    logprobs : bool
+        Ask every request for token log-probabilities, so that each row carries the
+        confidence of its answer (None where the server sends none).
 
     Returns
     -------
@@ -348,24 +546,32 @@ async def probe_trace(
     run = _Run(backend, to_messages(prompt), base, continuation)
     thought, rows = "", []
     for i, cap in enumerate(plan.checkpoints):
-        text, reason = await run.request("think", thought, cap - run.thinking)
+        text, reason, tokens = await run.request(
+            "think", thought, cap - run.thinking, logprobs=logprobs
+        )
         thought += text
         if reason != "length":
-            rows.append(Checkpoint(run.thinking, extract(thought), final=True))
-            return rows, run.result(thought, rows[-1].answer, "natural")
+            answer = extract(thought)
+            conf = None if tokens is None else answer_confidence(tokens, answer)
+            rows.append(Checkpoint(run.thinking, answer, final=True, confidence=conf))
+            return rows, run.result(thought, answer, "natural")
         last = i == len(plan.checkpoints) - 1
-        text, _ = await run.request("answer" if last else "probe", thought + suffix, answer_tokens)
+        text, _, tokens = await run.request(
+            "answer" if last else "probe", thought + suffix, answer_tokens, logprobs=logprobs
+        )
         spent = run.segments[-1].output_tokens
-        rows.append(Checkpoint(run.thinking, extract(text), final=False, answer_tokens=spent))
-        run.probes.append((run.thinking, rows[-1].answer))
+        answer = extract(text)
+        conf = None if tokens is None else answer_confidence(tokens, answer)
+        rows.append(Checkpoint(run.thinking, answer, False, spent, conf))
+        run.probes.append(Probe(run.thinking, answer, conf))
     return rows, run.result(text, rows[-1].answer, "cap")
 
 
-def _settled(probes: Sequence[tuple[int, str | None]], window: int) -> bool:
+def _settled(probes: Sequence[Probe], window: int) -> bool:
     """Whether the last ``window`` probed answers exist and are equal."""
     if len(probes) < window:
         return False
-    keys = {None if a is None else normalize(a) for _, a in probes[-window:]}
+    keys = {None if p.answer is None else normalize(p.answer) for p in probes[-window:]}
     return len(keys) == 1 and None not in keys
 
 
@@ -378,24 +584,44 @@ class _Run:
         messages: list[dict[str, Any]],
         params: dict[str, Any],
         continuation: Continuation,
+        label: str | None = None,
     ) -> None:
         self.backend = backend
         self.messages = messages
         self.params = params
         self.continuation = continuation
+        self.who = f"Arm {label!r}" if label else f"The server behind {backend.model!r}"
         self.segments: list[Segment] = []
-        self.probes: list[tuple[int, str | None]] = []
+        self.probes: list[Probe] = []
+        self.last_text = ""
+        self.live: ChatStream | None = None
 
     @property
     def thinking(self) -> int:
-        """Thinking tokens generated so far."""
-        return sum(s.output_tokens for s in self.segments if s.kind == "think")
+        """Thinking tokens generated (received from a live stream) so far."""
+        live = 0 if self.live is None else self.live.output_tokens
+        return live + sum(s.output_tokens for s in self.segments if s.kind == "think")
+
+    async def end_stream(self, at: int) -> None:
+        """Close the live stream; its tokens become the thinking segment at index ``at``."""
+        stream, self.live = self.live, None
+        assert stream is not None
+        await stream.aclose()
+        segment = Segment("think", stream.prompt_tokens, stream.output_tokens, stream.finish_reason)
+        self.segments.insert(at, segment)
 
     async def request(
-        self, kind: Literal["think", "probe", "answer"], prefix: str, max_tokens: int
-    ) -> tuple[str, str | None]:
-        """Continue ``prefix`` (a fresh reply when empty) by at most ``max_tokens`` tokens."""
-        params = {**self.params, "max_tokens": max_tokens}
+        self,
+        kind: Literal["think", "probe", "answer"],
+        prefix: str,
+        max_tokens: int,
+        *,
+        logprobs: bool = False,
+    ) -> tuple[str, str | None, tuple[tuple[str, float], ...] | None]:
+        """Continue ``prefix`` (a fresh reply when empty) by at most ``max_tokens`` tokens:
+        the new text, the finish reason and the tokens' log-probabilities (when asked for and
+        sent)."""
+        params = {**self.params, "max_tokens": max_tokens, **(LOGPROBS if logprobs else {})}
         messages = self.messages
         if prefix:
             messages = [*messages, {"role": "assistant", "content": prefix}]
@@ -403,7 +629,7 @@ class _Run:
         (reply,) = await self.backend.sample(messages, 1, params=params)
         if reply.output_tokens is None:
             raise BackendError(
-                f"The server behind {self.backend.model!r} reported no token usage; a thought "
+                f"{self.who} reported no token usage; a thought "
                 "under a thinking plan needs it to count its tokens.",
                 retryable=False,
             )
@@ -411,7 +637,7 @@ class _Run:
         if prefix and self.continuation.echoes:
             if not text.startswith(prefix):
                 raise BackendError(
-                    f"The server behind {self.backend.model!r} did not continue the partial "
+                    f"{self.who} did not continue the partial "
                     f"assistant message (its reply does not repeat it, as a "
                     f"{self.continuation.name} server's does).",
                     retryable=False,
@@ -420,7 +646,34 @@ class _Run:
         self.segments.append(
             Segment(kind, reply.prompt_tokens, reply.output_tokens, reply.finish_reason)
         )
-        return text, reply.finish_reason
+        self.last_text = text
+        return text, reply.finish_reason, reply.logprobs if logprobs else None
+
+    async def probe(
+        self,
+        prefix: str,
+        plan: ThinkingPlan,
+        kind: Literal["probe", "answer"],
+        extract: Callable[[str], str | None],
+    ) -> Probe:
+        """Force the answer after ``prefix`` (the thought and the suffix); record the probe."""
+        scored = plan.confidence is not None
+        text, _, tokens = await self.request(kind, prefix, plan.answer_tokens, logprobs=scored)
+        answer = extract(text)
+        confidence = None
+        if scored:
+            if tokens is None:
+                raise BackendError(
+                    f"{self.who} returned no token log-probabilities "
+                    f"for a probe, and its plan stops on confidence >= {plan.confidence:g}: "
+                    "use a server whose chat API returns them (request field 'logprobs'), or "
+                    "drop the confidence rule.",
+                    retryable=False,
+                )
+            confidence = answer_confidence(tokens, answer)
+        probe = Probe(self.thinking, answer, confidence)
+        self.probes.append(probe)
+        return probe
 
     def retag_last_probe(self) -> None:
         """The probe that settled the thought is its answer."""
@@ -429,9 +682,7 @@ class _Run:
             "answer", last.prompt_tokens, last.output_tokens, last.finish_reason
         )
 
-    def result(
-        self, text: str, answer: str | None, stop: Literal["natural", "settled", "cap"]
-    ) -> Thought:
+    def result(self, text: str, answer: str | None, stop: Stop) -> Thought:
         def tokens(kind: str) -> int:
             return sum(s.output_tokens for s in self.segments if s.kind == kind)
 
@@ -462,6 +713,8 @@ class ThinkingBackend:
     plan : ThinkingPlan
     continuation : Continuation
         How the server continues a partial assistant message.
+    name : str, optional
+        What errors call it (the arm's name); default: the backend's model.
 
     Notes
     -----
@@ -474,10 +727,18 @@ class ThinkingBackend:
     ``max_tokens`` there is replaced by the plan's per-request limits.
     """
 
-    def __init__(self, backend: Backend, plan: ThinkingPlan, continuation: Continuation) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        plan: ThinkingPlan,
+        continuation: Continuation,
+        *,
+        name: str | None = None,
+    ) -> None:
         self.backend = backend
         self.plan = plan
         self.continuation = continuation
+        self.name = name
         self.model = backend.model
 
     async def sample(
@@ -498,6 +759,7 @@ class ThinkingBackend:
                         self.plan,
                         continuation=self.continuation,
                         params={**base, **extra},
+                        label=self.name,
                     )
             except BaseException:
                 record_received(segments)  # a thought cut short is charged what it received

@@ -67,6 +67,9 @@ class Completion:
     prompt_tokens : int or None
         Prompt tokens of the request that produced this sample, as the server reported them
         (samples of one request share the value); None when unknown.
+    logprobs : tuple of (str, float), or None
+        ``(token text, natural log-probability)`` of each output token, in order, when the
+        request asked for them (``logprobs: true``) and the server sent them; None otherwise.
     """
 
     text: str
@@ -76,6 +79,7 @@ class Completion:
     correct: bool | None = None
     from_log: bool = False
     prompt_tokens: int | None = None
+    logprobs: tuple[tuple[str, float], ...] | None = None
 
 
 class Backend(Protocol):

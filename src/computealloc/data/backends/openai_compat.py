@@ -18,6 +18,7 @@ import functools
 import inspect
 import json
 import logging
+import math
 import os
 import random
 import re
@@ -41,6 +42,7 @@ from computealloc.data.backends.base import (
     retry_async,
     to_messages,
 )
+from computealloc.data.backends.streaming import ChatStream
 
 __all__ = ["BackendStats", "OpenAIBackend", "split_output_tokens"]
 
@@ -164,9 +166,10 @@ class OpenAIBackend:
     async def aclose(self) -> None:
         """Close the HTTP connection pool (and the official client, if this backend built it)."""
         pool, self._pool = self._pool, None
-        session = None if pool is None else pool.session
-        if session is not None and pool is not None and pool.loop is asyncio.get_running_loop():
-            await session.close()
+        if pool is not None and pool.loop is asyncio.get_running_loop():
+            for session in (pool.session, pool.stream_session):
+                if session is not None:
+                    await session.close()
         if self._owns_client:
             await self._client.close()
 
@@ -272,6 +275,88 @@ class OpenAIBackend:
                 self.stats.outcomes["ok"] += 1
                 record_received(got)  # charged even if the caller never sees it
                 return got
+
+        return await retry_async(attempt, self.retry, rng=self._rng, on_retry=self._count_retry)
+
+    async def open_stream(
+        self, prompt: Prompt, *, params: Mapping[str, Any] | None = None
+    ) -> ChatStream:
+        """Open one streamed completion of ``prompt`` (``stream: true``), to read chunk by chunk.
+
+        The request asks for usage in every chunk (``stream_options: {"include_usage": true,
+        "continuous_usage_stats": true}``; servers without the second field send usage at the
+        end). Failures before the first byte of the reply are retried as ``retry`` says.
+        Streams use connections of their own, outside ``max_concurrency`` (a thought holds its
+        stream open while its probes take slots), and need ``client="aiohttp"``.
+
+        Parameters
+        ----------
+        prompt : str or sequence of chat messages
+        params : mapping, optional
+            Request fields, as in :meth:`sample`.
+
+        Returns
+        -------
+        ChatStream
+            Open; close it with ``await stream.aclose()`` (or ``async with``).
+
+        Raises
+        ------
+        BackendError
+            When the request fails for good, or the server answers with one JSON body (it does
+            not stream).
+        ValueError
+            When ``params`` is malformed, or the backend sends through the official client.
+        """
+        if self._client is not None:
+            raise ValueError(
+                "OpenAIBackend.open_stream needs client='aiohttp' (streams are read as "
+                "server-sent events over plain HTTP)."
+            )
+        body = {
+            **check_params(params, "OpenAIBackend.open_stream"),
+            "stream": True,
+            "stream_options": {"include_usage": True, "continuous_usage_stats": True},
+        }
+        payload = self._payload(self._messages(prompt), 1, body)
+
+        async def attempt() -> ChatStream:
+            pool = self._open_pool()
+            self.stats.requests += 1
+            try:
+                response = await pool.streams().post(self._url, data=payload, proxy=pool.proxy)
+            except TimeoutError as exc:
+                self.stats.outcomes["timeout"] += 1
+                raise BackendError(
+                    f"{self._url}: no reply within {self.timeout:g} s",
+                    retryable=True,
+                    outcome="timeout",
+                ) from exc
+            except aiohttp.ClientError as exc:
+                self.stats.outcomes["connection_error"] += 1
+                raise BackendError(
+                    f"{self._url}: {type(exc).__name__}: {exc}",
+                    retryable=True,
+                    outcome="connection_error",
+                ) from exc
+            if response.status >= 400:
+                raw = await response.read()
+                response.release()
+                error = _status_error(self._url, response.status, raw, None)
+                self.stats.outcomes[error.outcome] += 1
+                raise error
+            if response.content_type == "application/json":  # a server that does not stream
+                raw = await response.read()
+                response.release()
+                self.stats.outcomes["malformed"] += 1
+                raise BackendError(
+                    f"{self._url}: asked to stream, the server answered with one JSON body "
+                    f"instead of server-sent events: {raw[:200]!r}",
+                    retryable=False,
+                    outcome="malformed",
+                )
+            self.stats.outcomes["ok"] += 1
+            return ChatStream(response, self._url)
 
         return await retry_async(attempt, self.retry, rng=self._rng, on_retry=self._count_retry)
 
@@ -403,6 +488,9 @@ class _Pool:
         self.loop = loop
         self.slots = asyncio.Semaphore(max_concurrency)
         self.proxy = _env_proxy(url)
+        self.headers = headers
+        self.timeout = timeout
+        self.stream_session: aiohttp.ClientSession | None = None
         self.session = (
             aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=max_concurrency),
@@ -417,6 +505,20 @@ class _Pool:
             if http
             else None
         )
+
+    def streams(self) -> aiohttp.ClientSession:
+        """The session of streamed requests (opened on first use): no connection limit, and
+        ``timeout`` bounds the wait for each chunk."""
+        if self.stream_session is None:
+            self.stream_session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=0),
+                headers=self.headers,
+                timeout=aiohttp.ClientTimeout(
+                    total=None, sock_connect=self.timeout, sock_read=self.timeout
+                ),
+                cookie_jar=aiohttp.DummyCookieJar(),
+            )
+        return self.stream_session
 
 
 def _official_client(client: object, base_url: str, key: str, timeout: float) -> tuple[Any, bool]:
@@ -558,6 +660,7 @@ def _parse_response(raw: bytes, base_url: str) -> list[Completion]:
         raise _malformed(base_url, f"no 'choices' list in {raw[:200]!r}")
     texts: list[str] = []
     reasons: list[str | None] = []
+    logprobs: list[tuple[tuple[str, float], ...] | None] = []
     for choice in choices:
         message = choice.get("message") if isinstance(choice, dict) else None
         content = message.get("content") if isinstance(message, dict) else None
@@ -566,13 +669,39 @@ def _parse_response(raw: bytes, base_url: str) -> list[Completion]:
         texts.append(content or "")
         reason = choice.get("finish_reason") if isinstance(choice, dict) else None
         reasons.append(reason if isinstance(reason, str) else None)
+        logprobs.append(_token_logprobs(choice.get("logprobs") if isinstance(choice, dict) else {}))
     usage = body.get("usage") if isinstance(body.get("usage"), dict) else {}
     total, prompt_tokens = (_count(usage.get(f)) for f in ("completion_tokens", "prompt_tokens"))
     tokens = split_output_tokens(total, texts)
     return [
-        Completion(text=t, output_tokens=k, finish_reason=r, prompt_tokens=prompt_tokens)
-        for t, k, r in zip(texts, tokens, reasons, strict=True)
+        Completion(
+            text=t, output_tokens=k, finish_reason=r, prompt_tokens=prompt_tokens, logprobs=lp
+        )
+        for t, k, r, lp in zip(texts, tokens, reasons, logprobs, strict=True)
     ]
+
+
+def _token_logprobs(value: object) -> tuple[tuple[str, float], ...] | None:
+    """``(token, logprob)`` pairs of a choice's ``logprobs.content`` (the OpenAI chat format
+    that vLLM, SGLang and llama.cpp send); None when absent or not of that form."""
+    content = value.get("content") if isinstance(value, dict) else None
+    if not isinstance(content, list):
+        return None
+    pairs = []
+    for entry in content:
+        token = entry.get("token") if isinstance(entry, dict) else None
+        logprob = entry.get("logprob") if isinstance(entry, dict) else None
+        if not isinstance(token, str) or not _is_logprob(logprob):
+            return None
+        pairs.append((token, float(logprob)))  # type: ignore[arg-type]
+    return tuple(pairs)
+
+
+def _is_logprob(value: object) -> bool:
+    """Whether ``value`` is a finite number ``<= 0`` (or ``-inf``, a token of probability 0)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return value <= 0 and not math.isnan(value)
 
 
 def _count(value: object) -> int | None:

@@ -126,11 +126,16 @@ class CheckpointProbes:
         (:data:`computealloc.data.forcing.CONTINUATIONS`).
     answer_tokens : int
         Output tokens allowed to each forced answer.
+    logprobs : bool
+        Ask for token log-probabilities, so that each row carries a ``confidence`` (the
+        probability of its answer, :func:`computealloc.data.forcing.answer_confidence`) where
+        the server sends them.
     """
 
     checkpoints: tuple[int, ...]
     continuation: str = "vllm"
     answer_tokens: int = 32
+    logprobs: bool = True
 
 
 def _encode_traces(query: Query, traces: Sequence[Sequence[Checkpoint]], model: str) -> bytes:
@@ -150,6 +155,7 @@ def _encode_traces(query: Query, traces: Sequence[Sequence[Checkpoint]], model: 
                 "correct": correct,
                 "final": row.final,
                 "answer_tokens": row.answer_tokens,
+                **({} if row.confidence is None else {"confidence": row.confidence}),
                 **query.metadata,
             }
             lines.append(json.dumps(record, ensure_ascii=False, allow_nan=False))
@@ -363,6 +369,7 @@ def _sampler(
                 continuation=CONTINUATIONS[checkpoints.continuation],
                 answer_tokens=checkpoints.answer_tokens,
                 params={**params, **extra},
+                logprobs=checkpoints.logprobs,
             )
             return rows
 
