@@ -43,7 +43,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("log", nargs="?", help="a checkpoint log; default the synthetic one")
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--queries", type=int, default=400, help="synthetic queries")
+    parser.add_argument("--queries", type=int, default=2000, help="synthetic queries")
     parser.add_argument("--samples", type=int, default=8, help="synthetic traces per query")
     parser.add_argument("--synthetic-seed", type=int, default=0, help="seed of the synthetic log")
     parser.add_argument("--out", type=Path, default=None, help="folder for the CSV files")

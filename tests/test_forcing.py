@@ -498,20 +498,7 @@ def llama_jinja(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def test_llama_server_continues_the_thought_in_place(llama_jinja):
     plan = ThinkingPlan((6, 12), stable=None, answer_tokens=4)
 
-    async def main() -> Thought:
-        backend = OpenAIBackend(llama_jinja, llama_server.MODEL, retry=RetryPolicy(max_attempts=2))
-        try:
-            return await think(
-                backend,
-                "Count slowly from one to twenty, in words.",
-                plan,
-                continuation=CONTINUATIONS["llama.cpp"],
-                params={"temperature": 0, "seed": 0},
-            )
-        finally:
-            await backend.aclose()
-
-    got = asyncio.run(main())
+    got = _llama_think(llama_jinja, "Count slowly from one to twenty, in words.", plan)
     first, second, answer = got.segments
     assert (first.kind, second.kind, answer.kind) == ("think", "think", "answer")
     assert (first.output_tokens, second.output_tokens) == (6, 6)  # stopped at N tokens
@@ -529,20 +516,7 @@ def test_llama_server_continues_the_thought_in_place(llama_jinja):
 def test_llama_server_probes_carry_a_confidence(llama_jinja):
     plan = ThinkingPlan((6, 12), answer_tokens=4, confidence=1.0)  # probes at both, no early stop
 
-    async def main() -> Thought:
-        backend = OpenAIBackend(llama_jinja, llama_server.MODEL, retry=RetryPolicy(max_attempts=2))
-        try:
-            return await think(
-                backend,
-                "What is 2 + 2? Think, then answer.",
-                plan,
-                continuation=CONTINUATIONS["llama.cpp"],
-                params={"temperature": 0, "seed": 0},
-            )
-        finally:
-            await backend.aclose()
-
-    got = asyncio.run(main())
+    got = _llama_think(llama_jinja, "What is 2 + 2? Think, then answer.", plan)
     assert got.stop in ("cap", "natural")
     assert got.probes, got
     for probe in got.probes:

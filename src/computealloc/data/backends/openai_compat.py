@@ -325,20 +325,10 @@ class OpenAIBackend:
             self.stats.requests += 1
             try:
                 response = await pool.streams().post(self._url, data=payload, proxy=pool.proxy)
-            except TimeoutError as exc:
-                self.stats.outcomes["timeout"] += 1
-                raise BackendError(
-                    f"{self._url}: no reply within {self.timeout:g} s",
-                    retryable=True,
-                    outcome="timeout",
-                ) from exc
-            except aiohttp.ClientError as exc:
-                self.stats.outcomes["connection_error"] += 1
-                raise BackendError(
-                    f"{self._url}: {type(exc).__name__}: {exc}",
-                    retryable=True,
-                    outcome="connection_error",
-                ) from exc
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                error = _transport_error(self._url, self.timeout, exc)
+                self.stats.outcomes[error.outcome] += 1
+                raise error from exc
             if response.status >= 400:
                 raw = await response.read()
                 response.release()
@@ -416,18 +406,8 @@ class OpenAIBackend:
             async with session.post(self._url, data=payload, proxy=proxy) as response:
                 raw = await response.read()
                 status, retry_after = response.status, response.headers.get("retry-after")
-        except TimeoutError as exc:
-            raise BackendError(
-                f"{self._url}: no reply within {self.timeout:g} s",
-                retryable=True,
-                outcome="timeout",
-            ) from exc
-        except aiohttp.ClientError as exc:
-            raise BackendError(
-                f"{self._url}: {type(exc).__name__}: {exc}",
-                retryable=True,
-                outcome="connection_error",
-            ) from exc
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise _transport_error(self._url, self.timeout, exc) from exc
         if status >= 400:
             raise _status_error(self._url, status, raw, retry_after)
         return _parse_response(raw, self.base_url)
@@ -590,6 +570,17 @@ def _is_positive(value: object, *, real: bool = False) -> bool:
     """Whether ``value`` is a positive int (or, with ``real``, a positive int or float)."""
     kinds = (int, float) if real else (int,)
     return isinstance(value, kinds) and not isinstance(value, bool) and value > 0
+
+
+def _transport_error(url: str, timeout: float, exc: BaseException) -> BackendError:
+    """A timeout or connection failure of one attempt (retryable)."""
+    if isinstance(exc, TimeoutError):
+        return BackendError(
+            f"{url}: no reply within {timeout:g} s", retryable=True, outcome="timeout"
+        )
+    return BackendError(
+        f"{url}: {type(exc).__name__}: {exc}", retryable=True, outcome="connection_error"
+    )
 
 
 def _status_error(url: str, status: int, raw: bytes, retry_after: str | None) -> BackendError:
