@@ -240,7 +240,10 @@ class GitTree:
         """Fail with a :class:`ConvertError` unless ``repo`` is a repository with ``commit``."""
         if not self.repo.is_dir():
             raise ConvertError(f"--repo {self.repo}: no such directory")
-        self._git("rev-parse", "--git-dir")
+        try:
+            self._git("rev-parse", "--git-dir")
+        except ConvertError as exc:
+            raise ConvertError(f"--repo {self.repo}: not a git repository") from exc
         try:
             self._git("cat-file", "-e", f"{self.commit}^{{commit}}")
         except ConvertError as exc:
@@ -357,7 +360,7 @@ def convert(
     tree: GitTree,
     encode: Encoder,
     *,
-    budgets: Sequence[int] = BUDGETS,
+    budgets: Sequence[int] | None = None,
     console: Console | None = None,
 ) -> pd.DataFrame:
     """Read every budget run of the repository into one frame, one row per question x budget.
@@ -368,8 +371,8 @@ def convert(
         The repository at the source commit.
     encode : callable
         Text to token ids (the Qwen BPE); only the number of ids is used.
-    budgets : sequence of int
-        Thinking budgets (tokens) whose runs are read, in this order.
+    budgets : sequence of int, optional
+        Thinking budgets (tokens) whose runs are read, in this order; default :data:`BUDGETS`.
     console : rich Console, optional
         Where the progress bar is drawn (none without one).
 
@@ -381,6 +384,7 @@ def convert(
         ``answer_tokens`` (tokens), ``sample_idx`` (the budget's index), ``final`` (not
         ``truncated``), ``model`` (the checkpoint log's model name).
     """
+    budgets = BUDGETS if budgets is None else budgets
     plan = [(bi, budget, _run_files(tree, budget)) for bi, budget in enumerate(budgets)]
     rows: list[dict[str, Any]] = []
     with Progress(console=console, disable=console is None, transient=True) as progress:
@@ -528,7 +532,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         encode = load_encoder()
         runs = convert(tree, encode, console=console)
     except ConvertError as exc:
-        console.print(f"error: {exc}", markup=False, highlight=False)
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     write_csv(sample_log(runs), out)
     written = [str(out)]
@@ -538,6 +542,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     console.print(
         f"wrote {' and '.join(written)}: {len(runs)} runs, {runs['query_id'].nunique()} questions",
         markup=False,
+        soft_wrap=True,
     )
     _print_summary(Console(), summary(runs))
     return 0
