@@ -224,10 +224,17 @@ class GitTree:
     def _git(self, *args: str) -> str:
         try:
             done = subprocess.run(
-                ["git", "-C", str(self.repo), *args], capture_output=True, text=True, check=False
+                ["git", "-C", str(self.repo), *args],
+                capture_output=True,
+                encoding="utf-8",  # the logs are UTF-8 whatever the locale
+                check=False,
             )
         except FileNotFoundError as exc:
             raise ConvertError("git is not installed or not on the PATH") from exc
+        except UnicodeDecodeError as exc:
+            raise ConvertError(
+                f"git {' '.join(args)} in {self.repo}: not UTF-8 text (byte {exc.start})"
+            ) from exc
         if done.returncode != 0:
             detail = done.stderr.strip().splitlines()
             raise ConvertError(
@@ -254,8 +261,8 @@ class GitTree:
 
     def ls(self, prefix: str) -> list[str]:
         """Paths of the files under ``prefix`` (recursively), sorted."""
-        listing = self._git("ls-tree", "-r", "--name-only", self.commit, prefix)
-        return sorted(path for path in listing.split("\n") if path)
+        listing = self._git("ls-tree", "-r", "-z", "--name-only", self.commit, prefix)
+        return sorted(path for path in listing.split("\0") if path)
 
     def records(self, path: str) -> Iterator[tuple[int, dict[str, Any]]]:
         """The JSON objects of a JSONL file with their 1-based line numbers."""
@@ -328,7 +335,7 @@ def _fork_rows(tree: GitTree, path: str, budget: int) -> Iterator[dict[str, Any]
         doc = _field(record, "doc", where)
         gold = _field(record, "target", where)
         think, answer = split_response(_response(record, where))
-        letter = (record.get("extracted_answer") or "").strip()[:1] or None
+        letter = str(record.get("extracted_answer") or "").strip()[:1] or None
         yield {
             "query_id": f"fork-{_field(doc, 'id', where)}",
             "dataset": "fork",

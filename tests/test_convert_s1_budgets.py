@@ -299,3 +299,16 @@ def test_bad_json_line_is_named(tmp_path: Path) -> None:
     next(records)
     with pytest.raises(conv.ConvertError, match=r"stem_2025-01.jsonl:2: not valid JSON"):
         next(records)
+
+
+@needs_git
+def test_non_utf8_file_is_named(tmp_path: Path) -> None:
+    work = tmp_path / "repo"
+    work.mkdir()
+    (work / "bad.jsonl").write_bytes(b'{"doc": "\xff"}\n')
+    _git(work, "init", "-q")
+    _git(work, "add", ".")
+    _git(work, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x")
+    tree = conv.GitTree(work, _git(work, "rev-parse", "HEAD"))
+    with pytest.raises(conv.ConvertError, match=r"bad.jsonl in .*: not UTF-8 text \(byte 9\)"):
+        list(tree.records("bad.jsonl"))
