@@ -367,3 +367,69 @@ def test_the_logprobs_field_is_validated():
     with pytest.raises(ValueError, match="logprobs of a ThinkingPlan must be a bool"):
         ThinkingPlan((4,), logprobs="yes")  # type: ignore[arg-type]
     assert Thinking(checkpoints=(4,), logprobs=True).plan().logprobs
+
+
+@pytest.fixture(scope="module")
+def llama_url(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    import llama_server
+    from test_forcing import TEMPLATE
+
+    reason = llama_server.missing()
+    if reason:
+        pytest.skip(reason)
+    log = tmp_path_factory.mktemp("llama-logprobs") / "log"
+    server = llama_server.LlamaServer(llama_server.model_file(), log, template=TEMPLATE)
+    try:
+        yield server.url
+    finally:
+        server.kill()
+
+
+@pytest.mark.real_server
+def test_llama_server_thoughts_carry_a_confidence_streamed_or_not(llama_url):
+    """A real server's thought, ended by a stop string (natural) or at the cap: its
+    confidence is that of its answer over the log-probabilities the server sent for the
+    request that gave it, and the same whether the thought was streamed or sent in segments."""
+    import llama_server
+    from computealloc.data.backends import receipt
+    from computealloc.data.forcing import answer_confidence
+
+    extract = lambda text: text.strip() or None  # noqa: E731 - any reply is an answer
+    got: dict[tuple[int, bool], tuple[Thought, list[Completion]]] = {}
+
+    async def main() -> None:
+        backend = OpenAIBackend(llama_url, llama_server.MODEL, retry=RetryPolicy(max_attempts=2))
+        try:
+            for cap in (200, 3):  # the stop string ends the thought first; the cap does
+                for stream in (False, True):
+                    plan = ThinkingPlan((cap,), answer_tokens=3, logprobs=True, stream=stream)
+                    with receipt() as received:
+                        thought = await think(
+                            backend,
+                            "Name a colour. Then count to ten.",
+                            plan,
+                            continuation=CONTINUATIONS["llama.cpp"],
+                            params={"temperature": 0, "seed": 0, "stop": ["."]},
+                            extract=extract,
+                        )
+                    got[cap, stream] = thought, received
+        finally:
+            await backend.aclose()
+
+    asyncio.run(main())
+    assert got[200, False][0].stop == "natural" and got[3, False][0].stop == "cap"
+    for (_, stream), (thought, received) in got.items():
+        assert thought.answer is not None and thought.confidence is not None
+        assert 0 < thought.confidence <= 1 and thought.completion().score == thought.confidence
+        if stream and thought.stop == "natural":
+            continue  # its tokens came in the stream: below
+        # brute force: the answer's confidence over the tokens of the request that gave it
+        # (the thought's one request at a natural end, the forced answer at the cap)
+        last = [c for c in received if c.logprobs is not None][-1]
+        assert last.logprobs is not None
+        assert thought.confidence == answer_confidence(last.logprobs, thought.answer)
+    # a streamed natural end: the same thought, its confidence from the streamed tokens (the
+    # server's numbers may move in the last digits when its prompt cache is reused)
+    (plain, _), (streamed, _) = got[200, False], got[200, True]
+    assert (streamed.stop, streamed.text) == ("natural", plain.text)
+    assert streamed.confidence == pytest.approx(plain.confidence, rel=1e-3)
