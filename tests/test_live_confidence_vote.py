@@ -230,6 +230,27 @@ def test_replay_carries_the_logged_score():
     assert one.score is None
 
 
+def test_the_runtime_refuses_a_confidence_vote_on_an_arm_without_scores():
+    from computealloc.data.arms import Arm, Thinking, open_arms
+
+    log = scored_log(5, 4, model="early")
+    table = estimate(log, "weighted@2")
+    policy = Uniform().fit(np.zeros((table.n_queries, 1)), table)
+    bare = SampleLog.from_frame(log.samples.drop(columns="score").merge(log.queries))
+    assert ReplayBackend(log).scores and not ReplayBackend(bare).scores
+    with pytest.raises(ValueError, match=r"'weighted@2' weighs samples by their score, but"):
+        Runtime(policy, ReplayBackend(bare), budget=2.0)
+    url = "http://127.0.0.1:9/v1"  # never called: the refusal comes first
+    for thinking in [None, Thinking(checkpoints=(8,)), Thinking(checkpoints=(8,), confidence=0.9)]:
+        arm = Arm(name="early", url=url, model="fake-r1", thinking=thinking)
+        with pytest.raises(ValueError, match=r"arm 'early' .* `thinking: \{logprobs: true\}`"):
+            Runtime(policy, open_arms([arm]), budget=2.0)
+    scored = Arm(
+        name="early", url=url, model="fake-r1", thinking=Thinking(checkpoints=(8,), logprobs=True)
+    )
+    asyncio.run(Runtime(policy, open_arms([scored]), budget=2.0).aclose())
+
+
 def test_the_runtime_serves_confidence_votes_at_their_exact_accuracy():
     """Policies with confidence votes among their actions, served on a replayed log with
     scores: a Value policy over majority@1 and weighted@4, and a uniform top_half@5. The

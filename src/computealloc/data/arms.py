@@ -205,6 +205,11 @@ class ArmBackend:
         self.params = dict(params)
         self.model = name
 
+    @property
+    def scores(self) -> bool | None:
+        """Whether the wrapped backend's samples all carry a ``score`` (None: unknown)."""
+        return getattr(self.backend, "scores", None)
+
     async def sample(
         self, prompt: Prompt, n: int, *, params: Mapping[str, Any] | None = None
     ) -> list[Completion]:

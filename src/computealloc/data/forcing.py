@@ -800,6 +800,12 @@ class ThinkingBackend:
         self.name = name
         self.model = backend.model
 
+    @property
+    def scores(self) -> bool:
+        """Whether every thought carries a ``score`` (its answer's confidence): the plan's
+        ``logprobs``."""
+        return self.plan.logprobs
+
     async def sample(
         self, prompt: Prompt, n: int, *, params: Mapping[str, Any] | None = None
     ) -> list[Completion]:

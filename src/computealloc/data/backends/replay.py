@@ -59,6 +59,9 @@ class ReplayBackend:
     stats : BackendStats
         ``sample`` calls (each one upstream call) and their outcomes (``"ok"``,
         ``"unknown_prompt"``).
+    scores : bool
+        Whether every served sample carries a ``score`` (the log's ``score`` column is set on
+        every sample of the model), as confidence-aware votes need.
 
     Notes
     -----
@@ -99,6 +102,7 @@ class ReplayBackend:
             str(q): (int(s), int(c)) for q, s, c in zip(query_ids, starts, counts, strict=True)
         }
         self._columns = _columns(rows)
+        self.scores = bool(rows.size) and "score" in rows and bool(rows["score"].notna().all())
         self._by_prompt = _prompt_index(log, set(self._slices))
         self._served: dict[str, int] = {}
         self.stats = BackendStats()
