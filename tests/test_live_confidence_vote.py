@@ -115,14 +115,16 @@ def _right(samples: list[Completion], vote: Vote) -> bool:
     return vote.answer is not None and bool(samples[vote.index].correct)
 
 
-def expected_correct(combine: Any, samples: list[Completion]) -> float:
-    """The live vote's correctness, averaged over its tie draw (each tied cluster in turn)."""
+def expected_correct(combine: Any, samples: list[Completion]) -> tuple[float, bool]:
+    """The live vote's correctness, averaged over its tie draw (each tied cluster in turn),
+    and whether there was a tie."""
     probe = _Pick(0)
     first = _right(samples, combine(samples, probe))
     if not probe.asked:
-        return float(first)
+        return float(first), False
     (n_tied,) = probe.asked
-    return float(np.mean([_right(samples, combine(samples, _Pick(c))) for c in range(n_tied)]))
+    picks = [_right(samples, combine(samples, _Pick(c))) for c in range(n_tied)]
+    return float(np.mean(picks)), True
 
 
 @pytest.mark.parametrize("levels", [0, 3])  # distinct scores; scores (and sums) that tie
@@ -133,17 +135,21 @@ def test_live_votes_average_to_the_exact_estimate_over_every_draw(seed, levels):
     specs = ",".join(f"{kind}@{k}" for kind in KINDS for k in ks)
     table = estimate(log, specs)
     pools = pools_of(log)
+    ties = dict.fromkeys(KINDS, 0)
     for j, spec in enumerate(table.actions):
         kind, k = spec.split("@")
         for i, qid in enumerate(table.query_ids):
             pool = pools[str(qid)]
-            live = np.mean(
-                [
-                    expected_correct(KINDS[kind], [pool[m] for m in draw])
-                    for draw in itertools.combinations(range(len(pool)), int(k))
-                ]
-            )
+            votes = [
+                expected_correct(KINDS[kind], [pool[m] for m in draw])
+                for draw in itertools.combinations(range(len(pool)), int(k))
+            ]
+            live = np.mean([v for v, _ in votes])
             assert live == pytest.approx(table.P[i, j], abs=1e-12), (spec, qid)
+            ties[kind] += sum(tied for _, tied in votes)
+    # ties are exercised: of the plurality among the kept half always, of summed scores only
+    # where scores take few values
+    assert ties["top_half"] > 0 and (ties["weighted"] > 0) == (levels > 0), ties
     # the confidence rules differ from the plain vote on these logs (the test can fail)
     majority = estimate(log, "majority@4").P[:, 0]
     assert np.abs(table.P[:, table.actions.index("weighted@4")] - majority).max() > 0.05
