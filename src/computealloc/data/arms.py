@@ -54,6 +54,10 @@ class Thinking(BaseModel):
     stream : bool
         Think in one streamed request, probed as the thought arrives (``stream: true``),
         instead of one request per segment.
+    logprobs : bool
+        Ask every request for token log-probabilities, so that each sample carries its
+        answer's confidence as its ``score`` (what live ``weighted@K`` and ``top_half@K``
+        votes weigh); the server must return them.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -65,6 +69,7 @@ class Thinking(BaseModel):
     server: Literal["vllm", "sglang", "llama.cpp"] = "vllm"
     confidence: float | None = None
     stream: bool = False
+    logprobs: bool = False
 
     @model_validator(mode="after")
     def _plan_is_valid(self) -> Thinking:
@@ -80,6 +85,7 @@ class Thinking(BaseModel):
             self.suffix,
             self.confidence,
             self.stream,
+            logprobs=self.logprobs,
         )
 
 
@@ -198,6 +204,11 @@ class ArmBackend:
         self.backend = backend
         self.params = dict(params)
         self.model = name
+
+    @property
+    def scores(self) -> bool | None:
+        """Whether the wrapped backend's samples all carry a ``score`` (None: unknown)."""
+        return getattr(self.backend, "scores", None)
 
     async def sample(
         self, prompt: Prompt, n: int, *, params: Mapping[str, Any] | None = None

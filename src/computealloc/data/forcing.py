@@ -24,6 +24,9 @@ Every output token (thinking, probes, answer) is counted in the :class:`Thought`
 tokens are summed over the requests as the server reports them. A plan with a ``confidence``
 threshold asks its probes for token log-probabilities (``logprobs: true, top_logprobs: 1``,
 which vLLM, SGLang and llama.cpp honour); a server that sends none fails the thought. A plan
+with ``logprobs`` asks every request for them, so that each thought carries the confidence of
+the answer it gives (:attr:`Thought.confidence`, the ``score`` of its completion, which
+``weighted@K`` and ``top_half@K`` votes weigh). A plan
 with ``stream`` thinks in one streamed request instead of segments, probed as the thought
 crosses each checkpoint and closed when the rule stops (:func:`think`).
 """
@@ -130,6 +133,10 @@ class ThinkingPlan:
     stream : bool
         Think in one streamed request (up to the cap) instead of one request per segment; the
         backend needs an ``open_stream`` method (see :func:`think`).
+    logprobs : bool
+        Ask every request (thinking, probes, answer) for token log-probabilities, so that each
+        thought carries the confidence of its answer (:attr:`Thought.confidence`); a server
+        that sends none fails the thought. A plan with ``confidence`` asks its probes anyway.
 
     Raises
     ------
@@ -143,6 +150,7 @@ class ThinkingPlan:
     suffix: str = DEFAULT_SUFFIX
     confidence: float | None = None
     stream: bool = False
+    logprobs: bool = False
 
     def __post_init__(self) -> None:
         points = tuple(self.checkpoints)
@@ -173,6 +181,10 @@ class ThinkingPlan:
             )
         if not isinstance(self.stream, bool):
             raise ValueError(f"The stream of a ThinkingPlan must be a bool. Got {self.stream!r}.")
+        if not isinstance(self.logprobs, bool):
+            raise ValueError(
+                f"The logprobs of a ThinkingPlan must be a bool. Got {self.logprobs!r} instead."
+            )
 
     @property
     def probes(self) -> bool:
@@ -295,6 +307,11 @@ class Thought:
         included.
     segments : tuple of Segment
         Every request, in order.
+    confidence : float or None
+        :func:`answer_confidence` of ``answer``, in [0, 1]: the stopping probe's (for a
+        ``"cap"``, ``"settled"`` or ``"confident"`` stop), or, for a ``"natural"`` end, over
+        the tokens of the thought's last thinking request; None where its log-probabilities
+        were not asked for.
     """
 
     text: str
@@ -305,6 +322,7 @@ class Thought:
     stop: Stop
     probes: tuple[Probe, ...]
     segments: tuple[Segment, ...]
+    confidence: float | None = None
 
     @property
     def output_tokens(self) -> int:
@@ -319,12 +337,13 @@ class Thought:
 
     def completion(self) -> Completion:
         """The thought as one :class:`~computealloc.data.backends.Completion` (every output
-        token)."""
+        token; its ``score`` is :attr:`confidence`)."""
         return Completion(
             text=self.text,
             output_tokens=self.output_tokens,
             finish_reason="stop",
             prompt_tokens=self.prompt_tokens,
+            score=self.confidence,
         )
 
 
@@ -397,20 +416,24 @@ async def think(
     thought = ""
     for i, cap in enumerate(plan.checkpoints):
         if cap > run.thinking:
-            text, reason, _ = await run.request("think", thought, cap - run.thinking)
+            text, reason, tokens = await run.request(
+                "think", thought, cap - run.thinking, logprobs=plan.logprobs
+            )
             thought += text
             if reason != "length":
-                return run.result(thought, extract(thought), "natural")
+                answer = extract(thought)
+                conf = run.confidence(tokens, answer, _needs_logprobs(plan), "the thought's end")
+                return run.result(thought, answer, "natural", conf)
         last = i == len(plan.checkpoints) - 1
         if not plan.probes and not last:
             continue
         probe = await run.probe(thought + plan.suffix, plan, "answer" if last else "probe", extract)
         if last:
-            return run.result(run.last_text, probe.answer, "cap")
+            return run.result(run.last_text, probe.answer, "cap", probe.confidence)
         stop = _stop(run.probes, plan)
         if stop is not None:
             run.retag_last_probe()
-            return run.result(run.last_text, probe.answer, stop)
+            return run.result(run.last_text, probe.answer, stop, probe.confidence)
     raise AssertionError("unreachable: the last checkpoint always returns")
 
 
@@ -424,8 +447,9 @@ async def _think_streamed(
             f"A streamed thinking plan needs a backend that opens streams (an OpenAIBackend); "
             f"{type(run.backend).__name__} does not."
         )
+    extra = LOGPROBS if plan.logprobs else {}
     stream: ChatStream = await opener(
-        run.messages, params={**run.params, "max_tokens": plan.checkpoints[-1]}
+        run.messages, params={**run.params, "max_tokens": plan.checkpoints[-1], **extra}
     )
     run.live, at = stream, len(run.segments)
     try:
@@ -439,7 +463,10 @@ async def _think_streamed(
                 )
             if stream.done and stream.finish_reason != "length":
                 await run.end_stream(at)
-                return run.result(stream.text, extract(stream.text), "natural")
+                answer = extract(stream.text)
+                tokens = stream.logprobs if plan.logprobs else None
+                conf = run.confidence(tokens, answer, _needs_logprobs(plan), "the thought's end")
+                return run.result(stream.text, answer, "natural", conf)
             last = i == len(plan.checkpoints) - 1 or stream.done
             if not plan.probes and not last:
                 continue
@@ -450,10 +477,17 @@ async def _think_streamed(
                 if not last:
                     run.retag_last_probe()
                 await run.end_stream(at)
-                return run.result(run.last_text, probe.answer, stop)
+                return run.result(run.last_text, probe.answer, stop, probe.confidence)
     finally:
         await stream.aclose()
     raise AssertionError("unreachable: the last checkpoint always returns")
+
+
+def _needs_logprobs(plan: ThinkingPlan) -> str | None:
+    """Why ``plan`` needs log-probabilities at the end of a thought; None when it does not."""
+    if not plan.logprobs:
+        return None
+    return "its plan asks every thought for its answer's confidence (logprobs: true)"
 
 
 def _stop(probes: Sequence[Probe], plan: ThinkingPlan) -> Literal["settled", "confident"] | None:
@@ -552,19 +586,19 @@ async def probe_trace(
         thought += text
         if reason != "length":
             answer = extract(thought)
-            conf = None if tokens is None else answer_confidence(tokens, answer)
+            conf = run.confidence(tokens, answer)
             rows.append(Checkpoint(run.thinking, answer, final=True, confidence=conf))
-            return rows, run.result(thought, answer, "natural")
+            return rows, run.result(thought, answer, "natural", conf)
         last = i == len(plan.checkpoints) - 1
         text, _, tokens = await run.request(
             "answer" if last else "probe", thought + suffix, answer_tokens, logprobs=logprobs
         )
         spent = run.segments[-1].output_tokens
         answer = extract(text)
-        conf = None if tokens is None else answer_confidence(tokens, answer)
+        conf = run.confidence(tokens, answer)
         rows.append(Checkpoint(run.thinking, answer, False, spent, conf))
         run.probes.append(Probe(run.thinking, answer, conf))
-    return rows, run.result(text, rows[-1].answer, "cap")
+    return rows, run.result(text, rows[-1].answer, "cap", rows[-1].confidence)
 
 
 def _settled(probes: Sequence[Probe], window: int) -> bool:
@@ -657,23 +691,45 @@ class _Run:
         extract: Callable[[str], str | None],
     ) -> Probe:
         """Force the answer after ``prefix`` (the thought and the suffix); record the probe."""
-        scored = plan.confidence is not None
-        text, _, tokens = await self.request(kind, prefix, plan.answer_tokens, logprobs=scored)
+        why = (
+            None
+            if plan.confidence is None
+            else f"its plan stops on confidence >= {plan.confidence:g}"
+        )
+        why = why or _needs_logprobs(plan)
+        text, _, tokens = await self.request(
+            kind, prefix, plan.answer_tokens, logprobs=why is not None
+        )
         answer = extract(text)
-        confidence = None
-        if scored:
-            if tokens is None:
-                raise BackendError(
-                    f"{self.who} returned no token log-probabilities "
-                    f"for a probe, and its plan stops on confidence >= {plan.confidence:g}: "
-                    "use a server whose chat API returns them (request field 'logprobs'), or "
-                    "drop the confidence rule.",
-                    retryable=False,
-                )
-            confidence = answer_confidence(tokens, answer)
-        probe = Probe(self.thinking, answer, confidence)
+        probe = Probe(self.thinking, answer, self.confidence(tokens, answer, why, "a probe"))
         self.probes.append(probe)
         return probe
+
+    def confidence(
+        self,
+        tokens: Sequence[tuple[str, float]] | None,
+        answer: str | None,
+        why: str | None = None,
+        where: str = "a reply",
+    ) -> float | None:
+        """:func:`answer_confidence` of ``answer`` over ``tokens``; None without tokens, unless
+        ``why`` (the reason they are needed) says they must be there.
+
+        Raises
+        ------
+        BackendError
+            When ``why`` is given and the server sent no log-probabilities (not retryable).
+        """
+        if tokens is not None:
+            return answer_confidence(tokens, answer)
+        if why is None:
+            return None
+        raise BackendError(
+            f"{self.who} returned no token log-probabilities for {where}, and {why}: use a "
+            "server whose chat API returns them (request field 'logprobs'), or drop the rule "
+            "that needs them.",
+            retryable=False,
+        )
 
     def retag_last_probe(self) -> None:
         """The probe that settled the thought is its answer."""
@@ -682,7 +738,9 @@ class _Run:
             "answer", last.prompt_tokens, last.output_tokens, last.finish_reason
         )
 
-    def result(self, text: str, answer: str | None, stop: Stop) -> Thought:
+    def result(
+        self, text: str, answer: str | None, stop: Stop, confidence: float | None = None
+    ) -> Thought:
         def tokens(kind: str) -> int:
             return sum(s.output_tokens for s in self.segments if s.kind == kind)
 
@@ -695,6 +753,7 @@ class _Run:
             stop=stop,
             probes=tuple(self.probes),
             segments=tuple(self.segments),
+            confidence=confidence,
         )
 
 
@@ -740,6 +799,12 @@ class ThinkingBackend:
         self.continuation = continuation
         self.name = name
         self.model = backend.model
+
+    @property
+    def scores(self) -> bool:
+        """Whether every thought carries a ``score`` (its answer's confidence): the plan's
+        ``logprobs``."""
+        return self.plan.logprobs
 
     async def sample(
         self, prompt: Prompt, n: int, *, params: Mapping[str, Any] | None = None

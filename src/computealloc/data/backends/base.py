@@ -70,6 +70,11 @@ class Completion:
     logprobs : tuple of (str, float), or None
         ``(token text, natural log-probability)`` of each output token, in order, when the
         request asked for them (``logprobs: true``) and the server sent them; None otherwise.
+    score : float or None
+        The sample's score: a thought's confidence in its answer (a thinking arm with
+        ``logprobs``, :class:`computealloc.data.forcing.Thought`), or a replayed log's ``score``
+        column; None when the sample has none. Confidence-aware votes (``weighted@K``,
+        ``top_half@K``) weigh and rank samples by it.
     """
 
     text: str
@@ -80,6 +85,7 @@ class Completion:
     from_log: bool = False
     prompt_tokens: int | None = None
     logprobs: tuple[tuple[str, float], ...] | None = None
+    score: float | None = None
 
 
 class Backend(Protocol):

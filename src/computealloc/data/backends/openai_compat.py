@@ -97,6 +97,9 @@ class OpenAIBackend:
     ----------
     stats : BackendStats
         Request, retry and fallback counters.
+    scores : bool
+        False: its completions carry no ``score`` (a thinking arm's plan can add one), so the
+        runtime refuses to serve a confidence-aware vote from it.
 
     Notes
     -----
@@ -126,6 +129,8 @@ class OpenAIBackend:
     event loop opens a new pool there. An HTTP proxy named by the ``HTTP_PROXY`` /
     ``HTTPS_PROXY`` / ``NO_PROXY`` environment variables when the pool opens is used.
     """
+
+    scores: bool = False
 
     def __init__(
         self,

@@ -59,6 +59,9 @@ class ReplayBackend:
     stats : BackendStats
         ``sample`` calls (each one upstream call) and their outcomes (``"ok"``,
         ``"unknown_prompt"``).
+    scores : bool
+        Whether every served sample carries a ``score`` (the log's ``score`` column is set on
+        every sample of the model), as confidence-aware votes need.
 
     Notes
     -----
@@ -77,7 +80,8 @@ class ReplayBackend:
     :meth:`sample` (temperature, ``max_tokens``, seed, ...) are ignored. A completion's
     text is the logged ``response``, else the logged ``answer``, else ``""``; its
     ``output_tokens`` is the logged ``tokens``; its ``answer`` and ``correct`` are the logged
-    ones (``from_log=True``).
+    ones (``from_log=True``); its ``score`` is the logged ``score`` (None where the log has
+    none), which confidence-aware votes weigh.
     """
 
     def __init__(self, log: SampleLog, model: str | None = None, *, seed: int = 0) -> None:
@@ -98,6 +102,7 @@ class ReplayBackend:
             str(q): (int(s), int(c)) for q, s, c in zip(query_ids, starts, counts, strict=True)
         }
         self._columns = _columns(rows)
+        self.scores = bool(rows.size) and "score" in rows and bool(rows["score"].notna().all())
         self._by_prompt = _prompt_index(log, set(self._slices))
         self._served: dict[str, int] = {}
         self.stats = BackendStats()
@@ -156,10 +161,20 @@ class ReplayBackend:
         first = self._served.get(query_id, 0)
         self._served[query_id] = first + n
         rows = start + self._order(query_id, count, first, n)
-        texts, tokens, answers, correct, reasons = (col[rows] for col in self._columns)
+        texts, tokens, answers, correct, reasons, scores = (col[rows] for col in self._columns)
         served = [
-            Completion(text=t, output_tokens=k, finish_reason=r, answer=a, correct=c, from_log=True)
-            for t, k, a, c, r in zip(texts, tokens, answers, correct, reasons, strict=True)
+            Completion(
+                text=t,
+                output_tokens=k,
+                finish_reason=r,
+                answer=a,
+                correct=c,
+                from_log=True,
+                score=s,
+            )
+            for t, k, a, c, r, s in zip(
+                texts, tokens, answers, correct, reasons, scores, strict=True
+            )
         ]
         record_received(served)
         return served
@@ -188,7 +203,8 @@ def _pick_model(log: SampleLog, model: str | None) -> str:
 
 
 def _columns(rows: pd.DataFrame) -> tuple[NDArray[np.object_], ...]:
-    """Object arrays ``(text, output_tokens, answer, correct, finish_reason)``, one per row."""
+    """Object arrays ``(text, output_tokens, answer, correct, finish_reason, score)``, one per
+    row (None where a value is missing)."""
 
     def column(name: str) -> pd.Series:
         if name in rows.columns:
@@ -206,6 +222,7 @@ def _columns(rows: pd.DataFrame) -> tuple[NDArray[np.object_], ...]:
         objects(answer, str),
         objects(column("correct"), bool),
         objects(column("finish_reason"), str),
+        objects(column("score"), float),
     )
 
 

@@ -59,6 +59,9 @@ class ChatStream:
         Set when the choice ended.
     done : bool
         Whether the stream ended (``[DONE]`` or the end of the body).
+    logprobs : tuple of (str, float), or None
+        ``(token text, log-probability)`` of each token received, when the chunks carried
+        them (``logprobs: true`` was asked for); None when none did.
 
     Notes
     -----
@@ -78,8 +81,14 @@ class ChatStream:
         self.prompt_tokens: int | None = None
         self.finish_reason: str | None = None
         self.done = False
+        self._tokens: list[tuple[str, float]] = []
         self._held: dict[str, Any] | None = None
         self._closed = False
+
+    @property
+    def logprobs(self) -> tuple[tuple[str, float], ...] | None:
+        """The tokens' log-probabilities received (see the class); None when none were."""
+        return tuple(self._tokens) if self._tokens else None
 
     @property
     def text(self) -> str:
@@ -194,6 +203,7 @@ class ChatStream:
             content = delta.get("content")
             self.reasoning += reasoning if isinstance(reasoning, str) else ""
             self.content += content if isinstance(content, str) else ""
+        self._tokens.extend(_entries(chunk))
         self.output_tokens, self.counted = self._count(chunk)
         prompt = _usage(chunk, "prompt_tokens")
         if prompt is not None:
@@ -222,6 +232,26 @@ def _choice(chunk: dict[str, Any]) -> tuple[dict[str, Any] | None, int, str | No
         len(entries) if isinstance(entries, list) else 0,
         finish if isinstance(finish, str) else None,
     )
+
+
+def _entries(chunk: dict[str, Any]) -> list[tuple[str, float]]:
+    """``(token, logprob)`` of choice 0's well-formed ``logprobs.content`` entries."""
+    choices = chunk.get("choices")
+    choice = choices[0] if isinstance(choices, list) and choices else None
+    logprobs = choice.get("logprobs") if isinstance(choice, dict) else None
+    entries = logprobs.get("content") if isinstance(logprobs, dict) else None
+    out = []
+    for entry in entries if isinstance(entries, list) else []:
+        token = entry.get("token") if isinstance(entry, dict) else None
+        value = entry.get("logprob") if isinstance(entry, dict) else None
+        if (
+            isinstance(token, str)
+            and isinstance(value, int | float)
+            and not isinstance(value, bool)
+            and value <= 0  # NaN is not
+        ):
+            out.append((token, float(value)))
+    return out
 
 
 def _usage(chunk: dict[str, Any], key: str) -> int | None:

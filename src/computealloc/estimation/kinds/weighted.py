@@ -10,6 +10,10 @@ answer's confidence, as :func:`computealloc.data.checkpoints.thinking_log` write
 Both are computed exactly by enumerating the ``C(n, K)`` draws of each query's pool of ``n``
 samples (at most :data:`MAX_DRAWS` per query and ``K``; a larger pool is an error naming the
 query's numbers, since a Monte Carlo estimate would break the estimator's exactness).
+
+Live, :func:`weighted_vote` and :func:`top_half_vote` combine K samples by the same rules,
+ties included, reading each sample's :attr:`~computealloc.data.backends.Completion.score`: a
+thinking arm's confidence (``thinking: {logprobs: true}``) or a replayed log's ``score``.
 """
 
 from __future__ import annotations
@@ -17,14 +21,17 @@ from __future__ import annotations
 import functools
 import itertools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from computealloc.data.backends.base import Completion
+from computealloc.data.grading import normalize
 from computealloc.estimation.kernels import ClusteredSamples, Float, Int
 from computealloc.estimation.kinds.base import Kind, register
+from computealloc.estimation.voting import Vote, answer_of, majority_vote
 
-__all__ = ["MAX_DRAWS", "confidence_accuracy"]
+__all__ = ["MAX_DRAWS", "confidence_accuracy", "top_half_vote", "weighted_vote"]
 
 #: Most draws ``C(n, K)`` enumerated per query and ``K``.
 MAX_DRAWS = 200_000
@@ -112,13 +119,107 @@ def confidence_accuracy(
     return out
 
 
+def _score(samples: Sequence[Completion], j: int, kind: str) -> float:
+    """The score of ``samples[j]``; a ValueError naming ``kind`` when it has none."""
+    score = samples[j].score
+    if score is None or not math.isfinite(score):
+        raise ValueError(
+            f"{kind}@{len(samples)} weighs each sample by its confidence, but sample {j} of "
+            f"{len(samples)} has no score (got {score!r}): give its arm "
+            "`thinking: {logprobs: true}` so that each thought carries its answer's "
+            "confidence, or replay a log with a `score` column."
+        )
+    return float(score)
+
+
+def weighted_vote(samples: Sequence[Completion], rng: np.random.Generator | None = None) -> Vote:
+    """Live ``weighted@K``: the answer with the largest summed score among the samples.
+
+    The rule of the offline estimate: answers are clustered by
+    :func:`~computealloc.data.grading.normalize` (a replayed sample votes with its logged
+    answer, any other with the answer extracted from its text: ``answer_of``), each cluster
+    weighs the summed ``score`` of its samples, a sample without an answer abstains (and needs
+    no score), and clusters within ``1e-12`` (relative) of the largest sum tie: one of them
+    wins uniformly at random with ``rng``, else the first seen.
+
+    Parameters
+    ----------
+    samples : sequence of Completion
+        The K samples; every one that votes needs a finite ``score``.
+    rng : numpy.random.Generator, optional
+        Source of the tie-breaking draw (one ``rng.integers(n_tied)`` call, only on a tie).
+
+    Returns
+    -------
+    Vote
+        The winning answer (as given, not normalised), its cluster's first sample and its
+        cluster's number of samples; ``Vote(None, 0, 0)`` when every sample abstained.
+
+    Raises
+    ------
+    ValueError
+        When a voting sample has no score (naming the kind and how to give one).
+    """
+    clusters: dict[str, list[int]] = {}
+    totals: dict[str, float] = {}
+    answers: list[str | None] = []
+    for j, sample in enumerate(samples):
+        answer = answer_of(sample)
+        answers.append(answer)
+        if answer is None:
+            continue
+        key = normalize(answer)
+        clusters.setdefault(key, []).append(j)
+        totals[key] = totals.get(key, 0.0) + _score(samples, j, "weighted")
+    if not clusters:
+        return Vote(None, 0, 0)
+    best = max(totals.values())
+    tied = [m for key, m in clusters.items() if totals[key] >= best - _TIE_RTOL * abs(best)]
+    winner = tied[int(rng.integers(len(tied)))] if rng is not None and len(tied) > 1 else tied[0]
+    return Vote(answers[winner[0]], winner[0], len(winner))
+
+
+def top_half_vote(samples: Sequence[Completion], rng: np.random.Generator | None = None) -> Vote:
+    """Live ``top_half@K``: the plurality vote of the ``ceil(K / 2)`` highest-scored samples.
+
+    The rule of the offline estimate: every sample (abstaining ones too) is ranked by its
+    ``score``, equal scores keeping the earlier sample; the more confident ``ceil(K / 2)``
+    then vote as :func:`~computealloc.estimation.voting.majority_vote` does (ties uniformly
+    at random with ``rng``, else the first seen in the samples' order).
+
+    Parameters
+    ----------
+    samples : sequence of Completion
+        The K samples, each with a finite ``score``.
+    rng : numpy.random.Generator, optional
+        Source of the tie-breaking draw.
+
+    Returns
+    -------
+    Vote
+        ``index`` is the winning cluster's first kept sample, in ``samples``; ``count`` its
+        votes among the kept samples.
+
+    Raises
+    ------
+    ValueError
+        When a sample has no score (naming the kind and how to give one).
+    """
+    scores = np.array([_score(samples, j, "top_half") for j in range(len(samples))])
+    kept = np.sort(np.argsort(-scores, kind="stable")[: math.ceil(len(samples) / 2)])
+    vote = majority_vote([samples[j] for j in kept], rng=rng)
+    if vote.answer is None:
+        return Vote(None, 0, 0)
+    return Vote(vote.answer, int(kept[vote.index]), vote.count)
+
+
 WEIGHTED = register(
     Kind(
         name="weighted",
         summary="the answer with the largest summed confidence (`score`) among K samples",
         accuracy=lambda pools, ks: confidence_accuracy(pools, ks, _weighted),
         needs=("score",),
-        live_reason="it needs a confidence per sample, which live samples do not carry yet",
+        combine=weighted_vote,
     )
 )
 TOP_HALF = register(
@@ -127,6 +228,6 @@ TOP_HALF = register(
         summary="plurality vote of the more confident half (by `score`) of K samples",
         accuracy=lambda pools, ks: confidence_accuracy(pools, ks, _top_half),
         needs=("score",),
-        live_reason="it needs a confidence per sample, which live samples do not carry yet",
+        combine=top_half_vote,
     )
 )

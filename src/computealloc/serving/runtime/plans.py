@@ -43,7 +43,10 @@ def plan_actions(
     """The backend of every action: by model prefix, or the only backend for unprefixed ones.
 
     An action's arm is its model prefix; an unprefixed action's is ``single_arm`` (the
-    priced model of a one-model policy) or else its backend's model.
+    priced model of a one-model policy) or else its backend's model. A kind that needs each
+    sample's ``score`` is refused on a backend whose ``scores`` attribute is False (a plain
+    server, a thinking arm without ``logprobs``, a replayed log without scores); a backend
+    without that attribute is trusted.
     """
     mapping = dict(backends) if isinstance(backends, Mapping) else {backends.model: backends}
     if not mapping:
@@ -71,6 +74,13 @@ def plan_actions(
                 f"it; backends were given for: {', '.join(mapping)}."
             )
         arm = action.model or single_arm or backend.model
+        if "score" in kind.needs and getattr(backend, "scores", None) is False:
+            raise ValueError(
+                f"The action {action.spec!r} weighs samples by their score, but the backend of "
+                f"arm {arm!r} ({type(backend).__name__}) does not give every sample one: give "
+                "the arm `thinking: {logprobs: true}` (each thought then carries its answer's "
+                "confidence), or replay a log with a `score` on every sample."
+            )
         plans.append(Plan(action.spec, kind.draws(action.k), arm, backend, kind.combine))
     return plans
 
