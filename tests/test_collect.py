@@ -14,6 +14,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -472,3 +473,18 @@ def test_sigkill_at_any_moment_then_rerun_equals_an_uninterrupted_run(tmp_path):
     rows = [json.loads(line) for line in killed.read_text().splitlines()]
     assert len(rows) == 160 and len({(r["query_id"], r["sample_idx"]) for r in rows}) == 160
     assert killed.read_bytes() == clean.read_bytes()
+
+
+def test_collect_writes_each_samples_score_and_none_where_there_is_none(tmp_path):
+    scored = _replay_log(4, 3)
+    frame = scored.to_frame()
+    frame["score"] = np.linspace(0.1, 0.9, len(frame))
+    scored = read_samples(frame)
+    queries = [Query(f"q{i:02d}", f"Question {i}?") for i in range(4)]
+    _collect(queries, ReplayBackend(scored, seed=1), tmp_path / "scored.jsonl", n=3)
+    got = read_samples(tmp_path / "scored.jsonl", grade=False).samples
+    key = ["query_id", "response"]
+    merged = got.merge(scored.samples[[*key, "score"]], on=key, suffixes=("", "_logged"))
+    assert len(merged) == 12 and np.allclose(merged["score"], merged["score_logged"])
+    _collect(queries, ReplayBackend(_replay_log(4, 3), seed=1), tmp_path / "plain.jsonl", n=3)
+    assert '"score"' not in (tmp_path / "plain.jsonl").read_text()  # unscored logs unchanged

@@ -182,6 +182,7 @@ def _encode(query: Query, completions: list[Completion], model: str) -> bytes:
             "correct": correct,
             "tokens": c.output_tokens,
             "finish_reason": c.finish_reason,
+            **({} if c.score is None else {"score": c.score}),
             **query.metadata,
         }
         lines.append(json.dumps(row, ensure_ascii=False, allow_nan=False))
