@@ -160,3 +160,24 @@ def test_budgets_that_buy_the_same_action_compare_without_nan():
     result = _result({"uniform": UNIFORM, "value": UNIFORM, "oracle": ORACLE}, {"uniform": [1, 1]})
     comp = compare(result)
     assert comp.loc[comp["method"] == "value", "gain"].notna().all()
+
+
+@pytest.mark.parametrize(
+    ("method", "says"),
+    [
+        ("value", "deploy value — "),
+        ("value/batch", "deploy value/batch — "),  # fit writes value; allocate runs the batch
+        ("random", "best random (evaluated only: `computealloc fit` cannot write it) — "),
+        ("learned-exit", "best learned-exit (evaluated only"),
+    ],
+)
+def test_verdict_deploys_only_what_fit_writes(method, says):
+    better = [[1, 1, 1, 1]] * 4
+    result = _result(
+        {"uniform": UNIFORM, method: better, "oracle": ORACLE},
+        {},
+        records=("uniform", method, "oracle"),
+    )
+    lines = verdict_lines(result)
+    assert {x.method for x in verdict(compare(result), "in-sample")} == {method}
+    assert all(says in line for line in lines), lines

@@ -165,6 +165,19 @@ def fittable(fit: FitBy) -> tuple[str, ...]:
     return tuple(s.name for s in _REGISTRY.values() if s.fit == fit)
 
 
+def fit_writes(method: str) -> bool:
+    """Whether ``computealloc fit`` writes ``method`` for ``serve`` (or, for ``NAME/batch``,
+    writes ``NAME``, whose batch allocation is ``policy.allocate`` over a batch of queries).
+
+    Unknown names are not written.
+    """
+    spec = _REGISTRY.get(method)
+    if spec is not None and spec.deployable:
+        return True
+    base, _, mode = method.partition("/")
+    return mode == "batch" and base in _REGISTRY and _REGISTRY[base].deployable
+
+
 def kind_of(method: str) -> str:
     """``bound``, ``baseline``, ``peer``, ``published`` (fixed setting), ``learned`` or ``rule``.
 

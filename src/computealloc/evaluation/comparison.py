@@ -12,7 +12,9 @@ where the evaluation kept per-query records.
 The interval of a gain is the wider of two standard errors: over seeds (the spread of the seeds'
 gains) and over queries (paired per-query differences, pooled over seeds); 95% is +- 1.96 of it.
 :func:`verdict` picks, per budget, the deployable method (not an oracle, spending at most 2% over
-the budget) with the largest gain, and says whether its interval excludes zero.
+the budget) with the largest gain, and says whether its interval excludes zero; its sentence
+says "deploy" only for a method ``computealloc fit`` writes
+(:func:`~computealloc.methods.fit_writes`).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from computealloc.evaluation import GAP_EPS, METHODS, EvaluationResult, cost_to_reach
-from computealloc.methods import kind_of, method_names
+from computealloc.methods import fit_writes, kind_of, method_names
 
 __all__ = [
     "BOUNDS",
@@ -379,6 +381,11 @@ def _line(v: Verdict, unit: str) -> str:
         match = f"uniform needs {_num(v.uniform_cost)} ({more:+.0%} compute) to match it"
     else:
         match = "uniform does not match it within the budgets evaluated"
+    if not fit_writes(v.method):  # e.g. an early-exit rule or random: evaluated, not written
+        return head + (
+            f"best {v.method} (evaluated only: `computealloc fit` cannot write it) — "
+            f"{v.gain:+.3f} over uniform at equal cost ({same}); {match}."
+        )
     return head + f"deploy {v.method} — {v.gain:+.3f} over uniform at equal cost ({same}); {match}."
 
 

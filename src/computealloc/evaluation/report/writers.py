@@ -69,7 +69,9 @@ def _verdict_blocks(result: EvaluationResult, comparison: pd.DataFrame) -> list[
             "Per budget, the deployable method (not an oracle, spending at most 2% over the "
             "budget) with the largest accuracy gain over uniform at equal realised cost, with "
             f"a 95% interval over {n_seeds} seeds and the test queries; not resolved where the "
-            "interval covers zero. The best of several methods is picked on the same test "
+            "interval covers zero. A method `computealloc fit` cannot write (an early-exit "
+            "rule, random, a peer's router) is named best, evaluated only, not deployed. "
+            "The best of several methods is picked on the same test "
             "queries, which flatters it a little. " + _BOUND_NOTE[protocol],
         ),
     ]
