@@ -626,3 +626,31 @@ def test_issue_16_bar_on_a_synthetic_log() -> None:
     assert learned["reaches_full"] and learned["share_of_full"] <= 0.35
     assert learned["wins_vs_cap"] >= 3
     assert not verdict.loc["uniform-cap", "reaches_full"]  # the cap alone does not
+
+
+def test_fit_reads_the_thinking_arms_its_actions_name(tmp_path: Path) -> None:
+    """A calibrated early-exit rule, deployable: uniform over ``stable@W`` arms at a budget."""
+    path, out = tmp_path / "log.csv", tmp_path / "stable.json"
+    log = synthetic(300, 4, seed=1)
+    log.save(path)
+    actions = ",".join(f"stable@{w}/majority@1" for w in (1, 2, 3, 4))
+    budget = float(checkpoint_summary(log).set_index("action").loc["full", "mean_tokens"]) / 3
+    res = runner.invoke(
+        app,
+        ["fit", str(path), "--method", "uniform", "--cost", "tokens", "--actions", actions]
+        + ["--budget", f"{budget:.1f}", "-o", str(out)],
+    )
+    assert res.exit_code == 0, res.output
+    assert "uniform: stable@" in res.output  # the calibrated mix, not a crash on lam_
+    from computealloc.fitting.persist import load_policy
+
+    policy = load_policy(out)
+    assert policy.actions_ == tuple(actions.split(","))
+    costs = thinking_log(log, [f"stable@{w}" for w in (1, 2, 3, 4)]).samples
+    means = costs.groupby("model")["tokens"].mean()
+    low, high = policy.actions_[policy.low_], policy.actions_[policy.high_]
+    assert means[low.split("/")[0]] <= budget * 1.1 and means[high.split("/")[0]] >= budget * 0.9
+    bad = runner.invoke(
+        app, ["estimate", str(path), "--actions", "stable@0/majority@1", "-o", str(tmp_path / "t")]
+    )
+    assert bad.exit_code != 0 and "stable@0" in bad.output and "Traceback" not in bad.output

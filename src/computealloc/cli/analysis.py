@@ -88,7 +88,7 @@ def estimate_cmd(
 
     check_out(out)
     pricing = parse_pricing(cost, price)
-    sample_log = drop_short(open_log(log, mapping=map_), min_samples)
+    sample_log = drop_short(open_log(log, mapping=map_, actions=actions), min_samples)
     try:
         acts = parse_actions(actions) if actions else None
         with console.status("Estimating ..."):

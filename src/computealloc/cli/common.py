@@ -212,18 +212,54 @@ def _is_source(name: str) -> bool:
     return name == "example" or name.partition(":")[0] in known
 
 
-def open_log(log: str, repeats: str = "drop", mapping: list[str] | None = None) -> SampleLog:
+def open_log(
+    log: str,
+    repeats: str = "drop",
+    mapping: list[str] | None = None,
+    actions: str | None = None,
+) -> SampleLog:
     """Read a log file, or load a named public source.
 
     A checkpoint log (a ``think_tokens`` column) becomes its thinking arms ``cap@T`` and
-    ``full`` (:func:`computealloc.data.checkpoints.thinking_log`), an ordinary multi-arm log.
+    ``full`` (:func:`computealloc.data.checkpoints.thinking_log`), an ordinary multi-arm log,
+    plus every other thinking arm that ``actions`` (``--actions``) names (``stable@2/majority@1``
+    adds the arm ``stable@2``; ``MODEL/stable@2/...`` on a log of several models).
     """
     loaded = open_any(log, repeats, mapping)
     if isinstance(loaded, SampleLog):
         return loaded
-    from computealloc.data.checkpoints import thinking_log
+    from computealloc.data.checkpoints import default_arms, thinking_log
 
-    return thinking_log(loaded)
+    arms = default_arms(loaded)
+    arms += [a for a in _named_arms(actions, loaded.models) if a not in arms]
+    try:
+        return thinking_log(loaded, arms)
+    except ValueError as exc:
+        raise fail(exc) from exc
+
+
+def _named_arms(actions: str | None, models: list[str]) -> list[str]:
+    """The thinking arms named by the model parts of ``actions`` (unknown parts are skipped:
+    the estimator names them in its error)."""
+    from computealloc.data.checkpoints import parse_arm
+    from computealloc.estimation.actions import parse_actions
+
+    if not actions:
+        return []
+    try:
+        named = [a.model for a in parse_actions(actions) if a.model is not None]
+    except ValueError as exc:
+        raise fail(f"--actions: {exc}") from exc
+    arms = []
+    for model in named:
+        prefix, _, rest = model.partition("/")
+        spec = rest if len(models) > 1 and prefix in models and rest else model
+        try:
+            parse_arm(spec)
+        except ValueError:
+            continue
+        arms.append(spec)
+    return list(dict.fromkeys(arms))
 
 
 def open_any(

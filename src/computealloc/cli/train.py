@@ -242,7 +242,7 @@ def fit_cmd(
             f"--method {method} is a sequential stopping rule: it spends samples one at a "
             "time, so --actions, --cost, --price and --probe-m do not apply."
         )
-    sample_log = drop_short(open_log(log, repeats, map_), min_samples)
+    sample_log = drop_short(open_log(log, repeats, map_, actions), min_samples)
     if method in fittable("fit_stopping"):
         _fit_stopping(sample_log, budget, method, out, seed)
         return
@@ -262,9 +262,11 @@ def fit_cmd(
         raise fail(exc) from exc
     with writing(out):
         save_policy(result.policy, out)
+    lam = getattr(result.policy, "lam_", None)  # uniform has no price: it mixes two actions
+    setting = f"lam {lam:.4g}" if lam is not None else plain(result.policy.describe_rule())
     console.print(
         f"{method} policy -> {plain(out)} (train {result.n_train}, calibration "
-        f"{result.n_calibration} queries; lam {result.policy.lam_:.4g})\n"
+        f"{result.n_calibration} queries; {setting})\n"
         f"held-out test queries ({result.n_test}): accuracy {result.test_accuracy:.4f} at mean "
         f"cost {result.test_cost:.3f}; uniform at the budget {result.uniform_accuracy:.4f}",
         highlight=False,

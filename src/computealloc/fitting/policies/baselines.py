@@ -214,6 +214,15 @@ class Uniform(BasePolicy):
         self.budget_ = budget
         return self
 
+    def describe_rule(self) -> str:
+        """The calibrated mix: ``"uniform: A on 40% of queries, B on 60%"`` (or one action)."""
+        if not hasattr(self, "mix_"):
+            return super().describe_rule()
+        low, high = self.actions_[self.low_], self.actions_[self.high_]
+        if self.low_ == self.high_ or self.mix_ == 0.0:
+            return f"uniform: {low} on every query"
+        return f"uniform: {low} on {1 - self.mix_:.0%} of queries, {high} on {self.mix_:.0%}"
+
     def _predict(self, X: ArrayLike | pd.DataFrame, costs: ArrayLike | None, seed: Seed) -> Int:
         """Each query independently: ``high_`` with probability ``mix_``, else ``low_``."""
         n = self._check_X(X, reset=False).shape[0]
