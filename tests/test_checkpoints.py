@@ -635,10 +635,9 @@ def test_fit_reads_the_thinking_arms_its_actions_name(tmp_path: Path) -> None:
     log.save(path)
     actions = ",".join(f"stable@{w}/majority@1" for w in (1, 2, 3, 4))
     budget = float(checkpoint_summary(log).set_index("action").loc["full", "mean_tokens"]) / 3
+    flags = ["--method", "uniform", "--cost", "tokens", "--actions", actions]
     res = runner.invoke(
-        app,
-        ["fit", str(path), "--method", "uniform", "--cost", "tokens", "--actions", actions]
-        + ["--budget", f"{budget:.1f}", "-o", str(out)],
+        app, ["fit", str(path), *flags, "--budget", f"{budget:.1f}", "-o", str(out)]
     )
     assert res.exit_code == 0, res.output
     assert "uniform: stable@" in res.output  # the calibrated mix, not a crash on lam_
