@@ -406,6 +406,48 @@ def test_a_refused_stream_is_a_backend_error():
         _think(url, "vllm", "q", plan)
 
 
+async def _raw_server(replies: list[bytes]) -> tuple[asyncio.Server, str]:
+    """A server on a free loopback port that answers its i-th request with ``replies[i]``
+    (raw HTTP bytes; the last one again after the list) and closes the connection."""
+    served = 0
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal served
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(replies[min(served, len(replies) - 1)])
+        served += 1
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    return server, f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/v1"
+
+
+def test_a_refusal_whose_body_is_cut_is_a_retryable_backend_error():
+    from computealloc.data.backends import BackendError
+
+    cut = (
+        b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+        b'Content-Length: 100\r\n\r\n{"err'
+    )
+
+    async def main() -> tuple[BaseException, Any]:
+        server, url = await _raw_server([cut])
+        backend = OpenAIBackend(url, "m", retry=RetryPolicy(3, initial_delay=0, max_delay=0))
+        try:
+            with pytest.raises(BaseException) as caught:
+                await backend.open_stream("q")
+        finally:
+            await backend.aclose()
+            server.close()
+        return caught.value, backend.stats
+
+    error, stats = asyncio.run(main())
+    # a transport failure like any other (retried, then one BackendError), not aiohttp's
+    assert isinstance(error, BackendError) and error.outcome == "connection_error", error
+    assert (stats.requests, stats.retries, stats.outcomes["connection_error"]) == (3, 2, 3)
+
+
 def test_a_streamed_plan_needs_a_streaming_backend():
     from computealloc.data.backends import ReplayBackend
     from test_runtime import synthetic_log

@@ -330,19 +330,25 @@ class OpenAIBackend:
             self.stats.requests += 1
             try:
                 response = await pool.streams().post(self._url, data=payload, proxy=pool.proxy)
+                refused = response.status >= 400
+                if refused or response.content_type == "application/json":
+                    # an error, or a server that does not stream: read the body (a read that
+                    # fails is a transport error like any other) and free the connection
+                    try:
+                        raw = await response.read()
+                    except BaseException:
+                        response.close()
+                        raise
+                    response.release()
             except (TimeoutError, aiohttp.ClientError) as exc:
                 error = _transport_error(self._url, self.timeout, exc)
                 self.stats.outcomes[error.outcome] += 1
                 raise error from exc
-            if response.status >= 400:
-                raw = await response.read()
-                response.release()
+            if refused:
                 error = _status_error(self._url, response.status, raw, None)
                 self.stats.outcomes[error.outcome] += 1
                 raise error
             if response.content_type == "application/json":  # a server that does not stream
-                raw = await response.read()
-                response.release()
                 self.stats.outcomes["malformed"] += 1
                 raise BackendError(
                     f"{self._url}: asked to stream, the server answered with one JSON body "
