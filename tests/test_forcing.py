@@ -448,6 +448,30 @@ def test_a_refusal_whose_body_is_cut_is_a_retryable_backend_error():
     assert (stats.requests, stats.retries, stats.outcomes["connection_error"]) == (3, 2, 3)
 
 
+def test_a_refused_stream_waits_as_its_retry_after_says():
+    import time
+
+    from computealloc.data.backends import BackendError
+
+    limited = b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 0.4\r\nContent-Length: 0\r\n\r\n"
+    bad = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 2\r\n\r\n{}"
+
+    async def main() -> float:
+        server, url = await _raw_server([limited, bad])
+        policy = RetryPolicy(2, initial_delay=0, max_delay=5, jitter=0)
+        backend = OpenAIBackend(url, "m", retry=policy)
+        start = time.perf_counter()
+        try:
+            with pytest.raises(BackendError, match="HTTP 400"):
+                await backend.open_stream("q")
+        finally:
+            await backend.aclose()
+            server.close()
+        return time.perf_counter() - start
+
+    assert asyncio.run(main()) >= 0.35  # the server's Retry-After, as a plain request honours
+
+
 def test_a_streamed_plan_needs_a_streaming_backend():
     from computealloc.data.backends import ReplayBackend
     from test_runtime import synthetic_log

@@ -345,7 +345,8 @@ class OpenAIBackend:
                 self.stats.outcomes[error.outcome] += 1
                 raise error from exc
             if refused:
-                error = _status_error(self._url, response.status, raw, None)
+                retry_after = response.headers.get("retry-after")
+                error = _status_error(self._url, response.status, raw, retry_after)
                 self.stats.outcomes[error.outcome] += 1
                 raise error
             if response.content_type == "application/json":  # a server that does not stream
