@@ -472,6 +472,46 @@ def test_a_refused_stream_waits_as_its_retry_after_says():
     assert asyncio.run(main()) >= 0.35  # the server's Retry-After, as a plain request honours
 
 
+def test_open_streams_are_bounded_by_max_concurrency():
+    from fastapi import FastAPI
+    from fastapi.responses import StreamingResponse
+
+    app = FastAPI()
+
+    @app.post("/v1/chat/completions")
+    async def chat() -> StreamingResponse:
+        async def events() -> Any:
+            for _ in range(200):  # a long thought, slowly
+                yield f"data: {json.dumps(_chunk({'content': 'a'}))}\n\n"
+                await asyncio.sleep(0.02)
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    async def main() -> tuple[int, int]:
+        backend = OpenAIBackend(url, "m", max_concurrency=2, retry=RetryPolicy(max_attempts=1))
+        now = peak = done = 0
+
+        async def thought() -> None:
+            nonlocal now, peak, done
+            async with await backend.open_stream("q") as stream:
+                now += 1
+                peak = max(peak, now)
+                await stream.advance(2)
+                await asyncio.sleep(0.2)
+                now -= 1
+            done += 1
+
+        try:
+            await asyncio.wait_for(asyncio.gather(*(thought() for _ in range(5))), 20)
+        finally:
+            await backend.aclose()
+        return peak, done
+
+    with running(app) as url:
+        peak, done = asyncio.run(main())
+    assert (peak, done) == (2, 5)  # never more streams open upstream than max_concurrency
+
+
 def test_a_streamed_plan_needs_a_streaming_backend():
     from computealloc.data.backends import ReplayBackend
     from test_runtime import synthetic_log
