@@ -356,6 +356,21 @@ def test_a_stream_holds_back_the_chunk_past_the_point():
     assert (stream.output_tokens, stream.finish_reason, stream.done) == (4, "stop", True)
 
 
+def test_a_stream_reads_events_whose_data_spans_lines():
+    one, two = _chunk({"content": "a"}), _chunk({"content": "b"}, "stop")
+    first, second = json.dumps(one, indent=1).splitlines(), json.dumps(two)
+    events: list[object] = [
+        b": keep-alive comment\r\nevent: message",
+        # one event whose JSON spans several data lines (joined with newlines)
+        b"\n".join(b"data: " + line.encode() for line in first),
+        # two events without the blank line between them, CRLF line ends
+        f"data: {second}\r\ndata: [DONE]\r".encode(),
+    ]
+    stream = _read(events)
+    assert (stream.text, stream.output_tokens, stream.finish_reason) == ("ab", 2, "stop")
+    assert stream.done
+
+
 def test_a_broken_stream_is_a_backend_error():
     from computealloc.data.backends import BackendError
 
