@@ -143,7 +143,7 @@ def test_a_streamed_thinking_arm_refuses_the_official_client_at_start():
     from computealloc.data.arms import Thinking
     from computealloc.data.forcing import ThinkingBackend
 
-    thinking = Thinking(checkpoints=(8, 16), stable=2, stream=True)
+    thinking = Thinking(checkpoints=(8, 16, 24), stable=2, stream=True)
     arm = Arm(name="early", url="http://127.0.0.1:9/v1", thinking=thinking)
     # not at the first request, where each would fail: when the arms open
     with pytest.raises(ValueError, match=r"Arm 'early' streams its thoughts.*client 'openai'"):

@@ -137,7 +137,7 @@ def test_a_confidence_plan_refuses_a_server_without_logprobs():
         with pytest.raises(BackendError, match=r"Arm 'conf@0.5' returned no token log-prob"):
             asyncio.run(main())
         # without a confidence rule the same server is fine
-        assert _think(url, "vllm", "q", ThinkingPlan((4, 8), stable=2)).stop != "natural"
+        assert _think(url, "vllm", "q", ThinkingPlan((4, 8), stable=1)).stop != "natural"
 
 
 def test_answer_confidence_on_hand_made_tokens():
@@ -566,10 +566,18 @@ def test_a_plan_is_validated():
     for tau in [0, 1.5, -0.1, True, float("nan"), "0.9"]:
         with pytest.raises(ValueError, match=r"confidence of a ThinkingPlan must be a float in"):
             ThinkingPlan((4,), confidence=tau)  # type: ignore[arg-type]
-    assert ThinkingPlan((4,), confidence=1).confidence == 1
+    assert ThinkingPlan((4, 8), confidence=1).confidence == 1
+    # a rule that can never stop a thought before the cap is refused, not run as a cap
+    with pytest.raises(ValueError, match=r"confidence needs checkpoints before the cap"):
+        ThinkingPlan((4,), confidence=0.9)
+    with pytest.raises(ValueError, match=r"stable of a ThinkingPlan must be at most .* \(1\)"):
+        ThinkingPlan((4, 8), stable=2)
+    with pytest.raises(ValueError, match=r"at most the checkpoints before the cap \(0\)"):
+        ThinkingPlan((4,), stable=1)
+    assert ThinkingPlan((4, 8, 12), stable=2).stable == 2
     from pydantic import ValidationError
 
-    from computealloc.data.arms import Thinking
+    from computealloc.data.arms import Arm, Thinking
 
     assert Thinking(checkpoints=(4, 8), confidence=0.9).plan().confidence == 0.9
     assert Thinking(checkpoints=(4, 8), stream=True).plan().stream
@@ -577,6 +585,8 @@ def test_a_plan_is_validated():
         ThinkingPlan((4,), stream=1)  # type: ignore[arg-type]
     with pytest.raises(ValidationError, match="confidence"):
         Thinking(checkpoints=(4,), confidence=1.5)
+    with pytest.raises(ValidationError, match=r"thinking\n.*confidence needs checkpoints before"):
+        Arm(name="a", url="http://x/v1", thinking={"checkpoints": [512], "confidence": 0.9})
 
 
 def test_max_tokens_in_params_is_refused():
