@@ -137,3 +137,17 @@ def test_collect_draws_n_samples_from_every_arm_into_one_resumable_log(tmp_path)
     assert all(b["chat_template_kwargs"] == {"enable_thinking": True} for b in small.state.bodies)
     assert {b["model"] for b in big.state.bodies} == {"big"}
     assert not any("chat_template_kwargs" in b for b in big.state.bodies)
+
+
+def test_a_streamed_thinking_arm_refuses_the_official_client_at_start():
+    from computealloc.data.arms import Thinking
+    from computealloc.data.forcing import ThinkingBackend
+
+    thinking = Thinking(checkpoints=(8, 16, 24), stable=2, stream=True)
+    arm = Arm(name="early", url="http://127.0.0.1:9/v1", thinking=thinking)
+    # not at the first request, where each would fail: when the arms open
+    with pytest.raises(ValueError, match=r"Arm 'early' streams its thoughts.*client 'openai'"):
+        open_arms([arm], client="openai")
+    assert isinstance(open_arms([arm])["early"], ThinkingBackend)
+    segmented = Arm(name="seg", url="http://127.0.0.1:9/v1", thinking=Thinking(checkpoints=(8,)))
+    assert isinstance(open_arms([segmented], client="openai")["seg"], ThinkingBackend)

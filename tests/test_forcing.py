@@ -137,7 +137,7 @@ def test_a_confidence_plan_refuses_a_server_without_logprobs():
         with pytest.raises(BackendError, match=r"Arm 'conf@0.5' returned no token log-prob"):
             asyncio.run(main())
         # without a confidence rule the same server is fine
-        assert _think(url, "vllm", "q", ThinkingPlan((4, 8), stable=2)).stop != "natural"
+        assert _think(url, "vllm", "q", ThinkingPlan((4, 8), stable=1)).stop != "natural"
 
 
 def test_answer_confidence_on_hand_made_tokens():
@@ -356,6 +356,21 @@ def test_a_stream_holds_back_the_chunk_past_the_point():
     assert (stream.output_tokens, stream.finish_reason, stream.done) == (4, "stop", True)
 
 
+def test_a_stream_reads_events_whose_data_spans_lines():
+    one, two = _chunk({"content": "a"}), _chunk({"content": "b"}, "stop")
+    first, second = json.dumps(one, indent=1).splitlines(), json.dumps(two)
+    events: list[object] = [
+        b": keep-alive comment\r\nevent: message",
+        # one event whose JSON spans several data lines (joined with newlines)
+        b"\n".join(b"data: " + line.encode() for line in first),
+        # two events without the blank line between them, CRLF line ends
+        f"data: {second}\r\ndata: [DONE]\r".encode(),
+    ]
+    stream = _read(events)
+    assert (stream.text, stream.output_tokens, stream.finish_reason) == ("ab", 2, "stop")
+    assert stream.done
+
+
 def test_a_broken_stream_is_a_backend_error():
     from computealloc.data.backends import BackendError
 
@@ -406,6 +421,112 @@ def test_a_refused_stream_is_a_backend_error():
         _think(url, "vllm", "q", plan)
 
 
+async def _raw_server(replies: list[bytes]) -> tuple[asyncio.Server, str]:
+    """A server on a free loopback port that answers its i-th request with ``replies[i]``
+    (raw HTTP bytes; the last one again after the list) and closes the connection."""
+    served = 0
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal served
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(replies[min(served, len(replies) - 1)])
+        served += 1
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    return server, f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/v1"
+
+
+def test_a_refusal_whose_body_is_cut_is_a_retryable_backend_error():
+    from computealloc.data.backends import BackendError
+
+    cut = (
+        b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+        b'Content-Length: 100\r\n\r\n{"err'
+    )
+
+    async def main() -> tuple[BaseException, Any]:
+        server, url = await _raw_server([cut])
+        backend = OpenAIBackend(url, "m", retry=RetryPolicy(3, initial_delay=0, max_delay=0))
+        try:
+            with pytest.raises(BaseException) as caught:
+                await backend.open_stream("q")
+        finally:
+            await backend.aclose()
+            server.close()
+        return caught.value, backend.stats
+
+    error, stats = asyncio.run(main())
+    # a transport failure like any other (retried, then one BackendError), not aiohttp's
+    assert isinstance(error, BackendError) and error.outcome == "connection_error", error
+    assert (stats.requests, stats.retries, stats.outcomes["connection_error"]) == (3, 2, 3)
+
+
+def test_a_refused_stream_waits_as_its_retry_after_says():
+    import time
+
+    from computealloc.data.backends import BackendError
+
+    limited = b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 0.4\r\nContent-Length: 0\r\n\r\n"
+    bad = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 2\r\n\r\n{}"
+
+    async def main() -> float:
+        server, url = await _raw_server([limited, bad])
+        policy = RetryPolicy(2, initial_delay=0, max_delay=5, jitter=0)
+        backend = OpenAIBackend(url, "m", retry=policy)
+        start = time.perf_counter()
+        try:
+            with pytest.raises(BackendError, match="HTTP 400"):
+                await backend.open_stream("q")
+        finally:
+            await backend.aclose()
+            server.close()
+        return time.perf_counter() - start
+
+    assert asyncio.run(main()) >= 0.35  # the server's Retry-After, as a plain request honours
+
+
+def test_open_streams_are_bounded_by_max_concurrency():
+    from fastapi import FastAPI
+    from fastapi.responses import StreamingResponse
+
+    app = FastAPI()
+
+    @app.post("/v1/chat/completions")
+    async def chat() -> StreamingResponse:
+        async def events() -> Any:
+            for _ in range(200):  # a long thought, slowly
+                yield f"data: {json.dumps(_chunk({'content': 'a'}))}\n\n"
+                await asyncio.sleep(0.02)
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    async def main() -> tuple[int, int]:
+        backend = OpenAIBackend(url, "m", max_concurrency=2, retry=RetryPolicy(max_attempts=1))
+        now = peak = done = 0
+
+        async def thought() -> None:
+            nonlocal now, peak, done
+            async with await backend.open_stream("q") as stream:
+                now += 1
+                peak = max(peak, now)
+                await stream.advance(2)
+                await asyncio.sleep(0.2)
+                now -= 1
+            done += 1
+
+        try:
+            await asyncio.wait_for(asyncio.gather(*(thought() for _ in range(5))), 20)
+        finally:
+            await backend.aclose()
+        return peak, done
+
+    with running(app) as url:
+        peak, done = asyncio.run(main())
+    assert (peak, done) == (2, 5)  # never more streams open upstream than max_concurrency
+
+
 def test_a_streamed_plan_needs_a_streaming_backend():
     from computealloc.data.backends import ReplayBackend
     from test_runtime import synthetic_log
@@ -445,10 +566,18 @@ def test_a_plan_is_validated():
     for tau in [0, 1.5, -0.1, True, float("nan"), "0.9"]:
         with pytest.raises(ValueError, match=r"confidence of a ThinkingPlan must be a float in"):
             ThinkingPlan((4,), confidence=tau)  # type: ignore[arg-type]
-    assert ThinkingPlan((4,), confidence=1).confidence == 1
+    assert ThinkingPlan((4, 8), confidence=1).confidence == 1
+    # a rule that can never stop a thought before the cap is refused, not run as a cap
+    with pytest.raises(ValueError, match=r"confidence needs checkpoints before the cap"):
+        ThinkingPlan((4,), confidence=0.9)
+    with pytest.raises(ValueError, match=r"stable of a ThinkingPlan must be at most .* \(1\)"):
+        ThinkingPlan((4, 8), stable=2)
+    with pytest.raises(ValueError, match=r"at most the checkpoints before the cap \(0\)"):
+        ThinkingPlan((4,), stable=1)
+    assert ThinkingPlan((4, 8, 12), stable=2).stable == 2
     from pydantic import ValidationError
 
-    from computealloc.data.arms import Thinking
+    from computealloc.data.arms import Arm, Thinking
 
     assert Thinking(checkpoints=(4, 8), confidence=0.9).plan().confidence == 0.9
     assert Thinking(checkpoints=(4, 8), stream=True).plan().stream
@@ -456,6 +585,8 @@ def test_a_plan_is_validated():
         ThinkingPlan((4,), stream=1)  # type: ignore[arg-type]
     with pytest.raises(ValidationError, match="confidence"):
         Thinking(checkpoints=(4,), confidence=1.5)
+    with pytest.raises(ValidationError, match=r"thinking\n.*confidence needs checkpoints before"):
+        Arm(name="a", url="http://x/v1", thinking={"checkpoints": [512], "confidence": 0.9})
 
 
 def test_max_tokens_in_params_is_refused():

@@ -247,7 +247,8 @@ def test_the_runtime_refuses_a_confidence_vote_on_an_arm_without_scores():
     with pytest.raises(ValueError, match=r"'weighted@2' weighs samples by their score, but"):
         Runtime(policy, ReplayBackend(bare), budget=2.0)
     url = "http://127.0.0.1:9/v1"  # never called: the refusal comes first
-    for thinking in [None, Thinking(checkpoints=(8,)), Thinking(checkpoints=(8,), confidence=0.9)]:
+    confident = Thinking(checkpoints=(4, 8), confidence=0.9)
+    for thinking in [None, Thinking(checkpoints=(8,)), confident]:
         arm = Arm(name="early", url=url, model="fake-r1", thinking=thinking)
         with pytest.raises(ValueError, match=r"arm 'early' .* `thinking: \{logprobs: true\}`"):
             Runtime(policy, open_arms([arm]), budget=2.0)

@@ -248,7 +248,8 @@ def open_arms(
     Raises
     ------
     ValueError
-        An arm named twice, or an ``api_key_env`` that is not set.
+        An arm named twice, an ``api_key_env`` that is not set, or a streamed thinking plan
+        with ``client="openai"`` (streams are read over plain HTTP).
     """
     from computealloc.data.backends import OpenAIBackend, ReplayBackend, RetryPolicy
 
@@ -256,6 +257,12 @@ def open_arms(
     for arm in arms:
         if arm.name in out:
             raise ValueError(f"Arm {arm.name!r} is given more than once.")
+        if arm.thinking is not None and arm.thinking.stream and client != "aiohttp":
+            raise ValueError(
+                f"Arm {arm.name!r} streams its thoughts (thinking.stream: true), which needs "
+                f"the default client 'aiohttp' (server-sent events read over plain HTTP); got "
+                f"client {client!r}: drop the client option or set thinking.stream: false."
+            )
         backend: Backend
         if arm.replay is not None:
             log = datasets.open_log(arm.replay)

@@ -120,7 +120,8 @@ class ThinkingPlan:
         Strictly increasing thinking-token counts ``> 0``; the last one is the cap.
     stable : int or None
         Stop at the first checkpoint whose probed answer equals the answers of the ``stable - 1``
-        checkpoints before it (``stable >= 1``); None probes only at the cap (budget forcing).
+        checkpoints before it (``1 <= stable <= len(checkpoints) - 1``: the cap always stops);
+        None probes only at the cap (budget forcing).
     answer_tokens : int
         Output tokens allowed to a probe and to the forced answer (``>= 1``).
     suffix : str
@@ -129,7 +130,8 @@ class ThinkingPlan:
         ``TAU`` in (0, 1]: stop at the first checkpoint whose probed answer has a confidence
         (:func:`answer_confidence`) of at least ``TAU``; None: no such rule. With ``stable``
         too, the thought stops where either rule fires first (``"confident"`` when both fire
-        at one checkpoint). Its probes ask for token log-probabilities.
+        at one checkpoint). Its probes ask for token log-probabilities. Needs a checkpoint
+        before the cap.
     stream : bool
         Think in one streamed request (up to the cap) instead of one request per segment; the
         backend needs an ``open_stream`` method (see :func:`think`).
@@ -178,6 +180,21 @@ class ThinkingPlan:
         ):
             raise ValueError(
                 f"The confidence of a ThinkingPlan must be a float in (0, 1]. Got {tau!r} instead."
+            )
+        before = len(points) - 1  # checkpoints where a rule can stop the thought (not the cap)
+        if self.stable is not None and self.stable > before:
+            raise ValueError(
+                f"The stable of a ThinkingPlan must be at most the checkpoints before the cap "
+                f"({before}): stable={self.stable} never stops a thought before the cap "
+                f"{points[-1]} (the plan would be budget forcing at the cap). Add checkpoints "
+                "or drop stable."
+            )
+        if tau is not None and not before:
+            raise ValueError(
+                f"A ThinkingPlan with a confidence needs checkpoints before the cap: with only "
+                f"the cap ({points[-1]}) the rule never stops a thought early. Add checkpoints "
+                "(e.g. [256, 512, 1024]) or drop confidence (logprobs: true alone gives each "
+                "thought its answer's confidence)."
             )
         if not isinstance(self.stream, bool):
             raise ValueError(f"The stream of a ThinkingPlan must be a bool. Got {self.stream!r}.")

@@ -84,7 +84,8 @@ class OpenAIBackend:
     retry : RetryPolicy, optional
         Backoff for 408/409/429/5xx, timeouts, connection errors and malformed responses.
     max_concurrency : int
-        HTTP requests in flight at most, over all concurrent ``sample`` calls.
+        HTTP requests in flight at most, over all concurrent ``sample`` calls; and, apart
+        from them, streams open at most (:meth:`open_stream`).
     system_prompt : str, optional
         A system message sent before the prompt, unless the conversation has its own.
     client : {"aiohttp", "openai"} or openai.AsyncOpenAI
@@ -291,8 +292,12 @@ class OpenAIBackend:
         The request asks for usage in every chunk (``stream_options: {"include_usage": true,
         "continuous_usage_stats": true}``; servers without the second field send usage at the
         end). Failures before the first byte of the reply are retried as ``retry`` says.
-        Streams use connections of their own, outside ``max_concurrency`` (a thought holds its
-        stream open while its probes take slots), and need ``client="aiohttp"``.
+        Streams use a pool of their own, apart from the ``max_concurrency`` requests of
+        :meth:`sample` (a thought holds its stream open while its probes take slots, so one
+        pool could deadlock), and at most ``max_concurrency`` streams are open at once: one
+        opened beyond them waits until another is closed (or read to its end). The upstream
+        thus sees at most ``2 * max_concurrency`` connections from one backend. Streams need
+        ``client="aiohttp"``.
 
         Parameters
         ----------
@@ -330,19 +335,26 @@ class OpenAIBackend:
             self.stats.requests += 1
             try:
                 response = await pool.streams().post(self._url, data=payload, proxy=pool.proxy)
+                refused = response.status >= 400
+                if refused or response.content_type == "application/json":
+                    # an error, or a server that does not stream: read the body (a read that
+                    # fails is a transport error like any other) and free the connection
+                    try:
+                        raw = await response.read()
+                    except BaseException:
+                        response.close()
+                        raise
+                    response.release()
             except (TimeoutError, aiohttp.ClientError) as exc:
                 error = _transport_error(self._url, self.timeout, exc)
                 self.stats.outcomes[error.outcome] += 1
                 raise error from exc
-            if response.status >= 400:
-                raw = await response.read()
-                response.release()
-                error = _status_error(self._url, response.status, raw, None)
+            if refused:
+                retry_after = response.headers.get("retry-after")
+                error = _status_error(self._url, response.status, raw, retry_after)
                 self.stats.outcomes[error.outcome] += 1
                 raise error
             if response.content_type == "application/json":  # a server that does not stream
-                raw = await response.read()
-                response.release()
                 self.stats.outcomes["malformed"] += 1
                 raise BackendError(
                     f"{self._url}: asked to stream, the server answered with one JSON body "
@@ -471,6 +483,7 @@ class _Pool:
         http: bool = True,
     ) -> None:
         self.loop = loop
+        self.max_concurrency = max_concurrency
         self.slots = asyncio.Semaphore(max_concurrency)
         self.proxy = _env_proxy(url)
         self.headers = headers
@@ -492,11 +505,13 @@ class _Pool:
         )
 
     def streams(self) -> aiohttp.ClientSession:
-        """The session of streamed requests (opened on first use): no connection limit, and
-        ``timeout`` bounds the wait for each chunk."""
+        """The session of streamed requests (opened on first use): ``max_concurrency``
+        connections at most, apart from the other requests' (an open stream holds its
+        connection until it is closed or read to its end, a stream opened beyond them waits for
+        one), and ``timeout`` bounds the wait for each chunk."""
         if self.stream_session is None:
             self.stream_session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=0),
+                connector=aiohttp.TCPConnector(limit=self.max_concurrency),
                 headers=self.headers,
                 timeout=aiohttp.ClientTimeout(
                     total=None, sock_connect=self.timeout, sock_read=self.timeout

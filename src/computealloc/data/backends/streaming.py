@@ -140,7 +140,13 @@ class ChatStream:
         )
 
     async def _next(self) -> dict[str, Any] | None:
-        """The next chunk; None at ``[DONE]`` or the end of the body."""
+        """The next chunk; None at ``[DONE]`` or the end of the body.
+
+        An event's data may span several ``data:`` lines (joined with newlines, as the
+        server-sent events format says); a chunk is read as soon as its lines parse, so a
+        server that leaves out the blank line between events is read all the same.
+        """
+        lines: list[bytes] = []
         while True:
             try:
                 line = await self.response.content.readline()
@@ -150,18 +156,23 @@ class ChatStream:
                 raise self._error(f"{type(exc).__name__}: {exc}", "connection_error") from exc
             except ValueError as exc:  # aiohttp: a line longer than its read limit
                 raise self._error(f"unreadable event: {exc}", "malformed") from exc
+            field = line.strip()
+            if lines and (not line or not field):  # the event ended, its data unparsed
+                data = b"\n".join(lines)
+                raise self._error(f"a chunk is not JSON: {data[:200]!r}", "malformed")
             if not line:
                 return None
-            data = line.strip()
-            if not data.startswith(b"data:"):
+            if not field.startswith(b"data:"):
                 continue  # blank separators, comments, ``event:`` lines
-            data = data[5:].strip()
+            lines.append(field[5:].strip())
+            data = b"\n".join(lines)
             if data == b"[DONE]":
                 return None
             try:
                 chunk = json.loads(data)
-            except ValueError as exc:
-                raise self._error(f"a chunk is not JSON: {data[:200]!r}", "malformed") from exc
+            except ValueError:
+                continue  # the event's data goes on in its next line
+            lines.clear()
             if not isinstance(chunk, dict):
                 raise self._error(f"a chunk is not an object: {data[:200]!r}", "malformed")
             if "error" in chunk:
