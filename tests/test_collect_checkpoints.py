@@ -137,3 +137,54 @@ def test_cli_collect_checkpoints_and_its_flag_errors(server, tmp_path):
     ]:
         failed = runner.invoke(app, [*base, "-n", "1", *flags])
         assert failed.exit_code == 2 and said in " ".join(failed.output.split()), failed.output
+
+
+@pytest.mark.parametrize("window", [1, 2, 3])
+def test_the_stable_rule_served_is_the_rule_evaluated(server, tmp_path, window):
+    """Offline ``stable@W`` on a collected checkpoint log (a 0 checkpoint first: the answer
+    without thinking) gives, trace by trace, the answer and tokens the live plan
+    ``thinking: {checkpoints: [the log's], stable: W}`` gives on the same server and seed."""
+    import asyncio
+
+    from computealloc.data.backends import OpenAIBackend, RetryPolicy
+    from computealloc.data.forcing import CONTINUATIONS, ThinkingPlan, think
+
+    url, _ = server
+    points = (0, 10, 20, 40, 60, 90, 130)
+    out = tmp_path / "log.jsonl"
+    run_collect(
+        _queries(tmp_path / "q.jsonl"),
+        out,
+        n=2,
+        base_url=url,
+        model="fake-r1",
+        max_tokens=LONGEST,
+        seed=5,
+        checkpoints=CheckpointProbes(points, "vllm", answer_tokens=4, logprobs=False),
+    )
+    offline = thinking_log(read_checkpoints(out), f"stable@{window}").samples
+    offline = offline.set_index(["query_id", "sample_idx"])
+    plan = ThinkingPlan((*points, LONGEST), stable=window, answer_tokens=4)
+
+    stops = set()
+
+    async def live() -> dict[tuple[str, int], tuple[str | None, int]]:
+        backend = OpenAIBackend(url, "fake-r1", retry=RetryPolicy(max_attempts=1))
+        got = {}
+        try:
+            for i, prompt in enumerate(PROMPTS):
+                for j in range(2):
+                    params = {"seed": 5 + j, "temperature": 0.7}
+                    t = await think(
+                        backend, prompt, plan, continuation=CONTINUATIONS["vllm"], params=params
+                    )
+                    got[(f"p{i}", j)] = (t.answer, t.output_tokens)
+                    stops.add(t.stop)
+        finally:
+            await backend.aclose()
+        return got
+
+    for key, (answer, tokens) in asyncio.run(live()).items():
+        row = offline.loc[key]
+        assert (answer, tokens) == (row["answer"], row["tokens"]), key
+    assert "settled" in stops  # early exits, not only natural ends

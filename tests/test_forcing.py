@@ -74,6 +74,7 @@ def _expected(prompt: str, plan: ThinkingPlan) -> tuple[str, str, int, int]:
 PLANS = [
     ThinkingPlan((48,)),
     ThinkingPlan((10, 30, 60, 90), stable=2),
+    ThinkingPlan((0, 10, 30, 60, 90), stable=2),  # 0: the answer without thinking first
     ThinkingPlan(tuple(range(8, 160, 8)), confidence=0.8),
     ThinkingPlan(tuple(range(8, 160, 8)), stable=3, confidence=0.9),
 ]

@@ -259,9 +259,10 @@ def _checkpoint_probes(
             f"--checkpoints expects comma-separated token counts, e.g. 256,512,1024. "
             f"Got {checkpoints!r}."
         ) from None
-    if not points or any(b <= a for a, b in itertools.pairwise(points)) or points[0] < 1:
+    if not points or any(b <= a for a, b in itertools.pairwise(points)) or points[0] < 0:
         raise fail(
-            f"--checkpoints must be strictly increasing positive counts. Got {checkpoints!r}."
+            "--checkpoints must be strictly increasing counts >= 0 (0: the answer without "
+            f"thinking). Got {checkpoints!r}."
         )
     if points[-1] >= max_tokens:
         raise fail(

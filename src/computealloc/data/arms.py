@@ -37,7 +37,8 @@ class Thinking(BaseModel):
     Attributes
     ----------
     checkpoints : list of int
-        Strictly increasing thinking-token counts; the last one is the cap.
+        Strictly increasing thinking-token counts (0: the answer without thinking); the last
+        one is the cap.
     stable : int, optional
         Stop once ``stable`` probes in a row agree; none: budget forcing at the cap.
     answer_tokens : int

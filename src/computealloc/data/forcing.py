@@ -117,7 +117,8 @@ class ThinkingPlan:
     Parameters
     ----------
     checkpoints : sequence of int
-        Strictly increasing thinking-token counts ``> 0``; the last one is the cap.
+        Strictly increasing thinking-token counts ``>= 0`` (0: the forced answer before any
+        thinking, the answer without thinking); the last one is the cap (``>= 1``).
     stable : int or None
         Stop at the first checkpoint whose probed answer equals the answers of the ``stable - 1``
         checkpoints before it (``1 <= stable <= len(checkpoints) - 1``: the cap always stops);
@@ -158,12 +159,14 @@ class ThinkingPlan:
         points = tuple(self.checkpoints)
         if (
             not points
-            or not all(isinstance(t, int) and not isinstance(t, bool) and t > 0 for t in points)
+            or not all(isinstance(t, int) and not isinstance(t, bool) and t >= 0 for t in points)
             or any(b <= a for a, b in itertools.pairwise(points))
+            or points[-1] < 1
         ):
             raise ValueError(
-                "The checkpoints of a ThinkingPlan must be strictly increasing positive "
-                f"token counts. Got {self.checkpoints!r} instead."
+                "The checkpoints of a ThinkingPlan must be strictly increasing token counts "
+                ">= 0 (0: the answer without thinking), the last one (the cap) >= 1. Got "
+                f"{self.checkpoints!r} instead."
             )
         object.__setattr__(self, "checkpoints", points)
         if self.stable is not None and (isinstance(self.stable, bool) or self.stable < 1):
@@ -597,10 +600,12 @@ async def probe_trace(
     run = _Run(backend, to_messages(prompt), base, continuation)
     thought, rows = "", []
     for i, cap in enumerate(plan.checkpoints):
-        text, reason, tokens = await run.request(
-            "think", thought, cap - run.thinking, logprobs=logprobs
-        )
-        thought += text
+        reason: str | None = "length"  # a checkpoint at 0 thinking tokens: no thinking yet
+        if cap > run.thinking:
+            text, reason, tokens = await run.request(
+                "think", thought, cap - run.thinking, logprobs=logprobs
+            )
+            thought += text
         if reason != "length":
             answer = extract(thought)
             conf = run.confidence(tokens, answer)
