@@ -337,7 +337,9 @@ def test_synthetic_traces_settle_as_thinking_goes_on() -> None:
     same = summary.loc[caps, "same_as_full"].to_numpy()
     conf = summary.loc[caps, "mean_confidence"].to_numpy()
     assert (np.diff(same) >= 0).all() and same[0] < 0.6
-    assert (np.diff(conf) >= 0).all()
+    # confidence rises with thinking; past 10k tokens only a few long traces still change (and
+    # they end wrong more often, less confidently), so the last steps may dip by noise
+    assert (np.diff(conf) >= -0.005).all() and conf[-1] - conf[0] > 0.3
     frame = synthetic_frame(150, 4, seed=0)
     ends = frame[frame["final"]]
     assert (

@@ -129,14 +129,17 @@ def arm_outcomes(traces: Traces, spec: str) -> Outcome:
 def default_arms(log: CheckpointLog) -> list[str]:
     """``cap@T`` for every checkpoint position of the log, then ``full``.
 
-    Where the log has more than :data:`MAX_DEFAULT_CAPS` distinct positions (checkpoints at
-    irregular places), that many geometric steps between the smallest and largest.
+    Where the log has more than :data:`MAX_DEFAULT_CAPS` distinct positions (a fine or
+    irregular grid), at most that many: 0 where the log has it, then geometric steps between
+    the smallest positive position and the largest, each snapped down to a position of the
+    log (so every cap is a checkpoint, and no two caps give the same answers).
     """
     grid = log.grid
     if grid.size > MAX_DEFAULT_CAPS:
-        low = max(int(grid[grid > 0].min(initial=1)), 1)
-        steps = np.geomspace(low, int(grid.max()), MAX_DEFAULT_CAPS - int(grid[0] == 0))
-        grid = np.unique(np.r_[grid[:1][grid[:1] == 0], np.round(steps).astype(np.int64)])
+        positive = grid[grid > 0]
+        steps = np.geomspace(positive.min(), positive.max(), MAX_DEFAULT_CAPS - int(grid[0] == 0))
+        snapped = positive[np.searchsorted(positive, steps * (1 + 1e-12), side="right") - 1]
+        grid = np.unique(np.r_[grid[grid == 0], snapped])
     return [f"cap@{int(t)}" for t in grid] + ["full"]
 
 
