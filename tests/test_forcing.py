@@ -140,6 +140,54 @@ def test_a_confidence_plan_refuses_a_server_without_logprobs():
         assert _think(url, "vllm", "q", ThinkingPlan((4, 8), stable=1)).stop != "natural"
 
 
+def test_a_plain_forced_answer_is_read_after_the_suffix():
+    """A model that answers the default suffix's "Final answer:" with a bare " 7" (no
+    \\boxed{}): the probes, the thought's answer, its confidence, the completion the runtime
+    votes on and collect's checkpoint rows all read 7."""
+    import re
+
+    from computealloc.data.forcing import probe_trace
+    from computealloc.estimation.voting import answer_of
+    from fake_reasoning import reasoning
+
+    boxed = reasoning("vllm", [])
+
+    def plain(text: str) -> str:
+        return re.sub(r"\\boxed\{(\d)\}", r"\1", text)
+
+    async def respond(request, n):  # type: ignore[no-untyped-def]
+        out = await boxed(request, n)
+        return [
+            replace(
+                c,
+                text=plain(c.text),
+                logprobs=c.logprobs and tuple((plain(t), lp) for t, lp in c.logprobs),
+            )
+            for c in out
+        ]
+
+    plan = ThinkingPlan((8, 16), stable=1, logprobs=True)
+    prompt = PROMPTS[0]
+    trace = trace_of(prompt)
+    with running(make_app(respond)) as url:
+        got = _think(url, "vllm", prompt, plan)
+
+        async def rows():  # type: ignore[no-untyped-def]
+            backend = OpenAIBackend(url, "fake-r1", retry=RetryPolicy(max_attempts=1))
+            try:
+                return await probe_trace(
+                    backend, prompt, (8,), max_tokens=16, continuation=CONTINUATIONS["vllm"]
+                )
+            finally:
+                await backend.aclose()
+
+        checkpoints, _ = asyncio.run(rows())
+    assert (got.stop, got.answer, got.think_tokens) == ("settled", trace.answers[8], 8)
+    assert answer_of(got.completion()) == got.answer  # what the runtime and collect read
+    assert got.confidence == pytest.approx(math.exp(trace.logprobs[8]))
+    assert [c.answer for c in checkpoints] == [trace.answers[8], trace.answers[16]]
+
+
 def test_answer_confidence_on_hand_made_tokens():
     tokens = [(" The", -0.1), (" answer", -0.2), (" is", -0.05), (" \\boxed{", -0.3)]
     tokens += [("1", -0.5), ("2", -0.25), ("}.", -0.01)]

@@ -306,8 +306,9 @@ class Thought:
     Attributes
     ----------
     text : str
-        The answer text: what followed the suffix at the stop, or the whole reply when the
-        thought ended on its own.
+        The answer text: the suffix and what followed it at the stop (the answer is read
+        there, so that a plain answer after the default suffix's ``Final answer:`` counts), or
+        the whole reply when the thought ended on its own.
     answer : str or None
         The answer extracted from ``text``.
     think_tokens : int
@@ -610,6 +611,7 @@ async def probe_trace(
         text, _, tokens = await run.request(
             "answer" if last else "probe", thought + suffix, answer_tokens, logprobs=logprobs
         )
+        text = suffix + text  # read the answer after the suffix (see _Run.probe)
         spent = run.segments[-1].output_tokens
         answer = extract(text)
         conf = run.confidence(tokens, answer)
@@ -717,7 +719,10 @@ class _Run:
         text, _, tokens = await self.request(
             kind, prefix, plan.answer_tokens, logprobs=why is not None
         )
-        answer = extract(text)
+        # the answer is read after the suffix, which may hold what marks it ("Final answer:",
+        # an opening "\\boxed{"): a model that answers "Final answer: 42" replies " 42"
+        self.last_text = plan.suffix + text
+        answer = extract(self.last_text)
         probe = Probe(self.thinking, answer, self.confidence(tokens, answer, why, "a probe"))
         self.probes.append(probe)
         return probe
