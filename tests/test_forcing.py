@@ -655,6 +655,43 @@ def test_max_tokens_in_params_is_refused():
         asyncio.run(main())
 
 
+def test_a_callers_max_completion_tokens_does_not_lift_the_plans_caps():
+    """vLLM and OpenAI read max_completion_tokens before max_tokens: a client's (or an arm's)
+    would replace every per-request cap of the plan, so it is dropped like max_tokens."""
+    from computealloc.data.forcing import ThinkingBackend
+    from fake_reasoning import reasoning
+
+    app = make_app(reasoning("vllm", []))
+    with running(app) as url:
+        for stream in (False, True):
+            plan = ThinkingPlan((8, 16), stable=1, answer_tokens=4, stream=stream)
+
+            async def main(plan: ThinkingPlan = plan) -> list[Any]:
+                inner = OpenAIBackend(url, "fake-r1", retry=RetryPolicy(max_attempts=1))
+                backend = ThinkingBackend(inner, plan, CONTINUATIONS["vllm"])
+                try:
+                    params = {"max_completion_tokens": 1000}
+                    return await backend.sample(PROMPTS[0], 2, params=params)
+                finally:
+                    await backend.aclose()
+
+            before = len(app.state.bodies)
+            asyncio.run(main())
+            bodies = app.state.bodies[before:]
+            assert bodies and all("max_completion_tokens" not in b for b in bodies)
+            assert all(b["max_tokens"] <= 16 for b in bodies)
+    with pytest.raises(ValueError, match="must not set 'max_completion_tokens'"):
+        asyncio.run(
+            think(
+                None,  # type: ignore[arg-type]
+                "q",
+                ThinkingPlan((4,)),
+                continuation=CONTINUATIONS["vllm"],
+                params={"max_completion_tokens": 3},
+            )
+        )
+
+
 # --- the real llama-server: continuation of a partial assistant message ----------------------
 
 TEMPLATE = Path(__file__).with_name("gemma_prefill.jinja")

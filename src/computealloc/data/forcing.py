@@ -74,6 +74,9 @@ __all__ = [
 
 #: What is appended to a partial thought to force the answer.
 DEFAULT_SUFFIX = "\n</think>\n\nFinal answer:"
+#: Request fields that cap a request's output tokens (vLLM and OpenAI read
+#: ``max_completion_tokens`` before ``max_tokens``): a plan sets the cap per request.
+CAP_FIELDS = ("max_tokens", "max_completion_tokens")
 #: Request fields that ask for the log-probability of each output token (the chosen token's
 #: only: ``top_logprobs`` 1, the least that llama.cpp still answers with log-probabilities).
 LOGPROBS: dict[str, Any] = {"logprobs": True, "top_logprobs": 1}
@@ -396,7 +399,7 @@ async def think(
         How the server continues a partial assistant message (:data:`CONTINUATIONS`).
     params : mapping, optional
         Request fields of every request (``temperature``, ``seed``, ...); ``max_tokens`` is set
-        here per request and may not be given.
+        here per request, and neither it nor ``max_completion_tokens`` may be given.
     extract : callable
         The answer of a text (compared after :func:`~computealloc.data.grading.normalize`).
     label : str, optional
@@ -418,15 +421,17 @@ async def think(
     Raises
     ------
     ValueError
-        When ``params`` holds ``max_tokens`` or a reserved field.
+        When ``params`` holds ``max_tokens``, ``max_completion_tokens`` or a reserved field.
     BackendError
         When a request fails, the server reports no token usage (the tokens could not be
         counted), or a plan with a ``confidence`` gets a probe without log-probabilities.
     """
     base = check_params(params, "think")
-    if "max_tokens" in base:
+    capped = [k for k in CAP_FIELDS if k in base]
+    if capped:
         raise ValueError(
-            "The 'params' of think must not set 'max_tokens': the plan sets it per request."
+            f"The 'params' of think must not set {capped[0]!r}: the plan sets the output cap "
+            "of every request."
         )
     run = _Run(backend, to_messages(prompt), base, continuation, label)
     if plan.stream:
@@ -594,7 +599,8 @@ async def probe_trace(
     """
     plan = ThinkingPlan((*checkpoints, max_tokens), None, answer_tokens, suffix)
     base = check_params(params, "probe_trace")
-    base.pop("max_tokens", None)
+    for name in CAP_FIELDS:
+        base.pop(name, None)
     run = _Run(backend, to_messages(prompt), base, continuation)
     thought, rows = "", []
     for i, cap in enumerate(plan.checkpoints):
@@ -805,7 +811,8 @@ class ThinkingBackend:
     sees a thought when it finishes, not segment by segment). ``sample(prompt, n)`` runs
     ``n`` thoughts concurrently; a ``seed`` in the request
     parameters becomes ``seed + j`` for thought ``j`` (so the ``n`` thoughts differ), and a
-    ``max_tokens`` there is replaced by the plan's per-request limits.
+    ``max_tokens`` (or ``max_completion_tokens``, which servers read first) there is replaced by
+    the plan's per-request limits.
     """
 
     def __init__(
@@ -832,7 +839,7 @@ class ThinkingBackend:
         self, prompt: Prompt, n: int, *, params: Mapping[str, Any] | None = None
     ) -> list[Completion]:
         """``n`` thoughts of ``prompt``, each as one completion (see the class)."""
-        base = {k: v for k, v in check_params(params, "sample").items() if k != "max_tokens"}
+        base = {k: v for k, v in check_params(params, "sample").items() if k not in CAP_FIELDS}
         seed = base.pop("seed", None)
 
         async def one(j: int) -> Completion:
