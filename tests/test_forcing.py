@@ -141,6 +141,54 @@ def test_a_confidence_plan_refuses_a_server_without_logprobs():
         assert _think(url, "vllm", "q", ThinkingPlan((4, 8), stable=1)).stop != "natural"
 
 
+def test_a_plain_forced_answer_is_read_after_the_suffix():
+    """A model that answers the default suffix's "Final answer:" with a bare " 7" (no
+    \\boxed{}): the probes, the thought's answer, its confidence, the completion the runtime
+    votes on and collect's checkpoint rows all read 7."""
+    import re
+
+    from computealloc.data.forcing import probe_trace
+    from computealloc.estimation.voting import answer_of
+    from fake_reasoning import reasoning
+
+    boxed = reasoning("vllm", [])
+
+    def plain(text: str) -> str:
+        return re.sub(r"\\boxed\{(\d)\}", r"\1", text)
+
+    async def respond(request, n):  # type: ignore[no-untyped-def]
+        out = await boxed(request, n)
+        return [
+            replace(
+                c,
+                text=plain(c.text),
+                logprobs=c.logprobs and tuple((plain(t), lp) for t, lp in c.logprobs),
+            )
+            for c in out
+        ]
+
+    plan = ThinkingPlan((8, 16), stable=1, logprobs=True)
+    prompt = PROMPTS[0]
+    trace = trace_of(prompt)
+    with running(make_app(respond)) as url:
+        got = _think(url, "vllm", prompt, plan)
+
+        async def rows():  # type: ignore[no-untyped-def]
+            backend = OpenAIBackend(url, "fake-r1", retry=RetryPolicy(max_attempts=1))
+            try:
+                return await probe_trace(
+                    backend, prompt, (8,), max_tokens=16, continuation=CONTINUATIONS["vllm"]
+                )
+            finally:
+                await backend.aclose()
+
+        checkpoints, _ = asyncio.run(rows())
+    assert (got.stop, got.answer, got.think_tokens) == ("settled", trace.answers[8], 8)
+    assert answer_of(got.completion()) == got.answer  # what the runtime and collect read
+    assert got.confidence == pytest.approx(math.exp(trace.logprobs[8]))
+    assert [c.answer for c in checkpoints] == [trace.answers[8], trace.answers[16]]
+
+
 def test_answer_confidence_on_hand_made_tokens():
     tokens = [(" The", -0.1), (" answer", -0.2), (" is", -0.05), (" \\boxed{", -0.3)]
     tokens += [("1", -0.5), ("2", -0.25), ("}.", -0.01)]
@@ -606,6 +654,43 @@ def test_max_tokens_in_params_is_refused():
 
     with pytest.raises(ValueError, match="max_tokens"):
         asyncio.run(main())
+
+
+def test_a_callers_max_completion_tokens_does_not_lift_the_plans_caps():
+    """vLLM and OpenAI read max_completion_tokens before max_tokens: a client's (or an arm's)
+    would replace every per-request cap of the plan, so it is dropped like max_tokens."""
+    from computealloc.data.forcing import ThinkingBackend
+    from fake_reasoning import reasoning
+
+    app = make_app(reasoning("vllm", []))
+    with running(app) as url:
+        for stream in (False, True):
+            plan = ThinkingPlan((8, 16), stable=1, answer_tokens=4, stream=stream)
+
+            async def main(plan: ThinkingPlan = plan) -> list[Any]:
+                inner = OpenAIBackend(url, "fake-r1", retry=RetryPolicy(max_attempts=1))
+                backend = ThinkingBackend(inner, plan, CONTINUATIONS["vllm"])
+                try:
+                    params = {"max_completion_tokens": 1000}
+                    return await backend.sample(PROMPTS[0], 2, params=params)
+                finally:
+                    await backend.aclose()
+
+            before = len(app.state.bodies)
+            asyncio.run(main())
+            bodies = app.state.bodies[before:]
+            assert bodies and all("max_completion_tokens" not in b for b in bodies)
+            assert all(b["max_tokens"] <= 16 for b in bodies)
+    with pytest.raises(ValueError, match="must not set 'max_completion_tokens'"):
+        asyncio.run(
+            think(
+                None,  # type: ignore[arg-type]
+                "q",
+                ThinkingPlan((4,)),
+                continuation=CONTINUATIONS["vllm"],
+                params={"max_completion_tokens": 3},
+            )
+        )
 
 
 # --- the real llama-server: continuation of a partial assistant message ----------------------

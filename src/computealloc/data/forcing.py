@@ -74,6 +74,9 @@ __all__ = [
 
 #: What is appended to a partial thought to force the answer.
 DEFAULT_SUFFIX = "\n</think>\n\nFinal answer:"
+#: Request fields that cap a request's output tokens (vLLM and OpenAI read
+#: ``max_completion_tokens`` before ``max_tokens``): a plan sets the cap per request.
+CAP_FIELDS = ("max_tokens", "max_completion_tokens")
 #: Request fields that ask for the log-probability of each output token (the chosen token's
 #: only: ``top_logprobs`` 1, the least that llama.cpp still answers with log-probabilities).
 LOGPROBS: dict[str, Any] = {"logprobs": True, "top_logprobs": 1}
@@ -309,8 +312,9 @@ class Thought:
     Attributes
     ----------
     text : str
-        The answer text: what followed the suffix at the stop, or the whole reply when the
-        thought ended on its own.
+        The answer text: the suffix and what followed it at the stop (the answer is read
+        there, so that a plain answer after the default suffix's ``Final answer:`` counts), or
+        the whole reply when the thought ended on its own.
     answer : str or None
         The answer extracted from ``text``.
     think_tokens : int
@@ -398,7 +402,7 @@ async def think(
         How the server continues a partial assistant message (:data:`CONTINUATIONS`).
     params : mapping, optional
         Request fields of every request (``temperature``, ``seed``, ...); ``max_tokens`` is set
-        here per request and may not be given.
+        here per request, and neither it nor ``max_completion_tokens`` may be given.
     extract : callable
         The answer of a text (compared after :func:`~computealloc.data.grading.normalize`).
     label : str, optional
@@ -420,15 +424,17 @@ async def think(
     Raises
     ------
     ValueError
-        When ``params`` holds ``max_tokens`` or a reserved field.
+        When ``params`` holds ``max_tokens``, ``max_completion_tokens`` or a reserved field.
     BackendError
         When a request fails, the server reports no token usage (the tokens could not be
         counted), or a plan with a ``confidence`` gets a probe without log-probabilities.
     """
     base = check_params(params, "think")
-    if "max_tokens" in base:
+    capped = [k for k in CAP_FIELDS if k in base]
+    if capped:
         raise ValueError(
-            "The 'params' of think must not set 'max_tokens': the plan sets it per request."
+            f"The 'params' of think must not set {capped[0]!r}: the plan sets the output cap "
+            "of every request."
         )
     run = _Run(backend, to_messages(prompt), base, continuation, label)
     if plan.stream:
@@ -596,7 +602,8 @@ async def probe_trace(
     """
     plan = ThinkingPlan((*checkpoints, max_tokens), None, answer_tokens, suffix)
     base = check_params(params, "probe_trace")
-    base.pop("max_tokens", None)
+    for name in CAP_FIELDS:
+        base.pop(name, None)
     run = _Run(backend, to_messages(prompt), base, continuation)
     thought, rows = "", []
     for i, cap in enumerate(plan.checkpoints):
@@ -615,6 +622,7 @@ async def probe_trace(
         text, _, tokens = await run.request(
             "answer" if last else "probe", thought + suffix, answer_tokens, logprobs=logprobs
         )
+        text = suffix + text  # read the answer after the suffix (see _Run.probe)
         spent = run.segments[-1].output_tokens
         answer = extract(text)
         conf = run.confidence(tokens, answer)
@@ -722,7 +730,10 @@ class _Run:
         text, _, tokens = await self.request(
             kind, prefix, plan.answer_tokens, logprobs=why is not None
         )
-        answer = extract(text)
+        # the answer is read after the suffix, which may hold what marks it ("Final answer:",
+        # an opening "\\boxed{"): a model that answers "Final answer: 42" replies " 42"
+        self.last_text = plan.suffix + text
+        answer = extract(self.last_text)
         probe = Probe(self.thinking, answer, self.confidence(tokens, answer, why, "a probe"))
         self.probes.append(probe)
         return probe
@@ -805,7 +816,8 @@ class ThinkingBackend:
     sees a thought when it finishes, not segment by segment). ``sample(prompt, n)`` runs
     ``n`` thoughts concurrently; a ``seed`` in the request
     parameters becomes ``seed + j`` for thought ``j`` (so the ``n`` thoughts differ), and a
-    ``max_tokens`` there is replaced by the plan's per-request limits.
+    ``max_tokens`` (or ``max_completion_tokens``, which servers read first) there is replaced by
+    the plan's per-request limits.
     """
 
     def __init__(
@@ -832,7 +844,7 @@ class ThinkingBackend:
         self, prompt: Prompt, n: int, *, params: Mapping[str, Any] | None = None
     ) -> list[Completion]:
         """``n`` thoughts of ``prompt``, each as one completion (see the class)."""
-        base = {k: v for k, v in check_params(params, "sample").items() if k != "max_tokens"}
+        base = {k: v for k, v in check_params(params, "sample").items() if k not in CAP_FIELDS}
         seed = base.pop("seed", None)
 
         async def one(j: int) -> Completion:
