@@ -27,3 +27,22 @@ def shared_data() -> Path:
     if not root.is_dir():
         pytest.skip(f"real data folder {root} is absent (set COMPUTEALLOC_DATA)")
     return root
+
+
+@pytest.fixture(scope="session")
+def llama_jinja(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """URL of a real llama-server with a chat template that leaves a final assistant message
+    open (``gemma_prefill.jinja``: prefill, so a partial thought is continued); skips with the
+    reason when the binary or its model is absent."""
+    import llama_server
+
+    reason = llama_server.missing()
+    if reason:
+        pytest.skip(reason)
+    log = tmp_path_factory.mktemp("llama-jinja") / "log"
+    template = Path(__file__).with_name("gemma_prefill.jinja")
+    server = llama_server.LlamaServer(llama_server.model_file(), log, template=template)
+    try:
+        yield server.url
+    finally:
+        server.kill()

@@ -9,7 +9,6 @@ import json
 import math
 from collections.abc import Iterator
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -694,21 +693,6 @@ def test_a_callers_max_completion_tokens_does_not_lift_the_plans_caps():
 
 
 # --- the real llama-server: continuation of a partial assistant message ----------------------
-
-TEMPLATE = Path(__file__).with_name("gemma_prefill.jinja")
-
-
-@pytest.fixture(scope="module")
-def llama_jinja(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    reason = llama_server.missing()
-    if reason:
-        pytest.skip(reason)
-    log = tmp_path_factory.mktemp("llama-jinja") / "log"
-    server = llama_server.LlamaServer(llama_server.model_file(), log, template=TEMPLATE)
-    try:
-        yield server.url
-    finally:
-        server.kill()
 
 
 @pytest.mark.real_server

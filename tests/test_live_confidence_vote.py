@@ -397,24 +397,8 @@ def test_the_logprobs_field_is_validated():
     assert Thinking(checkpoints=(4,), logprobs=True).plan().logprobs
 
 
-@pytest.fixture(scope="module")
-def llama_url(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    import llama_server
-    from test_forcing import TEMPLATE
-
-    reason = llama_server.missing()
-    if reason:
-        pytest.skip(reason)
-    log = tmp_path_factory.mktemp("llama-logprobs") / "log"
-    server = llama_server.LlamaServer(llama_server.model_file(), log, template=TEMPLATE)
-    try:
-        yield server.url
-    finally:
-        server.kill()
-
-
 @pytest.mark.real_server
-def test_llama_server_thoughts_carry_a_confidence_streamed_or_not(llama_url):
+def test_llama_server_thoughts_carry_a_confidence_streamed_or_not(llama_jinja):
     """A real server's thought, ended by a stop string (natural) or at the cap: its
     confidence is that of its answer over the log-probabilities the server sent for the
     request that gave it, and the same whether the thought was streamed or sent in segments."""
@@ -426,7 +410,7 @@ def test_llama_server_thoughts_carry_a_confidence_streamed_or_not(llama_url):
     got: dict[tuple[int, bool], tuple[Thought, list[Completion]]] = {}
 
     async def main() -> None:
-        backend = OpenAIBackend(llama_url, llama_server.MODEL, retry=RetryPolicy(max_attempts=2))
+        backend = OpenAIBackend(llama_jinja, llama_server.MODEL, retry=RetryPolicy(max_attempts=2))
         try:
             for cap in (200, 3):  # the stop string ends the thought first; the cap does
                 for stream in (False, True):
