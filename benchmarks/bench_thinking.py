@@ -20,7 +20,9 @@ full's) and at how many budgets it beats the uniform cap at equal realised mean 
 bar: three).
 
 Run: ``PYTHONPATH=src python -m benchmarks.bench_thinking [LOG] [--seeds 3] [--out DIR]``
-(``--synthetic-seed N`` draws another synthetic log).
+(``--synthetic-seed N`` draws another synthetic log; ``--queries N`` its size; ``--exits-only``
+skips the policies; ``--shares`` sets the budgets; ``--prompt-signal R`` and
+``--doubling-grid`` vary the synthetic prompts and checkpoints).
 """
 
 from __future__ import annotations
@@ -31,11 +33,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from computealloc.data.checkpoint_synthetic import synthetic
+from computealloc.data.checkpoint_synthetic import GRID, SyntheticParams, synthetic
 from computealloc.data.checkpoints import checkpoint_summary, read_checkpoints, thinking_log
 from computealloc.evaluation.thinking import evaluate_thinking, thinking_verdict
 
 SHARES = (0.1, 0.15, 0.2, 0.25, 0.35, 0.5, 0.75)
+#: The doubling grid of ``--doubling-grid`` (the synthetic log's grid until this session).
+DOUBLING = (0, 256, 512, 1024, 2048, 4096, 8192, 16384)
 POLICIES = ("uniform", "value", "imitation", "value/batch", "oracle")
 
 
@@ -47,21 +51,46 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=8, help="synthetic traces per query")
     parser.add_argument("--synthetic-seed", type=int, default=0, help="seed of the synthetic log")
     parser.add_argument("--out", type=Path, default=None, help="folder for the CSV files")
+    parser.add_argument(
+        "--shares",
+        type=lambda v: tuple(float(x) for x in v.split(",")),
+        default=SHARES,
+        help="budgets as shares of full thinking's mean tokens, comma-separated",
+    )
+    parser.add_argument(
+        "--exits-only", action="store_true", help="only the early-exit rules (no policies)"
+    )
+    parser.add_argument(
+        "--prompt-signal",
+        type=float,
+        default=SyntheticParams().prompt_signal,
+        help="synthetic prompts' correlation with difficulty",
+    )
+    parser.add_argument(
+        "--doubling-grid",
+        action="store_true",
+        help="synthetic checkpoints at 0, 256, 512, 1024, ... instead of every 256 tokens",
+    )
     args = parser.parse_args()
     from computealloc.evaluation import evaluate
 
+    grid = DOUBLING if args.doubling_grid else GRID
+    params = SyntheticParams(prompt_signal=args.prompt_signal)
     log = (
         read_checkpoints(args.log)
         if args.log
-        else synthetic(args.queries, args.samples, args.synthetic_seed)
+        else synthetic(args.queries, args.samples, args.synthetic_seed, grid=grid, params=params)
     )
     summary = checkpoint_summary(log)
     full_tokens = float(summary.loc[summary["action"] == "full", "mean_tokens"].iloc[0])
-    budgets = [round(s * full_tokens, 1) for s in SHARES]
+    budgets = [round(s * full_tokens, 1) for s in args.shares]
     print(f"{log!r}\nfull thinking: {full_tokens:.0f} mean tokens; budgets {budgets}")
 
     start = time.perf_counter()
     exits = evaluate_thinking(log, budgets, seeds=args.seeds, protocol="held-out")
+    if args.exits_only:
+        _report(exits, time.perf_counter() - start, args.out)
+        return
     policies = evaluate(
         thinking_log(log),
         budgets=budgets,
@@ -86,8 +115,12 @@ def main() -> None:
         cost="tokens",
     ).results.assign(method=lambda f: "policy+conf/" + f["method"])
     parts = [exits, *(p[exits.columns.intersection(p.columns)] for p in (policies, confident))]
-    both = pd.concat(parts)
-    print(f"({time.perf_counter() - start:.1f} s)\n")
+    _report(pd.concat(parts), time.perf_counter() - start, args.out)
+
+
+def _report(both: pd.DataFrame, seconds: float, out: Path | None) -> None:
+    """Print the tables and the verdict of ``both`` (and write them under ``out``)."""
+    print(f"({seconds:.1f} s)\n")
     table = both.groupby(["method", "budget"], dropna=False)[["accuracy", "mean_cost"]].mean()
     with pd.option_context("display.width", 200, "display.max_rows", 200):
         for column, digits in (("accuracy", 3), ("mean_cost", 0)):
@@ -105,10 +138,10 @@ def main() -> None:
         + " (reaches full accuracy with <= 35% of its tokens and beats the uniform cap at "
         ">= 3 budgets)"
     )  # fmt: skip
-    if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        both.to_csv(args.out / "results.csv", index=False)
-        verdict.to_csv(args.out / "verdict.csv", index=False)
+    if out:
+        out.mkdir(parents=True, exist_ok=True)
+        both.to_csv(out / "results.csv", index=False)
+        verdict.to_csv(out / "verdict.csv", index=False)
 
 
 if __name__ == "__main__":

@@ -40,7 +40,8 @@ How a trace is drawn
   with a cross-validated Pearson correlation of 0.44 on MATH level 5 (40 models, 721
   questions, ``zeroeval_math_l5``) and 0.40 on Qwen2.5-Math's MATH samples
   (``qwen25math_rm_maj``), 0.23 to 0.26 on Llama-2-13B's GSM8K and 0.41 to 0.71 on Date
-  (``mot_cascade``); ``r = 0`` gives prompts that carry nothing.
+  (``mot_cascade``; ``scripts/prompt_signal.py`` measures them); ``r = 0`` gives prompts that
+  carry nothing.
 - Checkpoints at ``0, 256, 512, ..., 16384`` thinking tokens below the trace length, then
   the natural end (``final``); each forced answer costs ``10 + Poisson(10)`` answer tokens.
 """
