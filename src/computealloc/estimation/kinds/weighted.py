@@ -26,16 +26,14 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from computealloc.data.backends.base import Completion
-from computealloc.data.grading import normalize
 from computealloc.estimation.kernels import ClusteredSamples, Float, Int
 from computealloc.estimation.kinds.base import Kind, register
-from computealloc.estimation.voting import Vote, answer_of, majority_vote
+from computealloc.estimation.voting import TIE_RTOL, Vote, majority_vote
 
 __all__ = ["MAX_DRAWS", "confidence_accuracy", "top_half_vote", "weighted_vote"]
 
 #: Most draws ``C(n, K)`` enumerated per query and ``K``.
 MAX_DRAWS = 200_000
-_TIE_RTOL = 1e-12
 
 
 @functools.lru_cache(maxsize=64)
@@ -61,7 +59,7 @@ def _vote(slots: Int, weights: Float, ok: np.ndarray) -> float:
     np.add.at(count, (rows[voting], cols[voting]), 1.0)
     total = np.where(count > 0, total, -np.inf)
     best = total.max(axis=1, keepdims=True)
-    winners = (count > 0) & (total >= best - _TIE_RTOL * np.abs(best))
+    winners = (count > 0) & (total >= best - TIE_RTOL * np.abs(best))
     n_win = winners.sum(axis=1)
     hits = (winners & ok[None, :]).sum(axis=1)
     return float(np.where(n_win > 0, hits / np.maximum(n_win, 1), 0.0).mean())
@@ -160,23 +158,7 @@ def weighted_vote(samples: Sequence[Completion], rng: np.random.Generator | None
     ValueError
         When a voting sample has no score (naming the kind and how to give one).
     """
-    clusters: dict[str, list[int]] = {}
-    totals: dict[str, float] = {}
-    answers: list[str | None] = []
-    for j, sample in enumerate(samples):
-        answer = answer_of(sample)
-        answers.append(answer)
-        if answer is None:
-            continue
-        key = normalize(answer)
-        clusters.setdefault(key, []).append(j)
-        totals[key] = totals.get(key, 0.0) + _score(samples, j, "weighted")
-    if not clusters:
-        return Vote(None, 0, 0)
-    best = max(totals.values())
-    tied = [m for key, m in clusters.items() if totals[key] >= best - _TIE_RTOL * abs(best)]
-    winner = tied[int(rng.integers(len(tied)))] if rng is not None and len(tied) > 1 else tied[0]
-    return Vote(answers[winner[0]], winner[0], len(winner))
+    return majority_vote(samples, rng=rng, weight=lambda j: _score(samples, j, "weighted"))
 
 
 def top_half_vote(samples: Sequence[Completion], rng: np.random.Generator | None = None) -> Vote:
